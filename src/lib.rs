@@ -1,0 +1,11 @@
+//! stagegate: access control as code for a model deployment platform.
+//!
+//! ```text
+//!  manifests ──► Snapshot ──► validate ──► plan(snapshot, store) ──► Plan ──► apply ──► identity store
+//!  (kube watch,               (policy)        pure, deterministic           one transaction,
+//!   directory, git trees)                                                    secrets written once
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod policy;
+pub mod resources;

@@ -1,0 +1,5 @@
+fn main() {
+    for crd in stagegate::resources::crds() {
+        print!("{}", stagegate::resources::crd_yaml(&crd));
+    }
+}

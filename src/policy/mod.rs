@@ -1,0 +1,12 @@
+//! The role policy of DESIGN §3: roles, scopes, actions and decisions.
+//!
+//! Pure: no I/O, no clock, no Kubernetes. Every front end (CLI, HTTP API,
+//! controller, PR diff) asks this module, so the table lives in one place.
+
+mod decide;
+mod types;
+
+pub use decide::{decide, decide_any, Decision, DecisionCode, Request};
+pub use types::{
+    Action, FromStage, Grant, ModelState, Principal, PrincipalKind, Role, Scope, Stage,
+};

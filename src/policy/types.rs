@@ -1,0 +1,399 @@
+//! Domain types shared by resources, store and policy.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A role from the two source products (DESIGN §3).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum Role {
+    /// Manages users, bindings and tokens within its scope; may do anything with models.
+    Admin,
+    /// Sees all Staging and Production models and its own Dev models; promotes to Production.
+    Manager,
+    /// Works on its own models in Dev and Staging; never sees Production.
+    Analyst,
+    /// Sees all Dev and Staging models; promotes any model to Staging. Customer or project scope only.
+    Developer,
+    /// Sees Staging and Production; promotes to Production and rejects to Dev. Customer or project scope only.
+    Deployer,
+}
+
+impl Role {
+    /// All roles, most privileged first.
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Manager,
+        Role::Analyst,
+        Role::Developer,
+        Role::Deployer,
+    ];
+
+    /// The role's name as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "Admin",
+            Role::Manager => "Manager",
+            Role::Analyst => "Analyst",
+            Role::Developer => "Developer",
+            Role::Deployer => "Deployer",
+        }
+    }
+
+    /// Whether the role may be bound at `scope` (Developer and Deployer never globally).
+    pub fn allowed_at(self, scope: &Scope) -> bool {
+        match self {
+            Role::Developer | Role::Deployer => !scope.is_global(),
+            _ => true,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // "Administrator" is the data-platform product's name for Admin.
+        match s {
+            "Admin" | "Administrator" => Ok(Role::Admin),
+            "Manager" => Ok(Role::Manager),
+            "Analyst" => Ok(Role::Analyst),
+            "Developer" => Ok(Role::Developer),
+            "Deployer" => Ok(Role::Deployer),
+            other => Err(format!(
+                "unknown role {other:?} (expected Admin, Manager, Analyst, Developer or Deployer)"
+            )),
+        }
+    }
+}
+
+/// A model stage.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum Stage {
+    /// Development: where every model starts.
+    Dev,
+    /// Staging: candidate for production.
+    Staging,
+    /// Production: serving.
+    Production,
+}
+
+impl Stage {
+    /// The stage's name as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Dev => "Dev",
+            Stage::Staging => "Staging",
+            Stage::Production => "Production",
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Stage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "Dev" => Ok(Stage::Dev),
+            "Staging" => Ok(Stage::Staging),
+            "Production" => Ok(Stage::Production),
+            other => Err(format!(
+                "unknown stage {other:?} (expected Dev, Staging or Production)"
+            )),
+        }
+    }
+}
+
+/// The stage a request expects the model to be in; `None` for a first deploy.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum FromStage {
+    /// The model does not exist yet (first deploy).
+    None,
+    /// The model is in Dev.
+    Dev,
+    /// The model is in Staging.
+    Staging,
+    /// The model is in Production.
+    Production,
+}
+
+impl FromStage {
+    /// As an optional stage (`None` = the model does not exist).
+    pub fn stage(self) -> Option<Stage> {
+        match self {
+            FromStage::None => None,
+            FromStage::Dev => Some(Stage::Dev),
+            FromStage::Staging => Some(Stage::Staging),
+            FromStage::Production => Some(Stage::Production),
+        }
+    }
+
+    /// The name as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self.stage() {
+            None => "None",
+            Some(s) => s.as_str(),
+        }
+    }
+}
+
+impl From<Option<Stage>> for FromStage {
+    fn from(s: Option<Stage>) -> Self {
+        match s {
+            None => FromStage::None,
+            Some(Stage::Dev) => FromStage::Dev,
+            Some(Stage::Staging) => FromStage::Staging,
+            Some(Stage::Production) => FromStage::Production,
+        }
+    }
+}
+
+impl fmt::Display for FromStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a binding applies or a model lives: global ⊃ customer ⊃ project.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "!has(self.project) || has(self.customer)", "message": "scope.project requires scope.customer"}]))]
+pub struct Scope {
+    /// Customer name; absent means global.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub customer: Option<String>,
+    /// Project within the customer; requires `customer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub project: Option<String>,
+}
+
+impl Scope {
+    /// The global scope.
+    pub fn global() -> Self {
+        Scope::default()
+    }
+
+    /// A customer scope.
+    pub fn customer(c: &str) -> Self {
+        Scope {
+            customer: Some(c.to_string()),
+            project: None,
+        }
+    }
+
+    /// A project scope within a customer.
+    pub fn project(c: &str, p: &str) -> Self {
+        Scope {
+            customer: Some(c.to_string()),
+            project: Some(p.to_string()),
+        }
+    }
+
+    /// True for the global scope.
+    pub fn is_global(&self) -> bool {
+        self.customer.is_none() && self.project.is_none()
+    }
+
+    /// 0 = global, 1 = customer, 2 = project: larger is narrower.
+    pub fn depth(&self) -> u8 {
+        match (&self.customer, &self.project) {
+            (None, None) => 0,
+            (Some(_), None) => 1,
+            _ => 2,
+        }
+    }
+
+    /// Whether a grant at `self` covers `other` (the same scope or anything below it).
+    pub fn covers(&self, other: &Scope) -> bool {
+        let part = |mine: &Option<String>, theirs: &Option<String>| match mine {
+            None => true,
+            Some(m) => theirs.as_ref() == Some(m),
+        };
+        if self.customer.is_none() && self.project.is_some() {
+            // A project without customer is invalid and must not act as global.
+            return false;
+        }
+        part(&self.customer, &other.customer) && part(&self.project, &other.project)
+    }
+
+    /// Parses `CUSTOMER[/PROJECT]`; empty or `*` means global.
+    pub fn parse(s: &str) -> Result<Scope, String> {
+        let s = s.trim();
+        if s.is_empty() || s == "*" || s == "/" {
+            return Ok(Scope::global());
+        }
+        let mut parts = s.splitn(2, '/');
+        let c = parts.next().unwrap_or_default();
+        let p = parts.next();
+        if c.is_empty() || p == Some("") {
+            return Err(format!(
+                "invalid scope {s:?} (expected CUSTOMER or CUSTOMER/PROJECT)"
+            ));
+        }
+        Ok(Scope {
+            customer: Some(c.to_string()),
+            project: p.map(str::to_string),
+        })
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.customer, &self.project) {
+            (None, None) => f.write_str("global"),
+            (Some(c), None) => write!(f, "{c}"),
+            (Some(c), Some(p)) => write!(f, "{c}/{p}"),
+            (None, Some(p)) => write!(f, "?/{p}"),
+        }
+    }
+}
+
+/// An action a principal may ask to perform.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum Action {
+    /// Manage users and their bindings (admin dashboard).
+    #[serde(rename = "users:manage")]
+    UsersManage,
+    /// Manage API tokens (admin dashboard).
+    #[serde(rename = "tokens:manage")]
+    TokensManage,
+    /// See a model.
+    #[serde(rename = "models:view")]
+    ModelsView,
+    /// Deploy one's own model to Dev (first deploy).
+    #[serde(rename = "models:deploy")]
+    ModelsDeploy,
+    /// Move a model from its stage to another.
+    #[serde(rename = "models:transition")]
+    ModelsTransition,
+}
+
+impl Action {
+    /// All actions.
+    pub const ALL: [Action; 5] = [
+        Action::UsersManage,
+        Action::TokensManage,
+        Action::ModelsView,
+        Action::ModelsDeploy,
+        Action::ModelsTransition,
+    ];
+
+    /// The action's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::UsersManage => "users:manage",
+            Action::TokensManage => "tokens:manage",
+            Action::ModelsView => "models:view",
+            Action::ModelsDeploy => "models:deploy",
+            Action::ModelsTransition => "models:transition",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| format!("unknown action {s:?} (expected one of users:manage, tokens:manage, models:view, models:deploy, models:transition)"))
+    }
+}
+
+/// One role at one scope.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Grant {
+    /// The role.
+    pub role: Role,
+    /// Where it applies.
+    pub scope: Scope,
+}
+
+/// Whether a principal is a person or an API token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrincipalKind {
+    /// A human user with bindings.
+    User,
+    /// An API token with its own role.
+    Token,
+}
+
+/// Who asks: a user with its bindings, or a token with its own role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    /// User or token.
+    pub kind: PrincipalKind,
+    /// Username or token name: what model ownership is recorded against.
+    pub name: String,
+    /// Roles held, each at a scope.
+    pub grants: Vec<Grant>,
+}
+
+impl Principal {
+    /// A user principal.
+    pub fn user(name: &str, grants: Vec<Grant>) -> Self {
+        Principal {
+            kind: PrincipalKind::User,
+            name: name.to_string(),
+            grants,
+        }
+    }
+
+    /// A token principal.
+    pub fn token(name: &str, grant: Grant) -> Self {
+        Principal {
+            kind: PrincipalKind::Token,
+            name: name.to_string(),
+            grants: vec![grant],
+        }
+    }
+}
+
+/// What the policy needs to know about a model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelState {
+    /// Model name.
+    pub name: String,
+    /// Where the model lives.
+    pub scope: Scope,
+    /// Who first deployed it.
+    pub owner: Option<String>,
+    /// Current stage; `None` when the model does not exist yet.
+    pub stage: Option<Stage>,
+}

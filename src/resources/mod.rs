@@ -1,0 +1,49 @@
+//! The four custom resource kinds of DESIGN §2 (`stagegate.dev/v1alpha1`).
+//!
+//! The CRD YAML under `crds/` and in the chart is generated from these types
+//! (`stagegate crds`); a test fails when the files drift.
+
+mod access_binding;
+mod api_token;
+mod common;
+mod model_stage_request;
+mod user;
+
+pub use access_binding::{AccessBinding, AccessBindingSpec, AccessBindingStatus};
+pub use api_token::{ApiToken, ApiTokenSpec, ApiTokenStatus, TokenPhase};
+pub use common::{Condition, SecretKeyRef, API_VERSION, GROUP, KINDS, VERSION};
+pub use model_stage_request::{
+    ModelStageRequest, ModelStageRequestSpec, ModelStageRequestStatus, RequestPhase,
+};
+pub use user::{User, UserPhase, UserSpec, UserState, UserStatus};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// The four CRDs in a stable order (User, AccessBinding, ApiToken, ModelStageRequest).
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![
+        User::crd(),
+        AccessBinding::crd(),
+        ApiToken::crd(),
+        ModelStageRequest::crd(),
+    ]
+}
+
+/// The CRDs as one multi-document YAML, as `stagegate crds` prints it.
+pub fn crds_yaml() -> String {
+    crds().iter().map(crd_yaml).collect::<Vec<_>>().join("")
+}
+
+/// One CRD as a YAML document starting with `---`.
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
+    format!(
+        "---\n{}",
+        serde_yaml::to_string(crd).expect("a CRD always serializes")
+    )
+}
+
+/// The file name a CRD is kept under in `crds/`.
+pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
+    format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("crd"))
+}

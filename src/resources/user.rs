@@ -1,0 +1,97 @@
+//! The `User` kind: a person who logs in.
+
+use super::common::{Condition, SecretKeyRef};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A person who can log in to the platform.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "stagegate.dev",
+    version = "v1alpha1",
+    kind = "User",
+    namespaced,
+    status = "UserStatus",
+    shortname = "sgu",
+    category = "stagegate",
+    doc = "A person who can log in to the model deployment platform.",
+    printcolumn = r#"{"name":"Username","type":"string","jsonPath":".spec.username"}"#,
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".spec.state"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserSpec {
+    /// Login name, unique in the identity store; defaults to metadata.name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9._@]*[a-z0-9])?$")
+    )]
+    pub username: Option<String>,
+    /// Name shown in the platform's UI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Contact address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^@\s]+@[^@\s]+$"))]
+    pub email: Option<String>,
+    /// Active (default) or Revoked: a revoked user cannot log in and its sessions and tokens stop working at once.
+    #[serde(default)]
+    pub state: UserState,
+    /// Secret key holding a password set by an administrator; a change of its content is a password reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+    /// Without passwordSecretRef, increasing this number issues a new generated password (written once to Secret <name>-password).
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub password_rotation: u32,
+}
+
+/// Whether a user may log in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum UserState {
+    /// May log in.
+    #[default]
+    Active,
+    /// Cannot log in; sessions and owned tokens stop working.
+    Revoked,
+}
+
+/// Lifecycle phase of a user as seen by the platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum UserPhase {
+    /// Never logged in.
+    Invited,
+    /// Has logged in.
+    Active,
+    /// Revoked.
+    Revoked,
+}
+
+/// Observed state of a User.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready and other conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Invited, Active or Revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<UserPhase>,
+}
+
+impl User {
+    /// The login name: spec.username or metadata.name.
+    pub fn username(&self) -> String {
+        self.spec
+            .username
+            .clone()
+            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+    }
+}
