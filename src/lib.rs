@@ -7,5 +7,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod plan;
 pub mod policy;
 pub mod resources;
+pub mod validate;

@@ -1,0 +1,126 @@
+//! The snapshot: every declared object, typed, with where it came from.
+
+use crate::resources::{AccessBinding, ApiToken, ModelStageRequest, User};
+use crate::validate::Diagnostic;
+use kube::ResourceExt;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Kind, namespace and name: the identity of a declaration.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectKey {
+    /// `User`, `AccessBinding`, `ApiToken` or `ModelStageRequest`.
+    pub kind: String,
+    /// Namespace (`default` when a manifest omits it).
+    pub namespace: String,
+    /// metadata.name.
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// A key from its parts.
+    pub fn new(kind: &str, namespace: &str, name: &str) -> Self {
+        ObjectKey {
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// Where a declaration came from: a file and line, or a cluster object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Source {
+    /// Path of the manifest file, relative to the loaded root when possible.
+    pub file: Option<String>,
+    /// 1-based line where the object's document starts.
+    pub line: Option<usize>,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{file}:{line}"),
+            (Some(file), None) => f.write_str(file),
+            _ => f.write_str("cluster"),
+        }
+    }
+}
+
+/// One declared object and its source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Declared<K> {
+    /// The typed object (namespace always set).
+    pub object: K,
+    /// Where it came from.
+    pub source: Source,
+}
+
+impl<K: kube::Resource<DynamicType = ()>> Declared<K> {
+    /// Its kind/namespace/name.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(
+            &K::kind(&()),
+            &self.object.namespace().unwrap_or_default(),
+            &self.object.name_any(),
+        )
+    }
+}
+
+/// The data of a Secret a declaration may reference, by key.
+pub type SecretData = BTreeMap<String, Vec<u8>>;
+
+/// Every declaration, typed, plus what could not be loaded.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Users.
+    pub users: Vec<Declared<User>>,
+    /// Access bindings.
+    pub bindings: Vec<Declared<AccessBinding>>,
+    /// API tokens.
+    pub tokens: Vec<Declared<ApiToken>>,
+    /// Stage requests.
+    pub requests: Vec<Declared<ModelStageRequest>>,
+    /// Secrets available to `passwordSecretRef`, by (namespace, name).
+    pub secrets: BTreeMap<(String, String), SecretData>,
+    /// Objects of other kinds that were skipped, counted by kind.
+    pub skipped: BTreeMap<String, usize>,
+    /// Problems found while loading and validating.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Files that failed to load as a whole: what they declared before must be kept, not pruned.
+    pub broken_files: BTreeSet<String>,
+}
+
+impl Snapshot {
+    /// Keys of objects with at least one error: left out of the plan, never pruned.
+    pub fn invalid_keys(&self) -> BTreeSet<ObjectKey> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .filter_map(|d| {
+                Some(ObjectKey::new(
+                    d.kind.as_deref()?,
+                    d.namespace.as_deref()?,
+                    d.name.as_deref()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Whether an entry declared by `key` (from `file`) must be kept although it is not declared now.
+    pub fn protects(&self, key: &ObjectKey, file: Option<&str>) -> bool {
+        file.is_some_and(|f| self.broken_files.contains(f)) || self.invalid_keys().contains(key)
+    }
+
+    /// True when any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
