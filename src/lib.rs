@@ -10,4 +10,6 @@
 pub mod plan;
 pub mod policy;
 pub mod resources;
+pub mod secrets;
+pub mod store;
 pub mod validate;
