@@ -7,7 +7,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod plan;
 pub mod policy;
 pub mod resources;
+pub mod sources;
 pub mod validate;
