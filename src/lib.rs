@@ -7,9 +7,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod plan;
 pub mod policy;
 pub mod resources;
 pub mod secrets;
 pub mod store;
+pub mod sources;
 pub mod validate;

@@ -1,5 +1,5 @@
-fn main() {
-    for crd in stagegate::resources::crds() {
-        print!("{}", stagegate::resources::crd_yaml(&crd));
-    }
+//! The `stagegate` binary: everything lives in the library's `cli` module.
+
+fn main() -> std::process::ExitCode {
+    stagegate::cli::main()
 }

@@ -96,6 +96,8 @@ pub struct Snapshot {
     pub diagnostics: Vec<Diagnostic>,
     /// Files that failed to load as a whole: what they declared before must be kept, not pruned.
     pub broken_files: BTreeSet<String>,
+    /// Text of each loaded document by (file, first line), so later checks can point at a field's line.
+    pub documents: BTreeMap<(String, usize), String>,
 }
 
 impl Snapshot {
@@ -122,5 +124,32 @@ impl Snapshot {
     /// True when any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+impl Snapshot {
+    /// Adds another snapshot's objects, secrets, counts and diagnostics (e.g. one file's).
+    pub fn extend(&mut self, other: Snapshot) {
+        self.users.extend(other.users);
+        self.bindings.extend(other.bindings);
+        self.tokens.extend(other.tokens);
+        self.requests.extend(other.requests);
+        self.secrets.extend(other.secrets);
+        for (k, n) in other.skipped {
+            *self.skipped.entry(k).or_default() += n;
+        }
+        self.diagnostics.extend(other.diagnostics);
+        self.broken_files.extend(other.broken_files);
+        self.documents.extend(other.documents);
+    }
+
+    /// The line of `field` in the document `source` points at, or the document's line.
+    pub fn field_line(&self, source: &Source, field: &str) -> Option<usize> {
+        let (file, line) = (source.file.as_ref()?, source.line?);
+        let doc = self.documents.get(&(file.clone(), line));
+        Some(
+            doc.and_then(|d| crate::sources::locate_field(d, field))
+                .map_or(line, |l| line + l - 1),
+        )
     }
 }

@@ -26,3 +26,6 @@ pub struct SecretKeyRef {
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
 }
+
+/// Annotation giving a ModelStageRequest's request time (RFC 3339) in directory mode.
+pub const REQUESTED_AT: &str = "stagegate.dev/requested-at";

@@ -8,14 +8,16 @@ mod api_token;
 mod common;
 mod model_stage_request;
 mod user;
+mod validity;
 
 pub use access_binding::{AccessBinding, AccessBindingSpec, AccessBindingStatus};
 pub use api_token::{ApiToken, ApiTokenSpec, ApiTokenStatus, TokenPhase};
-pub use common::{Condition, SecretKeyRef, API_VERSION, GROUP, KINDS, VERSION};
+pub use common::{Condition, SecretKeyRef, API_VERSION, GROUP, KINDS, REQUESTED_AT, VERSION};
 pub use model_stage_request::{
     ModelStageRequest, ModelStageRequestSpec, ModelStageRequestStatus, RequestPhase,
 };
 pub use user::{User, UserPhase, UserSpec, UserState, UserStatus};
+pub use validity::Validity;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -1,0 +1,263 @@
+//! Layer (b): the role policy and cross-object rules.
+
+use super::{Diagnostic, Reason, Severity};
+use crate::plan::{Declared, ObjectKey, Snapshot, Source};
+use crate::policy::{transition_possible, Role, Scope};
+use crate::resources::{User, Validity, REQUESTED_AT};
+use kube::{Resource, ResourceExt};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Appends policy and cross-object diagnostics to `snap`, and drops duplicate declarations
+/// (the first of each kind/namespace/name stays, both are reported invalid).
+pub fn validate(snap: &mut Snapshot) {
+    let mut out = Vec::new();
+    dedup(snap, &mut out);
+    let snap_ref: &Snapshot = snap;
+    let mut ctx = Ctx {
+        snap: snap_ref,
+        out: &mut out,
+    };
+    for d in &ctx.snap.bindings {
+        ctx.scoped(d, d.object.spec.role, d.object.spec.scope.as_ref(), true);
+    }
+    for d in &ctx.snap.tokens {
+        ctx.scoped(d, d.object.spec.role, d.object.spec.scope.as_ref(), true);
+        if let Err(e) = Validity::parse(&d.object.spec.validity) {
+            ctx.push(
+                d,
+                "spec.validity",
+                Reason::InvalidDuration,
+                Severity::Error,
+                e,
+            );
+        }
+    }
+    for d in &ctx.snap.requests {
+        ctx.scoped(d, Role::Admin, d.object.spec.scope.as_ref(), false);
+        let s = &d.object.spec;
+        if !transition_possible(s.from.stage(), s.to) {
+            let why = if s.from.stage().is_none() {
+                "a first deploy (from None) must go to Dev"
+            } else {
+                "a model cannot move to the stage it is in"
+            };
+            ctx.push(
+                d,
+                "spec.to",
+                Reason::TransitionNeverAllowed,
+                Severity::Error,
+                format!("{}→{} is never allowed: {why}", s.from, s.to),
+            );
+        }
+        if let Some(at) = d.object.annotations().get(REQUESTED_AT) {
+            if at.parse::<jiff::Timestamp>().is_err() {
+                ctx.push(
+                    d,
+                    "metadata.annotations",
+                    Reason::InvalidAnnotation,
+                    Severity::Error,
+                    format!("{REQUESTED_AT} {at:?} is not an RFC 3339 time"),
+                );
+            }
+        }
+    }
+    ctx.usernames();
+    ctx.references();
+    out.sort();
+    snap.diagnostics.extend(out);
+}
+
+struct Ctx<'a> {
+    snap: &'a Snapshot,
+    out: &'a mut Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn push<K: Resource<DynamicType = ()>>(
+        &mut self,
+        d: &Declared<K>,
+        field: &str,
+        reason: Reason,
+        severity: Severity,
+        message: String,
+    ) {
+        let key = d.key();
+        self.out.push(diagnostic(
+            self.snap, &key, &d.source, field, reason, severity, message,
+        ));
+    }
+
+    fn scoped<K: Resource<DynamicType = ()>>(
+        &mut self,
+        d: &Declared<K>,
+        role: Role,
+        scope: Option<&Scope>,
+        check_role: bool,
+    ) {
+        let scope = scope.cloned().unwrap_or_default();
+        if scope.project.is_some() && scope.customer.is_none() {
+            self.push(
+                d,
+                "spec.scope.project",
+                Reason::ProjectWithoutCustomer,
+                Severity::Error,
+                "scope.project requires scope.customer".into(),
+            );
+        } else if check_role && !role.allowed_at(&scope) {
+            self.push(
+                d,
+                "spec.role",
+                Reason::RoleNotAllowedAtScope,
+                Severity::Error,
+                format!("{role} cannot be bound globally; set spec.scope.customer"),
+            );
+        }
+    }
+
+    /// Two Users claiming one username: the older keeps it (creation time, then file order).
+    fn usernames(&mut self) {
+        let snap = self.snap;
+        let mut users: Vec<&Declared<User>> = snap.users.iter().collect();
+        users.sort_by_key(|d| {
+            (
+                d.object.meta().creation_timestamp.as_ref().map(|t| t.0),
+                d.source.clone(),
+                d.key(),
+            )
+        });
+        let mut seen: BTreeMap<String, &Declared<User>> = BTreeMap::new();
+        for d in users {
+            let username = d.object.username();
+            if let Some(first) = seen.get(&username) {
+                let field = if d.object.spec.username.is_some() {
+                    "spec.username"
+                } else {
+                    "metadata.name"
+                };
+                let msg = format!(
+                    "username {username:?} is already claimed by User {}/{} ({})",
+                    first.object.namespace().unwrap_or_default(),
+                    first.object.name_any(),
+                    first.source
+                );
+                self.push(d, field, Reason::DuplicateUsername, Severity::Error, msg);
+            } else {
+                seen.insert(username, d);
+            }
+        }
+    }
+
+    /// References to usernames no User declares: kept, take effect when the user appears.
+    fn references(&mut self) {
+        let known: BTreeSet<String> = self
+            .snap
+            .users
+            .iter()
+            .map(|u| u.object.username())
+            .collect();
+        let mut warn = Vec::new();
+        for d in &self.snap.bindings {
+            if !known.contains(&d.object.spec.user) {
+                warn.push((
+                    d.key(),
+                    d.source.clone(),
+                    "spec.user",
+                    d.object.spec.user.clone(),
+                    "takes effect when the user appears",
+                ));
+            }
+        }
+        for d in &self.snap.tokens {
+            if let Some(owner) = d.object.spec.owner.as_ref().filter(|o| !known.contains(*o)) {
+                warn.push((
+                    d.key(),
+                    d.source.clone(),
+                    "spec.owner",
+                    owner.clone(),
+                    "the token has no accountable owner",
+                ));
+            }
+        }
+        for d in &self.snap.requests {
+            if !known.contains(&d.object.spec.requested_by) {
+                warn.push((
+                    d.key(),
+                    d.source.clone(),
+                    "spec.requestedBy",
+                    d.object.spec.requested_by.clone(),
+                    "the request will be denied",
+                ));
+            }
+        }
+        for (key, source, field, user, effect) in warn {
+            let msg = format!("no User declares username {user:?}; {effect}");
+            self.out.push(diagnostic(
+                self.snap,
+                &key,
+                &source,
+                field,
+                Reason::UnknownUser,
+                Severity::Warning,
+                msg,
+            ));
+        }
+    }
+}
+
+fn diagnostic(
+    snap: &Snapshot,
+    key: &ObjectKey,
+    source: &Source,
+    field: &str,
+    reason: Reason,
+    severity: Severity,
+    message: String,
+) -> Diagnostic {
+    Diagnostic {
+        file: source.file.clone(),
+        line: snap.field_line(source, field),
+        kind: Some(key.kind.clone()),
+        namespace: Some(key.namespace.clone()),
+        name: Some(key.name.clone()),
+        field: Some(field.to_string()),
+        reason,
+        severity,
+        message,
+    }
+}
+
+fn dedup(snap: &mut Snapshot, out: &mut Vec<Diagnostic>) {
+    fn one<K: Resource<DynamicType = ()>>(
+        snap: &Snapshot,
+        items: &mut Vec<Declared<K>>,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let mut first: BTreeMap<ObjectKey, Source> = BTreeMap::new();
+        items.retain(|d| {
+            let key = d.key();
+            match first.get(&key) {
+                Some(src) => {
+                    let msg = format!("{key} is declared twice (first at {src}); neither copy is applied until one is removed");
+                    out.push(diagnostic(snap, &key, &d.source, "metadata.name", Reason::DuplicateObject, Severity::Error, msg));
+                    false
+                }
+                None => {
+                    first.insert(key, d.source.clone());
+                    true
+                }
+            }
+        });
+    }
+    let mut users = std::mem::take(&mut snap.users);
+    one(snap, &mut users, out);
+    snap.users = users;
+    let mut bindings = std::mem::take(&mut snap.bindings);
+    one(snap, &mut bindings, out);
+    snap.bindings = bindings;
+    let mut tokens = std::mem::take(&mut snap.tokens);
+    one(snap, &mut tokens, out);
+    snap.tokens = tokens;
+    let mut requests = std::mem::take(&mut snap.requests);
+    one(snap, &mut requests, out);
+    snap.requests = requests;
+}

@@ -1,0 +1,174 @@
+//! Layer (a): each object against its generated CRD's OpenAPI schema.
+//!
+//! The schema is the one `stagegate crds` prints, made strict for manifests:
+//! every object schema rejects unknown fields (the API server would silently
+//! prune them, which hides typos in review).
+
+use super::Reason;
+use crate::resources::{crds, GROUP};
+use jsonschema::error::ValidationErrorKind;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// One schema problem: field path, reason, message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaIssue {
+    /// Dotted field path (`spec.scope.project`).
+    pub field: String,
+    /// UnknownField, UnknownRole or SchemaViolation.
+    pub reason: Reason,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn validators() -> &'static BTreeMap<String, jsonschema::Validator> {
+    static V: OnceLock<BTreeMap<String, jsonschema::Validator>> = OnceLock::new();
+    V.get_or_init(|| {
+        crds()
+            .into_iter()
+            .map(|crd| {
+                let version = &crd.spec.versions[0];
+                let schema = version
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.as_ref())
+                    .expect("derived CRDs have a schema");
+                let mut schema = serde_json::to_value(schema).expect("schema serializes");
+                strict(&mut schema);
+                if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+                    props.insert("apiVersion".into(), json!({"type": "string"}));
+                    props.insert("kind".into(), json!({"type": "string"}));
+                    props.insert("metadata".into(), json!({"type": "object"}));
+                }
+                let validator = jsonschema::options()
+                    .should_validate_formats(false)
+                    .build(&schema)
+                    .expect("generated CRD schemas are valid JSON schemas");
+                (crd.spec.names.kind.clone(), validator)
+            })
+            .collect()
+    })
+}
+
+/// Rejects unknown fields everywhere the schema lists properties.
+fn strict(schema: &mut Value) {
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
+    if obj.contains_key("properties")
+        && !obj.contains_key("additionalProperties")
+        && !obj.contains_key("x-kubernetes-preserve-unknown-fields")
+    {
+        obj.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    for (_, v) in obj.iter_mut() {
+        match v {
+            Value::Object(_) => strict(v),
+            Value::Array(items) => items.iter_mut().for_each(strict),
+            _ => {}
+        }
+    }
+}
+
+/// Drops `null` values: `nullable: true` fields accept them, as the API server does.
+fn without_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Checks one object of `kind` (its `status` is ignored, as `kubectl apply` ignores it).
+pub fn check(kind: &str, object: &Value) -> Vec<SchemaIssue> {
+    let Some(validator) = validators().get(kind) else {
+        return vec![SchemaIssue {
+            field: "kind".into(),
+            reason: Reason::SchemaViolation,
+            message: format!("{GROUP} has no kind {kind:?} (expected User, AccessBinding, ApiToken or ModelStageRequest)"),
+        }];
+    };
+    let mut instance = without_nulls(object);
+    if let Some(m) = instance.as_object_mut() {
+        m.remove("status");
+    }
+    let mut issues: Vec<SchemaIssue> = validator
+        .iter_errors(&instance)
+        .flat_map(|e| describe(&e))
+        .collect();
+    issues.sort_by(|a, b| a.field.cmp(&b.field).then(a.message.cmp(&b.message)));
+    issues.dedup();
+    issues
+}
+
+fn describe(e: &jsonschema::ValidationError<'_>) -> Vec<SchemaIssue> {
+    let path = e
+        .instance_path
+        .to_string()
+        .trim_start_matches('/')
+        .replace('/', ".");
+    let join = |name: &str| {
+        if path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    match &e.kind {
+        ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
+            .iter()
+            .map(|name| SchemaIssue {
+                field: join(name),
+                reason: Reason::UnknownField,
+                message: format!("unknown field {name:?}"),
+            })
+            .collect(),
+        ValidationErrorKind::Enum { options } if path.ends_with("role") => vec![SchemaIssue {
+            field: path.clone(),
+            reason: Reason::UnknownRole,
+            message: format!(
+                "unknown role {} (expected one of {})",
+                e.instance,
+                list(options)
+            ),
+        }],
+        ValidationErrorKind::Enum { options } => vec![SchemaIssue {
+            field: path.clone(),
+            reason: Reason::SchemaViolation,
+            message: format!("{} is not one of {}", e.instance, list(options)),
+        }],
+        ValidationErrorKind::MinLength { limit: 1 } => vec![SchemaIssue {
+            field: path.clone(),
+            reason: Reason::SchemaViolation,
+            message: "must not be empty".into(),
+        }],
+        ValidationErrorKind::Required { property } => vec![SchemaIssue {
+            field: join(property.as_str().unwrap_or_default()),
+            reason: Reason::SchemaViolation,
+            message: "required field is missing".into(),
+        }],
+        _ => vec![SchemaIssue {
+            field: path.clone(),
+            reason: Reason::SchemaViolation,
+            message: e.to_string(),
+        }],
+    }
+}
+
+fn list(options: &Value) -> String {
+    options
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
