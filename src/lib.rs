@@ -12,6 +12,6 @@ pub mod plan;
 pub mod policy;
 pub mod resources;
 pub mod secrets;
-pub mod store;
 pub mod sources;
+pub mod store;
 pub mod validate;

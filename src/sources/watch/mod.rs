@@ -1,0 +1,16 @@
+//! Directory mode: watch a directory of manifests and keep the store in step with it.
+//!
+//! [`DirCache`] keeps each file's last good parse; [`Daemon`] runs the
+//! refresh → validate → reconcile loop on file events, on a resync period and
+//! after failures, and publishes each [`Outcome`].
+
+mod cache;
+mod daemon;
+mod fs_events;
+
+pub use cache::{DirCache, FileEvent, Refresh};
+pub use daemon::{
+    AppliedChange, Daemon, DaemonConfig, DaemonError, Hook, Outcome, ReconcileError, Reconciled,
+    Reconciler,
+};
+pub use fs_events::WatchError;
