@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  notify (debounced) ─┐
-//!  resync timer ───────┼─► DirCache::refresh ─► snapshot + secrets ─► validate ─► Reconciler ─► Outcome
+//!  resync timer ───────┼─► DirCache::refresh ─► snapshot + secrets ─► validate ─► Reconciler ─► Report
 //!  retry (backoff) ────┘        (per-file last good parse)                        (plan + apply)   │
 //!                                                                          watch channel + hooks ◄─┘
 //! ```
@@ -61,7 +61,7 @@ pub trait Reconciler: Send + 'static {
 
 /// The result of the latest reconcile, as published to the API and hooks.
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Outcome {
+pub struct Report {
     /// 1 for the first reconcile, then +1 each time.
     pub generation: u64,
     /// When it finished.
@@ -73,7 +73,7 @@ pub struct Outcome {
 }
 
 /// A callback run after each reconcile (e.g. refresh the API's index).
-pub type Hook = Box<dyn Fn(&Outcome) + Send + Sync>;
+pub type Hook = Box<dyn Fn(&Report) + Send + Sync>;
 
 /// Settings of the directory daemon.
 #[derive(Clone, Debug)]
@@ -112,7 +112,7 @@ pub struct Daemon<R: Reconciler> {
     config: DaemonConfig,
     worker: Option<Worker<R>>,
     generation: u64,
-    tx: watch::Sender<Option<Arc<Outcome>>>,
+    tx: watch::Sender<Option<Arc<Report>>>,
     hooks: Vec<Hook>,
 }
 
@@ -136,12 +136,12 @@ impl<R: Reconciler> Daemon<R> {
     }
 
     /// The latest outcome, updated after every reconcile (None before the first).
-    pub fn outcomes(&self) -> watch::Receiver<Option<Arc<Outcome>>> {
+    pub fn outcomes(&self) -> watch::Receiver<Option<Arc<Report>>> {
         self.tx.subscribe()
     }
 
     /// Runs `hook` after every reconcile, before the outcome is published.
-    pub fn on_applied(&mut self, hook: impl Fn(&Outcome) + Send + Sync + 'static) {
+    pub fn on_applied(&mut self, hook: impl Fn(&Report) + Send + Sync + 'static) {
         self.hooks.push(Box::new(hook));
     }
 
@@ -239,7 +239,7 @@ enum Step {
 
 impl<R: Reconciler> Worker<R> {
     /// One round: refresh the cache; reconcile when forced, first, or something changed.
-    fn step(&mut self, force: bool, generation: u64) -> (Step, Option<Outcome>) {
+    fn step(&mut self, force: bool, generation: u64) -> (Step, Option<Report>) {
         let refresh = match self.cache.refresh(force) {
             Ok(r) => r,
             Err(e) => {
@@ -313,7 +313,7 @@ impl<R: Reconciler> Worker<R> {
                 Step::Failed
             }
         };
-        let outcome = Outcome {
+        let outcome = Report {
             generation,
             finished_at: Timestamp::now(),
             result: result.map_err(|e| e.to_string()),

@@ -20,7 +20,7 @@ impl Reconciler for Recorder {
 
 const USER: &str = "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: NAME\n  namespace: t\nspec: {}\n";
 
-async fn wait_for(rx: &mut watch::Receiver<Option<Arc<Outcome>>>, generation: u64) {
+async fn wait_for(rx: &mut watch::Receiver<Option<Arc<Report>>>, generation: u64) {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if rx

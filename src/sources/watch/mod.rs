@@ -2,7 +2,7 @@
 //!
 //! [`DirCache`] keeps each file's last good parse; [`Daemon`] runs the
 //! refresh → validate → reconcile loop on file events, on a resync period and
-//! after failures, and publishes each [`Outcome`].
+//! after failures, and publishes each [`Report`].
 
 mod cache;
 mod daemon;
@@ -10,7 +10,7 @@ mod fs_events;
 
 pub use cache::{DirCache, FileEvent, Refresh};
 pub use daemon::{
-    AppliedChange, Daemon, DaemonConfig, DaemonError, Hook, Outcome, ReconcileError, Reconciled,
-    Reconciler,
+    AppliedChange, Daemon, DaemonConfig, DaemonError, Hook, ReconcileError, Reconciled, Reconciler,
+    Report,
 };
 pub use fs_events::WatchError;
