@@ -57,13 +57,17 @@ struct Run {
     stderr: String,
 }
 
-/// Runs `python3 tests/helm/render.py ARGS`.
+/// Runs `python3 tests/helm/render.py ARGS` (`$PYTHON` if set, e.g. a
+/// virtualenv's interpreter).
 fn render_py(args: &[&str]) -> Run {
-    let output = Command::new("python3")
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = Command::new(&python)
         .arg(repo().join("tests/helm/render.py"))
         .args(args)
         .output()
-        .expect("python3 on PATH (the Helm chart tests need it; see `make test-deps`)");
+        .unwrap_or_else(|e| {
+            panic!("{python}: {e} (the Helm chart tests need Python; see `make test-deps`)")
+        });
     let run = Run {
         ok: output.status.success(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
