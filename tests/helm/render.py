@@ -13,6 +13,8 @@ errors (and, with --strict, the default, on warnings), like `helm lint`.
 `template` prints the rendered manifests as one multi-document YAML stream,
 each document preceded by `# Source: <template>`, like `helm template`;
 values are validated against values.schema.json first.
+With `--live FILE`, it renders as an upgrade instead: a stand-in API server
+(fake_apiserver.py) serves the objects in FILE to Helm's `lookup`.
 
 Exit status: 0 success, 1 lint findings or render/schema failure, 2 usage or
 environment error (e.g. the package is not installed).
@@ -21,6 +23,7 @@ environment error (e.g. the package is not installed).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,17 +72,37 @@ def lint(helm: Any, args: argparse.Namespace) -> int:
     return 1 if failed or linted < 1 else 0
 
 
+def render_upgrade(helm: Any, chart: Any, values: dict[str, Any], args: argparse.Namespace) -> dict[str, str]:
+    """Render as an upgrade of a release whose live objects are `--live` files."""
+    from fake_apiserver import KUBECONFIG, FakeApiServer
+
+    objects: list[dict[str, Any]] = []
+    for name in args.live:
+        loaded = json.loads(Path(name).read_text())
+        objects.extend(loaded if isinstance(loaded, list) else [loaded])
+    with FakeApiServer(objects) as server, helm.Config(
+        kubeconfig_content=KUBECONFIG, kube_apiserver=server.url, namespace=args.namespace
+    ) as config:
+        rendered: dict[str, str] = config.render(
+            chart, values, name=args.name, namespace=args.namespace, is_upgrade=True
+        )
+        return rendered
+
+
 def template(helm: Any, args: argparse.Namespace) -> int:
     values = load_values(helm, args.values)
     with helm.Chart.load(args.chart) as chart:
         # Rendering applies the schema too; checking first gives a shorter message.
         chart.validate_schema(values)
-        rendered = chart.render(
-            values,
-            name=args.name,
-            namespace=args.namespace,
-            is_install=True,
-        )
+        if args.live:
+            rendered = render_upgrade(helm, chart, values, args)
+        else:
+            rendered = chart.render(
+                values,
+                name=args.name,
+                namespace=args.namespace,
+                is_install=True,
+            )
         if args.include_crds:
             for crd in sorted(chart.crds, key=lambda c: c["filename"]):
                 body = crd["data"].strip()
@@ -116,6 +139,13 @@ def main() -> int:
     sub.choices["template"].add_argument("--name", default="stagegate", help="release name")
     sub.choices["template"].add_argument("--include-crds", action="store_true")
     sub.choices["template"].add_argument("--notes", action="store_true", help="print NOTES.txt to stderr")
+    sub.choices["template"].add_argument(
+        "--live",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="render as an upgrade: `lookup` finds the core/v1 objects in this JSON file (repeatable)",
+    )
     args = parser.parse_args()
 
     try:

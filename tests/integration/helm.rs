@@ -636,6 +636,42 @@ fn check_volumes(pod: &PodSpec, objects: &[Object], values: Option<&Path>, what:
     }
 }
 
+/// The rendered server-key Secret and its key.
+fn server_key(objects: &[Object]) -> (&k8s_openapi::api::core::v1::Secret, Vec<u8>) {
+    let secret = objects
+        .iter()
+        .find_map(Object::as_secret)
+        .expect("server key Secret");
+    let data = secret.data.as_ref().expect("Secret data");
+    (secret, data["server.key"].0.clone())
+}
+
+#[test]
+fn generated_server_key_is_kept_on_upgrade() {
+    let installed = render(None);
+    let (secret, first) = server_key(&installed);
+    let (_, second) = server_key(&render(None));
+    assert_ne!(first, second, "each first install generates its own key");
+
+    let temp = tempfile::tempdir().expect("temp dir");
+    let upgrade = |live: &Value| {
+        let path = temp.path().join("live.json");
+        fs::write(&path, live.to_string()).expect("write live objects");
+        let run = template(None, &["--live", path.to_str().expect("UTF-8 path")]);
+        assert!(run.ok, "upgrade render failed:\n{}", run.stderr);
+        let objects = manifests::parse_stream(&run.stdout).expect("upgrade render parses");
+        server_key(&objects).1
+    };
+    let live = serde_json::to_value(secret).expect("Secret serializes");
+    assert_eq!(upgrade(&live), first, "an upgrade must keep the live key");
+    let other = serde_json::json!([]);
+    assert_ne!(
+        upgrade(&other),
+        first,
+        "without a live Secret a new key is generated"
+    );
+}
+
 fn decode_base64(text: &str) -> Vec<u8> {
     let value = serde_json::json!({ "apiVersion": "v1", "kind": "Secret", "data": { "k": text } });
     let secret: k8s_openapi::api::core::v1::Secret =
