@@ -251,6 +251,25 @@ fn values_schema_rejects_a_wrong_type() {
 }
 
 #[test]
+fn several_replicas_without_a_shared_store_are_refused() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        ("replicaCount: 2\n", "ReadWriteMany"),
+        (
+            "replicaCount: 2\npersistence:\n  enabled: false\n",
+            "persistence.enabled",
+        ),
+    ];
+    for (values, reason) in cases {
+        let path = temp.path().join("values.yaml");
+        fs::write(&path, values).expect("write values");
+        let run = template(Some(&path), &[]);
+        assert!(!run.ok, "rendered {values:?}");
+        assert!(run.stderr.contains(reason), "{values:?}: {}", run.stderr);
+    }
+}
+
+#[test]
 fn values_schema_describes_every_default_value() {
     fn walk(values: &Value, schema: &Value, path: &str, missing: &mut Vec<String>) {
         let Value::Object(values) = values else {
