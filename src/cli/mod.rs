@@ -48,8 +48,10 @@ pub enum Command {
     #[command(after_help = "Example:\n  stagegate status --output json")]
     Status(status::Args),
     /// Print the CustomResourceDefinitions as multi-document YAML.
-    #[command(after_help = "Example:\n  stagegate crds | kubectl apply -f -")]
-    Crds,
+    #[command(
+        after_help = "Examples:\n  stagegate crds | kubectl apply -f -\n  stagegate crds --out-dir crds/"
+    )]
+    Crds(crds::Args),
 }
 
 /// Text for people or JSON for tools.
@@ -95,7 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::CanI(args) => can_i::run(args),
-        Command::Crds => crds::run(),
+        Command::Crds(args) => crds::run(args),
         Command::Apply(args) => apply::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Status(args) => status::run(args),
