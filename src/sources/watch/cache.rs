@@ -327,7 +327,7 @@ fn io_diagnostic(file: &str, e: &std::io::Error) -> Diagnostic {
         namespace: None,
         name: None,
         field: None,
-        reason: Reason::Io,
+        reason: Reason::InvalidYaml,
         severity: Severity::Error,
         message: format!("cannot read the file: {e}; its last good declarations are kept"),
     }

@@ -14,9 +14,9 @@
 
 use super::cache::DirCache;
 use super::fs_events::{self, Batch, WatchError};
+use crate::apply::Outcome;
 use crate::plan::{ObjectKey, Snapshot};
 use crate::secrets::load_secrets_dir;
-use crate::store::ObjectStatus;
 use crate::validate::{validate, Diagnostic};
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
@@ -45,7 +45,7 @@ pub struct Reconciled {
     /// Changes of identity data, in order.
     pub changes: Vec<AppliedChange>,
     /// The outcome of every declared object.
-    pub objects: Vec<ObjectStatus>,
+    pub objects: Vec<Outcome>,
 }
 
 /// A reconcile failure (the store or the secret sink failed; nothing was half-applied).
@@ -136,7 +136,7 @@ impl<R: Reconciler> Daemon<R> {
     }
 
     /// The latest outcome, updated after every reconcile (None before the first).
-    pub fn outcomes(&self) -> watch::Receiver<Option<Arc<Report>>> {
+    pub fn reports(&self) -> watch::Receiver<Option<Arc<Report>>> {
         self.tx.subscribe()
     }
 
@@ -278,30 +278,16 @@ impl<R: Reconciler> Worker<R> {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let step = match &result {
             Ok(r) => {
-                for c in &r.changes {
-                    tracing::info!(
-                        kind = %c.object.kind,
-                        namespace = %c.object.namespace,
-                        name = %c.object.name,
-                        action = %c.action,
-                        source = %c.source,
-                        "applied"
-                    );
-                }
                 let not_ready = r.objects.iter().filter(|o| !o.ready).count();
-                if r.changes.is_empty() && !force {
-                    tracing::debug!(generation, elapsed_ms, "reconciled: no change");
-                } else {
-                    tracing::info!(
-                        generation,
-                        changes = r.changes.len(),
-                        objects = r.objects.len(),
-                        not_ready,
-                        elapsed_ms,
-                        forced = force,
-                        "reconciled"
-                    );
-                }
+                tracing::info!(
+                    generation,
+                    changes = r.changes.len(),
+                    objects = r.objects.len(),
+                    not_ready,
+                    elapsed_ms,
+                    forced = force,
+                    "reconciled"
+                );
                 if refresh.unsettled.is_empty() {
                     Step::Done
                 } else {

@@ -52,7 +52,7 @@ async fn reconciles_at_start_on_change_and_stops_cleanly() {
     let hooked = Arc::new(Mutex::new(0u64));
     let h = hooked.clone();
     daemon.on_applied(move |o| *h.lock().unwrap() = o.generation);
-    let mut rx = daemon.outcomes();
+    let mut rx = daemon.reports();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(daemon.run(async {
         let _ = stop_rx.await;

@@ -7,6 +7,7 @@
 mod cache;
 mod daemon;
 mod fs_events;
+mod reconciler;
 
 pub use cache::{DirCache, FileEvent, Refresh};
 pub use daemon::{
@@ -14,3 +15,4 @@ pub use daemon::{
     Report,
 };
 pub use fs_events::WatchError;
+pub use reconciler::StoreReconciler;

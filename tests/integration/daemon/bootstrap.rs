@@ -1,0 +1,1 @@
+//! Issue 8: the bootstrap administrator in directory mode.
