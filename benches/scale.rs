@@ -1,1 +1,340 @@
-fn main() {}
+//! Scale benchmark (issue 3, item 9): an organization of 10,000 users, 50,000
+//! bindings, 5,000 tokens and 2,000 models (created by 2,000 stage requests),
+//! built in memory, planned and applied into a SQLite store on disk with
+//! secrets delivered to a directory; compared with a raw SQLite bulk insert of
+//! the same rows.
+//!
+//! `cargo bench --bench scale` (release). Scale down for a quick run:
+//! `STAGEGATE_BENCH_USERS=500 STAGEGATE_BENCH_BINDINGS=2500 STAGEGATE_BENCH_TOKENS=250
+//! STAGEGATE_BENCH_MODELS=100 cargo bench --bench scale`.
+//! `STAGEGATE_BENCH_DIR` picks where the store and secrets go (default: a temp dir).
+
+use rusqlite::params;
+use serde_json::json;
+use stagegate::apply::directory::plan_against;
+use stagegate::apply::{apply, ApplyContext};
+use stagegate::plan::{Declared, Snapshot, Source};
+use stagegate::secrets::{
+    generate_password, hash_password, DirSecretSink, PasswordParams, ServerKey,
+};
+use stagegate::store::{SqliteStore, Store};
+use stagegate::validate::validate;
+use std::time::{Duration, Instant};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Scale {
+    users: usize,
+    bindings: usize,
+    tokens: usize,
+    models: usize,
+}
+
+const NS: &str = "org";
+const CUSTOMERS: usize = 100;
+const PROJECTS: usize = 5;
+
+fn customer(i: usize) -> String {
+    format!("c{:03}", i % CUSTOMERS)
+}
+
+fn declared<K: serde::de::DeserializeOwned>(v: serde_json::Value, line: usize) -> Declared<K> {
+    Declared {
+        object: serde_json::from_value(v).expect("generated object deserializes"),
+        source: Source {
+            file: Some("generated.yaml".into()),
+            line: Some(line),
+        },
+    }
+}
+
+fn meta(name: &str) -> serde_json::Value {
+    json!({"name": name, "namespace": NS})
+}
+
+/// The organization as declarations. User i is a Developer on project (c, p1) of its customer
+/// and gets further bindings round-robin; every 1,000th binding is a global Admin.
+fn organization(s: &Scale) -> Snapshot {
+    let mut snap = Snapshot::default();
+    let mut line = 1;
+    let mut next = || {
+        line += 1;
+        line
+    };
+    for i in 0..s.users {
+        snap.users.push(declared(
+            json!({"apiVersion": "stagegate.dev/v1alpha1", "kind": "User", "metadata": meta(&format!("u{i:05}")),
+                   "spec": {"displayName": format!("User {i}"), "email": format!("u{i}@example.com")}}),
+            next(),
+        ));
+    }
+    for j in 0..s.bindings {
+        let u = j % s.users;
+        let c = customer(u);
+        let (role, scope) = match j / s.users.max(1) % 5 {
+            _ if j % 1000 == 999 => ("Admin", json!({})),
+            0 => ("Developer", json!({"customer": c, "project": "p1"})),
+            1 => (
+                "Analyst",
+                json!({"customer": c, "project": format!("p{}", j % PROJECTS)}),
+            ),
+            2 => ("Deployer", json!({"customer": c, "project": "p2"})),
+            3 => ("Manager", json!({"customer": c})),
+            _ => ("Developer", json!({"customer": c, "project": "p3"})),
+        };
+        snap.bindings.push(declared(
+            json!({"apiVersion": "stagegate.dev/v1alpha1", "kind": "AccessBinding", "metadata": meta(&format!("b{j:06}")),
+                   "spec": {"user": format!("u{u:05}"), "role": role, "scope": scope}}),
+            next(),
+        ));
+    }
+    for t in 0..s.tokens {
+        let u = (t * 2) % s.users;
+        snap.tokens.push(declared(
+            json!({"apiVersion": "stagegate.dev/v1alpha1", "kind": "ApiToken", "metadata": meta(&format!("t{t:05}")),
+                   "spec": {"role": "Deployer", "scope": {"customer": customer(u), "project": "p2"},
+                            "owner": format!("u{u:05}"), "validity": "90d"}}),
+            next(),
+        ));
+    }
+    for m in 0..s.models {
+        let u = m % s.users;
+        let at = jiff::Timestamp::from_second(1_790_000_000 + m as i64).expect("valid time");
+        snap.requests.push(declared(
+            json!({"apiVersion": "stagegate.dev/v1alpha1", "kind": "ModelStageRequest",
+                   "metadata": {"name": format!("m{m:05}-deploy"), "namespace": NS,
+                                "annotations": {"stagegate.dev/requested-at": at.to_string()}},
+                   "spec": {"model": format!("m{m:05}"), "scope": {"customer": customer(u), "project": "p1"},
+                            "from": "None", "to": "Dev", "requestedBy": format!("u{u:05}"), "reason": "first deploy"}}),
+            next(),
+        ));
+    }
+    snap
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn secs(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
+}
+
+/// One reconcile: load state, plan (observing Secrets), apply. Returns (plan time, apply time, data changes).
+fn reconcile(
+    snap: &Snapshot,
+    store: &mut SqliteStore,
+    sink: &DirSecretSink,
+    key: &ServerKey,
+    params: PasswordParams,
+) -> (Duration, Duration, usize, usize) {
+    let now = jiff::Timestamp::now();
+    let t = Instant::now();
+    let state = store.load_state().expect("load state");
+    let plan = plan_against(snap, &state, sink, key, now).expect("plan");
+    let planned = t.elapsed();
+    let changes = plan.data_changes().count();
+    let t = Instant::now();
+    let ctx = ApplyContext {
+        now,
+        server_key: key,
+        password_params: params,
+    };
+    let outcomes = apply(&plan, store, sink, &ctx).expect("apply");
+    let applied = t.elapsed();
+    let not_ready = outcomes.iter().filter(|o| !o.ready).count();
+    (planned, applied, changes, not_ready)
+}
+
+/// The same rows written with plain prepared INSERTs in one transaction (hashes precomputed).
+fn raw_insert(path: &std::path::Path, s: &Scale) -> Duration {
+    drop(SqliteStore::open(path).expect("schema"));
+    let mut conn = rusqlite::Connection::open(path).expect("open");
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .expect("wal");
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .expect("sync");
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+    let t = Instant::now();
+    let tx = conn.transaction().expect("tx");
+    {
+        let mut st = tx.prepare("INSERT INTO users (username, display_name, email, state, password_hash, password_source, password_id, owner_kind, owner_namespace, owner_name, owner_source) VALUES (?1, ?2, ?3, 'Active', ?4, 'generated', ?5, 'User', ?6, ?1, 'generated.yaml')").expect("prep");
+        for i in 0..s.users {
+            let u = format!("u{i:05}");
+            st.execute(params![
+                u,
+                format!("User {i}"),
+                format!("u{i}@example.com"),
+                hash,
+                format!("id{i}"),
+                NS
+            ])
+            .expect("user");
+        }
+        let mut st = tx.prepare("INSERT INTO bindings (username, role, scope_customer, scope_project, owner_kind, owner_namespace, owner_name, owner_source) VALUES (?1, 'Developer', ?2, 'p1', 'AccessBinding', ?3, ?4, 'generated.yaml')").expect("prep");
+        for j in 0..s.bindings {
+            let u = j % s.users;
+            st.execute(params![
+                format!("u{u:05}"),
+                customer(u),
+                NS,
+                format!("b{j:06}")
+            ])
+            .expect("binding");
+        }
+        let mut st = tx.prepare("INSERT INTO token_keys (key_id, token_name, namespace, secret_hmac, role, scope_customer, scope_project, owner_user, issued_at, expires_at, rotation, state, secret_name, owner_kind, owner_namespace, owner_name, owner_source) VALUES (?1, ?2, ?3, ?4, 'Deployer', ?5, 'p2', ?6, '2026-11-01T00:00:00Z', '2027-01-30T00:00:00Z', 0, 'issued', ?7, 'ApiToken', ?3, ?2, 'generated.yaml')").expect("prep");
+        for k in 0..s.tokens {
+            let u = (k * 2) % s.users;
+            st.execute(params![
+                format!("key{k:08}"),
+                format!("t{k:05}"),
+                NS,
+                "0".repeat(64),
+                customer(u),
+                format!("u{u:05}"),
+                format!("t{k:05}-token")
+            ])
+            .expect("token");
+        }
+        let mut st = tx.prepare("INSERT INTO models (name, scope_customer, scope_project, owner, stage) VALUES (?1, ?2, 'p1', ?3, 'Dev')").expect("prep");
+        for m in 0..s.models {
+            let u = m % s.users;
+            st.execute(params![format!("m{m:05}"), customer(u), format!("u{u:05}")])
+                .expect("model");
+        }
+    }
+    tx.commit().expect("commit");
+    t.elapsed()
+}
+
+fn main() {
+    let s = Scale {
+        users: env("STAGEGATE_BENCH_USERS", 10_000).max(1),
+        bindings: env("STAGEGATE_BENCH_BINDINGS", 50_000),
+        tokens: env("STAGEGATE_BENCH_TOKENS", 5_000),
+        models: env("STAGEGATE_BENCH_MODELS", 2_000),
+    };
+    let params = PasswordParams::default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let base = std::env::var_os("STAGEGATE_BENCH_DIR").map(std::path::PathBuf::from);
+    let tmp = match &base {
+        Some(b) => tempfile::tempdir_in(b),
+        None => tempfile::tempdir(),
+    }
+    .expect("temp dir");
+    eprintln!(
+        "scale: {} users, {} bindings, {} tokens, {} models; {} cores; argon2id m={} t={} p={}; in {}",
+        s.users, s.bindings, s.tokens, s.models, cores, params.m_cost, params.t_cost, params.p_cost,
+        tmp.path().display()
+    );
+
+    // One argon2id hash at the configured parameters (median of 5).
+    let pw = generate_password();
+    let mut hashes: Vec<Duration> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            hash_password(params, &pw).expect("hash");
+            t.elapsed()
+        })
+        .collect();
+    hashes.sort();
+    let one_hash = hashes[2];
+    let t = Instant::now();
+    let mut snap = organization(&s);
+    validate(&mut snap);
+    let build = t.elapsed();
+    let errors: Vec<_> = snap
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .take(3)
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "generated organization is invalid: {errors:?}"
+    );
+
+    let key = ServerKey::from_bytes([7; 32]);
+    let sink = DirSecretSink::new(tmp.path().join("secrets"));
+    let mut store = SqliteStore::open(&tmp.path().join("store.db")).expect("store");
+
+    let (plan1, apply1, changes1, not_ready1) = reconcile(&snap, &mut store, &sink, &key, params);
+    let ideal = one_hash.mul_f64(s.users as f64 / cores as f64);
+    let (plan2, apply2, changes2, _) = reconcile(&snap, &mut store, &sink, &key, params);
+    assert_eq!(changes2, 0, "a second reconcile must change nothing");
+
+    // One user changes (display name) and one is revoked (ends sessions, revokes owned tokens).
+    let mut changed = snap.clone();
+    changed.users[1].object.spec.display_name = Some("Renamed".into());
+    let (plan3, apply3, changes3, _) = reconcile(&changed, &mut store, &sink, &key, params);
+    changed.users[2].object.spec.state = stagegate::resources::UserState::Revoked;
+    let (plan4, apply4, changes4, _) = reconcile(&changed, &mut store, &sink, &key, params);
+
+    let raw = raw_insert(&tmp.path().join("raw.db"), &s);
+    let peak = peak_rss_mib();
+
+    let rows: Vec<(String, String)> = vec![
+        (
+            "organization".into(),
+            format!(
+                "{} users, {} bindings, {} tokens, {} models (stage requests)",
+                s.users, s.bindings, s.tokens, s.models
+            ),
+        ),
+        ("build + validate snapshot".into(), secs(build)),
+        ("one argon2id hash (m=19456,t=2,p=1)".into(), secs(one_hash)),
+        (
+            "plan, empty store".into(),
+            format!("{} ({changes1} changes)", secs(plan1)),
+        ),
+        (
+            "first apply (hashing, 15k secret files, 2 commits)".into(),
+            format!("{} ({not_ready1} not ready)", secs(apply1)),
+        ),
+        (
+            "  ideal hashing: users x hash / cores".into(),
+            format!("{} ({cores} cores)", secs(ideal)),
+        ),
+        (
+            "  first apply / ideal hashing".into(),
+            format!("{:.2}", apply1.as_secs_f64() / ideal.as_secs_f64()),
+        ),
+        (
+            "no-op re-plan".into(),
+            format!("{} ({changes2} changes)", secs(plan2)),
+        ),
+        ("no-op re-apply".into(), secs(apply2)),
+        (
+            "single-user change: plan + apply".into(),
+            format!("{} + {} ({changes3} change)", secs(plan3), secs(apply3)),
+        ),
+        (
+            "single-user revoke: plan + apply".into(),
+            format!("{} + {} ({changes4} changes)", secs(plan4), secs(apply4)),
+        ),
+        ("raw SQLite bulk insert, same rows".into(), secs(raw)),
+        (
+            "peak memory (VmHWM)".into(),
+            peak.map_or("n/a".into(), |m| format!("{m:.0} MiB")),
+        ),
+    ];
+    let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    println!("| {:<w$} | figure |", "measure");
+    println!("|{}|--------|", "-".repeat(w + 2));
+    for (k, v) in rows {
+        println!("| {k:<w$} | {v} |");
+    }
+}
