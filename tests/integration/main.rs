@@ -2,4 +2,5 @@
 
 mod foundation;
 mod helm;
+mod store;
 mod support;
