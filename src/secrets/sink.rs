@@ -104,11 +104,13 @@ pub fn observe<'a>(
     Ok(inv)
 }
 
+/// Secrets held by a [`MemorySink`]: state and data by (namespace, name).
+type MemorySecrets = BTreeMap<(String, String), (SecretState, BTreeMap<String, SecretValue>)>;
+
 /// A sink in memory, for tests and tools: Secrets it delivered are "ours", others can be planted as foreign.
 #[derive(Debug, Default)]
 pub struct MemorySink {
-    secrets:
-        std::sync::Mutex<BTreeMap<(String, String), (SecretState, BTreeMap<String, SecretValue>)>>,
+    secrets: std::sync::Mutex<MemorySecrets>,
 }
 
 impl MemorySink {
@@ -138,12 +140,7 @@ impl MemorySink {
             .and_then(|(_, d)| d.get(key).cloned())
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        BTreeMap<(String, String), (SecretState, BTreeMap<String, SecretValue>)>,
-    > {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemorySecrets> {
         // A poisoned lock only means another test thread panicked; the map is still usable.
         self.secrets.lock().unwrap_or_else(|e| e.into_inner())
     }
