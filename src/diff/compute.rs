@@ -352,7 +352,11 @@ fn requests(
                     d.from,
                     d.to,
                     d.requested_by,
-                    result.to_string().to_lowercase(),
+                    if result == RequestResult::Denied {
+                        "denied"
+                    } else {
+                        "in conflict"
+                    },
                     d.message
                 ),
             });

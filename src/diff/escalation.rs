@@ -72,7 +72,7 @@ pub(super) fn find(
             Ok(Validity::For(d)) if d > opts.max_validity => Some(format!(
                 "validity {} exceeds the maximum of {}",
                 h.spec.validity,
-                humantime::format_duration(opts.max_validity)
+                short_duration(opts.max_validity)
             )),
             _ => None,
         };
@@ -127,5 +127,17 @@ fn wider_scope(base: &Tree, head: &Tree, who: &PrincipalRef, out: &mut BTreeSet<
                 format!("{} at {} → {}", g.role, narrower.join(", "), g.scope),
             ));
         }
+    }
+}
+
+/// `90d`, `36h`, or humantime's form when neither divides evenly.
+fn short_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs % 86_400 == 0 {
+        format!("{}d", secs / 86_400)
+    } else if secs % 3_600 == 0 {
+        format!("{}h", secs / 3_600)
+    } else {
+        humantime::format_duration(d).to_string()
     }
 }
