@@ -1,4 +1,5 @@
 //! The one integration-test binary: each module drives the real `stagegate` binary or library.
 
+mod diff;
 mod foundation;
 mod support;
