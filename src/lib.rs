@@ -8,8 +8,10 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod diff;
 pub mod plan;
 pub mod policy;
+pub mod render;
 pub mod resources;
 pub mod sources;
 pub mod validate;
