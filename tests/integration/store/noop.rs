@@ -58,5 +58,5 @@ fn plan_is_deterministic_and_changes_nothing() {
     assert!(!env.store.exists(), "plan must not create the store");
     assert!(!env.secrets.exists(), "plan must not deliver secrets");
     let md = env.run("plan", &["--output", "markdown"]);
-    assert!(crate::support::stdout(&md).contains("| `+` |"));
+    assert!(crate::support::stdout(&md).contains("| + | User ml-platform/ada |"));
 }
