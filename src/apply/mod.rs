@@ -73,6 +73,9 @@ pub enum ApplyError {
     /// The store failed; the transaction in progress was rolled back.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Delivered Secrets could not be made durable; the keys stay pending.
+    #[error(transparent)]
+    Sink(#[from] crate::secrets::SinkError),
     /// Password hashing failed.
     #[error(transparent)]
     Password(#[from] crate::secrets::PasswordError),
@@ -104,6 +107,11 @@ pub fn apply(
     for d in &deliveries {
         let result = sink.deliver(&d.secret);
         work.delivered(d, result, &mut second);
+    }
+    if let Err(e) = sink.flush() {
+        // Not durable yet: leave everything pending; the next apply checks the Secrets again.
+        tracing::warn!(error = %e, "secret delivery could not be made durable");
+        return Err(ApplyError::Sink(e));
     }
     second.extend(work.status_ops(plan, &state));
     store.commit(&second)?;

@@ -81,7 +81,9 @@ impl<'a> Builder<'a> {
 
     /// Whether a row owned by `owner` must be kept although nothing valid declares it now.
     pub fn protected(&self, owner: &Owner) -> bool {
-        self.snap.protects(&owner.key, owner_file(&owner.source))
+        // Same rule as `Snapshot::protects`, with the invalid keys computed once per plan.
+        owner_file(&owner.source).is_some_and(|f| self.snap.broken_files.contains(f))
+            || self.invalid.contains(&owner.key)
     }
 
     pub fn secret_state(&self, s: &SecretName) -> SecretState {
@@ -147,10 +149,11 @@ pub fn plan(snap: &Snapshot, state: &StoreState, ctx: &PlanContext<'_>) -> Plan 
         mut changes,
         prunes,
         objects,
+        invalid,
         ..
     } = b;
     changes.extend(prunes);
-    changes.extend(status_changes(state, snap, &objects));
+    changes.extend(status_changes(state, snap, &invalid, &objects));
     Plan {
         changes,
         objects: objects.into_values().collect(),
@@ -312,6 +315,7 @@ fn invalid_statuses(b: &mut Builder) {
 fn status_changes(
     state: &StoreState,
     snap: &Snapshot,
+    invalid: &BTreeSet<ObjectKey>,
     objects: &BTreeMap<ObjectKey, ObjectStatus>,
 ) -> Vec<Change> {
     let mut out = Vec::new();
@@ -329,7 +333,9 @@ fn status_changes(
         }
     }
     for (key, old) in &state.statuses {
-        if !objects.contains_key(key) && !snap.protects(key, owner_file(&old.source)) {
+        let protected = invalid.contains(key)
+            || owner_file(&old.source).is_some_and(|f| snap.broken_files.contains(f));
+        if !objects.contains_key(key) && !protected {
             out.push(Change {
                 object: key.clone(),
                 source: old.source.clone(),

@@ -86,6 +86,10 @@ pub trait SecretSink {
     fn state(&self, namespace: &str, name: &str) -> Result<SecretState, SinkError>;
     /// Writes `secret` if absent or ours; `Conflict` if a foreign Secret is there.
     fn deliver(&self, secret: &OutgoingSecret) -> Result<Delivery, SinkError>;
+    /// Makes every delivery so far durable; apply calls it before marking keys issued.
+    fn flush(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// The observed state of the Secrets a plan may touch, by (namespace, name).

@@ -56,6 +56,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;
         Ok(SqliteStore { conn })
     }
@@ -92,12 +93,18 @@ fn private_file(path: &Path) {
 #[cfg(not(unix))]
 fn private_file(_path: &Path) {}
 
+/// Runs one statement through the statement cache: a first apply writes thousands of rows with a handful of statements.
+fn exec(tx: &Transaction, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
+}
+
 fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
     match op {
         StoreOp::UpsertUser(u) => {
             let o = owner_cols(&u.owner);
             let p = u.pending_password.as_ref();
-            tx.execute(
+            exec(
+                tx,
                 // An upsert, not INSERT OR REPLACE: replacing would delete the row and its sessions.
                 "INSERT INTO users (username, display_name, email, state, password_hash,
                    password_source, password_fingerprint, password_id, password_rotation,
@@ -136,21 +143,23 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
             )?;
         }
         StoreOp::DeleteUser(name) => {
-            tx.execute("DELETE FROM users WHERE username = ?1", [name])?;
+            exec(tx, "DELETE FROM users WHERE username = ?1", [name])?;
         }
         StoreOp::EndSessions(name) => {
-            tx.execute("DELETE FROM sessions WHERE username = ?1", [name])?;
+            exec(tx, "DELETE FROM sessions WHERE username = ?1", [name])?;
         }
         StoreOp::UpsertBinding(b) => {
             let o = owner_cols(&b.owner);
             let (c, p) = scope_cols(&b.scope);
             if b.owner.is_some() {
-                tx.execute(
+                exec(
+                    tx,
                     "DELETE FROM bindings WHERE owner_namespace = ?1 AND owner_name = ?2",
                     params![o[1], o[2]],
                 )?;
             }
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO bindings (username, role, scope_customer, scope_project,
                    owner_kind, owner_namespace, owner_name, owner_source)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -158,7 +167,8 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
             )?;
         }
         StoreOp::DeleteBinding(k) => {
-            tx.execute(
+            exec(
+                tx,
                 "DELETE FROM bindings WHERE owner_namespace = ?1 AND owner_name = ?2",
                 params![k.namespace, k.name],
             )?;
@@ -166,7 +176,8 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
         StoreOp::UpsertTokenKey(t) => {
             let o = owner_cols(&t.owner);
             let (c, p) = scope_cols(&t.scope);
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO token_keys (key_id, token_name, namespace, secret_hmac, role,
                    scope_customer, scope_project, owner_user, issued_at, expires_at, revoked_at,
                    revoked_reason, rotation, state, secret_name, owner_kind, owner_namespace,
@@ -193,11 +204,12 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
             )?;
         }
         StoreOp::DeleteTokenKey(id) => {
-            tx.execute("DELETE FROM token_keys WHERE key_id = ?1", [id])?;
+            exec(tx, "DELETE FROM token_keys WHERE key_id = ?1", [id])?;
         }
         StoreOp::UpsertModel(m) => {
             let (c, p) = scope_cols(&m.scope);
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO models (name, scope_customer, scope_project, owner, stage)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![m.name, c, p, m.owner, m.stage.as_str()],
@@ -206,7 +218,8 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
         StoreOp::InsertRequest(r) => {
             let (c, p) = scope_cols(&r.scope);
             // Plain INSERT: a decided request is final, a second decision must fail loudly.
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO stage_requests (namespace, name, model, scope_customer, scope_project,
                    from_stage, to_stage, requested_by, phase, message, decided_at, source)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -229,7 +242,8 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
         StoreOp::SetStatus(s) => {
             let extra = serde_json::to_string(&s.extra)
                 .map_err(|e| corrupt("object_status", e.to_string()))?;
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO object_status (kind, namespace, name, ready, reason, message,
                    phase, observed_generation, extra_json, source)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -248,14 +262,16 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
             )?;
         }
         StoreOp::DeleteStatus(k) => {
-            tx.execute(
+            exec(
+                tx,
                 "DELETE FROM object_status WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
                 params![k.kind, k.namespace, k.name],
             )?;
         }
         StoreOp::Audit(a) => {
             let j = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO audit_log (at, action, kind, namespace, name, source, old_json, new_json)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![

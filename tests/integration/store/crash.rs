@@ -106,6 +106,9 @@ impl SecretSink for FailingSink {
         }
         self.inner.deliver(s)
     }
+    fn flush(&self) -> Result<(), SinkError> {
+        self.inner.flush()
+    }
 }
 
 fn snapshot() -> Snapshot {
