@@ -104,8 +104,8 @@ pub fn apply(
     }
     store.commit(&first)?;
     let mut second: Vec<StoreOp> = Vec::new();
-    for d in &deliveries {
-        let result = sink.deliver(&d.secret);
+    let results = deliver_all(sink, &deliveries);
+    for (d, result) in deliveries.iter().zip(results) {
         work.delivered(d, result, &mut second);
     }
     if let Err(e) = sink.flush() {
@@ -116,6 +116,42 @@ pub fn apply(
     second.extend(work.status_ops(plan, &state));
     store.commit(&second)?;
     Ok(work.outcomes(plan))
+}
+
+/// Delivers every Secret, several at a time (each waits on I/O); results in input order.
+fn deliver_all(
+    sink: &dyn SecretSink,
+    deliveries: &[ops::PendingDelivery],
+) -> Vec<Result<crate::secrets::Delivery, crate::secrets::SinkError>> {
+    const PARALLEL: usize = 8;
+    let chunk = deliveries.len().div_ceil(PARALLEL).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = deliveries
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|d| sink.deliver(&d.secret))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(deliveries.chunks(chunk))
+            .flat_map(|(h, part)| {
+                h.join().unwrap_or_else(|_| {
+                    part.iter()
+                        .map(|_| {
+                            Err(crate::secrets::SinkError::Config(
+                                "delivery thread panicked".into(),
+                            ))
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    })
 }
 
 /// Whether every outcome is ready.

@@ -81,7 +81,10 @@ pub enum SinkError {
 }
 
 /// Where generated secrets go: a directory, or Kubernetes Secrets.
-pub trait SecretSink {
+///
+/// `Sync` because apply delivers in parallel: each delivery waits on an fsync
+/// or an API call, and thousands of them one after another take minutes.
+pub trait SecretSink: Sync {
     /// What is stored under `namespace/name`.
     fn state(&self, namespace: &str, name: &str) -> Result<SecretState, SinkError>;
     /// Writes `secret` if absent or ours; `Conflict` if a foreign Secret is there.
