@@ -60,7 +60,7 @@ pub struct Args {
     pub output: super::ReportFormat,
 }
 
-/// Prints each object's outcome; exit 0 when all are ready, 1 when any is not.
+/// Prints each object's outcome; exit 0 when all are ready, 1 when any is not (or a file failed to load).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = args.store.options(args.dir);
     let r = reconcile(&opts, super::now())?;
@@ -76,11 +76,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             opts.secrets_dir.display()
         );
     }
-    Ok(if all_ready(&r.outcomes) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    // A file that failed to load is not an object, but its objects are not reconciled either.
+    Ok(
+        if all_ready(&r.outcomes) && r.snapshot.broken_files.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 /// Prints outcomes as a table or a JSON array of `{kind, namespace, name, ready, reason, phase, message}`.

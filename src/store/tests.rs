@@ -150,3 +150,18 @@ fn reopening_a_file_store_keeps_schema_version() {
         .unwrap();
     assert_eq!(v, SCHEMA_VERSION);
 }
+
+#[test]
+fn a_store_from_a_newer_build_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let s = SqliteStore::open(&path).unwrap();
+    s.conn_for_tests()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(s);
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::NewerSchema { .. })
+    ));
+}

@@ -39,7 +39,10 @@ fn second_apply_writes_nothing() {
     let after: Vec<_> = files.iter().map(|f| mtime(f)).collect();
     assert_eq!(times, after);
     // Not a byte of the database changed (the WAL is checkpointed and removed on close).
-    assert!(std::fs::read(&env.store).unwrap() == db, "the store was written");
+    assert!(
+        std::fs::read(&env.store).unwrap() == db,
+        "the store was written"
+    );
 }
 
 #[test]
