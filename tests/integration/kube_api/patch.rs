@@ -48,7 +48,16 @@ pub fn apply(kind: PatchKind, target: &Value, patch: &Value) -> Result<Value, St
         PatchKind::Json => {
             let ops: json_patch::Patch =
                 serde_json::from_value(patch.clone()).map_err(|e| e.to_string())?;
-            json_patch::patch(&mut out, &ops).map_err(|e| e.to_string())?;
+            for op in ops.0 {
+                // kube-apiserver's JSON patch treats a missing path as null in
+                // `test`; kube-runtime's finalizer helper relies on that.
+                if let json_patch::PatchOperation::Test(t) = &op {
+                    if t.value.is_null() && out.pointer(t.path.as_str()).is_none() {
+                        continue;
+                    }
+                }
+                json_patch::patch(&mut out, &[op]).map_err(|e| e.to_string())?;
+            }
         }
         PatchKind::Strategic => strategic_merge(&mut out, patch),
         PatchKind::Apply => json_patch::merge(&mut out, patch),
@@ -126,6 +135,17 @@ mod tests {
             out,
             json!({"metadata": {"labels": {"b": "2"}, "finalizers": ["y"]}})
         );
+    }
+
+    #[test]
+    fn json_patch_test_of_null_passes_on_a_missing_path() {
+        let target = json!({"metadata": {"name": "a"}});
+        let patch = json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["x"]},
+        ]);
+        let out = apply(PatchKind::Json, &target, &patch).unwrap();
+        assert_eq!(out["metadata"]["finalizers"], json!(["x"]));
     }
 
     #[test]

@@ -352,3 +352,124 @@ async fn kube_owner_deletion_collects_secrets() {
     );
     server.stop();
 }
+
+#[tokio::test]
+async fn kube_finalizer_helper_adds_and_removes_its_finalizer() {
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+    use std::sync::Arc;
+
+    const NAME: &str = "stagegate.dev/cleanup";
+    let server = KubeApiServer::start();
+    let client = server.client();
+    install_crds(&client).await;
+    let users: Api<User> = Api::default_namespaced(client);
+    let reconcile = |event: Finalizer<User>| async move {
+        let _ = event;
+        Ok::<_, std::io::Error>(Action::await_change())
+    };
+
+    let created = users
+        .create(&PostParams::default(), &user("ivan"))
+        .await
+        .unwrap();
+    finalizer(&users, NAME, Arc::new(created), reconcile)
+        .await
+        .unwrap();
+    let with_finalizer = users.get("ivan").await.unwrap();
+    assert_eq!(with_finalizer.finalizers(), [NAME]);
+
+    users
+        .delete("ivan", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deleting = users.get("ivan").await.unwrap();
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    finalizer(&users, NAME, Arc::new(deleting), reconcile)
+        .await
+        .unwrap();
+    let err = users.get("ivan").await.unwrap_err();
+    assert_eq!(api_error(err), (404, "NotFound".into()));
+}
+
+#[tokio::test]
+async fn kube_recorder_publishes_and_aggregates_events() {
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+    let server = KubeApiServer::start();
+    let client = server.client();
+    install_crds(&client).await;
+    let users: Api<User> = Api::default_namespaced(client.clone());
+    let judy = users
+        .create(&PostParams::default(), &user("judy"))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: "stagegate".into(),
+            instance: None,
+        },
+    );
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Reconciled".into(),
+        note: Some("user is in the store".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&event, &judy.object_ref(&()))
+        .await
+        .unwrap();
+    recorder
+        .publish(&event, &judy.object_ref(&()))
+        .await
+        .unwrap();
+
+    let log: Vec<_> = server
+        .take_requests()
+        .into_iter()
+        .filter(|r| r.group.as_deref() == Some("events.k8s.io"))
+        .collect();
+    let verbs: Vec<&str> = log.iter().map(|r| r.verb.as_str()).collect();
+    assert_eq!(
+        verbs,
+        ["create", "patch"],
+        "a repeated event becomes a series"
+    );
+    let name = log[1].name.clone().unwrap();
+    let stored = server
+        .object("events.k8s.io", "events", "default", &name)
+        .unwrap();
+    assert_eq!(stored["regarding"]["name"], "judy");
+    assert_eq!(stored["series"]["count"], 2);
+}
+
+/// Synchronous tests (which spawn the product binary) use the kubeconfig file;
+/// kube-rs must accept it as written, plain-HTTP server and no credentials.
+#[test]
+fn kubeconfig_file_works_for_kube_rs_from_a_sync_test() {
+    let server = KubeApiServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = server.write_kubeconfig(dir.path());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let names = runtime.block_on(async {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .unwrap();
+        assert_eq!(config.default_namespace, "default");
+        let client = kube::Client::try_from(config).unwrap();
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+        let list = namespaces.list(&ListParams::default()).await.unwrap();
+        list.items.iter().map(|n| n.name_any()).collect::<Vec<_>>()
+    });
+    assert_eq!(names, ["default", "kube-public", "kube-system"]);
+    assert!(server.requests().iter().all(|r| r.status == 200));
+    server.stop();
+}
