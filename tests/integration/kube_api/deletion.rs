@@ -145,16 +145,21 @@ impl Store {
     }
 
     /// What the namespace controller does: delete the contents of each
-    /// terminating namespace, and remove the namespace once it is empty.
-    pub fn finalize_namespaces(&mut self) {
-        let terminating: Vec<Key> = self
-            .objects
-            .iter()
-            .filter(|(k, o)| {
-                k.0.is_empty() && k.1 == "namespaces" && !meta(o)["deletionTimestamp"].is_null()
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
+    /// namespace terminating for at least `grace`, and remove the namespace
+    /// once it is empty. The grace lets a client delete the contents itself
+    /// first (`kubectl delete -f` deletes the namespace first), as the real
+    /// controller's latency does.
+    pub fn finalize_namespaces(&mut self, grace: std::time::Duration) {
+        let now = std::time::Instant::now();
+        let mut terminating = Vec::new();
+        for (k, o) in &self.objects {
+            if k.0.is_empty() && k.1 == "namespaces" && !meta(o)["deletionTimestamp"].is_null() {
+                let since = *self.terminating_since.entry(k.3.clone()).or_insert(now);
+                if now.duration_since(since) >= grace {
+                    terminating.push(k.clone());
+                }
+            }
+        }
         for ns_key in terminating {
             let contents: Vec<Key> = self
                 .objects
@@ -168,6 +173,7 @@ impl Store {
             let empty = !self.objects.keys().any(|k| k.2 == ns_key.3);
             if let Some(ns) = self.objects.get(&ns_key).cloned() {
                 if empty && !has_finalizers(&ns) {
+                    self.terminating_since.remove(&ns_key.3);
                     self.remove(&ns_key, ns, true);
                 }
             }

@@ -16,6 +16,7 @@ use super::registry::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::store::{Store, Sub, WriteOpts};
+use super::table;
 use super::watch::{self, WatchRequest};
 
 /// One request as a Kubernetes audit log would describe it.
@@ -41,6 +42,8 @@ pub struct RecordedRequest {
     pub content_type: Option<String>,
     /// Body of a write (a patch, a created or replaced object, DeleteOptions).
     pub body: Option<String>,
+    /// `Accept`, e.g. kubectl's Table request.
+    pub accept: Option<String>,
     /// `User-Agent`, to tell kubectl from the controller.
     pub user_agent: Option<String>,
     /// HTTP status answered (200 for watches, whose errors come in-stream).
@@ -123,6 +126,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         name: None,
         content_type: header(header::CONTENT_TYPE),
         body: (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned()),
+        accept: header(header::ACCEPT),
         user_agent: header(header::USER_AGENT),
         status: 0,
     };
@@ -266,6 +270,7 @@ fn resource(
     let opts = WriteOpts {
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         field_manager: query.get("fieldManager").cloned(),
+        strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     let selectors = || -> Result<(LabelSelector, FieldSelector), ApiError> {
         let bad = |e: String| ApiError::plain(400, "BadRequest", e);
@@ -294,6 +299,10 @@ fn resource(
         }
         ("list", _) => selectors().map(|(labels, fields)| {
             let items = store.list(&t.rt, t.namespace.as_deref(), &labels, &fields);
+            if t.rt.custom && table::wanted(record.accept.as_deref()) {
+                let include = query.get("includeObject").map(String::as_str);
+                return table::render(&t.rt, &items, store.resource_version(), include);
+            }
             json!({
                 "kind": t.rt.list_kind,
                 "apiVersion": t.rt.api_version(),
@@ -301,7 +310,14 @@ fn resource(
                 "items": items,
             })
         }),
-        ("get", Some(name)) => store.get(&t.rt, &ns, name),
+        ("get", Some(name)) => store.get(&t.rt, &ns, name).map(|obj| {
+            if t.rt.custom && t.sub == Sub::Main && table::wanted(record.accept.as_deref()) {
+                let include = query.get("includeObject").map(String::as_str);
+                table::render(&t.rt, &[obj], store.resource_version(), include)
+            } else {
+                obj
+            }
+        }),
         ("create", None) => parse_body().and_then(|b| store.create(&t.rt, &ns, b, &opts)),
         ("update", Some(name)) => parse_body().and_then(|b| store.update(&t.rt, &ns, name, b, t.sub, &opts)),
         ("patch", Some(name)) => {

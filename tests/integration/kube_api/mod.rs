@@ -23,9 +23,11 @@ mod discovery;
 mod handlers;
 mod patch;
 mod registry;
+mod schema;
 mod selectors;
 mod status;
 mod store;
+mod table;
 mod watch;
 
 #[cfg(test)]
@@ -233,11 +235,12 @@ async fn namespace_controller(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     loop {
         tick.tick().await;
+        let grace = std::time::Duration::from_millis(500);
         shared
             .store
             .lock()
             .expect("store lock")
-            .finalize_namespaces();
+            .finalize_namespaces(grace);
     }
 }
 

@@ -28,6 +28,10 @@ pub struct ResourceType {
     pub status_subresource: bool,
     /// Custom resources get generations and refuse strategic merge patches.
     pub custom: bool,
+    /// A CRD version's `additionalPrinterColumns`, for Table responses.
+    pub printer_columns: Vec<Value>,
+    /// A CRD version's `openAPIV3Schema`, applied on writes.
+    pub schema: Option<Value>,
 }
 
 impl ResourceType {
@@ -77,6 +81,8 @@ fn builtin(
         categories: Vec::new(),
         status_subresource: status,
         custom: false,
+        printer_columns: Vec::new(),
+        schema: None,
     }
 }
 
@@ -156,6 +162,13 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceType> {
             categories: strings(&names["categories"]),
             status_subresource: v["subresources"]["status"].is_object(),
             custom: true,
+            printer_columns: v["additionalPrinterColumns"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+            schema: v["schema"]["openAPIV3Schema"]
+                .as_object()
+                .map(|s| Value::Object(s.clone())),
         })
         .collect()
 }

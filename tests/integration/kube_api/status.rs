@@ -57,8 +57,39 @@ impl ApiError {
 
     /// 422: the object or patch is not acceptable.
     pub fn invalid(rt: &ResourceType, name: &str, why: &str) -> Self {
-        let msg = format!("{} \"{name}\" is invalid: {why}", rt.qualified());
-        Self::about(422, "Invalid", msg, rt, name)
+        Self::invalid_fields(rt, name, &[(String::new(), why.to_string())])
+    }
+
+    /// 422 with one cause per field; kubectl prints
+    /// `The <Kind> "<name>" is invalid: <field>: <message>` from the causes.
+    pub fn invalid_fields(rt: &ResourceType, name: &str, causes: &[(String, String)]) -> Self {
+        let kind = if rt.group.is_empty() {
+            rt.kind.clone()
+        } else {
+            format!("{}.{}", rt.kind, rt.group)
+        };
+        let text: Vec<String> = causes
+            .iter()
+            .map(|(f, m)| {
+                if f.is_empty() {
+                    m.clone()
+                } else {
+                    format!("{f}: {m}")
+                }
+            })
+            .collect();
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
+            .collect();
+        ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: format!("{kind} \"{name}\" is invalid: {}", text.join(", ")),
+            details: Some(
+                json!({"name": name, "group": rt.group, "kind": rt.kind, "causes": causes}),
+            ),
+        }
     }
 
     /// A failure that concerns no particular object.

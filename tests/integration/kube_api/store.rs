@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 
 use super::defaults;
 use super::registry::{self, Registry, ResourceType};
+use super::schema;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 
@@ -45,6 +46,8 @@ pub struct WriteOpts {
     pub dry_run: bool,
     /// `fieldManager`, recorded in `metadata.managedFields`.
     pub field_manager: Option<String>,
+    /// `fieldValidation=Strict`: unknown fields are an error rather than pruned.
+    pub strict: bool,
 }
 
 /// One change, as watches deliver it.
@@ -76,6 +79,8 @@ pub struct Store {
     history: VecDeque<Arc<Event>>,
     /// Highest resourceVersion no longer in `history`.
     compacted: u64,
+    /// When the namespace controller first saw each terminating namespace.
+    pub(super) terminating_since: std::collections::HashMap<String, std::time::Instant>,
     tx: broadcast::Sender<Arc<Event>>,
 }
 
@@ -159,6 +164,22 @@ fn spec_part(obj: &Value, rt: &ResourceType) -> Value {
     o
 }
 
+/// Apply a custom resource's schema (pruning, defaults, validation) to a write.
+fn admit(rt: &ResourceType, name: &str, obj: &mut Value, opts: &WriteOpts) -> Result<(), ApiError> {
+    let Some(schema) = &rt.schema else {
+        return Ok(());
+    };
+    schema::admit(schema, obj, opts.strict).map_err(|why| match why {
+        schema::Rejection::Invalid(causes) => ApiError::invalid_fields(rt, name, &causes),
+        schema::Rejection::Strict(msg) => {
+            let (kind, version) = (&rt.kind, &rt.version);
+            let msg =
+                format!("{kind} in version \"{version}\" cannot be handled as a {kind}: {msg}");
+            ApiError::plain(400, "BadRequest", msg)
+        }
+    })
+}
+
 impl Store {
     /// An empty cluster with the `default`, `kube-system` and `kube-public` namespaces.
     pub fn new() -> Self {
@@ -169,6 +190,7 @@ impl Store {
             rv: 0,
             history: VecDeque::new(),
             compacted: 0,
+            terminating_since: Default::default(),
             tx,
         };
         let ns_type = store.registry.find("", "v1", "namespaces").cloned();
@@ -379,6 +401,7 @@ impl Store {
             .unwrap_or_else(|| rt.clone());
         let mut obj = Self::present(&storage, body);
         defaults::normalize(rt, &mut obj);
+        admit(rt, &name, &mut obj, opts)?;
         defaults::record_manager(rt, &mut obj, opts.field_manager.as_deref(), op, Sub::Main);
         if opts.dry_run {
             return Ok(Self::present(rt, &obj));
@@ -528,6 +551,7 @@ impl Store {
         if sub == Sub::Main {
             defaults::normalize(rt, &mut new);
         }
+        admit(rt, &key.3, &mut new, opts)?;
         if rt.tracks_generation() && spec_part(&new, rt) != spec_part(&current, rt) {
             let generation = meta(&current)["generation"].as_i64().unwrap_or(0) + 1;
             meta_mut(&mut new).insert("generation".into(), json!(generation));

@@ -128,12 +128,19 @@ async fn kube_status_patch_changes_only_status() {
     );
     server.clear_requests();
 
-    let status = json!({"status": {"phase": "Invited", "observedGeneration": 1}});
+    let status = json!({"status": {"phase": "Invited", "observedGeneration": 1, "bogus": true}});
     let patched = users
         .patch_status("erin", &PatchParams::default(), &Patch::Merge(&status))
         .await
         .unwrap();
     assert_eq!(patched.metadata.generation, Some(1));
+    let stored = server
+        .object("stagegate.dev", "users", "default", "erin")
+        .unwrap();
+    assert!(
+        stored["status"].get("bogus").is_none(),
+        "unknown fields are pruned"
+    );
     assert_eq!(
         serde_json::to_value(&patched.status).unwrap()["phase"],
         "Invited"
@@ -223,7 +230,7 @@ async fn kube_conflicts_and_not_found_are_statuses() {
     let err = users.get("nobody").await.unwrap_err();
     assert_eq!(api_error(err), (404, "NotFound".into()));
 
-    let mut generated = user("");
+    let mut generated = user("placeholder");
     generated.metadata.name = None;
     generated.metadata.generate_name = Some("gen-".into());
     let made = users

@@ -131,6 +131,41 @@ fn kubectl_applies_crds_and_manifests() {
         "labels are not spec"
     );
 
+    // Printer columns come from the server's Table response, as in a cluster.
+    let status = r#"{"status":{"phase":"Active","conditions":[{"type":"Ready","status":"True","reason":"Reconciled","message":"","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#;
+    server
+        .kubectl(&[
+            "patch",
+            "user",
+            "alice",
+            "-n",
+            "team-a",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ])
+        .assert_success();
+    let table = server.kubectl(&["get", "users", "-n", "team-a"]);
+    let lines: Vec<Vec<&str>> = table
+        .assert_success()
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        ["NAME", "USERNAME", "STATE", "PHASE", "READY", "AGE"],
+        "{}",
+        table.stdout
+    );
+    assert_eq!(
+        lines[1][..4],
+        ["alice", "Active", "Active", "True"],
+        "{}",
+        table.stdout
+    );
+
     let missing = server.kubectl(&["get", "user", "nobody", "-n", "team-a"]);
     assert!(!missing.success());
     assert!(
@@ -214,5 +249,47 @@ fn kubectl_delete_waits_for_finalizers() {
     assert_eq!(
         patch.body_json(),
         Some(json!([{"op": "remove", "path": "/metadata/finalizers"}]))
+    );
+}
+
+#[test]
+fn kubectl_apply_is_validated_against_the_crd_schema() {
+    let server = KubeApiServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    server
+        .kubectl(&["apply", "-f", write_crds(tmp.path()).to_str().unwrap()])
+        .assert_success();
+    let bad_role = tmp.path().join("bad-role.yaml");
+    std::fs::write(&bad_role, "apiVersion: stagegate.dev/v1alpha1\nkind: AccessBinding\nmetadata:\n  name: b\nspec:\n  user: alice\n  role: Root\n").unwrap();
+    let out = server.kubectl(&["apply", "-f", bad_role.to_str().unwrap()]);
+    assert!(
+        !out.success()
+            && out
+                .stderr
+                .contains(r#"The AccessBinding "b" is invalid: spec.role: Invalid value"#),
+        "{}",
+        out.stderr
+    );
+
+    let unknown = tmp.path().join("unknown.yaml");
+    std::fs::write(&unknown, "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: u\nspec:\n  nickname: x\n").unwrap();
+    let out = server.kubectl(&["apply", "-f", unknown.to_str().unwrap()]);
+    assert!(
+        !out.success() && out.stderr.contains(r#"unknown field "spec.nickname""#),
+        "{}",
+        out.stderr
+    );
+    let out = server.kubectl(&["apply", "--validate=false", "-f", unknown.to_str().unwrap()]);
+    out.assert_success();
+    let user = parse(
+        &server
+            .kubectl(&["get", "user", "u", "-o", "json"])
+            .assert_success()
+            .stdout,
+    );
+    assert_eq!(
+        user["spec"],
+        json!({"state": "Active", "passwordRotation": 0}),
+        "pruned and defaulted"
     );
 }
