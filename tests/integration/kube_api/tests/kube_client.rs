@@ -480,3 +480,71 @@ fn kubeconfig_file_works_for_kube_rs_from_a_sync_test() {
     assert!(server.requests().iter().all(|r| r.status == 200));
     server.stop();
 }
+
+#[tokio::test]
+async fn kube_controller_reconciles_across_namespaces() {
+    use kube::runtime::controller::{Action, Controller};
+    use std::sync::Arc;
+
+    let server = KubeApiServer::start();
+    let client = server.client();
+    install_crds(&client).await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "team-b"}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    for (namespace, name) in [("default", "kim"), ("team-b", "lee")] {
+        let api: Api<User> = Api::namespaced(client.clone(), namespace);
+        api.create(&PostParams::default(), &user(name))
+            .await
+            .unwrap();
+    }
+
+    async fn reconcile(user: Arc<User>, client: Arc<kube::Client>) -> Result<Action, kube::Error> {
+        let api: Api<User> = Api::namespaced((*client).clone(), &user.namespace().unwrap());
+        let status =
+            json!({"status": {"phase": "Invited", "observedGeneration": user.metadata.generation}});
+        api.patch_status(
+            &user.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        )
+        .await?;
+        Ok(Action::await_change())
+    }
+    let controller = Controller::new(Api::<User>::all(client.clone()), watcher::Config::default())
+        .owns(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .run(
+            reconcile,
+            |_, _, _| Action::await_change(),
+            Arc::new(client.clone()),
+        )
+        .take(2)
+        .collect::<Vec<_>>();
+    let results = tokio::time::timeout(Duration::from_secs(10), controller)
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    for (namespace, name) in [("default", "kim"), ("team-b", "lee")] {
+        let stored = server
+            .object("stagegate.dev", "users", namespace, name)
+            .unwrap();
+        assert_eq!(stored["status"]["phase"], "Invited");
+    }
+    let watched: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "watch" && r.namespace.is_none())
+        .filter_map(|r| r.resource.clone())
+        .collect();
+    assert!(
+        watched.contains(&"users".into()) && watched.contains(&"secrets".into()),
+        "{watched:?}"
+    );
+}

@@ -166,6 +166,25 @@ fn kubectl_applies_crds_and_manifests() {
         table.stdout
     );
 
+    server
+        .kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "user/alice",
+            "-n",
+            "team-a",
+            "--timeout=5s",
+        ])
+        .assert_success();
+    server
+        .kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/users.stagegate.dev",
+            "--timeout=5s",
+        ])
+        .assert_success();
+
     let missing = server.kubectl(&["get", "user", "nobody", "-n", "team-a"]);
     assert!(!missing.success());
     assert!(
