@@ -20,6 +20,7 @@
 mod defaults;
 mod deletion;
 mod discovery;
+mod events;
 mod handlers;
 mod patch;
 mod registry;

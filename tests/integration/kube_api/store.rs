@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 
 use super::defaults;
+use super::events;
 use super::registry::{self, Registry, ResourceType};
 use super::schema;
 use super::selectors::{FieldSelector, LabelSelector};
@@ -212,12 +213,17 @@ impl Store {
 
     pub(super) fn key(rt: &ResourceType, ns: &str, name: &str) -> Key {
         let ns = if rt.namespaced { ns } else { "" };
-        (rt.group.clone(), rt.plural.clone(), ns.into(), name.into())
+        let (group, plural) = events::storage_of(&rt.group, &rt.plural);
+        (group.into(), plural.into(), ns.into(), name.into())
     }
 
     /// `obj` as served at `rt`'s version (storage keeps one copy per object).
     pub fn present(rt: &ResourceType, obj: &Value) -> Value {
-        let mut o = obj.clone();
+        let mut o = if events::is_events_v1(rt) {
+            events::from_core(obj)
+        } else {
+            obj.clone()
+        };
         o["apiVersion"] = json!(rt.api_version());
         o["kind"] = json!(rt.kind);
         o
@@ -292,7 +298,7 @@ impl Store {
     ) -> Vec<Value> {
         self.objects
             .iter()
-            .filter(|(k, _)| k.0 == rt.group && k.1 == rt.plural)
+            .filter(|(k, _)| events::storage_of(&rt.group, &rt.plural) == (&k.0, &k.1))
             .filter(|(k, _)| ns.is_none_or(|ns| !rt.namespaced || k.2 == ns))
             .map(|(_, o)| Self::present(rt, o))
             .filter(|o| labels.matches(o) && fields.matches(o))
@@ -394,11 +400,15 @@ impl Store {
         } else {
             m.remove("generation");
         }
+        let (group, plural) = events::storage_of(&rt.group, &rt.plural);
         let storage = self
             .registry
-            .storage(&rt.group, &rt.plural)
+            .storage(group, plural)
             .cloned()
             .unwrap_or_else(|| rt.clone());
+        if events::is_events_v1(rt) {
+            *body = events::to_core(body);
+        }
         let mut obj = Self::present(&storage, body);
         defaults::normalize(rt, &mut obj);
         admit(rt, &name, &mut obj, opts)?;
@@ -516,6 +526,9 @@ impl Store {
                 "BadRequest",
                 "the body must be a JSON object",
             ));
+        }
+        if events::is_events_v1(rt) {
+            new = events::to_core(&new);
         }
         match sub {
             Sub::Status => {

@@ -35,8 +35,7 @@ pub struct WatchRequest {
 
 impl WatchRequest {
     fn selects(&self, e: &Event) -> bool {
-        e.group == self.rt.group
-            && e.plural == self.rt.plural
+        super::events::storage_of(&self.rt.group, &self.rt.plural) == (&e.group, &e.plural)
             && self.namespace.as_deref().is_none_or(|ns| e.namespace == ns)
     }
 

@@ -451,6 +451,20 @@ async fn kube_recorder_publishes_and_aggregates_events() {
         .unwrap();
     assert_eq!(stored["regarding"]["name"], "judy");
     assert_eq!(stored["series"]["count"], 2);
+    let core = server.object("", "events", "default", &name).unwrap();
+    assert_eq!(
+        core["involvedObject"]["name"], "judy",
+        "one resource, two API versions"
+    );
+    assert_eq!(core["message"], "user is in the store");
+    let described = server.kubectl(&["describe", "user", "judy"]);
+    let described = &described.assert_success().stdout;
+    assert!(
+        described.contains("Reconciled") && described.contains("(x2 over"),
+        "{described}"
+    );
+    let events = server.kubectl(&["get", "events", "-o", "jsonpath={.items[*].reason}"]);
+    assert_eq!(events.assert_success().stdout, "Reconciled");
 }
 
 /// Synchronous tests (which spawn the product binary) use the kubeconfig file;
