@@ -98,3 +98,30 @@ pub fn record_manager(
         list.push(entry);
     }
 }
+
+/// Drop empty optional metadata, as a typed round trip through ObjectMeta
+/// (`omitempty`) does; a merge patch deleting the last label leaves none.
+pub fn tidy_metadata(obj: &mut Value) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    meta.retain(|k, v| {
+        let optional = matches!(
+            k.as_str(),
+            "labels"
+                | "annotations"
+                | "finalizers"
+                | "ownerReferences"
+                | "generateName"
+                | "managedFields"
+        );
+        let empty = match v {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            Value::Object(o) => o.is_empty(),
+            _ => false,
+        };
+        !(optional && empty)
+    });
+}

@@ -162,10 +162,11 @@ pub fn openapi_root(reg: &Registry) -> Value {
 }
 
 /// `/openapi/v3/<api/v1 | apis/g/v>`: a PATCH operation per kind that
-/// advertises `fieldValidation`, and nothing more.
+/// advertises `fieldValidation`, and the schemas of custom kinds.
 pub fn openapi_group_version(reg: &Registry, path: &str) -> Option<Value> {
     let (_, group, version) = openapi_paths(reg).into_iter().find(|(p, _, _)| p == path)?;
     let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
     for t in reg
         .all()
         .iter()
@@ -188,11 +189,20 @@ pub fn openapi_group_version(reg: &Registry, path: &str) -> Option<Value> {
             "x-kubernetes-action": "patch",
             "x-kubernetes-group-version-kind": {"group": t.group, "version": t.version, "kind": t.kind},
         }}));
+        // CRD schemas, so that `kubectl explain` works for custom kinds.
+        if let Some(schema) = &t.schema {
+            let mut schema = schema.clone();
+            schema["x-kubernetes-group-version-kind"] =
+                json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
+            let reversed: Vec<&str> = t.group.split('.').rev().collect();
+            let id = format!("{}.{}.{}", reversed.join("."), t.version, t.kind);
+            schemas.insert(id, schema);
+        }
     }
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": format!("v1.{MINOR}.0")},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     }))
 }

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::deletion::DeleteOpts;
 use super::discovery;
 use super::patch::{self, PatchKind};
+use super::protobuf;
 use super::registry::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
@@ -280,9 +281,16 @@ fn resource(
             FieldSelector::parse(query.get("fieldSelector").map_or("", |s| s)).map_err(bad)?;
         Ok((labels, fields))
     };
+    let protobuf = record
+        .content_type
+        .as_deref()
+        .is_some_and(|c| c.contains("protobuf"));
     let parse_body = || -> Result<Value, ApiError> {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::plain(400, "BadRequest", format!("invalid JSON body: {e}")))
+        let bad = |e: String| ApiError::plain(400, "BadRequest", format!("invalid body: {e}"));
+        if protobuf {
+            return protobuf::decode(body).map_err(bad);
+        }
+        serde_json::from_slice(body).map_err(|e| bad(e.to_string()))
     };
     let result = match (record.verb.as_str(), &t.name) {
         ("watch", _) => {

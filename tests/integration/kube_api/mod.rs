@@ -23,6 +23,7 @@ mod discovery;
 mod events;
 mod handlers;
 mod patch;
+mod protobuf;
 mod registry;
 mod schema;
 mod selectors;

@@ -409,6 +409,7 @@ impl Store {
         if events::is_events_v1(rt) {
             *body = events::to_core(body);
         }
+        defaults::tidy_metadata(body);
         let mut obj = Self::present(&storage, body);
         defaults::normalize(rt, &mut obj);
         admit(rt, &name, &mut obj, opts)?;
@@ -564,6 +565,7 @@ impl Store {
         if sub == Sub::Main {
             defaults::normalize(rt, &mut new);
         }
+        defaults::tidy_metadata(&mut new);
         admit(rt, &key.3, &mut new, opts)?;
         if rt.tracks_generation() && spec_part(&new, rt) != spec_part(&current, rt) {
             let generation = meta(&current)["generation"].as_i64().unwrap_or(0) + 1;

@@ -312,3 +312,61 @@ fn kubectl_apply_is_validated_against_the_crd_schema() {
         "pruned and defaulted"
     );
 }
+
+#[test]
+fn kubectl_everyday_commands_work() {
+    let server = KubeApiServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    server
+        .kubectl(&["apply", "-f", write_crds(tmp.path()).to_str().unwrap()])
+        .assert_success();
+    let file = tmp.path().join("u.yaml");
+    std::fs::write(&file, "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: u\nspec:\n  email: u@example.com\n").unwrap();
+    let file = file.to_str().unwrap();
+    let run = |args: &[&str]| server.kubectl(args).assert_success().stdout.clone();
+
+    assert!(run(&["apply", "--dry-run=server", "-f", file]).contains("created (server dry run)"));
+    assert!(server
+        .object("stagegate.dev", "users", "default", "u")
+        .is_none());
+    assert!(run(&["apply", "--server-side", "-f", file]).contains("serverside-applied"));
+    assert_eq!(run(&["diff", "-f", file]), "", "no drift after apply");
+    assert!(run(&["api-resources", "--api-group=stagegate.dev"]).contains("sgu"));
+    assert!(run(&["explain", "users.spec"]).contains("enum: Active, Revoked"));
+
+    // Typed kubectl commands send protobuf bodies.
+    run(&["create", "namespace", "ops"]);
+    run(&[
+        "create",
+        "secret",
+        "generic",
+        "pw",
+        "-n",
+        "ops",
+        "--from-literal=password=s3cret",
+    ]);
+    run(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "ops",
+        "--from-literal=mode=strict",
+    ]);
+    let secret = server.object("", "secrets", "ops", "pw").unwrap();
+    assert_eq!(secret["data"], json!({"password": "czNjcmV0"}));
+    assert_eq!(secret["type"], "Opaque");
+    assert_eq!(
+        server.object("", "configmaps", "ops", "cfg").unwrap()["data"],
+        json!({"mode": "strict"})
+    );
+    let log = server.requests();
+    let create = log
+        .iter()
+        .find(|r| r.verb == "create" && r.resource.as_deref() == Some("secrets"))
+        .unwrap();
+    assert_eq!(
+        create.content_type.as_deref(),
+        Some("application/vnd.kubernetes.protobuf")
+    );
+}
