@@ -125,3 +125,27 @@ pub fn tidy_metadata(obj: &mut Value) {
         !(optional && empty)
     });
 }
+
+/// A random version-4-shaped UID.
+pub fn new_uid() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// Five random lower-case alphanumerics, as `generateName` appends.
+pub fn name_suffix() -> String {
+    use rand::Rng as _;
+    const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}

@@ -242,25 +242,28 @@ fn resource(
     record: &mut RecordedRequest,
 ) -> Response {
     let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
-    record.verb = match (method.as_str(), rest.len()) {
-        // Collection URLs have an odd number of segments, object URLs an even one.
-        ("GET", n) if n % 2 == 1 && watching => "watch",
-        ("GET", n) if n % 2 == 1 => "list",
-        ("GET", _) => "get",
+    let verb = |collection: bool| match (method.as_str(), collection) {
+        ("GET", true) if watching => "watch",
+        ("GET", true) => "list",
+        ("GET", false) => "get",
         ("POST", _) => "create",
         ("PUT", _) => "update",
         ("PATCH", _) => "patch",
-        ("DELETE", n) if n % 2 == 1 => "deletecollection",
-        ("DELETE", _) => "delete",
+        ("DELETE", true) => "deletecollection",
+        ("DELETE", false) => "delete",
         _ => "unknown",
-    }
-    .into();
+    };
     record.group = Some(group.into());
     let mut store = shared.store.lock().expect("store lock");
     let t = match target(&store, group, version, rest) {
         Ok(t) => t,
-        Err(e) => return error_response(&e),
+        Err(e) => {
+            // Unresolvable: guess from the URL's shape (collections have an odd segment count).
+            record.verb = verb(rest.len() % 2 == 1).into();
+            return error_response(&e);
+        }
     };
+    record.verb = verb(t.name.is_none()).into();
     record.resource = Some(match t.sub {
         Sub::Main => t.rt.plural.clone(),
         Sub::Status => format!("{}/status", t.rt.plural),

@@ -92,30 +92,6 @@ pub fn now() -> String {
         .to_string()
 }
 
-/// A random version-4-shaped UID.
-fn new_uid() -> String {
-    let b: [u8; 16] = rand::random();
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
-}
-
-/// Five random lower-case alphanumerics, as `generateName` appends.
-fn name_suffix() -> String {
-    use rand::Rng as _;
-    const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut rng = rand::rng();
-    (0..5)
-        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
-        .collect()
-}
-
 pub(super) fn meta(obj: &Value) -> &Value {
     &obj["metadata"]
 }
@@ -346,7 +322,7 @@ impl Store {
                     "metadata.name: Required value: name or generateName is required",
                 ));
             }
-            name = format!("{prefix}{}", name_suffix());
+            name = format!("{prefix}{}", defaults::name_suffix());
         }
         if rt.namespaced {
             let ns_key = (
@@ -385,7 +361,7 @@ impl Store {
         } else {
             m.remove("namespace");
         }
-        m.insert("uid".into(), json!(new_uid()));
+        m.insert("uid".into(), json!(defaults::new_uid()));
         m.insert("creationTimestamp".into(), json!(now()));
         for f in [
             "deletionTimestamp",

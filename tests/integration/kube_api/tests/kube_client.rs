@@ -180,13 +180,25 @@ async fn kube_status_patch_changes_only_status() {
         .collect();
     assert!(managers.contains(&"stagegate".to_string()), "{managers:?}");
 
+    let mut replaced = users.get_status("erin").await.unwrap();
+    replaced.status.as_mut().unwrap().phase = Some(stagegate::resources::UserPhase::Revoked);
+    let replaced = users
+        .replace_status("erin", &PostParams::default(), &replaced)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&replaced.status).unwrap()["phase"],
+        "Revoked"
+    );
+    assert_eq!(replaced.metadata.generation, Some(2));
+
     let log = server.take_requests();
     let status_writes: Vec<_> = log
         .iter()
         .filter(|r| r.resource.as_deref() == Some("users/status"))
         .collect();
-    assert_eq!(status_writes.len(), 2);
-    assert!(status_writes.iter().all(|r| r.verb == "patch"));
+    let verbs: Vec<&str> = status_writes.iter().map(|r| r.verb.as_str()).collect();
+    assert_eq!(verbs, ["patch", "patch", "get", "update"]);
     assert_eq!(
         status_writes[0].content_type.as_deref(),
         Some("application/merge-patch+json")
