@@ -215,6 +215,25 @@ impl KubeApiServer {
         store.get(&rt, namespace, name).ok()
     }
 
+    /// Poll `check` every 20 ms until it returns `Some` or `timeout` passes;
+    /// for synchronous tests waiting on a controller running as a child process.
+    pub fn wait_until<T>(
+        &self,
+        timeout: std::time::Duration,
+        mut check: impl FnMut(&Self) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(found) = check(self) {
+                return Some(found);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Stop serving; open connections are dropped.
     pub fn stop(mut self) {
         self.shutdown_now();

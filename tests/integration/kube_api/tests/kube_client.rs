@@ -302,6 +302,20 @@ async fn kube_watch_from_compacted_version_is_gone() {
     };
     assert_eq!(u.name_any(), "heidi");
 
+    let params = WatchParams::default(); // bookmarks are on by default
+    let mut bookmarked = users.watch(&params, &rv).await.unwrap().boxed();
+    assert!(matches!(
+        bookmarked.next().await,
+        Some(Ok(WatchEvent::Added(_)))
+    ));
+    let next = tokio::time::timeout(Duration::from_secs(3), bookmarked.next())
+        .await
+        .unwrap();
+    let Some(Ok(WatchEvent::Bookmark(b))) = next else {
+        panic!("expected a bookmark, got {next:?}")
+    };
+    assert!(b.metadata.resource_version.parse::<u64>().unwrap() >= rv.parse::<u64>().unwrap());
+
     server.compact();
     let mut expired = users
         .watch(&WatchParams::default(), &rv)

@@ -360,7 +360,37 @@ fn kubectl_everyday_commands_work() {
         server.object("", "configmaps", "ops", "cfg").unwrap()["data"],
         json!({"mode": "strict"})
     );
+    run(&[
+        "patch",
+        "namespace",
+        "ops",
+        "-p",
+        r#"{"metadata":{"labels":{"env":"dev"}}}"#,
+    ]);
+    assert_eq!(
+        server.object("", "namespaces", "", "ops").unwrap()["metadata"]["labels"]["env"],
+        "dev"
+    );
+    run(&["delete", "namespace", "ops", "--wait=false"]);
+    let terminating = server.object("", "namespaces", "", "ops").unwrap();
+    assert_eq!(terminating["status"]["phase"], "Terminating");
+    let gone = server.wait_until(std::time::Duration::from_secs(3), |s| {
+        s.object("", "secrets", "ops", "pw").is_none().then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "the namespace controller empties terminating namespaces"
+    );
+
     let log = server.requests();
+    let label = log
+        .iter()
+        .find(|r| r.verb == "patch" && r.resource.as_deref() == Some("namespaces"))
+        .unwrap();
+    assert_eq!(
+        label.content_type.as_deref(),
+        Some("application/strategic-merge-patch+json")
+    );
     let create = log
         .iter()
         .find(|r| r.verb == "create" && r.resource.as_deref() == Some("secrets"))
