@@ -1,21 +1,36 @@
 //! An in-process Kubernetes API server for end-to-end tests of the
 //! controller and of kubectl workflows, where no kube-apiserver exists.
+//! Test-only: the product talks to it through an ordinary kubeconfig.
 //!
-//! It speaks enough of the HTTP API for kubectl and kube-rs: legacy discovery,
-//! OpenAPI v3 stubs, CRD registration, list/watch with resourceVersions,
-//! bookmarks and 410 Gone, every patch type, the status subresource,
-//! generations, finalizers, owner garbage collection and Status errors.
-//! Every request is logged so tests can assert what a client did.
+//! It speaks enough of the HTTP API for the real kubectl and kube-rs:
+//! legacy discovery, OpenAPI v3 (field-validation support and CRD schemas),
+//! CRD registration with structural-schema pruning, defaulting and
+//! validation, list/watch with resourceVersions, bookmarks,
+//! `sendInitialEvents` and 410 Gone, label and field selectors, all four
+//! patch types, the status subresource, generations, finalizers, owner
+//! garbage collection, namespace termination, printer-column Tables and
+//! Status errors. Every request is logged so tests can assert what a client
+//! did.
 //!
 //! ```ignore
+//! // A synchronous test that runs the product as a child process.
 //! let server = KubeApiServer::start();
+//! let tmp = tempfile::tempdir()?;
 //! server.kubectl(&["apply", "-f", crds_dir]).assert_success();
-//! let kubeconfig = server.write_kubeconfig(tmp.path()); // for a child process
-//! assert!(server.take_requests().iter().any(|r| r.verb == "create"));
+//! let kubeconfig = server.write_kubeconfig(tmp.path());
+//! let mut child = Command::new(env!("CARGO_BIN_EXE_stagegate"))
+//!     .args(["run", "--kube"]).env("KUBECONFIG", &kubeconfig).spawn()?;
+//! server.kubectl(&["apply", "-f", "examples/"]).assert_success();
+//! let ready = server.wait_until(Duration::from_secs(10), |s| {
+//!     let user = s.object("stagegate.dev", "users", "default", "alice")?;
+//!     (user["status"]["phase"] == "Invited").then_some(user)
+//! });
+//! assert!(server.take_requests().iter().any(|r| r.resource.as_deref() == Some("users/status")));
 //! ```
 //!
-//! No maintained crate fits: `kube-fake-client` and `tower-test` mocks are
-//! in-memory services for a kube `Client`, which kubectl cannot talk to.
+//! Async tests use `server.client()` for a `kube::Client`. No maintained
+//! crate fits: `kube-fake-client` and `tower-test` mocks are in-memory
+//! services behind a kube `Client`, which kubectl cannot talk to.
 
 mod defaults;
 mod deletion;
