@@ -301,7 +301,9 @@ fn resource(
                 Ok(s) => s,
                 Err(e) => return error_response(&e),
             };
-            let w = WatchRequest { rt: t.rt, namespace: t.namespace, labels, fields };
+            let table = (t.rt.custom && table::wanted(record.accept.as_deref()))
+                .then(|| query.get("includeObject").cloned());
+            let w = WatchRequest { rt: t.rt, namespace: t.namespace, labels, fields, table };
             drop(store);
             return Response::builder()
                 .header(header::CONTENT_TYPE, "application/json")

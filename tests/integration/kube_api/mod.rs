@@ -175,15 +175,24 @@ impl KubeApiServer {
         path
     }
 
-    /// Run the real kubectl against this server, with a private discovery cache.
-    pub fn kubectl(&self, args: &[&str]) -> KubectlOutput {
-        let out = Command::new("kubectl")
+    /// A `kubectl` command for this server (private kubeconfig and discovery
+    /// cache), for runs in the background such as `get -w`.
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("kubectl");
+        command
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .arg("--cache-dir")
             .arg(self.dir.path().join("cache"))
             .args(args)
-            .env_remove("KUBECONFIG")
+            .env_remove("KUBECONFIG");
+        command
+    }
+
+    /// Run the real kubectl against this server and wait for it.
+    pub fn kubectl(&self, args: &[&str]) -> KubectlOutput {
+        let out = self
+            .kubectl_command(args)
             .output()
             .expect("run kubectl (is it on PATH?)");
         KubectlOutput {

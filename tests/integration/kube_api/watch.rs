@@ -31,9 +31,29 @@ pub struct WatchRequest {
     pub labels: LabelSelector,
     /// `fieldSelector`.
     pub fields: FieldSelector,
+    /// Send objects as one-row Tables (`kubectl get -w`), with this `includeObject`.
+    pub table: Option<Option<String>>,
 }
 
 impl WatchRequest {
+    /// The object as sent: itself, or a one-row Table whose column
+    /// definitions only the stream's first Table carries, as kube-apiserver does.
+    fn shape(&self, obj: Value, first: &mut bool) -> Value {
+        let Some(include) = &self.table else {
+            return obj;
+        };
+        let rv = obj["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse().ok());
+        let mut table = super::table::render(&self.rt, &[obj], rv.unwrap_or(0), include.as_deref());
+        if !std::mem::take(first) {
+            if let Some(map) = table.as_object_mut() {
+                map.remove("columnDefinitions");
+            }
+        }
+        table
+    }
+
     fn selects(&self, e: &Event) -> bool {
         super::events::storage_of(&self.rt.group, &self.rt.plural) == (&e.group, &e.plural)
             && self.namespace.as_deref().is_none_or(|ns| e.namespace == ns)
@@ -129,8 +149,13 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest, query: &HashMap<String, Strin
             }
         };
         let mut latest = since;
+        let mut first = true;
         for obj in initial {
-            if tx.send(line("ADDED", obj)).await.is_err() {
+            if tx
+                .send(line("ADDED", w.shape(obj, &mut first)))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -145,7 +170,7 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest, query: &HashMap<String, Strin
         for e in past {
             latest = latest.max(e.rv);
             if let Some((kind, obj)) = w.translate(&e) {
-                if tx.send(line(kind, obj)).await.is_err() {
+                if tx.send(line(kind, w.shape(obj, &mut first))).await.is_err() {
                     return;
                 }
             }
@@ -165,7 +190,7 @@ pub fn start(shared: Arc<Shared>, w: WatchRequest, query: &HashMap<String, Strin
                     Ok(e) => {
                         latest = latest.max(e.rv);
                         match w.translate(&e) {
-                            Some((kind, obj)) => line(kind, obj),
+                            Some((kind, obj)) => line(kind, w.shape(obj, &mut first)),
                             None => continue,
                         }
                     }

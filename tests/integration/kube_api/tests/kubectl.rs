@@ -400,3 +400,56 @@ fn kubectl_everyday_commands_work() {
         Some("application/vnd.kubernetes.protobuf")
     );
 }
+
+#[test]
+fn kubectl_get_watch_prints_printer_columns_and_delete_all_works() {
+    let server = KubeApiServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    server
+        .kubectl(&["apply", "-f", write_crds(tmp.path()).to_str().unwrap()])
+        .assert_success();
+    let users = tmp.path().join("users.yaml");
+    let two =
+        "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: u\nspec: {}\n---\n\
+               apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: v\nspec: {}\n";
+    std::fs::write(&users, two).unwrap();
+    server
+        .kubectl(&["apply", "-f", users.to_str().unwrap()])
+        .assert_success();
+
+    let watch = server
+        .kubectl_command(&["get", "users", "-w", "--request-timeout=2s"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watching = server.wait_until(std::time::Duration::from_secs(5), |s| {
+        s.requests().iter().any(|r| r.verb == "watch").then_some(())
+    });
+    assert!(watching.is_some(), "kubectl started watching");
+    server
+        .kubectl(&[
+            "patch",
+            "user",
+            "u",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"state":"Revoked"}}"#,
+        ])
+        .assert_success();
+    let out = watch.wait_with_output().unwrap();
+    let lines: Vec<Vec<String>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    assert_eq!(lines[0][..3], ["NAME", "USERNAME", "STATE"], "{lines:?}");
+    assert_eq!(lines.len(), 4, "header, two users, one change: {lines:?}");
+    assert_eq!(lines[3][..2], ["u", "Revoked"], "{lines:?}");
+
+    let out = server.kubectl(&["delete", "users", "--all"]);
+    assert_eq!(
+        out.assert_success().stdout.matches(" deleted").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+}
