@@ -3,4 +3,5 @@
 mod diff;
 mod foundation;
 mod helm;
+mod kube_api;
 mod support;
