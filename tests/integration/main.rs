@@ -3,5 +3,6 @@
 mod diff;
 mod foundation;
 mod helm;
+mod kube_api;
 mod store;
 mod support;
