@@ -38,9 +38,21 @@ pub fn marker(op: &Op) -> char {
 pub fn describe(op: &Op) -> String {
     match op {
         Op::CreateUser { user } => format!("create user {} ({:?})", user.username, user.state),
-        Op::UpdateUser { username, changes, .. } => {
-            format!("update user {username}: {}", fields(changes))
-        }
+        Op::UpdateUser {
+            username,
+            changes,
+            user,
+        } => format!(
+            "update user {username}: {}{}",
+            fields(changes),
+            if user.state == crate::resources::UserState::Revoked
+                && changes.iter().any(|c| c.field == "state")
+            {
+                ", ending its sessions and revoking tokens it owns"
+            } else {
+                ""
+            }
+        ),
         Op::DeleteUser { username } => {
             format!("delete user {username}, end its sessions, revoke tokens it owns")
         }
@@ -142,12 +154,15 @@ pub fn describe(op: &Op) -> String {
         } => format!(
             "decide {model} at {scope} {from} → {to} by {requested_by}: {phase:?} ({message})"
         ),
-        Op::SetStatus { from, status } => format!(
-            "status {} → {}{}",
-            from.as_deref().unwrap_or("-"),
-            status.reason,
-            if status.ready { "" } else { " (not ready)" }
-        ),
+        Op::SetStatus { from, status } => {
+            let not_ready = if status.ready { "" } else { " (not ready)" };
+            match from.as_deref() {
+                Some(f) if f == status.reason => {
+                    format!("status {f}{not_ready}, updated: {}", status.message)
+                }
+                f => format!("status {} → {}{not_ready}", f.unwrap_or("-"), status.reason),
+            }
+        }
         Op::DeleteStatus => "forget status".to_string(),
     }
 }

@@ -318,7 +318,7 @@ fn plan_token(b: &mut Builder, t: &Declared<ApiToken>, keys: &[&TokenKeyRow]) {
         t,
         true,
         "Ready",
-        format!("new key delivered to Secret {}", secret.name),
+        format!("a new key is to be delivered to Secret {}", secret.name),
         Some("Active"),
     );
     st.extra = extra;
