@@ -266,3 +266,31 @@ fn binding_to_unknown_user_is_kept() {
     assert_eq!(status_of(&p, "b").reason, "UnknownUser");
     assert!(!status_of(&p, "b").ready);
 }
+
+#[test]
+fn owner_revocation_revokes_and_rotation_is_the_only_way_back() {
+    let u = user("ann", "");
+    let tok = "apiVersion: stagegate.dev/v1alpha1\nkind: ApiToken\nmetadata: {name: bot, namespace: t}\nspec: {role: Admin, validity: Never, owner: ann}\n";
+    let mut w = World::new();
+    w.apply_at(&snap(&[("u.yaml", &u), ("t.yaml", tok)]), T0);
+    let revoked = user("ann", "state: Revoked");
+    let p = w.apply_at(&snap(&[("u.yaml", &revoked), ("t.yaml", tok)]), T0);
+    assert_eq!(ops(&p), vec!["updateUser", "revokeToken"]);
+    assert_eq!(status_of(&p, "bot").reason, "Revoked");
+    // Re-activating the owner does not revive the key...
+    let s = snap(&[("u.yaml", &u), ("t.yaml", tok)]);
+    let p = w.apply_at(&s, T0);
+    assert_eq!(ops(&p), vec!["updateUser"]);
+    assert!(status_of(&p, "bot")
+        .message
+        .contains("increase spec.rotation"));
+    // ...rotation issues a new one.
+    let rotated = tok.replace("owner: ann}", "owner: ann, rotation: 1}");
+    let p = w.apply_at(&snap(&[("u.yaml", &u), ("t.yaml", &rotated)]), T0);
+    assert_eq!(ops(&p), vec!["issueToken"]);
+    // Moving the key to another Secret name needs a rotation too.
+    let renamed = rotated.replace("rotation: 1}", "rotation: 1, secretName: bot-creds}");
+    let p = w.plan_at(&snap(&[("u.yaml", &u), ("t.yaml", &renamed)]), T0);
+    assert!(ops(&p).is_empty());
+    assert_eq!(status_of(&p, "bot").reason, "SecretMissing");
+}

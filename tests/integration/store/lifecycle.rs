@@ -387,3 +387,21 @@ fn a_broken_file_keeps_what_it_declared() {
         "statuses of the broken file's objects are kept"
     );
 }
+
+#[test]
+fn status_reports_the_last_outcomes() {
+    let env = Env::from_examples();
+    let missing = env.run("status", &[]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(crate::support::stderr(&missing).contains("no store"));
+    env.write_secret(NS, "maria-password", "password", "a-password");
+    let (code, out, _) = env.apply();
+    assert_eq!(code, 0);
+    let st = env.run("status", &["--output", "json"]);
+    assert_eq!(st.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), out.len());
+    let text = crate::support::stdout(&env.run("status", &[]));
+    assert!(text.starts_with("OBJECT"));
+    assert!(text.contains("ApiToken ml-platform/fraud-ci-deployer"));
+}
