@@ -160,7 +160,11 @@ impl<'a> Work<'a> {
 
     /// Transaction 1: every data change, with new secrets recorded pending.
     pub fn translate(&mut self, plan: &Plan) -> Vec<StoreOp> {
-        let mut out = Vec::new();
+        let mut out: Vec<StoreOp> = plan
+            .base_revision
+            .map(StoreOp::ExpectRevision)
+            .into_iter()
+            .collect();
         for st in &plan.objects {
             self.statuses.insert(st.key.clone(), st.clone());
         }

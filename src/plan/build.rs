@@ -157,6 +157,7 @@ pub fn plan(snap: &Snapshot, state: &StoreState, ctx: &PlanContext<'_>) -> Plan 
     Plan {
         changes,
         objects: objects.into_values().collect(),
+        base_revision: Some(state.revision),
     }
 }
 

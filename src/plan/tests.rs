@@ -294,3 +294,19 @@ fn owner_revocation_revokes_and_rotation_is_the_only_way_back() {
     assert!(ops(&p).is_empty());
     assert_eq!(status_of(&p, "bot").reason, "SecretMissing");
 }
+
+#[test]
+fn a_plan_made_before_another_commit_is_refused() {
+    let s = snap(&[("u.yaml", &user("ann", ""))]);
+    let mut w = World::new();
+    let stale = w.plan_at(&s, T0);
+    w.apply_at(&s, T0);
+    let ctx = ApplyContext {
+        now: T0.parse().unwrap(),
+        server_key: &w.key,
+        password_params: PasswordParams::insecure_fast_for_tests(),
+    };
+    let err = apply(&stale, &mut w.store, &w.sink, &ctx).unwrap_err();
+    assert!(err.to_string().contains("plan again"), "{err}");
+    assert_eq!(w.store.load_state().unwrap().users.len(), 1);
+}

@@ -51,6 +51,14 @@ pub enum StoreError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The store changed since the plan was made (another reconcile ran): plan again.
+    #[error("the store changed since the plan was made (revision {found}, plan made at {expected}); plan again")]
+    Stale {
+        /// Revision the plan was made from.
+        expected: i64,
+        /// Revision found.
+        found: i64,
+    },
     /// A failure injected by a test wrapper.
     #[error("injected failure: {0}")]
     Injected(String),

@@ -98,8 +98,25 @@ fn exec(tx: &Transaction, sql: &str, params: impl rusqlite::Params) -> rusqlite:
     tx.prepare_cached(sql)?.execute(params)
 }
 
+fn revision(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT value FROM store_meta WHERE key = 'revision'",
+        [],
+        |r| r.get(0),
+    )
+}
+
 fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
     match op {
+        StoreOp::ExpectRevision(expected) => {
+            let found = revision(tx)?;
+            if found != *expected {
+                return Err(StoreError::Stale {
+                    expected: *expected,
+                    found,
+                });
+            }
+        }
         StoreOp::UpsertUser(u) => {
             let o = owner_cols(&u.owner);
             let p = u.pending_password.as_ref();
@@ -314,6 +331,7 @@ impl Store for SqliteStore {
         for s in all(&tx, "SELECT * FROM object_status", status_row)? {
             state.statuses.insert(s.key.clone(), s);
         }
+        state.revision = revision(&tx)?;
         tx.commit()?;
         Ok(state)
     }
@@ -322,10 +340,18 @@ impl Store for SqliteStore {
         if ops.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE takes the write lock up front, so a concurrent writer waits (busy_timeout) instead of failing mid-way.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for op in ops {
             write_op(&tx, op)?;
         }
+        exec(
+            &tx,
+            "UPDATE store_meta SET value = value + 1 WHERE key = 'revision'",
+            [],
+        )?;
         tx.commit()?;
         Ok(())
     }
