@@ -165,3 +165,28 @@ fn a_store_from_a_newer_build_is_refused() {
         Err(StoreError::NewerSchema { .. })
     ));
 }
+
+#[test]
+fn migrations_run_forward_from_an_older_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let s = SqliteStore::open(&path).unwrap();
+    // Roll the file back to schema 1, as an older build left it.
+    s.conn_for_tests()
+        .execute_batch("DROP TABLE store_meta; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(s);
+    let mut s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.load_state().unwrap().revision, 0);
+    s.commit(&[StoreOp::UpsertUser(Box::new(UserRow::new("x", None)))])
+        .unwrap();
+    assert_eq!(s.load_state().unwrap().revision, 1);
+    let err = s.commit(&[StoreOp::ExpectRevision(0)]).unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Stale {
+            expected: 0,
+            found: 1
+        }
+    ));
+}
