@@ -1,1 +1,1 @@
-
+mod kube_api;
