@@ -34,8 +34,10 @@ pub enum Command {
     )]
     CanI(can_i::Args),
     /// Print the CustomResourceDefinitions as multi-document YAML.
-    #[command(after_help = "Example:\n  stagegate crds | kubectl apply -f -")]
-    Crds,
+    #[command(
+        after_help = "Examples:\n  stagegate crds | kubectl apply -f -\n  stagegate crds --out-dir crds/"
+    )]
+    Crds(crds::Args),
 }
 
 /// Text for people or JSON for tools.
@@ -64,6 +66,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::CanI(args) => can_i::run(args),
-        Command::Crds => crds::run(),
+        Command::Crds(args) => crds::run(args),
     }
 }

@@ -1,1 +1,5 @@
+//! The one integration-test binary: each module drives the real `stagegate` binary or library.
+
+mod foundation;
 mod kube_api;
+mod support;
