@@ -1,16 +1,33 @@
-# The one test command is `make test` (README, .ci/run).
-.PHONY: test test-deps lint run
+# Developer entry points. `make test` is the command CI and the README use.
 
+PYTHON ?= python3
+CARGO ?= cargo
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+IMAGE ?= ghcr.io/stagegate/stagegate:$(VERSION)
+# The chart tests run $(PYTHON) too (tests/integration/helm.rs reads PYTHON).
+export PYTHON
+
+.PHONY: test test-deps test-chart crds image
+
+## Everything: Python test dependencies, then every Rust test.
 test: test-deps
-	cargo test --locked
+	$(CARGO) test --locked
 
-# Python packages the tests drive (Helm's Go SDK through helm-python-sdk).
+## Python packages the chart tests need (Helm's Go SDK via helm-python-sdk).
+## On a system Python that refuses pip installs (PEP 668), activate a
+## virtualenv first: python3 -m venv .venv && . .venv/bin/activate
 test-deps:
-	@if [ -f tests/requirements.txt ]; then python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt; fi
+	$(PYTHON) -m pip install -q -r tests/requirements.txt
 
-lint:
-	cargo fmt --check
-	cargo clippy --locked --all-targets -- -D warnings
+## Only the Helm chart checks.
+test-chart: test-deps
+	$(CARGO) test --locked --test integration helm
 
-run:
-	cargo run --locked -- run --dir examples
+## Regenerate crds/ and charts/stagegate/crds/ from the Rust types.
+crds:
+	$(CARGO) run --locked -- crds --out-dir crds
+	$(CARGO) run --locked -- crds --out-dir charts/stagegate/crds
+
+## Build the container image (needs a Docker or BuildKit engine; not in CI).
+image:
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .

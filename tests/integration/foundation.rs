@@ -12,7 +12,7 @@ fn crd_files_match_the_types() {
         let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             on_disk == crd_yaml(&crd),
-            "{} differs from the Rust types; regenerate with: cargo run -- crds --out-dir crds",
+            "{} differs from the Rust types; regenerate with: make crds",
             path.display()
         );
         concatenated.push_str(&on_disk);
