@@ -7,6 +7,8 @@ pub mod apply;
 mod can_i;
 mod crds;
 mod plan;
+mod run;
+mod run_kube;
 mod status;
 mod validate;
 
@@ -52,6 +54,11 @@ pub enum Command {
         after_help = "Examples:\n  stagegate crds | kubectl apply -f -\n  stagegate crds --out-dir crds/"
     )]
     Crds(crds::Args),
+    /// Run the daemon: the Kubernetes controller (--kube).
+    #[command(
+        after_help = "Example:\n  stagegate run --kube --namespace ml-platform --store /var/lib/stagegate/store.db"
+    )]
+    Run(run::Args),
 }
 
 /// Text for people or JSON for tools.
@@ -101,5 +108,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => apply::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Status(args) => status::run(args),
+        Command::Run(args) => run::run(args),
     }
 }

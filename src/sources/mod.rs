@@ -1,6 +1,7 @@
 //! Where declarations come from: manifest files (and, later, the Kubernetes API).
 
 pub mod files;
+pub mod kube;
 mod yaml_lines;
 
 pub use yaml_lines::{locate_field, split_documents, Document};
