@@ -74,7 +74,8 @@ pub fn derive(current: Option<&Value>, st: &ObjectStatus) -> Vec<Notice> {
     }
     if new_phase != old_phase {
         match new_phase {
-            Some("Revoked") => out.push(Notice {
+            // Revoked by its spec or its owner; other reasons (SecretConflict) get their own Event below.
+            Some("Revoked") if st.reason == "Revoked" => out.push(Notice {
                 warning: false,
                 reason: "Revoked".into(),
                 action: "Revoke",
@@ -89,8 +90,8 @@ pub fn derive(current: Option<&Value>, st: &ObjectStatus) -> Vec<Notice> {
             _ => {}
         }
     }
-    let decided = matches!(new_phase, Some("Denied" | "Conflict" | "Revoked"));
-    if !st.ready && !decided && old_reason != Some(st.reason.as_str()) {
+    let said = out.iter().any(|n| n.reason == st.reason);
+    if !st.ready && !said && old_reason != Some(st.reason.as_str()) {
         out.push(Notice {
             warning: true,
             reason: st.reason.clone(),
@@ -156,6 +157,8 @@ mod tests {
         assert_eq!(reasons(derive(Some(&cur), &rotated)), ["Rotated"]);
         let revoked = st("ApiToken", false, "Revoked", Some("Revoked"), Some("k1"));
         assert_eq!(reasons(derive(Some(&cur), &revoked)), ["Revoked"]);
+        let conflict = st("ApiToken", false, "SecretConflict", Some("Revoked"), None);
+        assert_eq!(reasons(derive(None, &conflict)), ["SecretConflict"]);
         let missing = st(
             "ApiToken",
             false,

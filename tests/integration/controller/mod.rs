@@ -6,6 +6,7 @@
 //! the Helm chart's RBAC is checked against.
 
 mod e2e;
+mod edge;
 mod leader;
 mod restart;
 
