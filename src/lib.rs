@@ -9,8 +9,10 @@
 
 pub mod apply;
 pub mod cli;
+pub mod diff;
 pub mod plan;
 pub mod policy;
+pub mod render;
 pub mod resources;
 pub mod secrets;
 pub mod sources;

@@ -14,6 +14,7 @@
 //! no changes writes nothing at all.
 
 pub mod directory;
+mod finish;
 mod ops;
 
 use crate::plan::{ObjectKey, Plan};

@@ -88,10 +88,10 @@ pub fn print_outcomes(outcomes: &[Outcome], format: super::ReportFormat) -> anyh
     match format {
         super::ReportFormat::Json => out(&format!("{}\n", serde_json::to_string_pretty(outcomes)?)),
         super::ReportFormat::Text => {
-            let rows: Vec<[String; 5]> = outcomes
+            let rows: Vec<Vec<String>> = outcomes
                 .iter()
                 .map(|o| {
-                    [
+                    vec![
                         format!("{} {}/{}", o.kind, o.namespace, o.name),
                         if o.ready { "True" } else { "False" }.to_string(),
                         o.reason.clone(),
@@ -115,31 +115,6 @@ pub fn out(text: &str) {
         .and_then(|_| stdout.flush());
 }
 
-fn print_table(header: &[&str; 5], rows: &[[String; 5]]) {
-    let mut text = String::new();
-    let mut w = header.map(str::len);
-    for r in rows {
-        for (i, c) in r.iter().enumerate().take(4) {
-            w[i] = w[i].max(c.len());
-        }
-    }
-    let mut line = |c: [&str; 5]| {
-        text.push_str(&format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}\n",
-            c[0],
-            c[1],
-            c[2],
-            c[3],
-            c[4],
-            w0 = w[0],
-            w1 = w[1],
-            w2 = w[2],
-            w3 = w[3]
-        ))
-    };
-    line(*header);
-    for r in rows {
-        line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
-    }
-    out(&text);
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    out(&crate::render::text_table(header, rows));
 }

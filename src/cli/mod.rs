@@ -6,6 +6,7 @@
 pub mod apply;
 mod can_i;
 mod crds;
+mod diff;
 mod plan;
 mod run;
 mod run_kube;
@@ -59,6 +60,11 @@ pub enum Command {
         after_help = "Example:\n  stagegate run --kube --namespace ml-platform --store /var/lib/stagegate/store.db"
     )]
     Run(run::Args),
+    /// Show a change's effective-permission diff, escalations flagged (exit 1 on escalation).
+    #[command(
+        after_help = "Examples:\n  stagegate diff --base ../main/examples --head examples\n  stagegate diff --base-ref origin/main --head examples --output markdown > comment.md\n  stagegate diff --base old/ --head new/ --output json --fail-on never --max-validity 30d\n\nExit codes: 0 no escalation, 1 escalation (with --fail-on escalation, the default) or errors in head, 2 usage errors.\n--base-ref reads the base with the git command (git ls-tree and git show), without a second checkout."
+    )]
+    Diff(diff::Args),
 }
 
 /// Text for people or JSON for tools.
@@ -109,5 +115,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(args),
         Command::Status(args) => status::run(args),
         Command::Run(args) => run::run(args),
+        Command::Diff(args) => diff::run(args),
     }
 }

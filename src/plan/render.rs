@@ -5,6 +5,7 @@
 //! never described.
 
 use super::change::{Change, FieldChange, Op, Plan};
+use crate::render::{details, escape_inline, markdown_table, plural, Summary};
 
 fn fields(ch: &[FieldChange]) -> String {
     ch.iter()
@@ -155,10 +156,16 @@ fn summary(plan: &Plan) -> String {
     let data = plan.data_changes().count();
     let statuses = plan.changes.len() - data;
     let not_ready = plan.objects.iter().filter(|o| !o.ready).count();
-    format!(
-        "{data} change(s) to the identity store, {statuses} status update(s); {} object(s), {not_ready} not ready",
-        plan.objects.len()
-    )
+    Summary::new()
+        .count(
+            data,
+            "change to the identity store",
+            "changes to the identity store",
+        )
+        .count(statuses, "status update", "status updates")
+        .part(plural(plan.objects.len(), "object", "objects"))
+        .count(not_ready, "not ready", "not ready")
+        .finish("no changes")
 }
 
 impl Plan {
@@ -176,22 +183,39 @@ impl Plan {
         out
     }
 
-    /// Markdown for a pull-request comment.
+    /// Markdown for a pull-request comment: data changes in a table, status updates folded.
     pub fn render_markdown(&self) -> String {
         let mut out = String::from("### stagegate plan\n\n");
-        out.push_str(&format!("{}\n\n", summary(self)));
+        out.push_str(&format!("{}\n\n", escape_inline(&summary(self))));
         if self.changes.is_empty() {
             out.push_str("No changes: the identity store matches the declarations.\n");
             return out;
         }
-        out.push_str("| | object | source | change |\n|---|---|---|---|\n");
-        for c in &self.changes {
-            out.push_str(&format!(
-                "| `{}` | {} | `{}` | {} |\n",
-                marker(&c.op),
-                md(&c.object.to_string()),
-                md(&c.source),
-                md(&describe(&c.op))
+        let rows = |status: bool| -> Vec<Vec<String>> {
+            self.changes
+                .iter()
+                .filter(|c| c.op.is_status() == status)
+                .map(|c| {
+                    vec![
+                        marker(&c.op).to_string(),
+                        c.object.to_string(),
+                        c.source.clone(),
+                        describe(&c.op),
+                    ]
+                })
+                .collect()
+        };
+        let headers = ["", "object", "source", "change"];
+        let data = rows(false);
+        if !data.is_empty() {
+            out.push_str(&markdown_table(&headers, &data));
+        }
+        let statuses = rows(true);
+        if !statuses.is_empty() {
+            out.push('\n');
+            out.push_str(&details(
+                &plural(statuses.len(), "status update", "status updates"),
+                &markdown_table(&headers, &statuses),
             ));
         }
         out
@@ -211,8 +235,4 @@ fn line(c: &Change) -> String {
         c.source,
         describe(&c.op)
     )
-}
-
-fn md(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
 }

@@ -6,6 +6,7 @@
 //! uses the point lookups. [`SqliteStore`] is the embedded implementation.
 
 mod model;
+mod rows;
 mod schema;
 mod sqlite;
 
@@ -13,8 +14,9 @@ pub use model::{
     AuditRow, BindingRow, DecidedRequest, KeyState, ModelRow, ObjectStatus, Owner, PasswordSource,
     PendingPassword, SessionRow, StoreOp, StoreState, TokenKeyRow, UserRow,
 };
+pub use rows::phase_str;
 pub use schema::SCHEMA_VERSION;
-pub use sqlite::{phase_str, SqliteStore};
+pub use sqlite::SqliteStore;
 
 use crate::policy::Grant;
 use jiff::Timestamp;
