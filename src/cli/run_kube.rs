@@ -2,6 +2,7 @@
 //! handlers, and runs the controller until SIGTERM or SIGINT.
 
 use super::apply::StoreArgs;
+use crate::bootstrap::BootstrapConfig;
 use crate::secrets::{PasswordParams, ServerKey};
 use crate::sources::kube::{self, Health, KubeArgs, Metrics, Runtime};
 use crate::store::SqliteStore;
@@ -9,21 +10,37 @@ use anyhow::Context as _;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Runs the controller; exit 0 after a graceful shutdown.
-pub fn run(store: &StoreArgs, args: &KubeArgs) -> anyhow::Result<ExitCode> {
+/// Runs the controller; exit 0 after a graceful shutdown. `bootstrap` names the bootstrap administrator, if enabled.
+pub fn run(
+    store: &StoreArgs,
+    args: &KubeArgs,
+    resync: Duration,
+    bootstrap: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(store, args))
+    runtime.block_on(run_async(store, args, resync, bootstrap))
 }
 
-async fn run_async(store_args: &StoreArgs, args: &KubeArgs) -> anyhow::Result<ExitCode> {
+async fn run_async(
+    store_args: &StoreArgs,
+    args: &KubeArgs,
+    resync: Duration,
+    bootstrap: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let client = ::kube::Client::try_default()
         .await
         .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?;
-    let settings = args.settings(client.default_namespace())?;
+    let settings = args.settings(client.default_namespace(), resync)?;
+    // Its Secret goes to the controller's namespace, as `stagegate-bootstrap-admin`.
+    let bootstrap = bootstrap.map(|username| BootstrapConfig {
+        username,
+        namespace: settings.controller_namespace.clone(),
+    });
     let key_file = store_args.server_key_file.clone().unwrap_or_else(|| {
         store_args
             .store
@@ -53,6 +70,7 @@ async fn run_async(store_args: &StoreArgs, args: &KubeArgs) -> anyhow::Result<Ex
         metrics: Metrics::default(),
         health,
         after_apply: None,
+        bootstrap,
         shutdown,
     };
     kube::run(client, rt).await?;

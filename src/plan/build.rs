@@ -329,7 +329,10 @@ fn status_changes(
         }
     }
     for (key, old) in &state.statuses {
-        if !objects.contains_key(key) && !snap.protects(key, owner_file(&old.source)) {
+        // The bootstrap administrator's status is no declaration's: the bootstrap step keeps it.
+        let bootstrap = old.source == crate::bootstrap::BOOTSTRAP_SOURCE;
+        if !objects.contains_key(key) && !bootstrap && !snap.protects(key, owner_file(&old.source))
+        {
             out.push(Change {
                 object: key.clone(),
                 source: old.source.clone(),

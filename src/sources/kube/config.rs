@@ -8,9 +8,6 @@ pub struct KubeArgs {
     /// Namespace to watch (repeatable); all namespaces when absent.
     #[arg(long = "namespace", value_name = "NS")]
     pub namespaces: Vec<String>,
-    /// Full reconcile at least this often, even without events.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub resync: Duration,
     /// Quiet time that ends a burst of events before one reconcile.
     #[arg(long, value_name = "DURATION", default_value = "300ms", value_parser = humantime::parse_duration)]
     pub debounce: Duration,
@@ -51,14 +48,18 @@ pub enum ConfigError {
 }
 
 impl KubeArgs {
-    /// Checks the flags; `default_namespace` is the kubeconfig's (used when POD_NAMESPACE is unset).
-    pub fn settings(&self, default_namespace: &str) -> Result<Settings, ConfigError> {
+    /// Checks the flags; `default_namespace` is the kubeconfig's (used when POD_NAMESPACE is unset), `resync` is `run --resync`.
+    pub fn settings(
+        &self,
+        default_namespace: &str,
+        resync: Duration,
+    ) -> Result<Settings, ConfigError> {
         if self.lease_duration < Duration::from_secs(1) {
             return Err(ConfigError::Invalid(
                 "--lease-duration must be at least 1s".into(),
             ));
         }
-        if self.resync.is_zero() || self.debounce >= self.resync {
+        if resync.is_zero() || self.debounce >= resync {
             return Err(ConfigError::Invalid(
                 "--resync must be longer than --debounce".into(),
             ));
@@ -73,7 +74,7 @@ impl KubeArgs {
             .unwrap_or_else(hostname);
         Ok(Settings {
             namespaces,
-            resync: self.resync,
+            resync,
             debounce: self.debounce,
             lease_duration: self.lease_duration,
             controller_namespace: self

@@ -47,6 +47,8 @@ pub struct Runtime {
     pub health: channel::Sender<Health>,
     /// Called after every successful apply (e.g. to refresh the API's index).
     pub after_apply: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// The bootstrap administrator to keep (its Secret in the controller's namespace), if enabled.
+    pub bootstrap: Option<crate::bootstrap::BootstrapConfig>,
     /// Turns true on SIGTERM/SIGINT.
     pub shutdown: channel::Receiver<bool>,
 }
@@ -116,6 +118,7 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
         store: rt.store.clone(),
         server_key: rt.server_key.clone(),
         password_params: rt.password_params,
+        bootstrap: rt.bootstrap.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         sink: KubeSecretSink::new(
             client.clone(),

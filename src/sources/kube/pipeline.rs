@@ -4,6 +4,7 @@
 //! Synchronous: run it on a blocking thread.
 
 use crate::apply::{apply, ApplyContext, ApplyError};
+use crate::bootstrap::{ensure_bootstrap_admin, BootstrapConfig};
 use crate::plan::{plan, wanted_secrets, Plan, PlanContext, Snapshot};
 use crate::secrets::{observe, PasswordParams, SecretSink, ServerKey, SinkError};
 use crate::store::{ObjectStatus, Store, StoreError};
@@ -21,6 +22,9 @@ pub enum PipelineError {
     /// Apply failed.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// Keeping the bootstrap administrator failed.
+    #[error(transparent)]
+    Bootstrap(#[from] crate::bootstrap::BootstrapError),
     /// The blocking task running the core panicked or was cancelled.
     #[error("reconcile task failed: {0}")]
     Task(String),
@@ -35,13 +39,14 @@ pub struct Applied {
     pub statuses: Vec<ObjectStatus>,
 }
 
-/// Plans and applies a validated snapshot, delivering secrets through `sink`.
+/// Plans and applies a validated snapshot, delivering secrets through `sink`, then keeps the bootstrap administrator (issue 8) as directory mode does.
 pub fn run(
     snap: &Snapshot,
     store: &mut dyn Store,
     sink: &dyn SecretSink,
     key: &ServerKey,
     password_params: PasswordParams,
+    bootstrap: Option<&BootstrapConfig>,
     now: Timestamp,
 ) -> Result<Applied, PipelineError> {
     let state = store.load_state()?;
@@ -69,6 +74,9 @@ pub fn run(
             password_params,
         },
     )?;
+    if let Some(cfg) = bootstrap {
+        ensure_bootstrap_admin(store, sink, cfg, password_params, now)?;
+    }
     let statuses = store.statuses()?;
     Ok(Applied { plan, statuses })
 }

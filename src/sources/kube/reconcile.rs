@@ -30,6 +30,8 @@ pub struct Context {
     pub server_key: Arc<ServerKey>,
     /// argon2id cost.
     pub password_params: PasswordParams,
+    /// The bootstrap administrator to keep, if enabled.
+    pub bootstrap: Option<crate::bootstrap::BootstrapConfig>,
     /// Event recorder.
     pub recorder: Recorder,
     /// Delivers Secrets.
@@ -119,6 +121,7 @@ pub async fn reconcile(
                 &ctx.sink,
                 &ctx.server_key,
                 ctx.password_params,
+                ctx.bootstrap.as_ref(),
                 crate::cli::now(),
             )
         })

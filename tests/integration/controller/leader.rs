@@ -54,6 +54,19 @@ fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
     wait_for(30, "ada reconciled by a", Some(&a), || {
         user_ready_for_generation(&c, 1).then_some(())
     });
+    // No global Admin is declared: the bootstrap administrator's password is delivered once, in the controller's namespace.
+    let boot = c.get_json(&[
+        "secret",
+        "stagegate-bootstrap-admin",
+        "-n",
+        "stagegate-system",
+    ]);
+    assert_eq!(
+        boot["metadata"]["annotations"]["stagegate.dev/managed-by"],
+        "stagegate"
+    );
+    assert!(boot["data"]["password"].is_string());
+    assert!(c.store().users["admin"].bootstrap);
     let b = c.controller("ctrl-b", &[]);
     std::thread::sleep(Duration::from_secs(4));
     c.kubectl(&[
