@@ -7,11 +7,15 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod apply;
+pub mod bootstrap;
 pub mod cli;
 pub mod diff;
 pub mod plan;
 pub mod policy;
 pub mod render;
 pub mod resources;
+pub mod secrets;
 pub mod sources;
+pub mod store;
 pub mod validate;

@@ -1,0 +1,32 @@
+//! Secrets: passwords (argon2id), API token keys (HMAC-SHA-256), the server
+//! key, and write-once delivery through a [`SecretSink`].
+//!
+//! No secret value leaves this module except through a sink or to the caller
+//! who asked for it; every secret travels as a [`SecretValue`], whose Debug and
+//! Display print `<redacted>`.
+
+mod redact;
+
+pub use redact::{HashValue, SecretValue};
+mod password;
+mod server_key;
+mod token;
+
+pub use password::{
+    generate_password, hash_many, hash_password, verify_password, PasswordError, PasswordParams,
+};
+pub use server_key::{ServerKey, ServerKeyError};
+pub use token::{
+    authenticate, format_token, generate_key, new_key_id, parse_token, secret_hmac, verify, NewKey,
+    ParsedToken, TokenAuthError, TokenFormatError, TOKEN_PREFIX,
+};
+mod dir_sink;
+mod secret_files;
+mod sink;
+
+pub use dir_sink::{check_secrets_dir, classify_manifest, DirSecretSink};
+pub use secret_files::{load_secrets_dir, parse_secret_manifest, LoadedSecrets};
+pub use sink::{
+    observe, Delivery, MemorySink, OutgoingSecret, SecretInventory, SecretSink, SecretState,
+    SinkError, EXPIRES_AT_ANNOTATION, KEY_ID_ANNOTATION, MANAGED_BY_ANNOTATION, OWNER_ANNOTATION,
+};

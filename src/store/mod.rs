@@ -1,0 +1,88 @@
+//! The identity store: users, bindings, token keys, models, decided requests,
+//! sessions, per-object status and the audit log.
+//!
+//! `plan` reads a [`StoreState`] (one read); `apply` writes a list of
+//! [`StoreOp`]s in one transaction through [`Store::commit`]. The HTTP API
+//! uses the point lookups. [`SqliteStore`] is the embedded implementation.
+
+mod model;
+mod rows;
+mod schema;
+mod sqlite;
+
+pub use model::{
+    AuditRow, BindingRow, DecidedRequest, KeyState, ModelRow, ObjectStatus, Owner, PasswordSource,
+    PendingPassword, SessionRow, StoreOp, StoreState, TokenKeyRow, UserRow,
+};
+pub use rows::phase_str;
+pub use schema::SCHEMA_VERSION;
+pub use sqlite::SqliteStore;
+
+use crate::policy::Grant;
+use jiff::Timestamp;
+
+/// Errors of the identity store (never carry secret values).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("store database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer stagegate.
+    #[error("store schema version {found} is newer than this build supports ({supported})")]
+    NewerSchema {
+        /// Version found.
+        found: i64,
+        /// Version this build writes.
+        supported: i64,
+    },
+    /// A stored value could not be decoded.
+    #[error("corrupt store row in {table}: {detail}")]
+    Corrupt {
+        /// Table.
+        table: &'static str,
+        /// What was wrong (never the value of a secret column).
+        detail: String,
+    },
+    /// The store directory could not be created.
+    #[error("cannot create store directory {path}: {source}")]
+    Io {
+        /// Directory.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A failure injected by a test wrapper.
+    #[error("injected failure: {0}")]
+    Injected(String),
+}
+
+/// The identity store as the pipeline and the HTTP API use it.
+pub trait Store {
+    /// Everything `plan` needs, read in one transaction.
+    fn load_state(&self) -> Result<StoreState, StoreError>;
+    /// Performs `ops` in one transaction: all or nothing.
+    fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError>;
+    /// One user by username.
+    fn user(&self, username: &str) -> Result<Option<UserRow>, StoreError>;
+    /// Grants of a username from its bindings.
+    fn grants(&self, username: &str) -> Result<Vec<Grant>, StoreError>;
+    /// One token key by key id.
+    fn token_key(&self, key_id: &str) -> Result<Option<TokenKeyRow>, StoreError>;
+    /// Every model.
+    fn models(&self) -> Result<Vec<ModelRow>, StoreError>;
+    /// Every stored object status, sorted by kind, namespace, name.
+    fn statuses(&self) -> Result<Vec<ObjectStatus>, StoreError>;
+    /// Audit rows with id greater than `after`, oldest first.
+    fn audit(&self, after: i64) -> Result<Vec<AuditRow>, StoreError>;
+    /// Records a new session.
+    fn create_session(&mut self, session: &SessionRow) -> Result<(), StoreError>;
+    /// A session by the hash of its id.
+    fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError>;
+    /// Ends one session.
+    fn delete_session(&mut self, id_hash: &str) -> Result<(), StoreError>;
+    /// Records a successful login (first and last login time).
+    fn record_login(&mut self, username: &str, at: Timestamp) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests;

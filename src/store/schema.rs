@@ -1,0 +1,152 @@
+//! Versioned, forward-only schema migrations, applied at open (`PRAGMA user_version`).
+
+use rusqlite::Connection;
+
+/// Migrations in order; index + 1 is the schema version after running it. Never edit a shipped one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    username              TEXT PRIMARY KEY,
+    display_name          TEXT,
+    email                 TEXT,
+    state                 TEXT NOT NULL CHECK (state IN ('Active', 'Revoked')),
+    password_hash         TEXT,
+    password_source       TEXT CHECK (password_source IN ('ref', 'generated')),
+    password_fingerprint  TEXT,
+    password_id           TEXT,
+    password_rotation     INTEGER NOT NULL DEFAULT 0,
+    pending_password_id   TEXT,
+    pending_password_hash TEXT,
+    pending_rotation      INTEGER,
+    first_login           TEXT,
+    last_login            TEXT,
+    bootstrap             INTEGER NOT NULL DEFAULT 0,
+    owner_kind            TEXT,
+    owner_namespace       TEXT,
+    owner_name            TEXT,
+    owner_source          TEXT
+) STRICT;
+
+CREATE TABLE bindings (
+    id              INTEGER PRIMARY KEY,
+    username        TEXT NOT NULL,
+    role            TEXT NOT NULL,
+    scope_customer  TEXT NOT NULL DEFAULT '',
+    scope_project   TEXT NOT NULL DEFAULT '',
+    owner_kind      TEXT,
+    owner_namespace TEXT,
+    owner_name      TEXT,
+    owner_source    TEXT
+) STRICT;
+CREATE UNIQUE INDEX bindings_owner ON bindings (owner_namespace, owner_name) WHERE owner_name IS NOT NULL;
+CREATE INDEX bindings_username ON bindings (username);
+
+CREATE TABLE token_keys (
+    key_id          TEXT PRIMARY KEY,
+    token_name      TEXT NOT NULL,
+    namespace       TEXT NOT NULL,
+    secret_hmac     TEXT NOT NULL,
+    role            TEXT NOT NULL,
+    scope_customer  TEXT NOT NULL DEFAULT '',
+    scope_project   TEXT NOT NULL DEFAULT '',
+    owner_user      TEXT,
+    issued_at       TEXT NOT NULL,
+    expires_at      TEXT,
+    revoked_at      TEXT,
+    revoked_reason  TEXT,
+    rotation        INTEGER NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'issued')),
+    secret_name     TEXT NOT NULL,
+    owner_kind      TEXT,
+    owner_namespace TEXT,
+    owner_name      TEXT,
+    owner_source    TEXT
+) STRICT;
+CREATE INDEX token_keys_token ON token_keys (namespace, token_name);
+
+CREATE TABLE models (
+    name            TEXT NOT NULL,
+    scope_customer  TEXT NOT NULL DEFAULT '',
+    scope_project   TEXT NOT NULL DEFAULT '',
+    owner           TEXT,
+    stage           TEXT NOT NULL CHECK (stage IN ('Dev', 'Staging', 'Production')),
+    PRIMARY KEY (scope_customer, scope_project, name)
+) STRICT;
+
+CREATE TABLE stage_requests (
+    namespace       TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    model           TEXT NOT NULL,
+    scope_customer  TEXT NOT NULL DEFAULT '',
+    scope_project   TEXT NOT NULL DEFAULT '',
+    from_stage      TEXT NOT NULL,
+    to_stage        TEXT NOT NULL,
+    requested_by    TEXT NOT NULL,
+    phase           TEXT NOT NULL CHECK (phase IN ('Applied', 'Denied', 'Conflict')),
+    message         TEXT NOT NULL,
+    decided_at      TEXT NOT NULL,
+    source          TEXT NOT NULL,
+    PRIMARY KEY (namespace, name)
+) STRICT;
+
+CREATE TABLE sessions (
+    id_hash     TEXT PRIMARY KEY,
+    username    TEXT NOT NULL REFERENCES users (username) ON DELETE CASCADE ON UPDATE CASCADE,
+    grants_json TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    expires_at  TEXT NOT NULL
+) STRICT;
+CREATE INDEX sessions_username ON sessions (username);
+
+CREATE TABLE object_status (
+    kind                TEXT NOT NULL,
+    namespace           TEXT NOT NULL,
+    name                TEXT NOT NULL,
+    ready               INTEGER NOT NULL,
+    reason              TEXT NOT NULL,
+    message             TEXT NOT NULL,
+    phase               TEXT,
+    observed_generation INTEGER,
+    extra_json          TEXT NOT NULL DEFAULT '{}',
+    source              TEXT NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+) STRICT;
+
+CREATE TABLE audit_log (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at        TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    source    TEXT NOT NULL,
+    old_json  TEXT,
+    new_json  TEXT
+) STRICT;
+-- Append-only: the database refuses edits and deletions of audit rows.
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+"#];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database to `SCHEMA_VERSION`; refuses a database from a newer build.
+pub fn migrate(conn: &mut Connection) -> Result<(), super::StoreError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(super::StoreError::NewerSchema {
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "store schema migrated");
+    }
+    Ok(())
+}
