@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
+pub mod bootstrap;
 pub mod cli;
 pub mod diff;
 pub mod plan;

@@ -336,7 +336,9 @@ fn status_changes(
     for (key, old) in &state.statuses {
         let protected = invalid.contains(key)
             || owner_file(&old.source).is_some_and(|f| snap.broken_files.contains(f));
-        if !objects.contains_key(key) && !protected {
+        // The bootstrap administrator's status is no declaration's: the bootstrap step keeps it.
+        let bootstrap = old.source == crate::bootstrap::BOOTSTRAP_SOURCE;
+        if !objects.contains_key(key) && !protected && !bootstrap {
             out.push(Change {
                 object: key.clone(),
                 source: old.source.clone(),

@@ -7,11 +7,11 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 /// Delivers Secrets as 0600 manifest files under one directory.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct DirSecretSink {
     root: PathBuf,
-    /// Directories renamed into since the last flush: their entries are made durable once, not per file.
-    touched: std::sync::Mutex<std::collections::BTreeSet<PathBuf>>,
+    /// Directories renamed into since the last flush (shared by clones): made durable once, not per file.
+    touched: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<PathBuf>>>,
 }
 
 impl DirSecretSink {

@@ -1,5 +1,7 @@
 //! The one integration-test binary: each module drives the real `stagegate` binary or library.
 
+mod controller;
+mod daemon;
 mod diff;
 mod foundation;
 mod helm;
