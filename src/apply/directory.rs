@@ -5,8 +5,8 @@
 use super::{apply, ApplyContext, ApplyError, Outcome};
 use crate::plan::{plan, wanted_secrets, Plan, PlanContext, Snapshot};
 use crate::secrets::{
-    check_secrets_dir, load_secrets_dir, observe, DirSecretSink, PasswordParams, ServerKey,
-    ServerKeyError, SinkError,
+    check_secrets_dir, load_secrets_dir, observe, DirSecretSink, PasswordParams, SecretSink,
+    ServerKey, ServerKeyError, SinkError,
 };
 use crate::sources::files::{load_paths, LoadError};
 use crate::store::{SqliteStore, Store, StoreError, StoreState};
@@ -102,7 +102,7 @@ pub struct Reconciled {
 pub fn plan_against(
     snap: &Snapshot,
     state: &StoreState,
-    sink: &DirSecretSink,
+    sink: &dyn SecretSink,
     key: &ServerKey,
     now: Timestamp,
 ) -> Result<Plan, DirError> {

@@ -6,8 +6,10 @@
 pub mod apply;
 mod can_i;
 mod crds;
+mod diff;
 mod plan;
 mod run;
+mod run_kube;
 mod status;
 mod validate;
 
@@ -47,7 +49,7 @@ pub enum Command {
     Plan(plan::Args),
     /// Run the daemon: watch a directory (--dir) or the cluster (--kube) and keep the store in step.
     #[command(
-        after_help = "Stops cleanly on SIGTERM or Ctrl-C (exit 0).\nExamples:\n  stagegate run --dir examples\n  stagegate run --dir manifests --store /var/lib/stagegate/store.db --secrets-dir /var/lib/stagegate/secrets --resync 1m"
+        after_help = "Stops cleanly on SIGTERM or Ctrl-C (exit 0).\nExamples:\n  stagegate run --dir examples\n  stagegate run --dir manifests --store /var/lib/stagegate/store.db --secrets-dir /var/lib/stagegate/secrets --resync 1m\n  stagegate run --kube --namespace ml-platform --store /var/lib/stagegate/store.db"
     )]
     Run(run::Args),
     /// Every declared object's last outcome, from the store.
@@ -58,6 +60,11 @@ pub enum Command {
         after_help = "Examples:\n  stagegate crds | kubectl apply -f -\n  stagegate crds --out-dir crds/"
     )]
     Crds(crds::Args),
+    /// Show a change's effective-permission diff, escalations flagged (exit 1 on escalation).
+    #[command(
+        after_help = "Examples:\n  stagegate diff --base ../main/examples --head examples\n  stagegate diff --base-ref origin/main --head examples --output markdown > comment.md\n  stagegate diff --base old/ --head new/ --output json --fail-on never --max-validity 30d\n\nExit codes: 0 no escalation, 1 escalation (with --fail-on escalation, the default) or errors in head, 2 usage errors.\n--base-ref reads the base with the git command (git ls-tree and git show), without a second checkout."
+    )]
+    Diff(diff::Args),
 }
 
 /// Text for people or JSON for tools.
@@ -111,5 +118,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(args),
         Command::Status(args) => status::run(args),
         Command::Run(args) => run::run(args),
+        Command::Diff(args) => diff::run(args),
     }
 }

@@ -24,6 +24,9 @@ pub struct Args {
     /// Run as the Kubernetes controller (in-cluster config or kubeconfig).
     #[arg(long)]
     pub kube: bool,
+    /// Kubernetes controller flags (with --kube).
+    #[command(flatten)]
+    pub kube_args: crate::sources::kube::KubeArgs,
     /// Store, secrets and key locations.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -87,7 +90,8 @@ fn configure(args: &Args, dir: &Path) -> anyhow::Result<DirMode> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logging(args.log_json);
     let Some(dir) = args.dir.clone() else {
-        bail!("stagegate run --kube is not built yet: use --dir DIR for now");
+        let bootstrap = (!args.no_bootstrap_admin).then(|| args.bootstrap_admin.clone());
+        return super::run_kube::run(&args.store, &args.kube_args, args.resync, bootstrap);
     };
     let mode = configure(&args, &dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

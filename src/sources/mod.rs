@@ -1,6 +1,7 @@
 //! Where declarations come from: manifest files (and, later, the Kubernetes API).
 
 pub mod files;
+pub mod kube;
 pub mod watch;
 mod yaml_lines;
 

@@ -1,6 +1,10 @@
 //! The one integration-test binary: each module drives the real `stagegate` binary or library.
 
+mod controller;
 mod daemon;
+mod diff;
 mod foundation;
 mod helm;
+mod kube_api;
+mod store;
 mod support;
