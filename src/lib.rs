@@ -7,11 +7,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod plan;
 pub mod policy;
 pub mod resources;
 pub mod secrets;
-pub mod store;
 pub mod sources;
+pub mod store;
 pub mod validate;
