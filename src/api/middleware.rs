@@ -68,7 +68,7 @@ pub async fn observe(State(state): State<ApiState>, mut req: Request, next: Next
         route = %route,
         status,
         latency_us = latency.as_micros() as u64,
-        request_id = id.to_str().unwrap_or_default(),
+        request_id = %id.to_str().unwrap_or_default(),
         client = %client,
         "request"
     );
