@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod apply;
 pub mod cli;
 pub mod plan;
 pub mod policy;

@@ -3,8 +3,11 @@
 //! Exit codes: 0 success (or "yes"), 1 a negative result (errors found, "no",
 //! objects not ready), 2 usage or I/O problems.
 
+pub mod apply;
 mod can_i;
 mod crds;
+mod plan;
+mod status;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -33,9 +36,22 @@ pub enum Command {
         after_help = "Examples:\n  stagegate can-i --dir examples --as alan models:view fraud-detector\n  stagegate can-i --dir examples --as maria models:transition churn-model --to Dev --explain\n  stagegate can-i --dir examples --as ada users:manage --scope acme"
     )]
     CanI(can_i::Args),
+    /// Reconcile a directory of manifests into the identity store once, then exit.
+    #[command(
+        after_help = "Exit: 0 every object ready, 1 any not ready, 2 errors.\nExample:\n  stagegate apply --dir examples --store .stagegate/store.db --secrets-dir .stagegate/secrets"
+    )]
+    Apply(apply::Args),
+    /// Show what apply would change in the store, without changing it.
+    #[command(after_help = "Example:\n  stagegate plan --dir examples --output markdown")]
+    Plan(plan::Args),
+    /// Every declared object's last outcome, from the store.
+    #[command(after_help = "Example:\n  stagegate status --output json")]
+    Status(status::Args),
     /// Print the CustomResourceDefinitions as multi-document YAML.
-    #[command(after_help = "Example:\n  stagegate crds | kubectl apply -f -")]
-    Crds,
+    #[command(
+        after_help = "Examples:\n  stagegate crds | kubectl apply -f -\n  stagegate crds --out-dir crds/"
+    )]
+    Crds(crds::Args),
 }
 
 /// Text for people or JSON for tools.
@@ -51,6 +67,7 @@ pub enum ReportFormat {
 /// Parses the command line and runs it; errors are printed once with their chain.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -60,10 +77,29 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The current time to whole seconds: stored times and Secret annotations stay readable.
+pub fn now() -> jiff::Timestamp {
+    let now = jiff::Timestamp::now();
+    now.round(jiff::Unit::Second).unwrap_or(now)
+}
+
+/// Structured logs on stderr; `RUST_LOG` picks the level (default: warnings).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::CanI(args) => can_i::run(args),
-        Command::Crds => crds::run(),
+        Command::Crds(args) => crds::run(args),
+        Command::Apply(args) => apply::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Status(args) => status::run(args),
     }
 }

@@ -1,10 +1,20 @@
 //! Snapshot, diff and plan: from declarations and store state to ordered changes.
 
+mod build;
+mod change;
 mod question;
+mod render;
 mod replay;
+mod requests;
 mod snapshot;
+mod tokens;
 
+pub use build::{
+    owner_file, password_fingerprint, password_secret, plan, wanted_secrets, PlanContext,
+};
+pub use change::{Change, FieldChange, Hidden, Op, Plan, SecretName, TokenFields, UserFields};
 pub use question::{answer, resolve_model, Question, QuestionError};
+pub use render::{describe, marker};
 pub use replay::{
     decide_request, ordered_requests, replay, user_principals, ModelId, Models, RequestDecision,
 };

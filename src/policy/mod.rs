@@ -10,3 +10,6 @@ pub use decide::{decide, decide_any, transition_possible, Decision, DecisionCode
 pub use types::{
     Action, FromStage, Grant, ModelState, Principal, PrincipalKind, Role, Scope, Stage,
 };
+
+#[cfg(test)]
+mod tests;

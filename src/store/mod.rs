@@ -14,7 +14,7 @@ pub use model::{
     PendingPassword, SessionRow, StoreOp, StoreState, TokenKeyRow, UserRow,
 };
 pub use schema::SCHEMA_VERSION;
-pub use sqlite::SqliteStore;
+pub use sqlite::{phase_str, SqliteStore};
 
 use crate::policy::Grant;
 use jiff::Timestamp;

@@ -38,7 +38,12 @@ impl SqliteStore {
                     source,
                 })?;
             }
-            Connection::open(path)?
+            let fresh = !path.exists();
+            let conn = Connection::open(path)?;
+            if fresh {
+                private_file(path);
+            }
+            conn
         };
         Self::init(conn)
     }
@@ -79,6 +84,16 @@ impl SqliteStore {
             .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)
     }
 }
+
+/// The store holds password and token hashes: readable by its owner only (SQLite gives -wal/-shm the same mode).
+#[cfg(unix)]
+fn private_file(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(not(unix))]
+fn private_file(_path: &Path) {}
 
 fn corrupt(table: &'static str, detail: String) -> StoreError {
     StoreError::Corrupt { table, detail }
@@ -166,7 +181,7 @@ fn from_stage(s: &str) -> rusqlite::Result<FromStage> {
 }
 
 /// Name of a request phase as stored and shown.
-pub(crate) fn phase_str(p: RequestPhase) -> &'static str {
+pub fn phase_str(p: RequestPhase) -> &'static str {
     match p {
         RequestPhase::Pending => "Pending",
         RequestPhase::Applied => "Applied",
@@ -345,11 +360,23 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
             let o = owner_cols(&u.owner);
             let p = u.pending_password.as_ref();
             tx.execute(
-                "INSERT OR REPLACE INTO users (username, display_name, email, state, password_hash,
+                // An upsert, not INSERT OR REPLACE: replacing would delete the row and its sessions.
+                "INSERT INTO users (username, display_name, email, state, password_hash,
                    password_source, password_fingerprint, password_id, password_rotation,
                    pending_password_id, pending_password_hash, pending_rotation, first_login,
                    last_login, bootstrap, owner_kind, owner_namespace, owner_name, owner_source)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+                 ON CONFLICT (username) DO UPDATE SET display_name = excluded.display_name,
+                   email = excluded.email, state = excluded.state, password_hash = excluded.password_hash,
+                   password_source = excluded.password_source,
+                   password_fingerprint = excluded.password_fingerprint,
+                   password_id = excluded.password_id, password_rotation = excluded.password_rotation,
+                   pending_password_id = excluded.pending_password_id,
+                   pending_password_hash = excluded.pending_password_hash,
+                   pending_rotation = excluded.pending_rotation, first_login = excluded.first_login,
+                   last_login = excluded.last_login, bootstrap = excluded.bootstrap,
+                   owner_kind = excluded.owner_kind, owner_namespace = excluded.owner_namespace,
+                   owner_name = excluded.owner_name, owner_source = excluded.owner_source",
                 params![
                     u.username,
                     u.display_name,

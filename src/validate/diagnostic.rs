@@ -34,8 +34,6 @@ pub enum Reason {
     TransitionNeverAllowed,
     /// `stagegate.dev/requested-at` is not an RFC 3339 time.
     InvalidAnnotation,
-    /// A file could not be read.
-    Io,
 }
 
 impl Reason {
@@ -56,7 +54,6 @@ impl Reason {
             Reason::UnknownUser => "UnknownUser",
             Reason::TransitionNeverAllowed => "TransitionNeverAllowed",
             Reason::InvalidAnnotation => "InvalidAnnotation",
-            Reason::Io => "Io",
         }
     }
 }

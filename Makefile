@@ -1,0 +1,33 @@
+# Developer entry points. `make test` is the command CI and the README use.
+
+PYTHON ?= python3
+CARGO ?= cargo
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+IMAGE ?= ghcr.io/stagegate/stagegate:$(VERSION)
+# The chart tests run $(PYTHON) too (tests/integration/helm.rs reads PYTHON).
+export PYTHON
+
+.PHONY: test test-deps test-chart crds image
+
+## Everything: Python test dependencies, then every Rust test.
+test: test-deps
+	$(CARGO) test --locked
+
+## Python packages the chart tests need (Helm's Go SDK via helm-python-sdk).
+## On a system Python that refuses pip installs (PEP 668), activate a
+## virtualenv first: python3 -m venv .venv && . .venv/bin/activate
+test-deps:
+	$(PYTHON) -m pip install -q -r tests/requirements.txt
+
+## Only the Helm chart checks.
+test-chart: test-deps
+	$(CARGO) test --locked --test integration helm
+
+## Regenerate crds/ and charts/stagegate/crds/ from the Rust types.
+crds:
+	$(CARGO) run --locked -- crds --out-dir crds
+	$(CARGO) run --locked -- crds --out-dir charts/stagegate/crds
+
+## Build the container image (needs a Docker or BuildKit engine; not in CI).
+image:
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .

@@ -1,0 +1,188 @@
+//! Directory mode: one reconcile of a manifest directory into a SQLite store,
+//! delivering secrets to a secrets directory. Shared by `stagegate apply`,
+//! `stagegate plan` and the directory watcher, so front ends only parse flags.
+
+use super::{apply, ApplyContext, ApplyError, Outcome};
+use crate::plan::{plan, wanted_secrets, Plan, PlanContext, Snapshot};
+use crate::secrets::{
+    check_secrets_dir, load_secrets_dir, observe, DirSecretSink, PasswordParams, SecretSink,
+    ServerKey, ServerKeyError, SinkError,
+};
+use crate::sources::files::{load_paths, LoadError};
+use crate::store::{SqliteStore, Store, StoreError, StoreState};
+use jiff::Timestamp;
+use std::path::{Path, PathBuf};
+
+/// Default store path, relative to the working directory.
+pub const DEFAULT_STORE: &str = ".stagegate/store.db";
+/// Default secrets directory, relative to the working directory.
+pub const DEFAULT_SECRETS_DIR: &str = ".stagegate/secrets";
+
+/// Where directory mode reads and writes.
+#[derive(Clone, Debug)]
+pub struct DirOptions {
+    /// Manifest directory (or files).
+    pub dir: PathBuf,
+    /// SQLite store file.
+    pub store: PathBuf,
+    /// Where Secrets are delivered and `passwordSecretRef` Secrets are read.
+    pub secrets_dir: PathBuf,
+    /// Server key file; `<store dir>/server.key` when unset.
+    pub server_key_file: Option<PathBuf>,
+    /// argon2id cost.
+    pub password_params: PasswordParams,
+}
+
+impl DirOptions {
+    /// Options with the defaults that work from a fresh clone.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        DirOptions {
+            dir: dir.into(),
+            store: PathBuf::from(DEFAULT_STORE),
+            secrets_dir: PathBuf::from(DEFAULT_SECRETS_DIR),
+            server_key_file: None,
+            password_params: PasswordParams::default(),
+        }
+    }
+
+    /// The server key file path.
+    pub fn key_file(&self) -> PathBuf {
+        self.server_key_file.clone().unwrap_or_else(|| {
+            self.store
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join("server.key")
+        })
+    }
+}
+
+/// Errors of directory mode (never carry secrets).
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    /// Manifests could not be read.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The server key could not be loaded or created.
+    #[error(transparent)]
+    ServerKey(#[from] ServerKeyError),
+    /// The secrets directory is unsafe or unreadable.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Apply failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+/// The validated snapshot of `dir`, with the Secrets of `secrets_dir` available to `passwordSecretRef`.
+pub fn load_snapshot(dir: &Path, secrets_dir: &Path) -> Result<Snapshot, DirError> {
+    check_secrets_dir(dir, secrets_dir)?;
+    let mut snap = load_paths(&[dir.to_path_buf()])?;
+    let (secrets, diags) = load_secrets_dir(secrets_dir);
+    snap.secrets.extend(secrets);
+    snap.diagnostics.extend(diags);
+    Ok(snap)
+}
+
+/// What a directory reconcile produced.
+#[derive(Debug)]
+pub struct Reconciled {
+    /// The snapshot (diagnostics included).
+    pub snapshot: Snapshot,
+    /// The plan that was applied.
+    pub plan: Plan,
+    /// Per-object outcomes.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Plans `snap` against `store`, observing the secrets directory.
+pub fn plan_against(
+    snap: &Snapshot,
+    state: &StoreState,
+    sink: &dyn SecretSink,
+    key: &ServerKey,
+    now: Timestamp,
+) -> Result<Plan, DirError> {
+    let wanted = wanted_secrets(snap, state);
+    let inventory = observe(sink, wanted.iter())?;
+    Ok(plan(
+        snap,
+        state,
+        &PlanContext {
+            now,
+            server_key: key,
+            secrets: &inventory,
+        },
+    ))
+}
+
+/// One reconcile: load, plan, apply. Creates the store and server key when absent.
+pub fn reconcile(opts: &DirOptions, now: Timestamp) -> Result<Reconciled, DirError> {
+    let snapshot = load_snapshot(&opts.dir, &opts.secrets_dir)?;
+    let key = ServerKey::load_or_create(&opts.key_file())?;
+    let mut store = SqliteStore::open(&opts.store)?;
+    reconcile_with(
+        &snapshot,
+        &mut store,
+        &opts.secrets_dir,
+        &key,
+        opts.password_params,
+        now,
+    )
+    .map(|(plan, outcomes)| Reconciled {
+        snapshot,
+        plan,
+        outcomes,
+    })
+}
+
+/// Plans and applies a loaded snapshot against an open store (the watcher keeps both open).
+pub fn reconcile_with(
+    snap: &Snapshot,
+    store: &mut dyn Store,
+    secrets_dir: &Path,
+    key: &ServerKey,
+    password_params: PasswordParams,
+    now: Timestamp,
+) -> Result<(Plan, Vec<Outcome>), DirError> {
+    let sink = DirSecretSink::new(secrets_dir);
+    let state = store.load_state()?;
+    let plan = plan_against(snap, &state, &sink, key, now)?;
+    for c in plan.data_changes() {
+        tracing::info!(object = %c.object, source = %c.source, op = c.op.name(), change = %crate::plan::describe(&c.op), "change");
+    }
+    let outcomes = apply(
+        &plan,
+        store,
+        &sink,
+        &ApplyContext {
+            now,
+            server_key: key,
+            password_params,
+        },
+    )?;
+    Ok((plan, outcomes))
+}
+
+/// The plan apply would perform, changing nothing: no store or key file is created.
+pub fn plan_dir(opts: &DirOptions, now: Timestamp) -> Result<(Snapshot, Plan), DirError> {
+    let snapshot = load_snapshot(&opts.dir, &opts.secrets_dir)?;
+    let state = if opts.store.exists() {
+        SqliteStore::open(&opts.store)?.load_state()?
+    } else {
+        StoreState::default()
+    };
+    // Without a key file yet, any key gives the same plan: there are no stored fingerprints to compare.
+    let key_file = opts.key_file();
+    let key = if key_file.exists() {
+        ServerKey::load_or_create(&key_file)?
+    } else {
+        ServerKey::generate()
+    };
+    let sink = DirSecretSink::new(&opts.secrets_dir);
+    let plan = plan_against(&snapshot, &state, &sink, &key, now)?;
+    Ok((snapshot, plan))
+}

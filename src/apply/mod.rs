@@ -1,0 +1,120 @@
+//! `apply`: performs a plan against the identity store and delivers secrets once.
+//!
+//! ```text
+//!  generate keys and passwords, hash passwords (all cores, outside any transaction)
+//!    → transaction 1: every data change; new keys and passwords recorded *pending* (hashes only)
+//!    → deliver each secret through the SecretSink
+//!    → transaction 2: delivered ones marked issued, failed ones discarded; statuses
+//! ```
+//!
+//! A crash between the steps leaves only pending entries, which are never
+//! accepted; the next plan completes a pending entry whose Secret holds its
+//! id and discards (and re-issues) the others. So no usable key exists that
+//! nobody holds, and every delivered key is known to the store. A plan with
+//! no changes writes nothing at all.
+
+pub mod directory;
+mod ops;
+
+use crate::plan::{ObjectKey, Plan};
+use crate::secrets::{PasswordParams, SecretSink, ServerKey};
+use crate::store::{ObjectStatus, Store, StoreError, StoreOp};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// What apply needs besides the plan, the store and the sink.
+#[derive(Clone, Copy, Debug)]
+pub struct ApplyContext<'a> {
+    /// Now: issue times, decisions, audit rows.
+    pub now: Timestamp,
+    /// Key for token secret HMACs.
+    pub server_key: &'a ServerKey,
+    /// argon2id cost.
+    pub password_params: PasswordParams,
+}
+
+/// The outcome of one declared object, as stored and printed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Kind.
+    pub kind: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Ready condition.
+    pub ready: bool,
+    /// Machine reason.
+    pub reason: String,
+    /// Phase, for kinds that have one.
+    pub phase: Option<String>,
+    /// Human message.
+    pub message: String,
+}
+
+impl From<&ObjectStatus> for Outcome {
+    fn from(s: &ObjectStatus) -> Self {
+        Outcome {
+            kind: s.key.kind.clone(),
+            namespace: s.key.namespace.clone(),
+            name: s.key.name.clone(),
+            ready: s.ready,
+            reason: s.reason.clone(),
+            phase: s.phase.clone(),
+            message: s.message.clone(),
+        }
+    }
+}
+
+/// Errors of apply (never carry secret values).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The store failed; the transaction in progress was rolled back.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Password hashing failed.
+    #[error(transparent)]
+    Password(#[from] crate::secrets::PasswordError),
+}
+
+/// Applies `plan`; returns the outcome of every declared object.
+pub fn apply(
+    plan: &Plan,
+    store: &mut dyn Store,
+    sink: &dyn SecretSink,
+    ctx: &ApplyContext<'_>,
+) -> Result<Vec<Outcome>, ApplyError> {
+    if plan.changes.is_empty() {
+        return Ok(plan.objects.iter().map(Outcome::from).collect());
+    }
+    let state = store.load_state()?;
+    let mut work = ops::Work::new(&state, ctx);
+    work.prepare(plan)?;
+    let first = work.translate(plan);
+    let deliveries = std::mem::take(&mut work.deliveries);
+    if deliveries.is_empty() {
+        let mut all = first;
+        all.extend(work.status_ops(plan, &state));
+        store.commit(&all)?;
+        return Ok(work.outcomes(plan));
+    }
+    store.commit(&first)?;
+    let mut second: Vec<StoreOp> = Vec::new();
+    for d in &deliveries {
+        let result = sink.deliver(&d.secret);
+        work.delivered(d, result, &mut second);
+    }
+    second.extend(work.status_ops(plan, &state));
+    store.commit(&second)?;
+    Ok(work.outcomes(plan))
+}
+
+/// Whether every outcome is ready.
+pub fn all_ready(outcomes: &[Outcome]) -> bool {
+    outcomes.iter().all(|o| o.ready)
+}
+
+/// The key of an outcome.
+pub fn outcome_key(o: &Outcome) -> ObjectKey {
+    ObjectKey::new(&o.kind, &o.namespace, &o.name)
+}

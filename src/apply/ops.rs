@@ -1,0 +1,659 @@
+//! Translation of plan changes into store writes, audit rows and deliveries.
+
+use super::{ApplyContext, ApplyError, Outcome};
+use crate::plan::{Change, ObjectKey, Op, Plan, SecretName, TokenFields};
+use crate::policy::Scope;
+use crate::resources::{RequestPhase, Validity};
+use crate::secrets::{
+    generate_key, generate_password, hash_many, new_key_id, Delivery, HashValue, NewKey,
+    OutgoingSecret, SecretValue, SinkError,
+};
+use crate::store::{
+    AuditRow, BindingRow, DecidedRequest, KeyState, ModelRow, ObjectStatus, Owner, PasswordSource,
+    PendingPassword, StoreOp, StoreState, TokenKeyRow, UserRow,
+};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a delivered Secret completes.
+pub(super) enum Target {
+    Token { key_id: String },
+    Password { username: String, id: String },
+}
+
+/// One Secret to deliver after transaction 1.
+pub(super) struct PendingDelivery {
+    pub secret: OutgoingSecret,
+    pub target: Target,
+    pub object: ObjectKey,
+    pub source: String,
+}
+
+/// Working copies of the rows apply changes, plus generated material.
+pub(super) struct Work<'a> {
+    ctx: &'a ApplyContext<'a>,
+    users: BTreeMap<String, UserRow>,
+    dirty_users: BTreeSet<String>,
+    keys: BTreeMap<String, TokenKeyRow>,
+    models: BTreeMap<(Scope, String), ModelRow>,
+    hashes: BTreeMap<String, HashValue>,
+    generated: BTreeMap<String, (String, SecretValue)>,
+    new_keys: BTreeMap<ObjectKey, NewKey>,
+    statuses: BTreeMap<ObjectKey, ObjectStatus>,
+    pub deliveries: Vec<PendingDelivery>,
+}
+
+fn owner(c: &Change) -> Option<Owner> {
+    Some(Owner {
+        key: c.object.clone(),
+        source: c.source.clone(),
+    })
+}
+
+fn user_json(u: &UserRow) -> Value {
+    // Never the hash, fingerprint or pending password: only what a reviewer needs.
+    json!({
+        "username": u.username,
+        "displayName": u.display_name,
+        "email": u.email,
+        "state": format!("{:?}", u.state),
+    })
+}
+
+fn key_json(k: &TokenKeyRow) -> Value {
+    json!({
+        "keyId": k.key_id,
+        "role": k.role,
+        "scope": k.scope.to_string(),
+        "owner": k.owner_user,
+        "expiresAt": k.expires_at.map(|t| t.to_string()),
+        "rotation": k.rotation,
+        "state": k.state.as_str(),
+        "revoked": k.revoked_reason,
+    })
+}
+
+impl<'a> Work<'a> {
+    pub fn new(state: &StoreState, ctx: &'a ApplyContext<'a>) -> Self {
+        Work {
+            ctx,
+            users: state.users.clone(),
+            dirty_users: BTreeSet::new(),
+            keys: state.token_keys.clone(),
+            models: state.models.clone(),
+            hashes: BTreeMap::new(),
+            generated: BTreeMap::new(),
+            new_keys: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            deliveries: Vec::new(),
+        }
+    }
+
+    /// Generates passwords and keys, and hashes every password over all cores before any transaction.
+    pub fn prepare(&mut self, plan: &Plan) -> Result<(), ApplyError> {
+        let mut to_hash: Vec<(String, SecretValue)> = Vec::new();
+        for c in &plan.changes {
+            match &c.op {
+                Op::ResetPassword {
+                    username, value, ..
+                } => to_hash.push((username.clone(), value.0.clone())),
+                Op::GeneratePassword { username, .. } => {
+                    let pw = generate_password();
+                    self.generated
+                        .insert(username.clone(), (new_key_id(), pw.clone()));
+                    to_hash.push((username.clone(), pw));
+                }
+                Op::IssueToken { .. } => {
+                    self.new_keys
+                        .insert(c.object.clone(), generate_key(self.ctx.server_key));
+                }
+                _ => {}
+            }
+        }
+        let refs: Vec<&SecretValue> = to_hash.iter().map(|(_, v)| v).collect();
+        let started = std::time::Instant::now();
+        let hashes = hash_many(self.ctx.password_params, &refs)?;
+        if !refs.is_empty() {
+            tracing::debug!(
+                count = refs.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "passwords hashed"
+            );
+        }
+        for ((u, _), h) in to_hash.into_iter().zip(hashes) {
+            self.hashes.insert(u, h);
+        }
+        Ok(())
+    }
+
+    fn audit(&self, c: &Change, action: &str, old: Option<Value>, new: Option<Value>) -> StoreOp {
+        StoreOp::Audit(Box::new(AuditRow {
+            id: 0,
+            at: self.ctx.now,
+            action: action.to_string(),
+            object: c.object.clone(),
+            source: c.source.clone(),
+            old,
+            new,
+        }))
+    }
+
+    fn user(&mut self, name: &str) -> &mut UserRow {
+        self.dirty_users.insert(name.to_string());
+        self.users
+            .entry(name.to_string())
+            .or_insert_with(|| UserRow::new(name, None))
+    }
+
+    fn expiry(&self, issued: jiff::Timestamp, f: &TokenFields) -> Option<jiff::Timestamp> {
+        match Validity::parse(&f.validity) {
+            Ok(v) => v.duration().and_then(|d| issued.checked_add(d).ok()),
+            Err(_) => Some(issued),
+        }
+    }
+
+    /// Transaction 1: every data change, with new secrets recorded pending.
+    pub fn translate(&mut self, plan: &Plan) -> Vec<StoreOp> {
+        let mut out = Vec::new();
+        for st in &plan.objects {
+            self.statuses.insert(st.key.clone(), st.clone());
+        }
+        for c in &plan.changes {
+            self.translate_one(c, &mut out);
+        }
+        for name in std::mem::take(&mut self.dirty_users) {
+            if let Some(u) = self.users.get(&name) {
+                out.push(StoreOp::UpsertUser(Box::new(u.clone())));
+            }
+        }
+        out
+    }
+
+    fn translate_one(&mut self, c: &Change, out: &mut Vec<StoreOp>) {
+        let now = self.ctx.now;
+        match &c.op {
+            Op::CreateUser { user } => {
+                if let Some(old) = self.users.get(&user.username) {
+                    // Replacing a row another (gone) declaration left: start clean.
+                    out.push(self.audit(c, "user.replace", Some(user_json(old)), None));
+                    out.push(StoreOp::EndSessions(user.username.clone()));
+                }
+                let mut row = UserRow::new(&user.username, owner(c));
+                row.display_name = user.display_name.clone();
+                row.email = user.email.clone();
+                row.state = user.state;
+                out.push(self.audit(c, "user.create", None, Some(user_json(&row))));
+                self.users.insert(user.username.clone(), row);
+                self.dirty_users.insert(user.username.clone());
+            }
+            Op::UpdateUser { username, user, .. } => {
+                let o = owner(c);
+                let row = self.user(username);
+                let old = user_json(row);
+                let revoking =
+                    row.state != user.state && user.state == crate::resources::UserState::Revoked;
+                row.display_name = user.display_name.clone();
+                row.email = user.email.clone();
+                row.state = user.state;
+                row.owner = o;
+                let new = user_json(row);
+                if revoking {
+                    out.push(StoreOp::EndSessions(username.clone()));
+                }
+                out.push(self.audit(c, "user.update", Some(old), Some(new)));
+            }
+            Op::DeleteUser { username } => {
+                if let Some(old) = self.users.remove(username) {
+                    out.push(self.audit(c, "user.delete", Some(user_json(&old)), None));
+                }
+                self.dirty_users.remove(username);
+                out.push(StoreOp::EndSessions(username.clone()));
+                out.push(StoreOp::DeleteUser(username.clone()));
+            }
+            Op::ResetPassword {
+                username,
+                secret,
+                reset,
+                fingerprint,
+                ..
+            } => {
+                let hash = self.hashes.get(username).cloned();
+                let row = self.user(username);
+                row.password_hash = hash;
+                row.password_source = Some(PasswordSource::Ref);
+                row.password_fingerprint = Some(fingerprint.0.clone());
+                row.password_id = None;
+                row.pending_password = None;
+                if *reset {
+                    out.push(StoreOp::EndSessions(username.clone()));
+                }
+                let action = if *reset {
+                    "user.password.reset"
+                } else {
+                    "user.password.set"
+                };
+                let new = json!({"secret": format!("{}/{}", secret.namespace, secret.name)});
+                out.push(self.audit(c, action, None, Some(new)));
+            }
+            Op::GeneratePassword {
+                username,
+                rotation,
+                secret,
+                ..
+            } => {
+                let Some((id, pw)) = self.generated.get(username).cloned() else {
+                    return;
+                };
+                let hash = self
+                    .hashes
+                    .get(username)
+                    .cloned()
+                    .unwrap_or_else(|| HashValue::new(String::new()));
+                self.user(username).pending_password = Some(PendingPassword {
+                    id: id.clone(),
+                    hash,
+                    rotation: *rotation,
+                });
+                let new = json!({"passwordId": id, "rotation": rotation, "secret": format!("{}/{}", secret.namespace, secret.name), "state": "pending"});
+                out.push(self.audit(c, "user.password.generate", None, Some(new)));
+                let mut data = BTreeMap::new();
+                data.insert(
+                    "username".to_string(),
+                    SecretValue::from_string(username.clone()),
+                );
+                data.insert("password".to_string(), pw);
+                self.deliveries.push(PendingDelivery {
+                    secret: outgoing(secret, data, &id, None, &c.object),
+                    target: Target::Password {
+                        username: username.clone(),
+                        id,
+                    },
+                    object: c.object.clone(),
+                    source: c.source.clone(),
+                });
+            }
+            Op::CompletePassword {
+                username,
+                password_id,
+            } => {
+                let had = self
+                    .users
+                    .get(username)
+                    .is_some_and(|u| u.password_hash.is_some());
+                complete_password(self.user(username));
+                if had {
+                    out.push(StoreOp::EndSessions(username.clone()));
+                }
+                out.push(self.audit(
+                    c,
+                    "user.password.complete",
+                    None,
+                    Some(json!({"passwordId": password_id})),
+                ));
+            }
+            Op::DiscardPassword {
+                username,
+                password_id,
+            } => {
+                self.user(username).pending_password = None;
+                out.push(self.audit(
+                    c,
+                    "user.password.discard",
+                    Some(json!({"passwordId": password_id})),
+                    None,
+                ));
+            }
+            Op::Bind {
+                username,
+                role,
+                scope,
+            }
+            | Op::UpdateBinding {
+                username,
+                role,
+                scope,
+                ..
+            } => {
+                let row = BindingRow {
+                    username: username.clone(),
+                    role: *role,
+                    scope: scope.clone(),
+                    owner: owner(c),
+                };
+                let action = if matches!(c.op, Op::Bind { .. }) {
+                    "binding.create"
+                } else {
+                    "binding.update"
+                };
+                out.push(self.audit(
+                    c,
+                    action,
+                    None,
+                    Some(json!({"user": username, "role": role, "scope": scope.to_string()})),
+                ));
+                out.push(StoreOp::UpsertBinding(row));
+            }
+            Op::Unbind {
+                username,
+                role,
+                scope,
+            } => {
+                out.push(self.audit(
+                    c,
+                    "binding.delete",
+                    Some(json!({"user": username, "role": role, "scope": scope.to_string()})),
+                    None,
+                ));
+                out.push(StoreOp::DeleteBinding(c.object.clone()));
+            }
+            Op::IssueToken {
+                token,
+                fields,
+                rotation,
+                secret,
+                discards,
+            } => {
+                if let Some(d) = discards {
+                    self.keys.remove(d);
+                    out.push(StoreOp::DeleteTokenKey(d.clone()));
+                }
+                let Some(nk) = self.new_keys.remove(&c.object) else {
+                    return;
+                };
+                let row = TokenKeyRow {
+                    key_id: nk.key_id.clone(),
+                    token_name: token.clone(),
+                    namespace: c.object.namespace.clone(),
+                    secret_hmac: nk.secret_hmac.clone(),
+                    role: fields.role,
+                    scope: fields.scope.clone(),
+                    owner_user: fields.owner.clone(),
+                    issued_at: now,
+                    expires_at: self.expiry(now, fields),
+                    revoked_at: None,
+                    revoked_reason: None,
+                    rotation: *rotation,
+                    state: KeyState::Pending,
+                    secret_name: secret.name.clone(),
+                    owner: owner(c),
+                };
+                out.push(self.audit(c, "token.issue", None, Some(key_json(&row))));
+                out.push(StoreOp::UpsertTokenKey(Box::new(row.clone())));
+                if let Some(st) = self.statuses.get_mut(&c.object) {
+                    st.extra.insert("keyId".into(), row.key_id.clone());
+                    st.extra.insert("issuedAt".into(), now.to_string());
+                    match row.expires_at {
+                        Some(e) => st.extra.insert("expiresAt".into(), e.to_string()),
+                        None => st.extra.remove("expiresAt"),
+                    };
+                    st.message = format!("key {} delivered to Secret {}", row.key_id, secret.name);
+                }
+                let mut data = BTreeMap::new();
+                data.insert("apiKey".to_string(), nk.secret.clone());
+                data.insert("password".to_string(), nk.secret.clone());
+                data.insert("token".to_string(), nk.token.clone());
+                let exp = row.expires_at.map(|e| e.to_string());
+                self.deliveries.push(PendingDelivery {
+                    secret: outgoing(secret, data, &row.key_id, exp, &c.object),
+                    target: Target::Token {
+                        key_id: row.key_id.clone(),
+                    },
+                    object: c.object.clone(),
+                    source: c.source.clone(),
+                });
+                self.keys.insert(row.key_id.clone(), row);
+            }
+            Op::CompleteToken { key_id, .. } => {
+                if let Some(k) = self.keys.get_mut(key_id) {
+                    k.state = KeyState::Issued;
+                    let (op, new) = (StoreOp::UpsertTokenKey(Box::new(k.clone())), key_json(k));
+                    out.push(op);
+                    out.push(self.audit(c, "token.complete", None, Some(new)));
+                }
+            }
+            Op::DiscardToken { key_id, .. } => {
+                self.keys.remove(key_id);
+                out.push(StoreOp::DeleteTokenKey(key_id.clone()));
+                out.push(self.audit(c, "token.discard", Some(json!({"keyId": key_id})), None));
+            }
+            Op::UpdateToken { key_id, fields, .. } => {
+                let Some(mut k) = self.keys.get(key_id).cloned() else {
+                    return;
+                };
+                let old = key_json(&k);
+                k.role = fields.role;
+                k.scope = fields.scope.clone();
+                k.owner_user = fields.owner.clone();
+                k.expires_at = self.expiry(k.issued_at, fields);
+                out.push(self.audit(c, "token.update", Some(old), Some(key_json(&k))));
+                out.push(StoreOp::UpsertTokenKey(Box::new(k.clone())));
+                self.keys.insert(key_id.clone(), k);
+            }
+            Op::RevokeToken { key_id, reason, .. } => {
+                if let Some(k) = self.keys.get_mut(key_id) {
+                    let old = key_json(k);
+                    k.revoked_at = Some(now);
+                    k.revoked_reason = Some(reason.clone());
+                    let (op, new) = (StoreOp::UpsertTokenKey(Box::new(k.clone())), key_json(k));
+                    out.push(op);
+                    out.push(self.audit(c, "token.revoke", Some(old), Some(new)));
+                }
+            }
+            Op::ExpireToken { key_id, .. } => {
+                out.push(self.audit(c, "token.expire", None, Some(json!({"keyId": key_id}))));
+            }
+            Op::DeleteToken { key_ids, .. } => {
+                for id in key_ids {
+                    if let Some(k) = self.keys.remove(id) {
+                        out.push(self.audit(c, "token.delete", Some(key_json(&k)), None));
+                    }
+                    out.push(StoreOp::DeleteTokenKey(id.clone()));
+                }
+            }
+            Op::DecideRequest {
+                model,
+                scope,
+                from,
+                to,
+                requested_by,
+                phase,
+                message,
+                new_owner,
+            } => {
+                let rec = DecidedRequest {
+                    namespace: c.object.namespace.clone(),
+                    name: c.object.name.clone(),
+                    model: model.clone(),
+                    scope: scope.clone(),
+                    from: *from,
+                    to: *to,
+                    requested_by: requested_by.clone(),
+                    phase: *phase,
+                    message: message.clone(),
+                    decided_at: now,
+                    source: c.source.clone(),
+                };
+                out.push(self.audit(
+                    c,
+                    "request.decide",
+                    None,
+                    Some(serde_json::to_value(&rec).unwrap_or(Value::Null)),
+                ));
+                out.push(StoreOp::InsertRequest(Box::new(rec)));
+                if *phase == RequestPhase::Applied {
+                    let id = (scope.clone(), model.clone());
+                    let old = self.models.get(&id).cloned();
+                    let m = ModelRow {
+                        name: model.clone(),
+                        scope: scope.clone(),
+                        owner: old
+                            .as_ref()
+                            .and_then(|m| m.owner.clone())
+                            .or(new_owner.clone()),
+                        stage: *to,
+                    };
+                    out.push(self.audit(c, "model.stage", old.map(|m| json!(m)), Some(json!(m))));
+                    out.push(StoreOp::UpsertModel(m.clone()));
+                    self.models.insert(id, m);
+                }
+            }
+            Op::SetStatus { .. } | Op::DeleteStatus => {}
+        }
+    }
+
+    /// Records the result of one delivery in transaction 2.
+    pub fn delivered(
+        &mut self,
+        d: &PendingDelivery,
+        result: Result<Delivery, SinkError>,
+        out: &mut Vec<StoreOp>,
+    ) {
+        let c = Change {
+            object: d.object.clone(),
+            source: d.source.clone(),
+            op: Op::DeleteStatus,
+        };
+        let where_ = format!("Secret {}/{}", d.secret.namespace, d.secret.name);
+        match (&d.target, result) {
+            (Target::Token { key_id }, Ok(Delivery::Delivered)) => {
+                if let Some(k) = self.keys.get_mut(key_id) {
+                    k.state = KeyState::Issued;
+                    out.push(StoreOp::UpsertTokenKey(Box::new(k.clone())));
+                }
+                out.push(self.audit(
+                    &c,
+                    "token.deliver",
+                    None,
+                    Some(json!({"keyId": key_id, "secret": where_})),
+                ));
+            }
+            (Target::Password { username, id }, Ok(Delivery::Delivered)) => {
+                let had = self
+                    .users
+                    .get(username)
+                    .is_some_and(|u| u.password_hash.is_some());
+                if let Some(u) = self.users.get_mut(username) {
+                    complete_password(u);
+                    out.push(StoreOp::UpsertUser(Box::new(u.clone())));
+                }
+                if had {
+                    out.push(StoreOp::EndSessions(username.clone()));
+                }
+                out.push(self.audit(
+                    &c,
+                    "user.password.deliver",
+                    None,
+                    Some(json!({"passwordId": id, "secret": where_})),
+                ));
+            }
+            (target, Ok(Delivery::Conflict)) => {
+                self.discard(target, out);
+                out.push(self.audit(&c, "secret.conflict", None, Some(json!({"secret": where_}))));
+                self.not_ready(
+                    &d.object,
+                    "SecretConflict",
+                    format!(
+                        "{where_} exists and was not written by stagegate: it is never overwritten"
+                    ),
+                );
+            }
+            (_, Err(e)) => {
+                // Left pending: the next apply completes it if the Secret turns out written, else re-issues.
+                tracing::warn!(object = %d.object, error = %e, "secret delivery failed");
+                self.not_ready(
+                    &d.object,
+                    "SecretMissing",
+                    format!("delivery to {where_} failed ({e}); retried at the next apply"),
+                );
+            }
+        }
+    }
+
+    fn discard(&mut self, target: &Target, out: &mut Vec<StoreOp>) {
+        match target {
+            Target::Token { key_id } => {
+                self.keys.remove(key_id);
+                out.push(StoreOp::DeleteTokenKey(key_id.clone()));
+            }
+            Target::Password { username, .. } => {
+                if let Some(u) = self.users.get_mut(username) {
+                    u.pending_password = None;
+                    out.push(StoreOp::UpsertUser(Box::new(u.clone())));
+                }
+            }
+        }
+    }
+
+    fn not_ready(&mut self, key: &ObjectKey, reason: &str, message: String) {
+        if let Some(st) = self.statuses.get_mut(key) {
+            st.ready = false;
+            st.reason = reason.to_string();
+            st.message = message;
+            if key.kind == "ApiToken" {
+                st.phase = Some(
+                    if reason == "SecretMissing" {
+                        "SecretMissing"
+                    } else {
+                        "Revoked"
+                    }
+                    .into(),
+                );
+                for f in ["keyId", "issuedAt", "expiresAt"] {
+                    st.extra.remove(f);
+                }
+            }
+        }
+    }
+
+    /// Status writes: every final status that differs from the stored one, and the plan's deletions.
+    pub fn status_ops(&self, plan: &Plan, state: &StoreState) -> Vec<StoreOp> {
+        let mut out: Vec<StoreOp> = self
+            .statuses
+            .values()
+            .filter(|s| state.statuses.get(&s.key) != Some(*s))
+            .map(|s| StoreOp::SetStatus(Box::new(s.clone())))
+            .collect();
+        out.extend(
+            plan.changes
+                .iter()
+                .filter(|c| matches!(c.op, Op::DeleteStatus))
+                .map(|c| StoreOp::DeleteStatus(c.object.clone())),
+        );
+        out
+    }
+
+    /// Final outcomes, in the plan's object order.
+    pub fn outcomes(&self, plan: &Plan) -> Vec<Outcome> {
+        plan.objects
+            .iter()
+            .map(|o| Outcome::from(self.statuses.get(&o.key).unwrap_or(o)))
+            .collect()
+    }
+}
+
+fn complete_password(u: &mut UserRow) {
+    if let Some(p) = u.pending_password.take() {
+        u.password_hash = Some(p.hash);
+        u.password_id = Some(p.id);
+        u.password_rotation = p.rotation;
+        u.password_source = Some(PasswordSource::Generated);
+        u.password_fingerprint = None;
+    }
+}
+
+fn outgoing(
+    s: &SecretName,
+    data: BTreeMap<String, SecretValue>,
+    key_id: &str,
+    expires_at: Option<String>,
+    owner: &ObjectKey,
+) -> OutgoingSecret {
+    OutgoingSecret {
+        namespace: s.namespace.clone(),
+        name: s.name.clone(),
+        data,
+        key_id: key_id.to_string(),
+        expires_at,
+        owner: owner.clone(),
+    }
+}

@@ -1,0 +1,145 @@
+//! `stagegate apply --dir DIR`: one reconcile of a manifest directory into the store, then exit.
+
+use crate::apply::directory::{reconcile, DirOptions, DEFAULT_SECRETS_DIR, DEFAULT_STORE};
+use crate::apply::{all_ready, Outcome};
+use crate::secrets::PasswordParams;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Store, secrets and key locations shared by `apply`, `plan` and `run --dir`.
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// SQLite identity store.
+    #[arg(long, default_value = DEFAULT_STORE, env = "STAGEGATE_STORE")]
+    pub store: PathBuf,
+    /// Directory Secrets are delivered to (and passwordSecretRef Secrets read from); never inside --dir.
+    #[arg(long, default_value = DEFAULT_SECRETS_DIR, env = "STAGEGATE_SECRETS_DIR")]
+    pub secrets_dir: PathBuf,
+    /// HMAC key file (created 0600 at first start); default <store dir>/server.key.
+    #[arg(long, env = "STAGEGATE_SERVER_KEY_FILE")]
+    pub server_key_file: Option<PathBuf>,
+    /// argon2id memory cost in KiB (OWASP: 19456).
+    #[arg(long, default_value_t = PasswordParams::default().m_cost, hide_short_help = true)]
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations (OWASP: 2).
+    #[arg(long, default_value_t = PasswordParams::default().t_cost, hide_short_help = true)]
+    pub argon2_iterations: u32,
+    /// argon2id lanes (OWASP: 1).
+    #[arg(long, default_value_t = PasswordParams::default().p_cost, hide_short_help = true)]
+    pub argon2_lanes: u32,
+}
+
+impl StoreArgs {
+    /// Directory options for `dir`.
+    pub fn options(&self, dir: PathBuf) -> DirOptions {
+        DirOptions {
+            dir,
+            store: self.store.clone(),
+            secrets_dir: self.secrets_dir.clone(),
+            server_key_file: self.server_key_file.clone(),
+            password_params: PasswordParams {
+                m_cost: self.argon2_memory_kib,
+                t_cost: self.argon2_iterations,
+                p_cost: self.argon2_lanes,
+            },
+        }
+    }
+}
+
+/// Arguments of `stagegate apply`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory of manifests.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Store, secrets and key locations.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: super::ReportFormat,
+}
+
+/// Prints each object's outcome; exit 0 when all are ready, 1 when any is not.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let opts = args.store.options(args.dir);
+    let r = reconcile(&opts, super::now())?;
+    for d in &r.snapshot.diagnostics {
+        eprintln!("{d}");
+    }
+    print_outcomes(&r.outcomes, args.output)?;
+    if args.output == super::ReportFormat::Text {
+        eprintln!(
+            "applied {} change(s) to {}; secrets in {}",
+            r.plan.data_changes().count(),
+            opts.store.display(),
+            opts.secrets_dir.display()
+        );
+    }
+    Ok(if all_ready(&r.outcomes) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Prints outcomes as a table or a JSON array of `{kind, namespace, name, ready, reason, phase, message}`.
+pub fn print_outcomes(outcomes: &[Outcome], format: super::ReportFormat) -> anyhow::Result<()> {
+    match format {
+        super::ReportFormat::Json => out(&format!("{}\n", serde_json::to_string_pretty(outcomes)?)),
+        super::ReportFormat::Text => {
+            let rows: Vec<[String; 5]> = outcomes
+                .iter()
+                .map(|o| {
+                    [
+                        format!("{} {}/{}", o.kind, o.namespace, o.name),
+                        if o.ready { "True" } else { "False" }.to_string(),
+                        o.reason.clone(),
+                        o.phase.clone().unwrap_or_else(|| "-".into()),
+                        o.message.clone(),
+                    ]
+                })
+                .collect();
+            print_table(&["OBJECT", "READY", "REASON", "PHASE", "MESSAGE"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends output quietly instead of panicking.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush());
+}
+
+fn print_table(header: &[&str; 5], rows: &[[String; 5]]) {
+    let mut text = String::new();
+    let mut w = header.map(str::len);
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(4) {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let mut line = |c: [&str; 5]| {
+        text.push_str(&format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}\n",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3]
+        ))
+    };
+    line(*header);
+    for r in rows {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
+    }
+    out(&text);
+}

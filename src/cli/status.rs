@@ -1,0 +1,38 @@
+//! `stagegate status`: every declared object's last outcome, like `kubectl get stagegate`.
+
+use super::apply::print_outcomes;
+use crate::apply::directory::DEFAULT_STORE;
+use crate::apply::Outcome;
+use crate::store::{SqliteStore, Store};
+use anyhow::bail;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `stagegate status`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// SQLite identity store.
+    #[arg(long, default_value = DEFAULT_STORE, env = "STAGEGATE_STORE")]
+    pub store: PathBuf,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t)]
+    pub output: super::ReportFormat,
+}
+
+/// Prints the stored outcomes; exit 0 when all are ready, 1 when any is not.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if !args.store.exists() {
+        bail!(
+            "no store at {} (run stagegate apply --dir DIR first, or pass --store)",
+            args.store.display()
+        );
+    }
+    let store = SqliteStore::open(&args.store)?;
+    let outcomes: Vec<Outcome> = store.statuses()?.iter().map(Outcome::from).collect();
+    print_outcomes(&outcomes, args.output)?;
+    Ok(if outcomes.iter().all(|o| o.ready) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

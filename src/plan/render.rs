@@ -1,0 +1,218 @@
+//! Renderings of a plan: text for terminals, Markdown for pull-request comments, JSON for tools.
+//!
+//! Shared by `stagegate plan` and `stagegate diff`. Nothing rendered here can
+//! hold a secret: secret-bearing fields of [`Op`] are skipped by Serialize and
+//! never described.
+
+use super::change::{Change, FieldChange, Op, Plan};
+
+fn fields(ch: &[FieldChange]) -> String {
+    ch.iter()
+        .map(|c| format!("{} {} → {}", c.field, c.old, c.new))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A one-character marker: `+` adds, `~` changes, `-` removes, `!` decides, `·` status.
+pub fn marker(op: &Op) -> char {
+    match op {
+        Op::CreateUser { .. }
+        | Op::Bind { .. }
+        | Op::IssueToken { .. }
+        | Op::GeneratePassword { .. } => '+',
+        Op::DeleteUser { .. }
+        | Op::Unbind { .. }
+        | Op::RevokeToken { .. }
+        | Op::DiscardToken { .. }
+        | Op::DiscardPassword { .. }
+        | Op::DeleteToken { .. }
+        | Op::DeleteStatus => '-',
+        Op::DecideRequest { .. } => '!',
+        Op::SetStatus { .. } => '·',
+        _ => '~',
+    }
+}
+
+/// One line describing what a change does.
+pub fn describe(op: &Op) -> String {
+    match op {
+        Op::CreateUser { user } => format!("create user {} ({:?})", user.username, user.state),
+        Op::UpdateUser { username, changes, .. } => {
+            format!("update user {username}: {}", fields(changes))
+        }
+        Op::DeleteUser { username } => {
+            format!("delete user {username}, end its sessions, revoke tokens it owns")
+        }
+        Op::ResetPassword {
+            username,
+            secret,
+            reset,
+            ..
+        } => format!(
+            "{} password of {username} from Secret {}/{}{}",
+            if *reset { "reset" } else { "set" },
+            secret.namespace,
+            secret.name,
+            if *reset { ", ending its sessions" } else { "" }
+        ),
+        Op::GeneratePassword {
+            username,
+            rotation,
+            secret,
+            discards,
+        } => format!(
+            "generate password #{rotation} for {username}, deliver once to Secret {}/{}{}",
+            secret.namespace,
+            secret.name,
+            discards
+                .as_ref()
+                .map(|d| format!(" (replaces undelivered {d})"))
+                .unwrap_or_default()
+        ),
+        Op::CompletePassword {
+            username,
+            password_id,
+        } => format!("complete delivered password {password_id} of {username}"),
+        Op::DiscardPassword {
+            username,
+            password_id,
+        } => format!("discard undelivered password {password_id} of {username}"),
+        Op::Bind {
+            username,
+            role,
+            scope,
+        } => format!("bind {role} at {scope} to {username}"),
+        Op::UpdateBinding {
+            username, changes, ..
+        } => format!("update binding of {username}: {}", fields(changes)),
+        Op::Unbind {
+            username,
+            role,
+            scope,
+        } => format!("unbind {role} at {scope} from {username}"),
+        Op::IssueToken {
+            token,
+            fields,
+            rotation,
+            secret,
+            discards,
+        } => format!(
+            "issue key #{rotation} for token {token} ({} at {}, valid {}), deliver once to Secret {}/{}{}",
+            fields.role,
+            fields.scope,
+            fields.validity,
+            secret.namespace,
+            secret.name,
+            discards
+                .as_ref()
+                .map(|d| format!(" (replaces undelivered {d})"))
+                .unwrap_or_default()
+        ),
+        Op::CompleteToken { token, key_id } => {
+            format!("complete delivered key {key_id} of token {token}")
+        }
+        Op::DiscardToken { token, key_id } => {
+            format!("discard undelivered key {key_id} of token {token}")
+        }
+        Op::UpdateToken {
+            token,
+            key_id,
+            changes,
+            ..
+        } => format!("update token {token} key {key_id}: {}", fields(changes)),
+        Op::RevokeToken {
+            token,
+            key_id,
+            reason,
+        } => format!("revoke key {key_id} of token {token} ({reason})"),
+        Op::ExpireToken { token, key_id } => format!("key {key_id} of token {token} expired"),
+        Op::DeleteToken { token, key_ids } => {
+            format!("delete token {token} (keys {})", key_ids.join(", "))
+        }
+        Op::DecideRequest {
+            model,
+            scope,
+            from,
+            to,
+            requested_by,
+            phase,
+            message,
+            ..
+        } => format!(
+            "decide {model} at {scope} {from} → {to} by {requested_by}: {phase:?} ({message})"
+        ),
+        Op::SetStatus { from, status } => format!(
+            "status {} → {}{}",
+            from.as_deref().unwrap_or("-"),
+            status.reason,
+            if status.ready { "" } else { " (not ready)" }
+        ),
+        Op::DeleteStatus => "forget status".to_string(),
+    }
+}
+
+fn summary(plan: &Plan) -> String {
+    let data = plan.data_changes().count();
+    let statuses = plan.changes.len() - data;
+    let not_ready = plan.objects.iter().filter(|o| !o.ready).count();
+    format!(
+        "{data} change(s) to the identity store, {statuses} status update(s); {} object(s), {not_ready} not ready",
+        plan.objects.len()
+    )
+}
+
+impl Plan {
+    /// Plain text, one change per line.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        if self.changes.is_empty() {
+            out.push_str("No changes: the identity store matches the declarations.\n");
+        }
+        for c in &self.changes {
+            out.push_str(&line(c));
+            out.push('\n');
+        }
+        out.push_str(&format!("Plan: {}\n", summary(self)));
+        out
+    }
+
+    /// Markdown for a pull-request comment.
+    pub fn render_markdown(&self) -> String {
+        let mut out = String::from("### stagegate plan\n\n");
+        out.push_str(&format!("{}\n\n", summary(self)));
+        if self.changes.is_empty() {
+            out.push_str("No changes: the identity store matches the declarations.\n");
+            return out;
+        }
+        out.push_str("| | object | source | change |\n|---|---|---|---|\n");
+        for c in &self.changes {
+            out.push_str(&format!(
+                "| `{}` | {} | `{}` | {} |\n",
+                marker(&c.op),
+                md(&c.object.to_string()),
+                md(&c.source),
+                md(&describe(&c.op))
+            ));
+        }
+        out
+    }
+
+    /// Pretty JSON; byte-identical for identical inputs.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+fn line(c: &Change) -> String {
+    format!(
+        "{} {} ({}): {}",
+        marker(&c.op),
+        c.object,
+        c.source,
+        describe(&c.op)
+    )
+}
+
+fn md(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}

@@ -1,0 +1,338 @@
+//! Token planning: first issue, rotation, revocation (by spec or owner), expiry,
+//! crash recovery of pending keys, and pruning of tokens whose declarations are gone.
+//!
+//! A new key is generated only at first issue and at each rotation; a revoked
+//! or expired key is never revived, and a deleted Secret is reported, not
+//! re-issued (`SecretMissing`): the owner increases `spec.rotation`.
+
+use super::build::{status, Builder};
+use super::change::*;
+use super::ObjectKey;
+use crate::plan::Declared;
+use crate::resources::{ApiToken, UserState, Validity};
+use crate::secrets::SecretState;
+use crate::store::{KeyState, TokenKeyRow};
+use kube::ResourceExt;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Plans every token of the snapshot, then prunes keys of tokens no longer declared.
+pub(super) fn plan_tokens(b: &mut Builder) {
+    let mut by_owner: BTreeMap<ObjectKey, Vec<&TokenKeyRow>> = BTreeMap::new();
+    for k in b.state.token_keys.values() {
+        if let Some(o) = &k.owner {
+            by_owner.entry(o.key.clone()).or_default().push(k);
+        }
+    }
+    for keys in by_owner.values_mut() {
+        keys.sort_by(|a, b| {
+            (a.rotation, a.issued_at, &a.key_id).cmp(&(b.rotation, b.issued_at, &b.key_id))
+        });
+    }
+    let mut tokens: Vec<_> = b.snap.tokens.iter().collect();
+    tokens.sort_by_key(|d| d.key());
+    let mut declared = BTreeSet::new();
+    for t in tokens {
+        let key = t.key();
+        if b.invalid.contains(&key) {
+            continue;
+        }
+        declared.insert(key.clone());
+        let keys = by_owner.get(&key).cloned().unwrap_or_default();
+        plan_token(b, t, &keys);
+    }
+    for (key, keys) in by_owner {
+        if declared.contains(&key) {
+            continue;
+        }
+        let Some(owner) = keys.first().and_then(|k| k.owner.clone()) else {
+            continue;
+        };
+        if b.protected(&owner) {
+            continue;
+        }
+        b.prune(
+            &owner,
+            Op::DeleteToken {
+                token: keys[0].token_name.clone(),
+                key_ids: keys.iter().map(|k| k.key_id.clone()).collect(),
+            },
+        );
+    }
+}
+
+fn plan_token(b: &mut Builder, t: &Declared<ApiToken>, keys: &[&TokenKeyRow]) {
+    let key = t.key();
+    let src = t.source.to_string();
+    let spec = &t.object.spec;
+    let name = t.object.name_any();
+    let secret = SecretName {
+        namespace: t.object.namespace().unwrap_or_default(),
+        name: t.object.secret_name(),
+    };
+    let file = b.secret_state(&secret);
+    let fields = TokenFields {
+        role: spec.role,
+        scope: spec.scope(),
+        owner: spec.owner.clone(),
+        validity: spec.validity.clone(),
+    };
+    // Validation rejects a bad validity; should one slip through, never is the safe reading only if it expires, so treat it as the shortest: expired.
+    let validity = Validity::parse(&spec.validity).ok();
+    let owner_problem: Option<(&str, String, &str)> =
+        spec.owner
+            .as_ref()
+            .and_then(|o| match b.users_after.get(o) {
+                None => Some((
+                    "UnknownUser",
+                    format!("owner {o:?} does not exist"),
+                    "OwnerDeleted",
+                )),
+                Some(UserState::Revoked) => {
+                    Some(("Revoked", format!("owner {o:?} is revoked"), "OwnerRevoked"))
+                }
+                Some(UserState::Active) => None,
+            });
+    let mut extra = BTreeMap::new();
+    extra.insert("secretName".to_string(), secret.name.clone());
+
+    // Keys older than the latest are leftovers of rotations: make sure none stays usable.
+    let (current, older) = match keys.split_last() {
+        Some((c, o)) => (Some(*c), o),
+        None => (None, &[][..]),
+    };
+    for k in older {
+        retire(b, &key, &src, &name, k, "Rotated");
+    }
+
+    let mut discards = None;
+    let mut live = None;
+    match current {
+        Some(k) if k.rotation < spec.rotation => {
+            if k.state == KeyState::Pending {
+                discards = Some(k.key_id.clone());
+            } else {
+                retire(b, &key, &src, &name, k, "Rotated");
+            }
+        }
+        Some(k) if k.state == KeyState::Pending => {
+            if file
+                == (SecretState::Ours {
+                    key_id: Some(k.key_id.clone()),
+                })
+            {
+                // Delivered before a crash: complete it.
+                b.push(
+                    &key,
+                    &src,
+                    Op::CompleteToken {
+                        token: name.clone(),
+                        key_id: k.key_id.clone(),
+                    },
+                );
+                live = Some(k);
+            } else {
+                discards = Some(k.key_id.clone());
+            }
+        }
+        Some(k) => live = Some(k),
+        None => {}
+    }
+
+    if let Some(k) = live {
+        let pending_done = k.state == KeyState::Pending;
+        extra.insert("keyId".into(), k.key_id.clone());
+        extra.insert("issuedAt".into(), k.issued_at.to_string());
+        let mut revoked = k.revoked_reason.clone();
+        if revoked.is_none() {
+            let why = if spec.revoked {
+                Some("Revoked")
+            } else {
+                owner_problem.as_ref().map(|p| p.2)
+            };
+            if let Some(why) = why {
+                b.push(
+                    &key,
+                    &src,
+                    Op::RevokeToken {
+                        token: name.clone(),
+                        key_id: k.key_id.clone(),
+                        reason: why.into(),
+                    },
+                );
+                revoked = Some(why.to_string());
+            }
+        }
+        if let Some(why) = revoked {
+            let by_spec = why == "Revoked" && spec.revoked;
+            let msg = match &owner_problem {
+                Some((_, m, _)) if why.starts_with("Owner") => format!(
+                    "key {} revoked: {m}; increase spec.rotation to issue a new key",
+                    k.key_id
+                ),
+                _ => format!(
+                    "key {} revoked ({why}); increase spec.rotation to issue a new key",
+                    k.key_id
+                ),
+            };
+            let mut st = status(t, by_spec, "Revoked", msg, Some("Revoked"));
+            st.extra = extra;
+            b.set_status(st);
+            return;
+        }
+        let expires = match validity {
+            Some(v) => v.duration().and_then(|d| k.issued_at.checked_add(d).ok()),
+            None => Some(k.issued_at),
+        };
+        if let Some(e) = expires {
+            extra.insert("expiresAt".into(), e.to_string());
+        }
+        let mut changes = Vec::new();
+        let mut diff = |f: &str, old: String, new: String| {
+            if old != new {
+                changes.push(FieldChange {
+                    field: f.into(),
+                    old,
+                    new,
+                });
+            }
+        };
+        diff("role", k.role.to_string(), spec.role.to_string());
+        diff("scope", k.scope.to_string(), fields.scope.to_string());
+        let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+        diff("owner", dash(&k.owner_user), dash(&spec.owner));
+        let ts = |t: Option<jiff::Timestamp>| t.map_or("never".to_string(), |t| t.to_string());
+        diff("expiresAt", ts(k.expires_at), ts(expires));
+        if !changes.is_empty() {
+            b.push(
+                &key,
+                &src,
+                Op::UpdateToken {
+                    token: name.clone(),
+                    key_id: k.key_id.clone(),
+                    changes,
+                    fields: fields.clone(),
+                },
+            );
+        }
+        let st = if expires.is_some_and(|e| e <= b.ctx.now) {
+            let was =
+                b.state.statuses.get(&key).and_then(|s| s.phase.as_deref()) == Some("Expired");
+            if !was {
+                b.push(
+                    &key,
+                    &src,
+                    Op::ExpireToken {
+                        token: name.clone(),
+                        key_id: k.key_id.clone(),
+                    },
+                );
+            }
+            status(
+                t,
+                false,
+                "Expired",
+                format!(
+                    "key {} expired; increase spec.rotation to issue a new key",
+                    k.key_id
+                ),
+                Some("Expired"),
+            )
+        } else if pending_done {
+            status(
+                t,
+                true,
+                "Ready",
+                format!("key {} delivered to Secret {}", k.key_id, secret.name),
+                Some("Active"),
+            )
+        } else {
+            match &file {
+                SecretState::Ours { key_id } if key_id.as_deref() == Some(k.key_id.as_str()) => {
+                    status(t, true, "Ready", format!("key {} delivered to Secret {}", k.key_id, secret.name), Some("Active"))
+                }
+                SecretState::Foreign => status(t, false, "SecretConflict", format!("Secret {} was replaced by one stagegate did not write; key {} stays valid; increase spec.rotation for a new key", secret.name, k.key_id), Some("Active")),
+                _ => status(t, false, "SecretMissing", format!("Secret {} holding key {} is gone; it is not re-issued: increase spec.rotation to issue a new key", secret.name, k.key_id), Some("SecretMissing")),
+            }
+        };
+        let mut st = st;
+        st.extra = extra;
+        b.set_status(st);
+        return;
+    }
+
+    // No live key: issue one if allowed.
+    let refuse = if spec.revoked {
+        Some((
+            true,
+            "Revoked",
+            "revoked by spec.revoked; no key is issued".to_string(),
+            "Revoked",
+        ))
+    } else if let Some((reason, m, _)) = &owner_problem {
+        Some((false, *reason, format!("{m}; no key is issued"), "Revoked"))
+    } else if file == SecretState::Foreign {
+        Some((false, "SecretConflict", format!("Secret {} exists and was not written by stagegate: it is never overwritten; delete it or set spec.secretName", secret.name), "Revoked"))
+    } else {
+        None
+    };
+    if let Some((ready, reason, msg, phase)) = refuse {
+        if let Some(id) = discards {
+            b.push(
+                &key,
+                &src,
+                Op::DiscardToken {
+                    token: name.clone(),
+                    key_id: id,
+                },
+            );
+        }
+        let mut st = status(t, ready, reason, msg, Some(phase));
+        st.extra = extra;
+        b.set_status(st);
+        return;
+    }
+    b.push(
+        &key,
+        &src,
+        Op::IssueToken {
+            token: name.clone(),
+            fields,
+            rotation: spec.rotation,
+            secret: secret.clone(),
+            discards,
+        },
+    );
+    let mut st = status(
+        t,
+        true,
+        "Ready",
+        format!("new key delivered to Secret {}", secret.name),
+        Some("Active"),
+    );
+    st.extra = extra;
+    b.set_status(st);
+}
+
+/// Makes sure an older key is unusable: discard if pending, revoke if issued.
+fn retire(b: &mut Builder, key: &ObjectKey, src: &str, name: &str, k: &TokenKeyRow, why: &str) {
+    if k.state == KeyState::Pending {
+        b.push(
+            key,
+            src,
+            Op::DiscardToken {
+                token: name.to_string(),
+                key_id: k.key_id.clone(),
+            },
+        );
+    } else if k.revoked_at.is_none() {
+        b.push(
+            key,
+            src,
+            Op::RevokeToken {
+                token: name.to_string(),
+                key_id: k.key_id.clone(),
+                reason: why.into(),
+            },
+        );
+    }
+}

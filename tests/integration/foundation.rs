@@ -1,0 +1,239 @@
+//! Issue "Foundation": CRD drift, `validate` on examples and fixtures, `can-i`.
+
+use crate::support::{root, run, stderr, stdout};
+use serde_json::Value;
+use stagegate::resources::{crd_file_name, crd_yaml, crds, crds_yaml};
+
+#[test]
+fn crd_files_match_the_types() {
+    let mut concatenated = String::new();
+    for crd in crds() {
+        let path = root().join("crds").join(crd_file_name(&crd));
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == crd_yaml(&crd),
+            "{} differs from the Rust types; regenerate with: make crds",
+            path.display()
+        );
+        concatenated.push_str(&on_disk);
+    }
+    let printed = run(&["crds"]);
+    assert!(printed.status.success());
+    assert_eq!(
+        stdout(&printed),
+        concatenated,
+        "`stagegate crds` must print exactly crds/*.yaml"
+    );
+    assert_eq!(crds_yaml(), concatenated);
+}
+
+#[test]
+fn crds_carry_category_columns_and_rules() {
+    let yaml = crds_yaml();
+    for crd in crds() {
+        assert_eq!(
+            crd.spec.names.categories.as_deref(),
+            Some(&["stagegate".to_string()][..])
+        );
+        assert_eq!(crd.spec.scope, "Namespaced");
+        let v = &crd.spec.versions[0];
+        assert!(
+            v.subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some(),
+            "status subresource"
+        );
+        assert!(v
+            .additional_printer_columns
+            .as_ref()
+            .is_some_and(|c| c.len() >= 3));
+        assert!(crd
+            .spec
+            .names
+            .short_names
+            .as_ref()
+            .is_some_and(|s| !s.is_empty()));
+    }
+    assert!(
+        yaml.contains("rule: self == oldSelf"),
+        "ModelStageRequest spec is immutable"
+    );
+    assert!(
+        yaml.contains("!has(self.project) || has(self.customer)"),
+        "project requires customer"
+    );
+}
+
+#[test]
+fn examples_validate_cleanly() {
+    let out = run(&["validate", "examples"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out), "", "no diagnostics expected");
+    assert!(stderr(&out).contains("0 errors"), "{}", stderr(&out));
+}
+
+/// Each fixture marks the expected line with `# <-- Reason`; the file name is the reason.
+#[test]
+fn every_reason_has_a_fixture_reported_at_its_line() {
+    let dir = root().join("tests/fixtures/invalid");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let reason = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line = text
+            .lines()
+            .position(|l| l.contains(&format!("# <-- {reason}")))
+            .expect("marker")
+            + 1;
+        let out = run(&["validate", "--output", "json", path.to_str().unwrap()]);
+        let diags: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let hit = diags.iter().find(|d| d["reason"] == reason.as_str());
+        let hit = hit.unwrap_or_else(|| panic!("{reason}: not reported; got {diags:#?}"));
+        assert_eq!(hit["line"], line, "{reason}: wrong line in {hit:#}");
+        assert_eq!(hit["file"], path.to_str().unwrap());
+        for key in ["kind", "namespace", "name", "field", "severity", "message"] {
+            assert!(hit.get(key).is_some(), "{reason}: JSON lacks {key}");
+        }
+        let warning_only = reason == "UnknownUser";
+        assert_eq!(
+            hit["severity"],
+            if warning_only { "warning" } else { "error" }
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(if warning_only { 0 } else { 1 }),
+            "{reason}: exit code"
+        );
+        seen.push(reason);
+    }
+    seen.sort();
+    let expected = [
+        "DuplicateObject",
+        "DuplicateUsername",
+        "InvalidAnnotation",
+        "InvalidDuration",
+        "InvalidName",
+        "InvalidYaml",
+        "ProjectWithoutCustomer",
+        "RoleNotAllowedAtScope",
+        "SchemaViolation",
+        "TransitionNeverAllowed",
+        "UnknownApiVersion",
+        "UnknownField",
+        "UnknownRole",
+        "UnknownUser",
+    ];
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn text_diagnostics_name_file_line_object_field_and_reason() {
+    let out = run(&["validate", "tests/fixtures/invalid/SchemaViolation.yaml"]);
+    assert_eq!(
+        stdout(&out).trim(),
+        "tests/fixtures/invalid/SchemaViolation.yaml:9: User ml-platform/alice: spec.passwordSecretRef.key: must not be empty (SchemaViolation)"
+    );
+}
+
+#[test]
+fn a_broken_document_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mixed.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n---\napiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: a\nspec:\n  state: Sleeping\n---\napiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: b\nspec: {}\n",
+    )
+    .unwrap();
+    let snap = stagegate::sources::files::load_paths(&[file]).unwrap();
+    assert_eq!(snap.users.len(), 1, "the valid User still loads");
+    assert_eq!(
+        snap.users[0].object.metadata.namespace.as_deref(),
+        Some("default")
+    );
+    assert_eq!(snap.skipped.get("ConfigMap"), Some(&1));
+    let d = &snap.diagnostics[0];
+    assert_eq!((d.line, d.field.as_deref()), (Some(11), Some("spec.state")));
+}
+
+#[test]
+fn validate_exits_2_on_a_missing_path() {
+    let out = run(&["validate", "does/not/exist"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does/not/exist"));
+}
+
+fn can_i(args: &[&str]) -> (i32, String) {
+    let mut all = vec!["can-i", "--dir", "examples", "--explain"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    (out.status.code().unwrap(), stdout(&out))
+}
+
+#[test]
+fn can_i_analyst_cannot_see_production_model_manager_can() {
+    let (code, out) = can_i(&["--as", "alan", "models:view", "fraud-detector"]);
+    assert_eq!((code, out.lines().next()), (1, Some("no")), "{out}");
+    assert!(out.contains("never sees Production"), "{out}");
+    let (code, out) = can_i(&["--as", "maria", "models:view", "fraud-detector"]);
+    assert_eq!((code, out.lines().next()), (0, Some("yes")), "{out}");
+}
+
+#[test]
+fn can_i_replays_requests_in_order() {
+    // churn-model was rejected back to Dev: its owner anna sees it, the manager maria does not.
+    assert_eq!(can_i(&["--as", "anna", "models:view", "churn-model"]).0, 0);
+    assert_eq!(can_i(&["--as", "maria", "models:view", "churn-model"]).0, 1);
+    // From Dev again, dan (Developer at acme) may promote it, dora (Deployer) may not.
+    assert_eq!(
+        can_i(&[
+            "--as",
+            "dan",
+            "models:transition",
+            "churn-model",
+            "--to",
+            "Staging"
+        ])
+        .0,
+        0
+    );
+    assert_eq!(
+        can_i(&[
+            "--as",
+            "dora",
+            "models:transition",
+            "churn-model",
+            "--to",
+            "Staging"
+        ])
+        .0,
+        1
+    );
+}
+
+#[test]
+fn can_i_manage_and_errors() {
+    assert_eq!(
+        can_i(&["--as", "ada", "users:manage", "--scope", "acme"]).0,
+        0
+    );
+    assert_eq!(
+        can_i(&["--as", "maria", "users:manage", "--scope", "acme"]).0,
+        1
+    );
+    assert_eq!(
+        can_i(&["--as", "nobody", "models:view", "fraud-detector"]).0,
+        1
+    );
+    assert_eq!(
+        can_i(&["--as", "ada", "models:fly"]).0,
+        2,
+        "unknown action is a usage error"
+    );
+    assert_eq!(
+        can_i(&["--as", "fraud-ci-deployer", "models:view", "fraud-detector"]).0,
+        0,
+        "tokens are principals"
+    );
+}

@@ -1,0 +1,62 @@
+//! A second apply with nothing changed writes nothing: no audit rows, no status rewrites, no Secret files.
+
+use super::{audit_count, mtime, Env};
+use stagegate::store::Store;
+
+#[test]
+fn second_apply_writes_nothing() {
+    let env = Env::from_examples();
+    let (code, _, _) = env.apply();
+    assert_eq!(
+        code, 1,
+        "maria's passwordSecretRef Secret is absent in this test"
+    );
+    let store = env.open();
+    let audit = audit_count(&store);
+    let statuses = store.statuses().unwrap();
+    drop(store);
+    let files: Vec<_> = std::fs::read_dir(env.secrets.join("ml-platform"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 7);
+    let times: Vec<_> = files.iter().map(|f| mtime(f)).collect();
+    let db_size = std::fs::metadata(&env.store).unwrap().len();
+
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let (code, _, _) = env.apply();
+    assert_eq!(code, 1);
+    let plan = env.run("plan", &[]);
+    assert!(
+        crate::support::stdout(&plan).starts_with("No changes"),
+        "{}",
+        crate::support::stdout(&plan)
+    );
+
+    let store = env.open();
+    assert_eq!(audit_count(&store), audit);
+    assert_eq!(store.statuses().unwrap(), statuses);
+    let after: Vec<_> = files.iter().map(|f| mtime(f)).collect();
+    assert_eq!(times, after);
+    assert_eq!(std::fs::metadata(&env.store).unwrap().len(), db_size);
+}
+
+#[test]
+fn plan_is_deterministic_and_changes_nothing() {
+    let env = Env::from_examples();
+    let a = env.run("plan", &["--output", "json"]);
+    let b = env.run("plan", &["--output", "json"]);
+    assert!(a.status.success(), "{}", crate::support::stderr(&a));
+    // Only the decision time of not-yet-decided requests depends on the clock.
+    let strip = |o: &std::process::Output| -> String {
+        crate::support::stdout(o)
+            .lines()
+            .filter(|l| !l.contains("decidedAt"))
+            .collect()
+    };
+    assert_eq!(strip(&a), strip(&b));
+    assert!(!env.store.exists(), "plan must not create the store");
+    assert!(!env.secrets.exists(), "plan must not deliver secrets");
+    let md = env.run("plan", &["--output", "markdown"]);
+    assert!(crate::support::stdout(&md).contains("| `+` |"));
+}

@@ -1,0 +1,31 @@
+//! Helpers shared by the integration tests: the binary, the repository root, temp dirs.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The repository root (where Cargo.toml is).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A command for the built `stagegate` binary, run from the repository root.
+pub fn stagegate() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stagegate"));
+    c.current_dir(root());
+    c
+}
+
+/// Runs `stagegate ARGS` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    stagegate().args(args).output().expect("stagegate runs")
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
