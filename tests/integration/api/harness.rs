@@ -45,18 +45,27 @@ pub struct TestServer {
     writer: Mutex<SqliteStore>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
     /// Starts a server with `config` over an empty store (ready).
     pub fn start(config: ApiConfig) -> Self {
-        super::logs::capture();
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("store.db");
-        let writer = SqliteStore::open(&path).expect("store");
-        let key = ServerKey::generate();
-        let state = ApiState::open(config, &path, key.clone()).expect("api state");
+        Self::start_at(config, &path, ServerKey::generate(), Some(dir))
+    }
+
+    /// Starts a server over the store at `path` with `key` (ready); `dir` is kept alive with it.
+    pub fn start_at(
+        config: ApiConfig,
+        path: &std::path::Path,
+        key: ServerKey,
+        dir: Option<tempfile::TempDir>,
+    ) -> Self {
+        super::logs::capture();
+        let writer = SqliteStore::open(path).expect("store");
+        let state = ApiState::open(config, path, key.clone()).expect("api state");
         state.set_ready();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();

@@ -6,6 +6,7 @@ pub mod logs;
 
 mod endpoints;
 mod errors;
+mod examples;
 mod openapi;
 mod policy;
 mod sessions;
