@@ -117,21 +117,23 @@ impl ApiState {
             };
         let real = user.is_some_and(|u| u.password_hash.is_some());
         drop(index);
-        let ok = {
-            let _slot = tokio::time::timeout(
-                inner.config.login_queue_timeout,
-                inner.login_slots.acquire(),
-            )
-            .await
-            .map_err(|_| ApiError::TooManyRequests {
-                message: "too many logins in progress; try again".into(),
-                retry_after: std::time::Duration::from_secs(1),
-            })?
-            .map_err(ApiError::internal)?;
-            tokio::task::spawn_blocking(move || verify_password(&hash, password.expose()))
-                .await
-                .map_err(ApiError::internal)?
-        };
+        let slot = tokio::time::timeout(
+            inner.config.login_queue_timeout,
+            inner.login_slots.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| ApiError::TooManyRequests {
+            message: "too many logins in progress; try again".into(),
+            retry_after: std::time::Duration::from_secs(1),
+        })?
+        .map_err(ApiError::internal)?;
+        // The slot moves into the blocking task: a client that hangs up does not free it early.
+        let ok = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            verify_password(&hash, password.expose())
+        })
+        .await
+        .map_err(ApiError::internal)?;
         if !(ok && real) {
             inner.login_throttle.fail(username, client, Instant::now());
             inner.metrics.login_failed();

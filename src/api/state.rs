@@ -44,7 +44,7 @@ pub(crate) struct Inner {
     ready: AtomicBool,
     last_audit: AtomicI64,
     pub(crate) dummy_hash: HashValue,
-    pub(crate) login_slots: tokio::sync::Semaphore,
+    pub(crate) login_slots: Arc<tokio::sync::Semaphore>,
     pub(crate) login_throttle: LoginThrottle,
     pub(crate) rate_limiter: Option<RateLimiter>,
 }
@@ -75,7 +75,7 @@ impl ApiState {
         let dummy_hash = hash_password(config.password_params, &generate_password())?;
         let state = ApiState {
             inner: Arc::new(Inner {
-                login_slots: tokio::sync::Semaphore::new(config.login_concurrency.max(1)),
+                login_slots: Arc::new(tokio::sync::Semaphore::new(config.login_concurrency.max(1))),
                 login_throttle: LoginThrottle::new(
                     config.login_backoff_per_client,
                     config.login_backoff_per_account,
