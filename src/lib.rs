@@ -9,9 +9,12 @@
 
 pub mod api;
 pub mod apply;
+pub mod bootstrap;
 pub mod cli;
+pub mod diff;
 pub mod plan;
 pub mod policy;
+pub mod render;
 pub mod resources;
 pub mod secrets;
 pub mod sources;

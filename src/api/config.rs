@@ -48,7 +48,7 @@ pub struct ApiConfig {
     pub login_backoff_per_account: BackoffPolicy,
     /// Request rate limit per client; `None` disables it (benchmarks).
     pub rate_limit: Option<RateLimitConfig>,
-    /// How often to look for applies made by other processes (new audit rows); `None` = never.
+    /// How often to look for applies made by other processes (store revision); `None` = never.
     pub poll_interval: Option<Duration>,
 }
 

@@ -42,7 +42,8 @@ pub(crate) struct Inner {
     pub(crate) sessions: RwLock<SessionCache>,
     pub(crate) metrics: Metrics,
     ready: AtomicBool,
-    last_audit: AtomicI64,
+    /// Store revision the index was built from.
+    revision: AtomicI64,
     pub(crate) dummy_hash: HashValue,
     pub(crate) login_slots: Arc<tokio::sync::Semaphore>,
     pub(crate) login_throttle: LoginThrottle,
@@ -88,7 +89,7 @@ impl ApiState {
                 sessions: RwLock::new(SessionCache::default()),
                 metrics: Metrics::new(),
                 ready: AtomicBool::new(false),
-                last_audit: AtomicI64::new(0),
+                revision: AtomicI64::new(-1),
                 dummy_hash,
             }),
         };
@@ -138,26 +139,20 @@ impl ApiState {
     /// Reloads the index and sessions from the store (blocking: call off the async runtime).
     pub fn refresh(&self) -> Result<(), StoreError> {
         let mut store = self.store();
-        let last = store.last_audit_id()?;
         let state = store.load_state()?;
-        self.rebuild(&mut store, &state)?;
-        self.inner.last_audit.store(last, Ordering::Release);
-        Ok(())
+        self.rebuild(&mut store, &state)
     }
 
     /// Rebuilds the index from a state read after the apply committed (blocking).
     pub fn refresh_from(&self, state: &StoreState) -> Result<(), StoreError> {
         let mut store = self.store();
-        let last = store.last_audit_id()?;
-        self.rebuild(&mut store, state)?;
-        self.inner.last_audit.store(last, Ordering::Release);
-        Ok(())
+        self.rebuild(&mut store, state)
     }
 
-    /// Refreshes when another process appended audit rows since the last refresh (blocking).
+    /// Refreshes when another process committed since the last refresh (blocking).
     pub fn poll_changes(&self) -> Result<bool, StoreError> {
-        let last = self.store().last_audit_id()?;
-        if last == self.inner.last_audit.load(Ordering::Acquire) {
+        let now = self.store().current_revision()?;
+        if now == self.inner.revision.load(Ordering::Acquire) {
             return Ok(false);
         }
         self.refresh()?;
@@ -166,7 +161,7 @@ impl ApiState {
 
     /// Whether the store answers a trivial query (blocking).
     pub fn store_ok(&self) -> bool {
-        self.store().last_audit_id().is_ok()
+        self.store().current_revision().is_ok()
     }
 
     /// Swaps in a new index and session cache. Runs under the store lock, as logins and logouts
@@ -208,6 +203,7 @@ impl ApiState {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = cache;
         *self.inner.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
+        self.inner.revision.store(state.revision, Ordering::Release);
         tracing::debug!(users, tokens, models, "API index rebuilt");
         Ok(())
     }

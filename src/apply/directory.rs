@@ -152,7 +152,7 @@ pub fn reconcile_with(
     let state = store.load_state()?;
     let plan = plan_against(snap, &state, &sink, key, now)?;
     for c in plan.data_changes() {
-        tracing::info!(object = %c.object, source = %c.source, op = c.op.name(), change = %crate::plan::describe(&c.op), "change");
+        tracing::info!(kind = %c.object.kind, namespace = %c.object.namespace, name = %c.object.name, action = c.op.name(), source = %c.source, change = %crate::plan::describe(&c.op), "change");
     }
     let outcomes = apply(
         &plan,

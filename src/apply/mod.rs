@@ -14,6 +14,7 @@
 //! no changes writes nothing at all.
 
 pub mod directory;
+mod finish;
 mod ops;
 
 use crate::plan::{ObjectKey, Plan};
@@ -72,6 +73,9 @@ pub enum ApplyError {
     /// The store failed; the transaction in progress was rolled back.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Delivered Secrets could not be made durable; the keys stay pending.
+    #[error(transparent)]
+    Sink(#[from] crate::secrets::SinkError),
     /// Password hashing failed.
     #[error(transparent)]
     Password(#[from] crate::secrets::PasswordError),
@@ -100,13 +104,54 @@ pub fn apply(
     }
     store.commit(&first)?;
     let mut second: Vec<StoreOp> = Vec::new();
-    for d in &deliveries {
-        let result = sink.deliver(&d.secret);
+    let results = deliver_all(sink, &deliveries);
+    for (d, result) in deliveries.iter().zip(results) {
         work.delivered(d, result, &mut second);
+    }
+    if let Err(e) = sink.flush() {
+        // Not durable yet: leave everything pending; the next apply checks the Secrets again.
+        tracing::warn!(error = %e, "secret delivery could not be made durable");
+        return Err(ApplyError::Sink(e));
     }
     second.extend(work.status_ops(plan, &state));
     store.commit(&second)?;
     Ok(work.outcomes(plan))
+}
+
+/// Delivers every Secret, several at a time (each waits on I/O); results in input order.
+fn deliver_all(
+    sink: &dyn SecretSink,
+    deliveries: &[ops::PendingDelivery],
+) -> Vec<Result<crate::secrets::Delivery, crate::secrets::SinkError>> {
+    const PARALLEL: usize = 8;
+    let chunk = deliveries.len().div_ceil(PARALLEL).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = deliveries
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|d| sink.deliver(&d.secret))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(deliveries.chunks(chunk))
+            .flat_map(|(h, part)| {
+                h.join().unwrap_or_else(|_| {
+                    part.iter()
+                        .map(|_| {
+                            Err(crate::secrets::SinkError::Config(
+                                "delivery thread panicked".into(),
+                            ))
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    })
 }
 
 /// Whether every outcome is ready.

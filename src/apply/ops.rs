@@ -1,12 +1,12 @@
 //! Translation of plan changes into store writes, audit rows and deliveries.
 
-use super::{ApplyContext, ApplyError, Outcome};
+use super::{ApplyContext, ApplyError};
 use crate::plan::{Change, ObjectKey, Op, Plan, SecretName, TokenFields};
 use crate::policy::Scope;
 use crate::resources::{RequestPhase, Validity};
 use crate::secrets::{
-    generate_key, generate_password, hash_many, new_key_id, Delivery, HashValue, NewKey,
-    OutgoingSecret, SecretValue, SinkError,
+    generate_key, generate_password, hash_many, new_key_id, HashValue, NewKey, OutgoingSecret,
+    SecretValue,
 };
 use crate::store::{
     AuditRow, BindingRow, DecidedRequest, KeyState, ModelRow, ObjectStatus, Owner, PasswordSource,
@@ -31,15 +31,15 @@ pub(super) struct PendingDelivery {
 
 /// Working copies of the rows apply changes, plus generated material.
 pub(super) struct Work<'a> {
-    ctx: &'a ApplyContext<'a>,
-    users: BTreeMap<String, UserRow>,
-    dirty_users: BTreeSet<String>,
-    keys: BTreeMap<String, TokenKeyRow>,
-    models: BTreeMap<(Scope, String), ModelRow>,
-    hashes: BTreeMap<String, HashValue>,
-    generated: BTreeMap<String, (String, SecretValue)>,
-    new_keys: BTreeMap<ObjectKey, NewKey>,
-    statuses: BTreeMap<ObjectKey, ObjectStatus>,
+    pub(super) ctx: &'a ApplyContext<'a>,
+    pub(super) users: BTreeMap<String, UserRow>,
+    pub(super) dirty_users: BTreeSet<String>,
+    pub(super) keys: BTreeMap<String, TokenKeyRow>,
+    pub(super) models: BTreeMap<(Scope, String), ModelRow>,
+    pub(super) hashes: BTreeMap<String, HashValue>,
+    pub(super) generated: BTreeMap<String, (String, SecretValue)>,
+    pub(super) new_keys: BTreeMap<ObjectKey, NewKey>,
+    pub(super) statuses: BTreeMap<ObjectKey, ObjectStatus>,
     pub deliveries: Vec<PendingDelivery>,
 }
 
@@ -126,7 +126,13 @@ impl<'a> Work<'a> {
         Ok(())
     }
 
-    fn audit(&self, c: &Change, action: &str, old: Option<Value>, new: Option<Value>) -> StoreOp {
+    pub(super) fn audit(
+        &self,
+        c: &Change,
+        action: &str,
+        old: Option<Value>,
+        new: Option<Value>,
+    ) -> StoreOp {
         StoreOp::Audit(Box::new(AuditRow {
             id: 0,
             at: self.ctx.now,
@@ -154,7 +160,11 @@ impl<'a> Work<'a> {
 
     /// Transaction 1: every data change, with new secrets recorded pending.
     pub fn translate(&mut self, plan: &Plan) -> Vec<StoreOp> {
-        let mut out = Vec::new();
+        let mut out: Vec<StoreOp> = plan
+            .base_revision
+            .map(StoreOp::ExpectRevision)
+            .into_iter()
+            .collect();
         for st in &plan.objects {
             self.statuses.insert(st.key.clone(), st.clone());
         }
@@ -280,7 +290,7 @@ impl<'a> Work<'a> {
                     .users
                     .get(username)
                     .is_some_and(|u| u.password_hash.is_some());
-                complete_password(self.user(username));
+                super::finish::complete_password(self.user(username));
                 if had {
                     out.push(StoreOp::EndSessions(username.clone()));
                 }
@@ -500,148 +510,9 @@ impl<'a> Work<'a> {
             Op::SetStatus { .. } | Op::DeleteStatus => {}
         }
     }
-
-    /// Records the result of one delivery in transaction 2.
-    pub fn delivered(
-        &mut self,
-        d: &PendingDelivery,
-        result: Result<Delivery, SinkError>,
-        out: &mut Vec<StoreOp>,
-    ) {
-        let c = Change {
-            object: d.object.clone(),
-            source: d.source.clone(),
-            op: Op::DeleteStatus,
-        };
-        let where_ = format!("Secret {}/{}", d.secret.namespace, d.secret.name);
-        match (&d.target, result) {
-            (Target::Token { key_id }, Ok(Delivery::Delivered)) => {
-                if let Some(k) = self.keys.get_mut(key_id) {
-                    k.state = KeyState::Issued;
-                    out.push(StoreOp::UpsertTokenKey(Box::new(k.clone())));
-                }
-                out.push(self.audit(
-                    &c,
-                    "token.deliver",
-                    None,
-                    Some(json!({"keyId": key_id, "secret": where_})),
-                ));
-            }
-            (Target::Password { username, id }, Ok(Delivery::Delivered)) => {
-                let had = self
-                    .users
-                    .get(username)
-                    .is_some_and(|u| u.password_hash.is_some());
-                if let Some(u) = self.users.get_mut(username) {
-                    complete_password(u);
-                    out.push(StoreOp::UpsertUser(Box::new(u.clone())));
-                }
-                if had {
-                    out.push(StoreOp::EndSessions(username.clone()));
-                }
-                out.push(self.audit(
-                    &c,
-                    "user.password.deliver",
-                    None,
-                    Some(json!({"passwordId": id, "secret": where_})),
-                ));
-            }
-            (target, Ok(Delivery::Conflict)) => {
-                self.discard(target, out);
-                out.push(self.audit(&c, "secret.conflict", None, Some(json!({"secret": where_}))));
-                self.not_ready(
-                    &d.object,
-                    "SecretConflict",
-                    format!(
-                        "{where_} exists and was not written by stagegate: it is never overwritten"
-                    ),
-                );
-            }
-            (_, Err(e)) => {
-                // Left pending: the next apply completes it if the Secret turns out written, else re-issues.
-                tracing::warn!(object = %d.object, error = %e, "secret delivery failed");
-                self.not_ready(
-                    &d.object,
-                    "SecretMissing",
-                    format!("delivery to {where_} failed ({e}); retried at the next apply"),
-                );
-            }
-        }
-    }
-
-    fn discard(&mut self, target: &Target, out: &mut Vec<StoreOp>) {
-        match target {
-            Target::Token { key_id } => {
-                self.keys.remove(key_id);
-                out.push(StoreOp::DeleteTokenKey(key_id.clone()));
-            }
-            Target::Password { username, .. } => {
-                if let Some(u) = self.users.get_mut(username) {
-                    u.pending_password = None;
-                    out.push(StoreOp::UpsertUser(Box::new(u.clone())));
-                }
-            }
-        }
-    }
-
-    fn not_ready(&mut self, key: &ObjectKey, reason: &str, message: String) {
-        if let Some(st) = self.statuses.get_mut(key) {
-            st.ready = false;
-            st.reason = reason.to_string();
-            st.message = message;
-            if key.kind == "ApiToken" {
-                st.phase = Some(
-                    if reason == "SecretMissing" {
-                        "SecretMissing"
-                    } else {
-                        "Revoked"
-                    }
-                    .into(),
-                );
-                for f in ["keyId", "issuedAt", "expiresAt"] {
-                    st.extra.remove(f);
-                }
-            }
-        }
-    }
-
-    /// Status writes: every final status that differs from the stored one, and the plan's deletions.
-    pub fn status_ops(&self, plan: &Plan, state: &StoreState) -> Vec<StoreOp> {
-        let mut out: Vec<StoreOp> = self
-            .statuses
-            .values()
-            .filter(|s| state.statuses.get(&s.key) != Some(*s))
-            .map(|s| StoreOp::SetStatus(Box::new(s.clone())))
-            .collect();
-        out.extend(
-            plan.changes
-                .iter()
-                .filter(|c| matches!(c.op, Op::DeleteStatus))
-                .map(|c| StoreOp::DeleteStatus(c.object.clone())),
-        );
-        out
-    }
-
-    /// Final outcomes, in the plan's object order.
-    pub fn outcomes(&self, plan: &Plan) -> Vec<Outcome> {
-        plan.objects
-            .iter()
-            .map(|o| Outcome::from(self.statuses.get(&o.key).unwrap_or(o)))
-            .collect()
-    }
 }
 
-fn complete_password(u: &mut UserRow) {
-    if let Some(p) = u.pending_password.take() {
-        u.password_hash = Some(p.hash);
-        u.password_id = Some(p.id);
-        u.password_rotation = p.rotation;
-        u.password_source = Some(PasswordSource::Generated);
-        u.password_fingerprint = None;
-    }
-}
-
-fn outgoing(
+pub(super) fn outgoing(
     s: &SecretName,
     data: BTreeMap<String, SecretValue>,
     key_id: &str,

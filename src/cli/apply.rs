@@ -60,7 +60,7 @@ pub struct Args {
     pub output: super::ReportFormat,
 }
 
-/// Prints each object's outcome; exit 0 when all are ready, 1 when any is not.
+/// Prints each object's outcome; exit 0 when all are ready, 1 when any is not (or a file failed to load).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = args.store.options(args.dir);
     let r = reconcile(&opts, super::now())?;
@@ -76,11 +76,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             opts.secrets_dir.display()
         );
     }
-    Ok(if all_ready(&r.outcomes) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    // A file that failed to load is not an object, but its objects are not reconciled either.
+    Ok(
+        if all_ready(&r.outcomes) && r.snapshot.broken_files.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 /// Prints outcomes as a table or a JSON array of `{kind, namespace, name, ready, reason, phase, message}`.
@@ -88,10 +91,10 @@ pub fn print_outcomes(outcomes: &[Outcome], format: super::ReportFormat) -> anyh
     match format {
         super::ReportFormat::Json => out(&format!("{}\n", serde_json::to_string_pretty(outcomes)?)),
         super::ReportFormat::Text => {
-            let rows: Vec<[String; 5]> = outcomes
+            let rows: Vec<Vec<String>> = outcomes
                 .iter()
                 .map(|o| {
-                    [
+                    vec![
                         format!("{} {}/{}", o.kind, o.namespace, o.name),
                         if o.ready { "True" } else { "False" }.to_string(),
                         o.reason.clone(),
@@ -115,31 +118,6 @@ pub fn out(text: &str) {
         .and_then(|_| stdout.flush());
 }
 
-fn print_table(header: &[&str; 5], rows: &[[String; 5]]) {
-    let mut text = String::new();
-    let mut w = header.map(str::len);
-    for r in rows {
-        for (i, c) in r.iter().enumerate().take(4) {
-            w[i] = w[i].max(c.len());
-        }
-    }
-    let mut line = |c: [&str; 5]| {
-        text.push_str(&format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}\n",
-            c[0],
-            c[1],
-            c[2],
-            c[3],
-            c[4],
-            w0 = w[0],
-            w1 = w[1],
-            w2 = w[2],
-            w3 = w[3]
-        ))
-    };
-    line(*header);
-    for r in rows {
-        line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
-    }
-    out(&text);
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    out(&crate::render::text_table(header, rows));
 }

@@ -6,7 +6,10 @@
 pub mod apply;
 mod can_i;
 mod crds;
+mod diff;
 mod plan;
+mod run;
+mod run_kube;
 mod status;
 mod validate;
 
@@ -44,6 +47,11 @@ pub enum Command {
     /// Show what apply would change in the store, without changing it.
     #[command(after_help = "Example:\n  stagegate plan --dir examples --output markdown")]
     Plan(plan::Args),
+    /// Run the daemon: watch a directory (--dir) or the cluster (--kube) and keep the store in step.
+    #[command(
+        after_help = "Stops cleanly on SIGTERM or Ctrl-C (exit 0).\nExamples:\n  stagegate run --dir examples\n  stagegate run --dir manifests --store /var/lib/stagegate/store.db --secrets-dir /var/lib/stagegate/secrets --resync 1m\n  stagegate run --kube --namespace ml-platform --store /var/lib/stagegate/store.db"
+    )]
+    Run(run::Args),
     /// Every declared object's last outcome, from the store.
     #[command(after_help = "Example:\n  stagegate status --output json")]
     Status(status::Args),
@@ -52,6 +60,11 @@ pub enum Command {
         after_help = "Examples:\n  stagegate crds | kubectl apply -f -\n  stagegate crds --out-dir crds/"
     )]
     Crds(crds::Args),
+    /// Show a change's effective-permission diff, escalations flagged (exit 1 on escalation).
+    #[command(
+        after_help = "Examples:\n  stagegate diff --base ../main/examples --head examples\n  stagegate diff --base-ref origin/main --head examples --output markdown > comment.md\n  stagegate diff --base old/ --head new/ --output json --fail-on never --max-validity 30d\n\nExit codes: 0 no escalation, 1 escalation (with --fail-on escalation, the default) or errors in head, 2 usage errors.\n--base-ref reads the base with the git command (git ls-tree and git show), without a second checkout."
+    )]
+    Diff(diff::Args),
 }
 
 /// Text for people or JSON for tools.
@@ -67,7 +80,10 @@ pub enum ReportFormat {
 /// Parses the command line and runs it; errors are printed once with their chain.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The daemon sets up its own logging (info level, optional JSON).
+    if !matches!(cli.command, Command::Run(_)) {
+        init_tracing();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -101,5 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => apply::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Status(args) => status::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Diff(args) => diff::run(args),
     }
 }

@@ -10,9 +10,9 @@
 
 use super::change::*;
 use super::{Declared, ObjectKey, Snapshot, Source};
-use crate::resources::{User, UserState};
+use crate::resources::UserState;
 use crate::secrets::{SecretInventory, SecretState, ServerKey};
-use crate::store::{BindingRow, ObjectStatus, Owner, PasswordSource, StoreState, UserRow};
+use crate::store::{BindingRow, ObjectStatus, Owner, StoreState};
 use crate::validate::Reason;
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -29,30 +29,12 @@ pub struct PlanContext<'a> {
     pub secrets: &'a SecretInventory,
 }
 
-const PASSWORD_FP_DOMAIN: &str = "stagegate password fingerprint v1";
-
-/// Keyed fingerprint of a referenced password: detects a change without storing an unkeyed hash.
-pub fn password_fingerprint(key: &ServerKey, username: &str, value: &[u8]) -> String {
-    let mut data = username.as_bytes().to_vec();
-    data.push(0);
-    data.extend_from_slice(value);
-    key.mac_hex(PASSWORD_FP_DOMAIN, &data)
-}
-
-/// The Secret a generated password of `user` is delivered to: `<name>-password`.
-pub fn password_secret(user: &User) -> SecretName {
-    SecretName {
-        namespace: user.namespace().unwrap_or_default(),
-        name: format!("{}-password", user.name_any()),
-    }
-}
-
 /// The Secrets whose state `plan` needs: generated-password and token Secrets of the snapshot.
 pub fn wanted_secrets(snap: &Snapshot, state: &StoreState) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     for u in &snap.users {
         if u.object.spec.password_secret_ref.is_none() {
-            let s = password_secret(&u.object);
+            let s = super::users::password_secret(&u.object);
             out.insert((s.namespace, s.name));
         }
     }
@@ -99,7 +81,9 @@ impl<'a> Builder<'a> {
 
     /// Whether a row owned by `owner` must be kept although nothing valid declares it now.
     pub fn protected(&self, owner: &Owner) -> bool {
-        self.snap.protects(&owner.key, owner_file(&owner.source))
+        // Same rule as `Snapshot::protects`, with the invalid keys computed once per plan.
+        owner_file(&owner.source).is_some_and(|f| self.snap.broken_files.contains(f))
+            || self.invalid.contains(&owner.key)
     }
 
     pub fn secret_state(&self, s: &SecretName) -> SecretState {
@@ -156,7 +140,7 @@ pub fn plan(snap: &Snapshot, state: &StoreState, ctx: &PlanContext<'_>) -> Plan 
         objects: BTreeMap::new(),
         users_after: BTreeMap::new(),
     };
-    plan_users(&mut b);
+    super::users::plan_users(&mut b);
     plan_bindings(&mut b);
     super::tokens::plan_tokens(&mut b);
     super::requests::plan_requests(&mut b);
@@ -165,13 +149,15 @@ pub fn plan(snap: &Snapshot, state: &StoreState, ctx: &PlanContext<'_>) -> Plan 
         mut changes,
         prunes,
         objects,
+        invalid,
         ..
     } = b;
     changes.extend(prunes);
-    changes.extend(status_changes(state, snap, &objects));
+    changes.extend(status_changes(state, snap, &invalid, &objects));
     Plan {
         changes,
         objects: objects.into_values().collect(),
+        base_revision: Some(state.revision),
     }
 }
 
@@ -179,284 +165,6 @@ fn sorted<K: kube::Resource<DynamicType = ()>>(v: &[Declared<K>]) -> Vec<&Declar
     let mut out: Vec<_> = v.iter().collect();
     out.sort_by_key(|d| d.key());
     out
-}
-
-fn user_fields(u: &User) -> UserFields {
-    UserFields {
-        username: u.username(),
-        display_name: u.spec.display_name.clone(),
-        email: u.spec.email.clone(),
-        state: u.spec.state,
-    }
-}
-
-fn opt(s: &Option<String>) -> String {
-    s.clone().unwrap_or_else(|| "-".into())
-}
-
-fn state_str(s: UserState) -> String {
-    format!("{s:?}")
-}
-
-fn plan_users(b: &mut Builder) {
-    // Which username each valid User declaration claims now.
-    let claims: BTreeMap<ObjectKey, String> = b
-        .snap
-        .users
-        .iter()
-        .filter(|u| !b.invalid.contains(&u.key()))
-        .map(|u| (u.key(), u.object.username()))
-        .collect();
-    for u in sorted(&b.snap.users) {
-        let key = u.key();
-        if b.invalid.contains(&key) {
-            continue;
-        }
-        let username = u.object.username();
-        let src = u.source.to_string();
-        let row = b.state.users.get(&username);
-        // A username held by an unmanaged entry, or by another declaration that still claims it, is not ours.
-        let holder = row.and_then(|r| match &r.owner {
-            None => Some("an entry stagegate does not manage".to_string()),
-            Some(o) if o.key != key => {
-                let still = claims.get(&o.key) == Some(&username) || b.protected(o);
-                still.then(|| format!("{} ({})", o.key, o.source))
-            }
-            _ => None,
-        });
-        if let Some(holder) = holder {
-            b.set_status(status(
-                u,
-                false,
-                "UsernameConflict",
-                format!("username {username:?} is held by {holder}"),
-                None,
-            ));
-            continue;
-        }
-        // A row left by another (gone) declaration is replaced, not adopted: its password and sessions are not this user's.
-        let row = row.filter(|r| r.owner.as_ref().is_some_and(|o| o.key == key));
-        let fields = user_fields(&u.object);
-        match row {
-            None => b.push(
-                &key,
-                &src,
-                Op::CreateUser {
-                    user: fields.clone(),
-                },
-            ),
-            Some(r) => {
-                let mut ch = Vec::new();
-                let mut diff = |field: &str, old: String, new: String| {
-                    if old != new {
-                        ch.push(FieldChange {
-                            field: field.into(),
-                            old,
-                            new,
-                        })
-                    }
-                };
-                diff(
-                    "displayName",
-                    opt(&r.display_name),
-                    opt(&fields.display_name),
-                );
-                diff("email", opt(&r.email), opt(&fields.email));
-                diff("state", state_str(r.state), state_str(fields.state));
-                if !ch.is_empty() {
-                    b.push(
-                        &key,
-                        &src,
-                        Op::UpdateUser {
-                            username: username.clone(),
-                            changes: ch,
-                            user: fields.clone(),
-                        },
-                    );
-                }
-            }
-        }
-        b.users_after.insert(username.clone(), fields.state);
-        let pw = plan_password(b, u, row);
-        let phase = match (fields.state, row.and_then(|r| r.first_login)) {
-            (UserState::Revoked, _) => "Revoked",
-            (_, Some(_)) => "Active",
-            _ => "Invited",
-        };
-        let st = match pw {
-            Some((reason, msg)) => status(u, false, reason, msg, Some(phase)),
-            None if fields.state == UserState::Revoked => status(
-                u,
-                true,
-                "Revoked",
-                "user is revoked: cannot log in; its sessions and owned tokens are revoked".into(),
-                Some(phase),
-            ),
-            None => status(
-                u,
-                true,
-                "Ready",
-                "user is in the identity store".into(),
-                Some(phase),
-            ),
-        };
-        b.set_status(st);
-    }
-    // Prune users whose declarations are gone (or now claim another username); keep protected and unmanaged ones.
-    for r in b.state.users.values() {
-        let Some(o) = &r.owner else {
-            b.users_after.insert(r.username.clone(), r.state);
-            continue;
-        };
-        if claims.get(&o.key) == Some(&r.username) && b.users_after.contains_key(&r.username) {
-            continue;
-        }
-        if b.protected(o) {
-            b.users_after.entry(r.username.clone()).or_insert(r.state);
-            continue;
-        }
-        if b.users_after.contains_key(&r.username) {
-            continue; // replaced by its new declaration (CreateUser replaces the row)
-        }
-        let o = o.clone();
-        b.prune(
-            &o,
-            Op::DeleteUser {
-                username: r.username.clone(),
-            },
-        );
-    }
-}
-
-/// Plans the password of an owned user; returns a not-ready reason and message when there is a problem.
-fn plan_password(
-    b: &mut Builder,
-    u: &Declared<User>,
-    row: Option<&UserRow>,
-) -> Option<(&'static str, String)> {
-    let key = u.key();
-    let src = u.source.to_string();
-    let username = u.object.username();
-    let ns = u.object.namespace().unwrap_or_default();
-    if let Some(r) = &u.object.spec.password_secret_ref {
-        let secret = SecretName {
-            namespace: ns.clone(),
-            name: r.name.clone(),
-        };
-        let data = b.snap.secrets.get(&(ns.clone(), r.name.clone()));
-        let Some(value) = data.and_then(|d| d.get(&r.key)) else {
-            let what = match data {
-                None => format!("Secret {ns}/{} does not exist", r.name),
-                Some(_) => format!("Secret {ns}/{} has no key {:?}", r.name, r.key),
-            };
-            return Some((
-                "PasswordSecretMissing",
-                format!("{what}; the user cannot log in with a password until it does"),
-            ));
-        };
-        let fp = password_fingerprint(b.ctx.server_key, &username, value);
-        let unchanged = row.is_some_and(|r| {
-            r.password_source == Some(PasswordSource::Ref)
-                && r.password_fingerprint.as_ref().map(|f| f.expose()) == Some(fp.as_str())
-                && r.password_hash.is_some()
-        });
-        if !unchanged {
-            b.push(
-                &key,
-                &src,
-                Op::ResetPassword {
-                    username,
-                    secret,
-                    reset: row.is_some_and(|r| r.password_hash.is_some()),
-                    value: Hidden(crate::secrets::SecretValue::new(value.clone())),
-                    fingerprint: Hidden(crate::secrets::HashValue::new(fp)),
-                },
-            );
-        }
-        return None;
-    }
-    let secret = password_secret(&u.object);
-    let file = b.secret_state(&secret);
-    let rotation = u.object.spec.password_rotation;
-    let where_ = format!("Secret {}/{}", secret.namespace, secret.name);
-    let mut discards = None;
-    if let Some(p) = row.and_then(|r| r.pending_password.as_ref()) {
-        if file
-            == (SecretState::Ours {
-                key_id: Some(p.id.clone()),
-            })
-        {
-            b.push(
-                &key,
-                &src,
-                Op::CompletePassword {
-                    username,
-                    password_id: p.id.clone(),
-                },
-            );
-            return None;
-        }
-        discards = Some(p.id.clone());
-    }
-    let issued = row.filter(|r| {
-        r.password_source == Some(PasswordSource::Generated)
-            && r.password_hash.is_some()
-            && r.password_rotation >= rotation
-    });
-    if let Some(r) = issued {
-        if let Some(id) = discards {
-            b.push(
-                &key,
-                &src,
-                Op::DiscardPassword {
-                    username,
-                    password_id: id,
-                },
-            );
-        }
-        return match file {
-            SecretState::Ours { key_id } if key_id == r.password_id => None,
-            SecretState::Foreign => Some(("SecretConflict", format!("{where_} was replaced by a Secret stagegate did not write"))),
-            _ => Some(("SecretMissing", format!("{where_} holding the generated password is gone; it is not re-issued: increase spec.passwordRotation for a new password"))),
-        };
-    }
-    if u.object.spec.state == UserState::Revoked {
-        if let Some(id) = discards {
-            b.push(
-                &key,
-                &src,
-                Op::DiscardPassword {
-                    username,
-                    password_id: id,
-                },
-            );
-        }
-        return None; // no point issuing a password to a revoked user
-    }
-    if file == SecretState::Foreign {
-        if let Some(id) = discards {
-            b.push(
-                &key,
-                &src,
-                Op::DiscardPassword {
-                    username,
-                    password_id: id,
-                },
-            );
-        }
-        return Some(("SecretConflict", format!("{where_} exists and was not written by stagegate: it is never overwritten; delete it or rename the User")));
-    }
-    b.push(
-        &key,
-        &src,
-        Op::GeneratePassword {
-            username,
-            rotation,
-            secret,
-            discards,
-        },
-    );
-    None
 }
 
 fn plan_bindings(b: &mut Builder) {
@@ -608,6 +316,7 @@ fn invalid_statuses(b: &mut Builder) {
 fn status_changes(
     state: &StoreState,
     snap: &Snapshot,
+    invalid: &BTreeSet<ObjectKey>,
     objects: &BTreeMap<ObjectKey, ObjectStatus>,
 ) -> Vec<Change> {
     let mut out = Vec::new();
@@ -625,7 +334,11 @@ fn status_changes(
         }
     }
     for (key, old) in &state.statuses {
-        if !objects.contains_key(key) && !snap.protects(key, owner_file(&old.source)) {
+        let protected = invalid.contains(key)
+            || owner_file(&old.source).is_some_and(|f| snap.broken_files.contains(f));
+        // The bootstrap administrator's status is no declaration's: the bootstrap step keeps it.
+        let bootstrap = old.source == crate::bootstrap::BOOTSTRAP_SOURCE;
+        if !objects.contains_key(key) && !protected && !bootstrap {
             out.push(Change {
                 object: key.clone(),
                 source: old.source.clone(),

@@ -18,6 +18,9 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Expected status of every declared object once the changes are applied.
     pub objects: Vec<ObjectStatus>,
+    /// Store revision the plan was made from: apply refuses it if the store moved on.
+    #[serde(skip)]
+    pub base_revision: Option<i64>,
 }
 
 impl Plan {

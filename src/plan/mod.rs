@@ -8,10 +8,9 @@ mod replay;
 mod requests;
 mod snapshot;
 mod tokens;
+mod users;
 
-pub use build::{
-    owner_file, password_fingerprint, password_secret, plan, wanted_secrets, PlanContext,
-};
+pub use build::{owner_file, plan, wanted_secrets, PlanContext};
 pub use change::{Change, FieldChange, Hidden, Op, Plan, SecretName, TokenFields, UserFields};
 pub use question::{answer, resolve_model, Question, QuestionError};
 pub use render::{describe, marker};
@@ -19,3 +18,7 @@ pub use replay::{
     decide_request, ordered_requests, replay, user_principals, ModelId, Models, RequestDecision,
 };
 pub use snapshot::{Declared, ObjectKey, SecretData, Snapshot, Source};
+pub use users::{password_fingerprint, password_secret};
+
+#[cfg(test)]
+mod tests;

@@ -5,6 +5,7 @@
 //! never described.
 
 use super::change::{Change, FieldChange, Op, Plan};
+use crate::render::{details, escape_inline, markdown_table, plural, Summary};
 
 fn fields(ch: &[FieldChange]) -> String {
     ch.iter()
@@ -37,9 +38,21 @@ pub fn marker(op: &Op) -> char {
 pub fn describe(op: &Op) -> String {
     match op {
         Op::CreateUser { user } => format!("create user {} ({:?})", user.username, user.state),
-        Op::UpdateUser { username, changes, .. } => {
-            format!("update user {username}: {}", fields(changes))
-        }
+        Op::UpdateUser {
+            username,
+            changes,
+            user,
+        } => format!(
+            "update user {username}: {}{}",
+            fields(changes),
+            if user.state == crate::resources::UserState::Revoked
+                && changes.iter().any(|c| c.field == "state")
+            {
+                ", ending its sessions and revoking tokens it owns"
+            } else {
+                ""
+            }
+        ),
         Op::DeleteUser { username } => {
             format!("delete user {username}, end its sessions, revoke tokens it owns")
         }
@@ -141,12 +154,15 @@ pub fn describe(op: &Op) -> String {
         } => format!(
             "decide {model} at {scope} {from} → {to} by {requested_by}: {phase:?} ({message})"
         ),
-        Op::SetStatus { from, status } => format!(
-            "status {} → {}{}",
-            from.as_deref().unwrap_or("-"),
-            status.reason,
-            if status.ready { "" } else { " (not ready)" }
-        ),
+        Op::SetStatus { from, status } => {
+            let not_ready = if status.ready { "" } else { " (not ready)" };
+            match from.as_deref() {
+                Some(f) if f == status.reason => {
+                    format!("status {f}{not_ready}, updated: {}", status.message)
+                }
+                f => format!("status {} → {}{not_ready}", f.unwrap_or("-"), status.reason),
+            }
+        }
         Op::DeleteStatus => "forget status".to_string(),
     }
 }
@@ -155,10 +171,16 @@ fn summary(plan: &Plan) -> String {
     let data = plan.data_changes().count();
     let statuses = plan.changes.len() - data;
     let not_ready = plan.objects.iter().filter(|o| !o.ready).count();
-    format!(
-        "{data} change(s) to the identity store, {statuses} status update(s); {} object(s), {not_ready} not ready",
-        plan.objects.len()
-    )
+    Summary::new()
+        .count(
+            data,
+            "change to the identity store",
+            "changes to the identity store",
+        )
+        .count(statuses, "status update", "status updates")
+        .part(plural(plan.objects.len(), "object", "objects"))
+        .count(not_ready, "not ready", "not ready")
+        .finish("no changes")
 }
 
 impl Plan {
@@ -176,22 +198,39 @@ impl Plan {
         out
     }
 
-    /// Markdown for a pull-request comment.
+    /// Markdown for a pull-request comment: data changes in a table, status updates folded.
     pub fn render_markdown(&self) -> String {
         let mut out = String::from("### stagegate plan\n\n");
-        out.push_str(&format!("{}\n\n", summary(self)));
+        out.push_str(&format!("{}\n\n", escape_inline(&summary(self))));
         if self.changes.is_empty() {
             out.push_str("No changes: the identity store matches the declarations.\n");
             return out;
         }
-        out.push_str("| | object | source | change |\n|---|---|---|---|\n");
-        for c in &self.changes {
-            out.push_str(&format!(
-                "| `{}` | {} | `{}` | {} |\n",
-                marker(&c.op),
-                md(&c.object.to_string()),
-                md(&c.source),
-                md(&describe(&c.op))
+        let rows = |status: bool| -> Vec<Vec<String>> {
+            self.changes
+                .iter()
+                .filter(|c| c.op.is_status() == status)
+                .map(|c| {
+                    vec![
+                        marker(&c.op).to_string(),
+                        c.object.to_string(),
+                        c.source.clone(),
+                        describe(&c.op),
+                    ]
+                })
+                .collect()
+        };
+        let headers = ["", "object", "source", "change"];
+        let data = rows(false);
+        if !data.is_empty() {
+            out.push_str(&markdown_table(&headers, &data));
+        }
+        let statuses = rows(true);
+        if !statuses.is_empty() {
+            out.push('\n');
+            out.push_str(&details(
+                &plural(statuses.len(), "status update", "status updates"),
+                &markdown_table(&headers, &statuses),
             ));
         }
         out
@@ -211,8 +250,4 @@ fn line(c: &Change) -> String {
         c.source,
         describe(&c.op)
     )
-}
-
-fn md(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
 }

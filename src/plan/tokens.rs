@@ -76,7 +76,7 @@ fn plan_token(b: &mut Builder, t: &Declared<ApiToken>, keys: &[&TokenKeyRow]) {
         owner: spec.owner.clone(),
         validity: spec.validity.clone(),
     };
-    // Validation rejects a bad validity; should one slip through, never is the safe reading only if it expires, so treat it as the shortest: expired.
+    // Validation rejects a bad validity; should one slip through, the key is treated as expired (fail closed).
     let validity = Validity::parse(&spec.validity).ok();
     let owner_problem: Option<(&str, String, &str)> =
         spec.owner
@@ -237,6 +237,18 @@ fn plan_token(b: &mut Builder, t: &Declared<ApiToken>, keys: &[&TokenKeyRow]) {
                 ),
                 Some("Expired"),
             )
+        } else if k.secret_name != secret.name {
+            // The key went to the old Secret; a new name gets a new key only by rotation (written once).
+            status(
+                t,
+                false,
+                "SecretMissing",
+                format!(
+                    "key {} was delivered to Secret {}; spec.secretName is now {}: increase spec.rotation to deliver a new key there",
+                    k.key_id, k.secret_name, secret.name
+                ),
+                Some("SecretMissing"),
+            )
         } else if pending_done {
             status(
                 t,
@@ -306,7 +318,7 @@ fn plan_token(b: &mut Builder, t: &Declared<ApiToken>, keys: &[&TokenKeyRow]) {
         t,
         true,
         "Ready",
-        format!("new key delivered to Secret {}", secret.name),
+        format!("a new key is to be delivered to Secret {}", secret.name),
         Some("Active"),
     );
     st.extra = extra;

@@ -10,12 +10,17 @@ use std::path::{Component, Path, PathBuf};
 #[derive(Clone, Debug)]
 pub struct DirSecretSink {
     root: PathBuf,
+    /// Directories renamed into since the last flush (shared by clones): made durable once, not per file.
+    touched: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<PathBuf>>>,
 }
 
 impl DirSecretSink {
     /// A sink writing under `root` (created on first delivery).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        DirSecretSink { root: root.into() }
+        DirSecretSink {
+            root: root.into(),
+            touched: Default::default(),
+        }
     }
 
     /// The secrets directory.
@@ -109,6 +114,24 @@ impl SecretSink for DirSecretSink {
         }
     }
 
+    fn flush(&self) -> Result<(), SinkError> {
+        let dirs = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|e| e.into_inner()));
+        for dir in dirs {
+            // fsync of the directory makes the renames durable before keys are marked issued.
+            let d = std::fs::File::open(&dir).map_err(|source| SinkError::Io {
+                namespace: dir.display().to_string(),
+                name: String::new(),
+                source,
+            })?;
+            d.sync_all().map_err(|source| SinkError::Io {
+                namespace: dir.display().to_string(),
+                name: String::new(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     fn deliver(&self, s: &OutgoingSecret) -> Result<Delivery, SinkError> {
         let io = Self::io(&s.namespace, &s.name);
         let existing = self.state(&s.namespace, &s.name)?;
@@ -140,9 +163,10 @@ impl SecretSink for DirSecretSink {
                 .map(|_| Delivery::Delivered)
                 .map_err(|e| io(e.error))
         }?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
+        self.touched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir);
         tracing::info!(namespace = %s.namespace, name = %s.name, key_id = %s.key_id, ?result, "secret delivered");
         Ok(result)
     }

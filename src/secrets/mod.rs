@@ -27,6 +27,6 @@ mod sink;
 pub use dir_sink::{check_secrets_dir, classify_manifest, DirSecretSink};
 pub use secret_files::{load_secrets_dir, parse_secret_manifest, LoadedSecrets};
 pub use sink::{
-    observe, Delivery, OutgoingSecret, SecretInventory, SecretSink, SecretState, SinkError,
-    EXPIRES_AT_ANNOTATION, KEY_ID_ANNOTATION, MANAGED_BY_ANNOTATION, OWNER_ANNOTATION,
+    observe, Delivery, MemorySink, OutgoingSecret, SecretInventory, SecretSink, SecretState,
+    SinkError, EXPIRES_AT_ANNOTATION, KEY_ID_ANNOTATION, MANAGED_BY_ANNOTATION, OWNER_ANNOTATION,
 };

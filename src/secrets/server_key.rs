@@ -19,16 +19,16 @@ pub enum ServerKeyError {
         /// Cause.
         source: std::io::Error,
     },
-    /// The file is readable by group or others.
-    #[error("server key file {path} has mode {mode:o}: it must not be readable by group or others (chmod 600)")]
+    /// The file is readable by others (or by its group, unless owned by root and group-read-only).
+    #[error("server key file {path} has mode {mode:o}: it must not be accessible to group or others (chmod 600; a root-owned file may be 640)")]
     Permissions {
         /// File.
         path: PathBuf,
         /// Mode bits found.
         mode: u32,
     },
-    /// The file does not hold 32 bytes.
-    #[error("server key file {path} holds {len} bytes, expected 32")]
+    /// The file holds neither 32 raw bytes nor base64 of at least 32 bytes.
+    #[error("server key file {path} holds {len} bytes: expected 32 random bytes, or base64 text of at least 32 random bytes")]
     Length {
         /// File.
         path: PathBuf,
@@ -67,15 +67,7 @@ impl ServerKey {
         match std::fs::read(path) {
             Ok(bytes) => {
                 check_mode(path)?;
-                let arr: [u8; 32] =
-                    bytes
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| ServerKeyError::Length {
-                            path: path.to_path_buf(),
-                            len: bytes.len(),
-                        })?;
-                Ok(Self::from_bytes(arr))
+                Self::decode(path, &bytes)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -100,6 +92,22 @@ impl ServerKey {
                 }
             }
             Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The key in a file: exactly 32 raw bytes (as stagegate writes it), or base64
+    /// text of at least 32 bytes (as `head -c 48 /dev/urandom | base64` and the Helm chart write it).
+    fn decode(path: &Path, bytes: &[u8]) -> Result<Self, ServerKeyError> {
+        use base64::Engine;
+        let text = std::str::from_utf8(bytes).ok().map(str::trim);
+        let decoded = text.and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok());
+        match decoded {
+            Some(k) if k.len() >= 32 => Ok(ServerKey(SecretValue::new(k))),
+            _ if bytes.len() == 32 => Ok(ServerKey(SecretValue::new(bytes.to_vec()))),
+            _ => Err(ServerKeyError::Length {
+                path: path.to_path_buf(),
+                len: bytes.len(),
+            }),
         }
     }
 
@@ -128,20 +136,22 @@ fn set_private(opts: &mut std::fs::OpenOptions) {
 #[cfg(not(unix))]
 fn set_private(_opts: &mut std::fs::OpenOptions) {}
 
+/// Refuses a key file others can read. As PostgreSQL does for its TLS key, a
+/// root-owned file may grant read (only) to its group: that is how Kubernetes
+/// mounts a Secret for a non-root process (`defaultMode: 0440` with `fsGroup`).
 #[cfg(unix)]
 fn check_mode(path: &Path) -> Result<(), ServerKeyError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|source| ServerKeyError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(path).map_err(|source| ServerKeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    let group_read_only_for_root = meta.uid() == 0 && mode & 0o070 & !0o040 == 0;
+    if mode & 0o007 != 0 || (mode & 0o070 != 0 && !group_read_only_for_root) {
         return Err(ServerKeyError::Permissions {
             path: path.to_path_buf(),
-            mode: mode & 0o777,
+            mode,
         });
     }
     Ok(())
@@ -157,6 +167,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn base64_keys_as_the_chart_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.key");
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        set_private(&mut opts);
+        let text = "bm90LXJhbmRvbS1idXQtbG9uZy1lbm91Z2gtdG8tYmUtYS1rZXktZm9yLXRlc3Rz\n";
+        opts.open(&p).unwrap().write_all(text.as_bytes()).unwrap();
+        let k = ServerKey::load_or_create(&p).unwrap();
+        assert_eq!(
+            k.0.expose(),
+            b"not-random-but-long-enough-to-be-a-key-for-tests"
+        );
+        std::fs::write(&p, "c2hvcnQ=").unwrap();
+        assert!(matches!(
+            ServerKey::load_or_create(&p),
+            Err(ServerKeyError::Length { .. })
+        ));
+    }
+
+    #[test]
     fn created_once_0600_and_reloaded() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a/server.key");
@@ -170,11 +201,13 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&p).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
-            assert!(matches!(
-                ServerKey::load_or_create(&p),
-                Err(ServerKeyError::Permissions { .. })
-            ));
+            for bad in [0o644, 0o604, 0o660] {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(bad)).unwrap();
+                assert!(matches!(
+                    ServerKey::load_or_create(&p),
+                    Err(ServerKeyError::Permissions { .. })
+                ));
+            }
         }
     }
 }

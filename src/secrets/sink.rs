@@ -81,11 +81,18 @@ pub enum SinkError {
 }
 
 /// Where generated secrets go: a directory, or Kubernetes Secrets.
-pub trait SecretSink {
+///
+/// `Sync` because apply delivers in parallel: each delivery waits on an fsync
+/// or an API call, and thousands of them one after another take minutes.
+pub trait SecretSink: Sync {
     /// What is stored under `namespace/name`.
     fn state(&self, namespace: &str, name: &str) -> Result<SecretState, SinkError>;
     /// Writes `secret` if absent or ours; `Conflict` if a foreign Secret is there.
     fn deliver(&self, secret: &OutgoingSecret) -> Result<Delivery, SinkError>;
+    /// Makes every delivery so far durable; apply calls it before marking keys issued.
+    fn flush(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// The observed state of the Secrets a plan may touch, by (namespace, name).
@@ -102,4 +109,68 @@ pub fn observe<'a>(
         inv.insert((ns.clone(), name.clone()), st);
     }
     Ok(inv)
+}
+
+/// Secrets held by a [`MemorySink`]: state and data by (namespace, name).
+type MemorySecrets = BTreeMap<(String, String), (SecretState, BTreeMap<String, SecretValue>)>;
+
+/// A sink in memory, for tests and tools: Secrets it delivered are "ours", others can be planted as foreign.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    secrets: std::sync::Mutex<MemorySecrets>,
+}
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Plants a Secret stagegate did not write.
+    pub fn plant_foreign(&self, namespace: &str, name: &str) {
+        self.lock().insert(
+            (namespace.into(), name.into()),
+            (SecretState::Foreign, BTreeMap::new()),
+        );
+    }
+
+    /// Deletes a Secret (as a user would).
+    pub fn remove(&self, namespace: &str, name: &str) {
+        self.lock()
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    /// The value under `key` of a delivered Secret.
+    pub fn value(&self, namespace: &str, name: &str, key: &str) -> Option<SecretValue> {
+        self.lock()
+            .get(&(namespace.to_string(), name.to_string()))
+            .and_then(|(_, d)| d.get(key).cloned())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemorySecrets> {
+        // A poisoned lock only means another test thread panicked; the map is still usable.
+        self.secrets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl SecretSink for MemorySink {
+    fn state(&self, namespace: &str, name: &str) -> Result<SecretState, SinkError> {
+        Ok(self
+            .lock()
+            .get(&(namespace.to_string(), name.to_string()))
+            .map_or(SecretState::Absent, |(s, _)| s.clone()))
+    }
+
+    fn deliver(&self, s: &OutgoingSecret) -> Result<Delivery, SinkError> {
+        let mut map = self.lock();
+        let k = (s.namespace.clone(), s.name.clone());
+        if matches!(map.get(&k), Some((SecretState::Foreign, _))) {
+            return Ok(Delivery::Conflict);
+        }
+        let state = SecretState::Ours {
+            key_id: Some(s.key_id.clone()),
+        };
+        map.insert(k, (state, s.data.clone()));
+        Ok(Delivery::Delivered)
+    }
 }

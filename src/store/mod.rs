@@ -6,6 +6,7 @@
 //! uses the point lookups. [`SqliteStore`] is the embedded implementation.
 
 mod model;
+mod rows;
 mod schema;
 mod sqlite;
 
@@ -13,8 +14,9 @@ pub use model::{
     AuditRow, BindingRow, DecidedRequest, KeyState, ModelRow, ObjectStatus, Owner, PasswordSource,
     PendingPassword, SessionRow, StoreOp, StoreState, TokenKeyRow, UserRow,
 };
+pub use rows::phase_str;
 pub use schema::SCHEMA_VERSION;
-pub use sqlite::{phase_str, SqliteStore};
+pub use sqlite::SqliteStore;
 
 use crate::policy::Grant;
 use jiff::Timestamp;
@@ -48,6 +50,14 @@ pub enum StoreError {
         path: String,
         /// Cause.
         source: std::io::Error,
+    },
+    /// The store changed since the plan was made (another reconcile ran): plan again.
+    #[error("the store changed since the plan was made (revision {found}, plan made at {expected}); plan again")]
+    Stale {
+        /// Revision the plan was made from.
+        expected: i64,
+        /// Revision found.
+        found: i64,
     },
     /// A failure injected by a test wrapper.
     #[error("injected failure: {0}")]

@@ -314,6 +314,8 @@ pub struct StoreState {
     pub requests: BTreeMap<(String, String), DecidedRequest>,
     /// Last outcome per declared object.
     pub statuses: BTreeMap<ObjectKey, ObjectStatus>,
+    /// The store's revision when this state was read (bumped by every commit).
+    pub revision: i64,
 }
 
 impl StoreState {
@@ -333,6 +335,8 @@ impl StoreState {
 /// One write of an apply, performed with the others in one transaction.
 #[derive(Clone, Debug)]
 pub enum StoreOp {
+    /// Fail the transaction (`StoreError::Stale`) unless the store is still at this revision.
+    ExpectRevision(i64),
     /// Insert or replace a user (by username).
     UpsertUser(Box<UserRow>),
     /// Delete a user; its sessions go with it.

@@ -3,7 +3,8 @@
 use rusqlite::Connection;
 
 /// Migrations in order; index + 1 is the schema version after running it. Never edit a shipped one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     username              TEXT PRIMARY KEY,
     display_name          TEXT,
@@ -127,7 +128,16 @@ CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
-"#];
+"#,
+    // 2: a revision counter, bumped by every commit, so a plan made from an older state is refused.
+    r#"
+CREATE TABLE store_meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) STRICT;
+INSERT INTO store_meta (key, value) VALUES ('revision', 0);
+"#,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

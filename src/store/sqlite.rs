@@ -1,13 +1,12 @@
 //! `SqliteStore`: the embedded identity store (one SQLite file, WAL, foreign keys on).
 
 use super::model::*;
+use super::rows::*;
 use super::{schema, Store, StoreError};
-use crate::plan::ObjectKey;
-use crate::policy::{FromStage, Grant, Scope, Stage};
-use crate::resources::{RequestPhase, UserState};
+use crate::policy::Grant;
 use crate::secrets::HashValue;
 use jiff::Timestamp;
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::Path;
 use std::time::Duration;
 
@@ -59,6 +58,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;
         Ok(SqliteStore { conn })
     }
@@ -95,271 +95,35 @@ fn private_file(path: &Path) {
 #[cfg(not(unix))]
 fn private_file(_path: &Path) {}
 
-fn corrupt(table: &'static str, detail: String) -> StoreError {
-    StoreError::Corrupt { table, detail }
+/// Runs one statement through the statement cache: a first apply writes thousands of rows with a handful of statements.
+fn exec(tx: &Transaction, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
 }
 
-fn conv(e: impl std::fmt::Display) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.to_string().into())
-}
-
-fn ts(r: &Row, i: &str) -> rusqlite::Result<Timestamp> {
-    r.get::<_, String>(i)?.parse().map_err(conv)
-}
-
-fn ts_opt(r: &Row, i: &str) -> rusqlite::Result<Option<Timestamp>> {
-    r.get::<_, Option<String>>(i)?
-        .map(|s| s.parse().map_err(conv))
-        .transpose()
-}
-
-fn scope_cols(s: &Scope) -> (String, String) {
-    (
-        s.customer.clone().unwrap_or_default(),
-        s.project.clone().unwrap_or_default(),
+fn revision(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT value FROM store_meta WHERE key = 'revision'",
+        [],
+        |r| r.get(0),
     )
-}
-
-fn scope(r: &Row) -> rusqlite::Result<Scope> {
-    let c: String = r.get("scope_customer")?;
-    let p: String = r.get("scope_project")?;
-    Ok(Scope {
-        customer: (!c.is_empty()).then_some(c),
-        project: (!p.is_empty()).then_some(p),
-    })
-}
-
-fn owner(r: &Row) -> rusqlite::Result<Option<Owner>> {
-    let kind: Option<String> = r.get("owner_kind")?;
-    Ok(match kind {
-        None => None,
-        Some(kind) => Some(Owner {
-            key: ObjectKey {
-                kind,
-                namespace: r.get("owner_namespace")?,
-                name: r.get("owner_name")?,
-            },
-            source: r
-                .get::<_, Option<String>>("owner_source")?
-                .unwrap_or_default(),
-        }),
-    })
-}
-
-fn owner_cols(o: &Option<Owner>) -> [Option<String>; 4] {
-    match o {
-        None => [None, None, None, None],
-        Some(o) => [
-            Some(o.key.kind.clone()),
-            Some(o.key.namespace.clone()),
-            Some(o.key.name.clone()),
-            Some(o.source.clone()),
-        ],
-    }
-}
-
-fn user_state(s: &str) -> rusqlite::Result<UserState> {
-    match s {
-        "Active" => Ok(UserState::Active),
-        "Revoked" => Ok(UserState::Revoked),
-        o => Err(conv(format!("unknown user state {o}"))),
-    }
-}
-
-fn user_state_str(s: UserState) -> &'static str {
-    match s {
-        UserState::Active => "Active",
-        UserState::Revoked => "Revoked",
-    }
-}
-
-fn from_stage(s: &str) -> rusqlite::Result<FromStage> {
-    if s == "None" {
-        return Ok(FromStage::None);
-    }
-    Ok(FromStage::from(Some(s.parse::<Stage>().map_err(conv)?)))
-}
-
-/// Name of a request phase as stored and shown.
-pub fn phase_str(p: RequestPhase) -> &'static str {
-    match p {
-        RequestPhase::Pending => "Pending",
-        RequestPhase::Applied => "Applied",
-        RequestPhase::Denied => "Denied",
-        RequestPhase::Conflict => "Conflict",
-    }
-}
-
-fn phase(s: &str) -> rusqlite::Result<RequestPhase> {
-    match s {
-        "Applied" => Ok(RequestPhase::Applied),
-        "Denied" => Ok(RequestPhase::Denied),
-        "Conflict" => Ok(RequestPhase::Conflict),
-        o => Err(conv(format!("unknown request phase {o}"))),
-    }
-}
-
-fn user_row(r: &Row) -> rusqlite::Result<UserRow> {
-    let pending_id: Option<String> = r.get("pending_password_id")?;
-    let pending = match pending_id {
-        None => None,
-        Some(id) => Some(PendingPassword {
-            id,
-            hash: HashValue::new(
-                r.get::<_, Option<String>>("pending_password_hash")?
-                    .unwrap_or_default(),
-            ),
-            rotation: r.get::<_, Option<u32>>("pending_rotation")?.unwrap_or(0),
-        }),
-    };
-    Ok(UserRow {
-        username: r.get("username")?,
-        display_name: r.get("display_name")?,
-        email: r.get("email")?,
-        state: user_state(&r.get::<_, String>("state")?)?,
-        password_hash: r
-            .get::<_, Option<String>>("password_hash")?
-            .map(HashValue::new),
-        password_source: match r.get::<_, Option<String>>("password_source")?.as_deref() {
-            Some("ref") => Some(PasswordSource::Ref),
-            Some("generated") => Some(PasswordSource::Generated),
-            _ => None,
-        },
-        password_fingerprint: r
-            .get::<_, Option<String>>("password_fingerprint")?
-            .map(HashValue::new),
-        password_id: r.get("password_id")?,
-        password_rotation: r.get("password_rotation")?,
-        pending_password: pending,
-        first_login: ts_opt(r, "first_login")?,
-        last_login: ts_opt(r, "last_login")?,
-        bootstrap: r.get("bootstrap")?,
-        owner: owner(r)?,
-    })
-}
-
-fn binding_row(r: &Row) -> rusqlite::Result<BindingRow> {
-    Ok(BindingRow {
-        username: r.get("username")?,
-        role: r.get::<_, String>("role")?.parse().map_err(conv)?,
-        scope: scope(r)?,
-        owner: owner(r)?,
-    })
-}
-
-fn token_row(r: &Row) -> rusqlite::Result<TokenKeyRow> {
-    Ok(TokenKeyRow {
-        key_id: r.get("key_id")?,
-        token_name: r.get("token_name")?,
-        namespace: r.get("namespace")?,
-        secret_hmac: HashValue::new(r.get("secret_hmac")?),
-        role: r.get::<_, String>("role")?.parse().map_err(conv)?,
-        scope: scope(r)?,
-        owner_user: r.get("owner_user")?,
-        issued_at: ts(r, "issued_at")?,
-        expires_at: ts_opt(r, "expires_at")?,
-        revoked_at: ts_opt(r, "revoked_at")?,
-        revoked_reason: r.get("revoked_reason")?,
-        rotation: r.get("rotation")?,
-        state: match r.get::<_, String>("state")?.as_str() {
-            "pending" => KeyState::Pending,
-            _ => KeyState::Issued,
-        },
-        secret_name: r.get("secret_name")?,
-        owner: owner(r)?,
-    })
-}
-
-fn model_row(r: &Row) -> rusqlite::Result<ModelRow> {
-    Ok(ModelRow {
-        name: r.get("name")?,
-        scope: scope(r)?,
-        owner: r.get("owner")?,
-        stage: r.get::<_, String>("stage")?.parse().map_err(conv)?,
-    })
-}
-
-fn request_row(r: &Row) -> rusqlite::Result<DecidedRequest> {
-    Ok(DecidedRequest {
-        namespace: r.get("namespace")?,
-        name: r.get("name")?,
-        model: r.get("model")?,
-        scope: scope(r)?,
-        from: from_stage(&r.get::<_, String>("from_stage")?)?,
-        to: r.get::<_, String>("to_stage")?.parse().map_err(conv)?,
-        requested_by: r.get("requested_by")?,
-        phase: phase(&r.get::<_, String>("phase")?)?,
-        message: r.get("message")?,
-        decided_at: ts(r, "decided_at")?,
-        source: r.get("source")?,
-    })
-}
-
-fn status_row(r: &Row) -> rusqlite::Result<ObjectStatus> {
-    Ok(ObjectStatus {
-        key: ObjectKey {
-            kind: r.get("kind")?,
-            namespace: r.get("namespace")?,
-            name: r.get("name")?,
-        },
-        ready: r.get("ready")?,
-        reason: r.get("reason")?,
-        message: r.get("message")?,
-        phase: r.get("phase")?,
-        observed_generation: r.get("observed_generation")?,
-        extra: serde_json::from_str(&r.get::<_, String>("extra_json")?).map_err(conv)?,
-        source: r.get("source")?,
-    })
-}
-
-fn audit_row(r: &Row) -> rusqlite::Result<AuditRow> {
-    let json = |c: &str| -> rusqlite::Result<Option<serde_json::Value>> {
-        r.get::<_, Option<String>>(c)?
-            .map(|s| serde_json::from_str(&s).map_err(conv))
-            .transpose()
-    };
-    Ok(AuditRow {
-        id: r.get("id")?,
-        at: ts(r, "at")?,
-        action: r.get("action")?,
-        object: ObjectKey {
-            kind: r.get("kind")?,
-            namespace: r.get("namespace")?,
-            name: r.get("name")?,
-        },
-        source: r.get("source")?,
-        old: json("old_json")?,
-        new: json("new_json")?,
-    })
-}
-
-fn session_row(r: &Row) -> rusqlite::Result<SessionRow> {
-    Ok(SessionRow {
-        id_hash: HashValue::new(r.get("id_hash")?),
-        username: r.get("username")?,
-        grants: serde_json::from_str::<Vec<Grant>>(&r.get::<_, String>("grants_json")?)
-            .map_err(conv)?,
-        created_at: ts(r, "created_at")?,
-        expires_at: ts(r, "expires_at")?,
-    })
-}
-
-fn all<T>(
-    conn: &Connection,
-    sql: &str,
-    f: fn(&Row) -> rusqlite::Result<T>,
-) -> Result<Vec<T>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map([], f)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
     match op {
+        StoreOp::ExpectRevision(expected) => {
+            let found = revision(tx)?;
+            if found != *expected {
+                return Err(StoreError::Stale {
+                    expected: *expected,
+                    found,
+                });
+            }
+        }
         StoreOp::UpsertUser(u) => {
             let o = owner_cols(&u.owner);
             let p = u.pending_password.as_ref();
-            tx.execute(
+            exec(
+                tx,
                 // An upsert, not INSERT OR REPLACE: replacing would delete the row and its sessions.
                 "INSERT INTO users (username, display_name, email, state, password_hash,
                    password_source, password_fingerprint, password_id, password_rotation,
@@ -398,21 +162,23 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
             )?;
         }
         StoreOp::DeleteUser(name) => {
-            tx.execute("DELETE FROM users WHERE username = ?1", [name])?;
+            exec(tx, "DELETE FROM users WHERE username = ?1", [name])?;
         }
         StoreOp::EndSessions(name) => {
-            tx.execute("DELETE FROM sessions WHERE username = ?1", [name])?;
+            exec(tx, "DELETE FROM sessions WHERE username = ?1", [name])?;
         }
         StoreOp::UpsertBinding(b) => {
             let o = owner_cols(&b.owner);
             let (c, p) = scope_cols(&b.scope);
             if b.owner.is_some() {
-                tx.execute(
+                exec(
+                    tx,
                     "DELETE FROM bindings WHERE owner_namespace = ?1 AND owner_name = ?2",
                     params![o[1], o[2]],
                 )?;
             }
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO bindings (username, role, scope_customer, scope_project,
                    owner_kind, owner_namespace, owner_name, owner_source)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -420,7 +186,8 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
             )?;
         }
         StoreOp::DeleteBinding(k) => {
-            tx.execute(
+            exec(
+                tx,
                 "DELETE FROM bindings WHERE owner_namespace = ?1 AND owner_name = ?2",
                 params![k.namespace, k.name],
             )?;
@@ -428,7 +195,8 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
         StoreOp::UpsertTokenKey(t) => {
             let o = owner_cols(&t.owner);
             let (c, p) = scope_cols(&t.scope);
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO token_keys (key_id, token_name, namespace, secret_hmac, role,
                    scope_customer, scope_project, owner_user, issued_at, expires_at, revoked_at,
                    revoked_reason, rotation, state, secret_name, owner_kind, owner_namespace,
@@ -455,11 +223,12 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
             )?;
         }
         StoreOp::DeleteTokenKey(id) => {
-            tx.execute("DELETE FROM token_keys WHERE key_id = ?1", [id])?;
+            exec(tx, "DELETE FROM token_keys WHERE key_id = ?1", [id])?;
         }
         StoreOp::UpsertModel(m) => {
             let (c, p) = scope_cols(&m.scope);
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO models (name, scope_customer, scope_project, owner, stage)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![m.name, c, p, m.owner, m.stage.as_str()],
@@ -468,7 +237,8 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
         StoreOp::InsertRequest(r) => {
             let (c, p) = scope_cols(&r.scope);
             // Plain INSERT: a decided request is final, a second decision must fail loudly.
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO stage_requests (namespace, name, model, scope_customer, scope_project,
                    from_stage, to_stage, requested_by, phase, message, decided_at, source)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -491,7 +261,8 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
         StoreOp::SetStatus(s) => {
             let extra = serde_json::to_string(&s.extra)
                 .map_err(|e| corrupt("object_status", e.to_string()))?;
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR REPLACE INTO object_status (kind, namespace, name, ready, reason, message,
                    phase, observed_generation, extra_json, source)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -510,14 +281,16 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
             )?;
         }
         StoreOp::DeleteStatus(k) => {
-            tx.execute(
+            exec(
+                tx,
                 "DELETE FROM object_status WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
                 params![k.kind, k.namespace, k.name],
             )?;
         }
         StoreOp::Audit(a) => {
             let j = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO audit_log (at, action, kind, namespace, name, source, old_json, new_json)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -560,6 +333,7 @@ impl Store for SqliteStore {
         for s in all(&tx, "SELECT * FROM object_status", status_row)? {
             state.statuses.insert(s.key.clone(), s);
         }
+        state.revision = revision(&tx)?;
         tx.commit()?;
         Ok(state)
     }
@@ -568,10 +342,18 @@ impl Store for SqliteStore {
         if ops.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE takes the write lock up front, so a concurrent writer waits (busy_timeout) instead of failing mid-way.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for op in ops {
             write_op(&tx, op)?;
         }
+        exec(
+            &tx,
+            "UPDATE store_meta SET value = value + 1 WHERE key = 'revision'",
+            [],
+        )?;
         tx.commit()?;
         Ok(())
     }

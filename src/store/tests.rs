@@ -150,3 +150,43 @@ fn reopening_a_file_store_keeps_schema_version() {
         .unwrap();
     assert_eq!(v, SCHEMA_VERSION);
 }
+
+#[test]
+fn a_store_from_a_newer_build_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let s = SqliteStore::open(&path).unwrap();
+    s.conn_for_tests()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(s);
+    assert!(matches!(
+        SqliteStore::open(&path),
+        Err(StoreError::NewerSchema { .. })
+    ));
+}
+
+#[test]
+fn migrations_run_forward_from_an_older_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let s = SqliteStore::open(&path).unwrap();
+    // Roll the file back to schema 1, as an older build left it.
+    s.conn_for_tests()
+        .execute_batch("DROP TABLE store_meta; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(s);
+    let mut s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.load_state().unwrap().revision, 0);
+    s.commit(&[StoreOp::UpsertUser(Box::new(UserRow::new("x", None)))])
+        .unwrap();
+    assert_eq!(s.load_state().unwrap().revision, 1);
+    let err = s.commit(&[StoreOp::ExpectRevision(0)]).unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Stale {
+            expected: 0,
+            found: 1
+        }
+    ));
+}

@@ -1,7 +1,11 @@
 //! The one integration-test binary: each module drives the real `stagegate` binary or library.
 
 mod api;
+mod controller;
+mod daemon;
+mod diff;
 mod foundation;
 mod helm;
+mod kube_api;
 mod store;
 mod support;

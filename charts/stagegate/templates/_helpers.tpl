@@ -69,22 +69,27 @@ namespace it watches. Kept identical to tests/fixtures/rbac/controller-api-calls
 
 Secrets: the controller writes each ApiToken's Secret (create), notices a
 deleted one to report SecretMissing, and reads the Secrets named by
-`User.spec.passwordSecretRef` (get, list, watch). It never updates, patches
-or deletes a Secret: a written token Secret is garbage-collected through its
-owner reference. In cluster-wide mode this read access is cluster-wide
+`User.spec.passwordSecretRef` (get, list, watch). It never updates or
+patches a Secret; it deletes only its own previous token Secret when a token
+is rotated (with a uid + resourceVersion precondition), then creates the new
+one. A written token Secret is garbage-collected through its owner reference. In cluster-wide mode this read access is cluster-wide
 because ApiTokens and Users may live in any namespace; use `watchNamespaces`
 to confine it.
 */}}
 {{- define "stagegate.reconcileRules" -}}
 - apiGroups: ["stagegate.dev"]
   resources: ["users", "accessbindings", "apitokens", "modelstagerequests"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch"]
+# The cleanup finalizer (stage requests carry none).
+- apiGroups: ["stagegate.dev"]
+  resources: ["users", "accessbindings", "apitokens"]
+  verbs: ["patch"]
 - apiGroups: ["stagegate.dev"]
   resources: ["users/status", "accessbindings/status", "apitokens/status", "modelstagerequests/status"]
   verbs: ["patch"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

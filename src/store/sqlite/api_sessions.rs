@@ -16,12 +16,8 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Id of the newest audit row (0 when empty): a cheap "has anyone applied?" probe.
-    pub fn last_audit_id(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT coalesce(max(id), 0) FROM audit_log", [], |r| {
-                r.get(0)
-            })?)
+    /// The store revision (bumped by every commit): a cheap "has anyone applied?" probe.
+    pub fn current_revision(&self) -> Result<i64, StoreError> {
+        Ok(super::revision(&self.conn)?)
     }
 }

@@ -15,6 +15,7 @@ use stagegate::store::{
 };
 use std::cell::Cell;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const MANIFESTS: &str = "apiVersion: stagegate.dev/v1alpha1
 kind: User
@@ -83,10 +84,10 @@ impl Store for FailingStore {
     }
 }
 
-/// A sink whose delivery number `fail_at` (0-based) fails; with `after_write` it fails after writing (a crash before the reply).
+/// A sink whose delivery number `fail_at` (0-based) and later ones fail; with `after_write` it fails after writing (a crash before the reply).
 struct FailingSink {
     inner: DirSecretSink,
-    count: Cell<usize>,
+    count: AtomicUsize,
     fail_at: Option<usize>,
     after_write: bool,
 }
@@ -96,8 +97,7 @@ impl SecretSink for FailingSink {
         self.inner.state(ns, name)
     }
     fn deliver(&self, s: &OutgoingSecret) -> Result<Delivery, SinkError> {
-        let n = self.count.get();
-        self.count.set(n + 1);
+        let n = self.count.fetch_add(1, Ordering::SeqCst);
         if self.fail_at.is_some_and(|f| n >= f) {
             if self.after_write {
                 self.inner.deliver(s)?;
@@ -105,6 +105,9 @@ impl SecretSink for FailingSink {
             return Err(SinkError::Injected(format!("delivery {n}")));
         }
         self.inner.deliver(s)
+    }
+    fn flush(&self) -> Result<(), SinkError> {
+        self.inner.flush()
     }
 }
 
@@ -176,7 +179,7 @@ fn scenario(stage: &str, store_fail: Option<usize>, sink_fail: Option<usize>, af
     };
     let sink = FailingSink {
         inner: DirSecretSink::new(&secrets),
-        count: Cell::new(0),
+        count: AtomicUsize::new(0),
         fail_at: sink_fail,
         after_write,
     };

@@ -361,3 +361,47 @@ fn secrets_dir_inside_watched_dir_is_an_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(crate::support::stderr(&o).contains("inside the watched directory"));
 }
+
+#[test]
+fn a_broken_file_keeps_what_it_declared() {
+    let env = Env::from_examples();
+    let (_, first, _) = env.apply();
+    let users = env.open().load_state().unwrap().users.len();
+    env.write(
+        "users.yaml",
+        "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata: [\n",
+    );
+    let (code, out, o) = env.apply();
+    assert_eq!(code, 1, "a file that fails to load is reported");
+    assert!(crate::support::stderr(&o).contains("users.yaml"));
+    let store = env.open();
+    assert_eq!(store.load_state().unwrap().users.len(), users);
+    // Bindings to those users stay ready; the users' statuses are kept.
+    assert_eq!(
+        outcome(&out, "AccessBinding", "ada-admin")["reason"],
+        "Ready"
+    );
+    assert_eq!(
+        store.statuses().unwrap().len(),
+        first.len(),
+        "statuses of the broken file's objects are kept"
+    );
+}
+
+#[test]
+fn status_reports_the_last_outcomes() {
+    let env = Env::from_examples();
+    let missing = env.run("status", &[]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(crate::support::stderr(&missing).contains("no store"));
+    env.write_secret(NS, "maria-password", "password", "a-password");
+    let (code, out, _) = env.apply();
+    assert_eq!(code, 0);
+    let st = env.run("status", &["--output", "json"]);
+    assert_eq!(st.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), out.len());
+    let text = crate::support::stdout(&env.run("status", &[]));
+    assert!(text.starts_with("OBJECT"));
+    assert!(text.contains("ApiToken ml-platform/fraud-ci-deployer"));
+}

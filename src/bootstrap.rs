@@ -1,0 +1,382 @@
+//! The bootstrap administrator: the one way in before anyone is declared, and
+//! not a permanent back door.
+//!
+//! [`ensure_bootstrap_admin`] runs after every *successful* reconcile, in any
+//! front end (directory daemon, Kubernetes controller):
+//!
+//! ```text
+//!  store has an active, non-bootstrap user with a global Admin binding?
+//!    no  ─► bootstrap user absent   → create it (global Admin), password generated and delivered once
+//!           bootstrap user disabled → re-create it with a new password (warning + audit)
+//!           bootstrap user active   → nothing (never re-delivered)
+//!    yes ─► bootstrap user active and that admin can log in → disable it (sessions end, audited)
+//!           otherwise               → nothing (never re-created while a global Admin exists)
+//! ```
+//!
+//! It is an ordinary store row marked `bootstrap`, with no owning declaration
+//! (so `plan` never prunes it) and a global Admin binding of its own. Its
+//! password follows the crash-safe path of every generated password:
+//! recorded pending → delivered → made current; a pending password whose
+//! Secret does not hold it is discarded and a new one issued.
+
+use crate::plan::ObjectKey;
+use crate::policy::{Role, Scope};
+use crate::resources::UserState;
+use crate::secrets::{
+    generate_password, hash_password, new_key_id, Delivery, OutgoingSecret, PasswordError,
+    PasswordParams, SecretSink, SecretState, SecretValue, SinkError,
+};
+use crate::store::{
+    AuditRow, BindingRow, ObjectStatus, PasswordSource, PendingPassword, Store, StoreError,
+    StoreOp, StoreState, UserRow,
+};
+use jiff::Timestamp;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// `source` of the bootstrap administrator's status and audit rows.
+pub const BOOTSTRAP_SOURCE: &str = "bootstrap";
+/// Name of the Secret its password is delivered to.
+pub const BOOTSTRAP_SECRET: &str = "stagegate-bootstrap-admin";
+/// Namespace of that Secret in directory mode: `<secrets-dir>/stagegate-system/stagegate-bootstrap-admin.yaml`.
+pub const DIR_MODE_NAMESPACE: &str = "stagegate-system";
+
+/// Which bootstrap administrator to keep, and where its Secret goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootstrapConfig {
+    /// Its username (`--bootstrap-admin`, default `admin`).
+    pub username: String,
+    /// Namespace of its Secret (the controller's namespace, or [`DIR_MODE_NAMESPACE`]).
+    pub namespace: String,
+}
+
+impl BootstrapConfig {
+    /// The key its status and audit rows carry: `User <namespace>/<username>`.
+    pub fn key(&self) -> ObjectKey {
+        ObjectKey::new("User", &self.namespace, &self.username)
+    }
+}
+
+/// What [`ensure_bootstrap_admin`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BootstrapAction {
+    /// Nothing to do.
+    Unchanged,
+    /// Created, password delivered to `namespace/secret`.
+    Created,
+    /// Re-created with a new password: every global Admin had gone.
+    Recreated,
+    /// A password recorded before a crash was delivered: made current.
+    Completed,
+    /// It had no usable password (a delivery failed before): a first one was issued.
+    Reissued,
+    /// Disabled: a declared global Admin can log in.
+    Disabled,
+    /// The Secret's name is held by something stagegate did not write.
+    SecretConflict,
+    /// A user that is not the bootstrap administrator holds its username.
+    NameTaken,
+}
+
+/// Errors of the bootstrap step (never carry the password).
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The secret sink failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Hashing failed.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+fn is_global_admin(state: &StoreState, username: &str) -> bool {
+    state
+        .bindings
+        .iter()
+        .any(|b| b.username == username && b.role == Role::Admin && b.scope.is_global())
+}
+
+/// Active users other than bootstrap ones with a global Admin binding.
+fn real_admins(state: &StoreState) -> Vec<&UserRow> {
+    state
+        .users
+        .values()
+        .filter(|u| !u.bootstrap && u.state == UserState::Active)
+        .filter(|u| is_global_admin(state, &u.username))
+        .collect()
+}
+
+/// Creates, completes, disables or re-creates the bootstrap administrator as the store requires.
+pub fn ensure_bootstrap_admin(
+    store: &mut dyn Store,
+    sink: &dyn SecretSink,
+    cfg: &BootstrapConfig,
+    params: PasswordParams,
+    now: Timestamp,
+) -> Result<BootstrapAction, BootstrapError> {
+    let state = store.load_state()?;
+    let admins = real_admins(&state);
+    let row = state.users.get(&cfg.username);
+    let secret_path = format!("{}/{}", cfg.namespace, BOOTSTRAP_SECRET);
+    match row {
+        Some(u) if !u.bootstrap => {
+            if admins.is_empty() {
+                tracing::warn!(username = %cfg.username, "no global Admin in the store, and the bootstrap administrator's username is held by another user: choose another with --bootstrap-admin");
+                return Ok(BootstrapAction::NameTaken);
+            }
+            Ok(BootstrapAction::Unchanged)
+        }
+        None if admins.is_empty() => issue(store, sink, cfg, params, now, None),
+        Some(u) if u.state == UserState::Revoked && admins.is_empty() => {
+            tracing::warn!(username = %cfg.username, secret = %secret_path, "every global Admin is gone: re-creating the bootstrap administrator with a new password");
+            issue(store, sink, cfg, params, now, Some(u))
+        }
+        Some(u) if u.state == UserState::Active => {
+            if admins.iter().any(|a| a.can_log_in()) {
+                disable(store, cfg, u, &admins, now)
+            } else if let Some(p) = &u.pending_password {
+                // A crash between recording and delivering: complete or start over.
+                match sink.state(&cfg.namespace, BOOTSTRAP_SECRET)? {
+                    SecretState::Ours { key_id } if key_id.as_deref() == Some(p.id.as_str()) => {
+                        complete(store, cfg, u, now)
+                    }
+                    _ => issue(store, sink, cfg, params, now, Some(u)),
+                }
+            } else if u.password_hash.is_none() {
+                // Never delivered (the delivery failed): issuing now is not a re-delivery.
+                issue(store, sink, cfg, params, now, Some(u))
+            } else {
+                Ok(BootstrapAction::Unchanged)
+            }
+        }
+        _ => Ok(BootstrapAction::Unchanged),
+    }
+}
+
+fn audit(cfg: &BootstrapConfig, now: Timestamp, action: &str, new: serde_json::Value) -> StoreOp {
+    StoreOp::Audit(Box::new(AuditRow {
+        id: 0,
+        at: now,
+        action: action.to_string(),
+        object: cfg.key(),
+        source: BOOTSTRAP_SOURCE.to_string(),
+        old: None,
+        new: Some(new),
+    }))
+}
+
+fn status(
+    cfg: &BootstrapConfig,
+    ready: bool,
+    reason: &str,
+    phase: &str,
+    message: String,
+) -> StoreOp {
+    let mut extra = BTreeMap::new();
+    extra.insert("bootstrap".to_string(), "true".to_string());
+    extra.insert(
+        "secretName".to_string(),
+        format!("{}/{}", cfg.namespace, BOOTSTRAP_SECRET),
+    );
+    StoreOp::SetStatus(Box::new(ObjectStatus {
+        key: cfg.key(),
+        ready,
+        reason: reason.to_string(),
+        message,
+        phase: Some(phase.to_string()),
+        observed_generation: None,
+        extra,
+        source: BOOTSTRAP_SOURCE.to_string(),
+    }))
+}
+
+/// Generates a password, records it pending, delivers it, then makes it current.
+fn issue(
+    store: &mut dyn Store,
+    sink: &dyn SecretSink,
+    cfg: &BootstrapConfig,
+    params: PasswordParams,
+    now: Timestamp,
+    existing: Option<&UserRow>,
+) -> Result<BootstrapAction, BootstrapError> {
+    let recreate = existing.is_some_and(|u| u.state == UserState::Revoked);
+    let password = generate_password();
+    let hash = hash_password(params, &password)?;
+    let id = new_key_id();
+    let mut row = existing.cloned().unwrap_or_else(|| {
+        let mut u = UserRow::new(&cfg.username, None);
+        u.display_name = Some("Bootstrap administrator".into());
+        u
+    });
+    row.bootstrap = true;
+    row.pending_password = Some(PendingPassword {
+        id: id.clone(),
+        hash,
+        rotation: row.password_rotation,
+    });
+    // Not usable until delivered: a re-created one stays disabled until then.
+    let mut first = vec![StoreOp::UpsertUser(Box::new(row.clone()))];
+    let state = store.load_state()?;
+    let bound = state
+        .bindings
+        .iter()
+        .any(|b| b.username == cfg.username && b.owner.is_none() && b.role == Role::Admin);
+    if !bound {
+        first.push(StoreOp::UpsertBinding(BindingRow {
+            username: cfg.username.clone(),
+            role: Role::Admin,
+            scope: Scope::global(),
+            owner: None,
+        }));
+    }
+    let action = match (existing.is_some(), recreate) {
+        (_, true) => "bootstrap.recreate",
+        (false, _) => "bootstrap.create",
+        (true, false) => "bootstrap.reissue",
+    };
+    let where_ = format!("{}/{}", cfg.namespace, BOOTSTRAP_SECRET);
+    first.push(audit(
+        cfg,
+        now,
+        action,
+        json!({"username": cfg.username, "passwordId": id, "secret": where_, "state": "pending"}),
+    ));
+    store.commit(&first)?;
+
+    let mut data = BTreeMap::new();
+    data.insert(
+        "username".to_string(),
+        SecretValue::from_string(cfg.username.clone()),
+    );
+    data.insert("password".to_string(), password);
+    let outgoing = OutgoingSecret {
+        namespace: cfg.namespace.clone(),
+        name: BOOTSTRAP_SECRET.to_string(),
+        data,
+        key_id: id.clone(),
+        expires_at: None,
+        owner: cfg.key(),
+    };
+    let delivered = sink.deliver(&outgoing);
+    let mut second = Vec::new();
+    let result = match delivered {
+        Ok(Delivery::Delivered) => {
+            if let Some(p) = row.pending_password.take() {
+                row.password_hash = Some(p.hash);
+                row.password_id = Some(p.id);
+                row.password_source = Some(PasswordSource::Generated);
+            }
+            row.state = UserState::Active;
+            second.push(StoreOp::UpsertUser(Box::new(row)));
+            second.push(StoreOp::EndSessions(cfg.username.clone()));
+            second.push(audit(
+                cfg,
+                now,
+                "bootstrap.deliver",
+                json!({"passwordId": id, "secret": where_}),
+            ));
+            second.push(status(cfg, true, "BootstrapAdmin", "Invited", format!("bootstrap administrator; its password was delivered once to Secret {where_}; it is disabled once a declared user with a global Admin binding can log in")));
+            if recreate {
+                tracing::warn!(username = %cfg.username, secret = %where_, "bootstrap administrator re-created; new password delivered once");
+                Ok(BootstrapAction::Recreated)
+            } else {
+                tracing::info!(username = %cfg.username, secret = %where_, "bootstrap administrator created; password delivered once");
+                Ok(if existing.is_some() {
+                    BootstrapAction::Reissued
+                } else {
+                    BootstrapAction::Created
+                })
+            }
+        }
+        Ok(Delivery::Conflict) => {
+            row.pending_password = None;
+            second.push(StoreOp::UpsertUser(Box::new(row)));
+            second.push(audit(
+                cfg,
+                now,
+                "secret.conflict",
+                json!({"secret": where_}),
+            ));
+            second.push(status(cfg, false, "SecretConflict", "Invited", format!("Secret {where_} exists and was not written by stagegate: it is never overwritten; remove it to get a bootstrap password")));
+            tracing::error!(username = %cfg.username, secret = %where_, "bootstrap administrator password not delivered: the Secret exists and was not written by stagegate");
+            Ok(BootstrapAction::SecretConflict)
+        }
+        Err(e) => {
+            // Nothing usable was created: forget the pending password, report the failure.
+            row.pending_password = None;
+            second.push(StoreOp::UpsertUser(Box::new(row)));
+            store.commit(&second)?;
+            return Err(e.into());
+        }
+    };
+    store.commit(&second)?;
+    result
+}
+
+/// Makes a pending password that reached its Secret current (recovery after a crash).
+fn complete(
+    store: &mut dyn Store,
+    cfg: &BootstrapConfig,
+    u: &UserRow,
+    now: Timestamp,
+) -> Result<BootstrapAction, BootstrapError> {
+    let mut row = u.clone();
+    let Some(p) = row.pending_password.take() else {
+        return Ok(BootstrapAction::Unchanged);
+    };
+    let id = p.id.clone();
+    row.password_hash = Some(p.hash);
+    row.password_id = Some(p.id);
+    row.password_source = Some(PasswordSource::Generated);
+    let where_ = format!("{}/{}", cfg.namespace, BOOTSTRAP_SECRET);
+    store.commit(&[
+        StoreOp::UpsertUser(Box::new(row)),
+        audit(
+            cfg,
+            now,
+            "bootstrap.deliver",
+            json!({"passwordId": id, "secret": where_}),
+        ),
+        status(
+            cfg,
+            true,
+            "BootstrapAdmin",
+            "Invited",
+            format!("bootstrap administrator; its password was delivered once to Secret {where_}"),
+        ),
+    ])?;
+    tracing::info!(username = %cfg.username, secret = %where_, "bootstrap administrator password delivery completed");
+    Ok(BootstrapAction::Completed)
+}
+
+fn disable(
+    store: &mut dyn Store,
+    cfg: &BootstrapConfig,
+    u: &UserRow,
+    admins: &[&UserRow],
+    now: Timestamp,
+) -> Result<BootstrapAction, BootstrapError> {
+    let mut row = u.clone();
+    row.state = UserState::Revoked;
+    row.pending_password = None;
+    let by: Vec<&str> = admins
+        .iter()
+        .filter(|a| a.can_log_in())
+        .map(|a| a.username.as_str())
+        .collect();
+    store.commit(&[
+        StoreOp::UpsertUser(Box::new(row)),
+        StoreOp::EndSessions(cfg.username.clone()),
+        audit(cfg, now, "bootstrap.disable", json!({"username": cfg.username, "state": "Revoked", "globalAdmins": by})),
+        status(cfg, true, "BootstrapDisabled", "Revoked", format!("bootstrap administrator disabled: declared global Admin(s) {} can log in; its sessions ended and its login is refused", by.join(", "))),
+    ])?;
+    tracing::info!(username = %cfg.username, admins = %by.join(","), "bootstrap administrator disabled: a declared global Admin can log in");
+    Ok(BootstrapAction::Disabled)
+}
+
+#[cfg(test)]
+#[path = "bootstrap_tests.rs"]
+mod tests;

@@ -1,0 +1,197 @@
+//! `stagegate run`: the daemon. `--dir` watches a directory of manifests;
+//! `--kube` (the cluster controller) is the other mode of the same command.
+//!
+//! Arguments are checked whole (the directory exists, the secrets directory
+//! is outside it, the resync period is sane) before anything starts.
+
+use super::apply::StoreArgs;
+use crate::bootstrap::{BootstrapConfig, BOOTSTRAP_SECRET, DIR_MODE_NAMESPACE};
+use crate::secrets::{check_secrets_dir, ServerKey};
+use crate::sources::watch::{Daemon, DaemonConfig, StoreReconciler};
+use crate::store::SqliteStore;
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Arguments of `stagegate run`.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["dir", "kube"])))]
+pub struct Args {
+    /// Watch this directory of manifests (a git checkout) and reconcile it into the store.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Run as the Kubernetes controller (in-cluster config or kubeconfig).
+    #[arg(long)]
+    pub kube: bool,
+    /// Kubernetes controller flags (with --kube).
+    #[command(flatten)]
+    pub kube_args: crate::sources::kube::KubeArgs,
+    /// Store, secrets and key locations.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Full re-read and reconcile period, e.g. 30s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub resync: Duration,
+    /// Username of the bootstrap administrator, created while the store has no global Admin.
+    #[arg(long, value_name = "NAME", default_value = "admin")]
+    pub bootstrap_admin: String,
+    /// Never create a bootstrap administrator.
+    #[arg(long)]
+    pub no_bootstrap_admin: bool,
+    /// Log lines as JSON objects instead of text.
+    #[arg(long)]
+    pub log_json: bool,
+}
+
+/// Logging to stderr: `RUST_LOG`, or `info` (each change is one line), as text or JSON.
+pub fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    // try_init: a subscriber already set (tests in one process) stays.
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// The checked configuration of directory mode.
+struct DirMode {
+    opts: crate::apply::directory::DirOptions,
+    resync: Duration,
+    bootstrap: Option<BootstrapConfig>,
+}
+
+fn configure(args: &Args, dir: &Path) -> anyhow::Result<DirMode> {
+    if !dir.is_dir() {
+        bail!("--dir {}: not a directory", dir.display());
+    }
+    check_secrets_dir(dir, &args.store.secrets_dir)?;
+    if args.resync < Duration::from_secs(1) {
+        bail!("--resync must be at least 1s");
+    }
+    let bootstrap = (!args.no_bootstrap_admin).then(|| BootstrapConfig {
+        username: args.bootstrap_admin.clone(),
+        namespace: DIR_MODE_NAMESPACE.to_string(),
+    });
+    Ok(DirMode {
+        opts: args.store.options(dir.to_path_buf()),
+        resync: args.resync,
+        bootstrap,
+    })
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; exit 0 after a clean stop.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_json);
+    let Some(dir) = args.dir.clone() else {
+        let bootstrap = (!args.no_bootstrap_admin).then(|| args.bootstrap_admin.clone());
+        return super::run_kube::run(&args.store, &args.kube_args, args.resync, bootstrap);
+    };
+    let mode = configure(&args, &dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run_dir(mode))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_dir(mode: DirMode) -> anyhow::Result<()> {
+    let o = &mode.opts;
+    let store = SqliteStore::open(&o.store)
+        .with_context(|| format!("cannot open the store {}", o.store.display()))?;
+    let server_key = ServerKey::load_or_create(&o.key_file())?;
+    private_dir(&o.secrets_dir)
+        .with_context(|| format!("cannot create {}", o.secrets_dir.display()))?;
+    println!("stagegate run: watching {}", o.dir.display());
+    println!("  store:      {}", o.store.display());
+    println!(
+        "  secrets:    {}  (generated passwords: <namespace>/<user>-password.yaml; tokens: <namespace>/<token>-token.yaml)",
+        o.secrets_dir.display()
+    );
+    if let Some(b) = &mode.bootstrap {
+        println!(
+            "  bootstrap:  {}  (user {:?}, while no declared global Admin can log in)",
+            o.secrets_dir
+                .join(&b.namespace)
+                .join(format!("{BOOTSTRAP_SECRET}.yaml"))
+                .display(),
+            b.username
+        );
+    }
+    println!("  server key: {}", o.key_file().display());
+    tracing::info!(
+        dir = %o.dir.display(),
+        store = %o.store.display(),
+        secrets_dir = %o.secrets_dir.display(),
+        resync = %humantime::format_duration(mode.resync),
+        "starting directory daemon"
+    );
+    let reconciler = StoreReconciler::new(
+        store,
+        o.secrets_dir.clone(),
+        server_key,
+        o.password_params,
+        mode.bootstrap.clone(),
+    );
+    let daemon = Daemon::new(
+        DaemonConfig {
+            dir: o.dir.clone(),
+            secrets_dir: Some(o.secrets_dir.clone()),
+            resync: mode.resync,
+            debounce: Duration::from_millis(300),
+        },
+        reconciler,
+    );
+    // The API wiring goes here: serve with its own store handle and refresh its index from
+    // `daemon.reports()` (a watch channel) or `daemon.on_applied(...)`.
+    let reconciler = daemon.run(shutdown_signal()).await?;
+    // Dropping the store closes the database (checkpointing the WAL).
+    drop(reconciler.into_store());
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Resolves at SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "stop requested; finishing the current reconcile"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "stop requested; finishing the current reconcile"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(unix)]
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}

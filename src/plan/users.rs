@@ -1,0 +1,310 @@
+//! Users and their passwords in the plan: create, update, replace, prune; passwords
+//! from `passwordSecretRef` (keyed fingerprint, re-hashed only on change) or generated
+//! and delivered once, with crash recovery of pending ones.
+
+use super::build::{status, Builder};
+use super::change::*;
+use super::{Declared, ObjectKey};
+use crate::resources::{User, UserState};
+use crate::secrets::{HashValue, SecretState, SecretValue, ServerKey};
+use crate::store::{PasswordSource, UserRow};
+use kube::ResourceExt;
+use std::collections::BTreeMap;
+
+const PASSWORD_FP_DOMAIN: &str = "stagegate password fingerprint v1";
+
+/// Keyed fingerprint of a referenced password: detects a change without storing an unkeyed hash.
+pub fn password_fingerprint(key: &ServerKey, username: &str, value: &[u8]) -> String {
+    let mut data = username.as_bytes().to_vec();
+    data.push(0);
+    data.extend_from_slice(value);
+    key.mac_hex(PASSWORD_FP_DOMAIN, &data)
+}
+
+/// The Secret a generated password of `user` is delivered to: `<name>-password`.
+pub fn password_secret(user: &User) -> SecretName {
+    SecretName {
+        namespace: user.namespace().unwrap_or_default(),
+        name: format!("{}-password", user.name_any()),
+    }
+}
+
+fn user_fields(u: &User) -> UserFields {
+    UserFields {
+        username: u.username(),
+        display_name: u.spec.display_name.clone(),
+        email: u.spec.email.clone(),
+        state: u.spec.state,
+    }
+}
+
+fn opt(s: &Option<String>) -> String {
+    s.clone().unwrap_or_else(|| "-".into())
+}
+
+fn state_str(s: UserState) -> String {
+    format!("{s:?}")
+}
+
+pub(super) fn plan_users(b: &mut Builder) {
+    // Which username each valid User declaration claims now.
+    let claims: BTreeMap<ObjectKey, String> = b
+        .snap
+        .users
+        .iter()
+        .filter(|u| !b.invalid.contains(&u.key()))
+        .map(|u| (u.key(), u.object.username()))
+        .collect();
+    let mut users: Vec<_> = b.snap.users.iter().collect();
+    users.sort_by_key(|d| d.key());
+    for u in users {
+        let key = u.key();
+        if b.invalid.contains(&key) {
+            continue;
+        }
+        let username = u.object.username();
+        let src = u.source.to_string();
+        let row = b.state.users.get(&username);
+        // A username held by an unmanaged entry, or by another declaration that still claims it, is not ours.
+        let holder = row.and_then(|r| match &r.owner {
+            None => Some("an entry stagegate does not manage".to_string()),
+            Some(o) if o.key != key => {
+                let still = claims.get(&o.key) == Some(&username) || b.protected(o);
+                still.then(|| format!("{} ({})", o.key, o.source))
+            }
+            _ => None,
+        });
+        if let Some(holder) = holder {
+            b.set_status(status(
+                u,
+                false,
+                "UsernameConflict",
+                format!("username {username:?} is held by {holder}"),
+                None,
+            ));
+            continue;
+        }
+        // A row left by another (gone) declaration is replaced, not adopted: its password and sessions are not this user's.
+        let row = row.filter(|r| r.owner.as_ref().is_some_and(|o| o.key == key));
+        let fields = user_fields(&u.object);
+        match row {
+            None => b.push(
+                &key,
+                &src,
+                Op::CreateUser {
+                    user: fields.clone(),
+                },
+            ),
+            Some(r) => {
+                let mut ch = Vec::new();
+                let mut diff = |field: &str, old: String, new: String| {
+                    if old != new {
+                        ch.push(FieldChange {
+                            field: field.into(),
+                            old,
+                            new,
+                        })
+                    }
+                };
+                diff(
+                    "displayName",
+                    opt(&r.display_name),
+                    opt(&fields.display_name),
+                );
+                diff("email", opt(&r.email), opt(&fields.email));
+                diff("state", state_str(r.state), state_str(fields.state));
+                if !ch.is_empty() {
+                    b.push(
+                        &key,
+                        &src,
+                        Op::UpdateUser {
+                            username: username.clone(),
+                            changes: ch,
+                            user: fields.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        b.users_after.insert(username.clone(), fields.state);
+        let pw = plan_password(b, u, row);
+        let phase = match (fields.state, row.and_then(|r| r.first_login)) {
+            (UserState::Revoked, _) => "Revoked",
+            (_, Some(_)) => "Active",
+            _ => "Invited",
+        };
+        let st = match pw {
+            Some((reason, msg)) => status(u, false, reason, msg, Some(phase)),
+            None if fields.state == UserState::Revoked => status(
+                u,
+                true,
+                "Revoked",
+                "user is revoked: cannot log in; its sessions and owned tokens are revoked".into(),
+                Some(phase),
+            ),
+            None => status(
+                u,
+                true,
+                "Ready",
+                "user is in the identity store".into(),
+                Some(phase),
+            ),
+        };
+        b.set_status(st);
+    }
+    // Prune users whose declarations are gone (or now claim another username); keep protected and unmanaged ones.
+    for r in b.state.users.values() {
+        let Some(o) = &r.owner else {
+            b.users_after.insert(r.username.clone(), r.state);
+            continue;
+        };
+        if claims.get(&o.key) == Some(&r.username) && b.users_after.contains_key(&r.username) {
+            continue;
+        }
+        if b.protected(o) {
+            b.users_after.entry(r.username.clone()).or_insert(r.state);
+            continue;
+        }
+        if b.users_after.contains_key(&r.username) {
+            continue; // replaced by its new declaration (CreateUser replaces the row)
+        }
+        let o = o.clone();
+        b.prune(
+            &o,
+            Op::DeleteUser {
+                username: r.username.clone(),
+            },
+        );
+    }
+}
+
+/// Plans the password of an owned user; returns a not-ready reason and message when there is a problem.
+fn plan_password(
+    b: &mut Builder,
+    u: &Declared<User>,
+    row: Option<&UserRow>,
+) -> Option<(&'static str, String)> {
+    let key = u.key();
+    let src = u.source.to_string();
+    let username = u.object.username();
+    let ns = u.object.namespace().unwrap_or_default();
+    if let Some(r) = &u.object.spec.password_secret_ref {
+        let secret = SecretName {
+            namespace: ns.clone(),
+            name: r.name.clone(),
+        };
+        let data = b.snap.secrets.get(&(ns.clone(), r.name.clone()));
+        let Some(value) = data.and_then(|d| d.get(&r.key)) else {
+            let what = match data {
+                None => format!("Secret {ns}/{} does not exist", r.name),
+                Some(_) => format!("Secret {ns}/{} has no key {:?}", r.name, r.key),
+            };
+            return Some((
+                "PasswordSecretMissing",
+                format!("{what}; the user cannot log in with a password until it does"),
+            ));
+        };
+        let fp = password_fingerprint(b.ctx.server_key, &username, value);
+        let unchanged = row.is_some_and(|r| {
+            r.password_source == Some(PasswordSource::Ref)
+                && r.password_fingerprint.as_ref().map(|f| f.expose()) == Some(fp.as_str())
+                && r.password_hash.is_some()
+        });
+        if !unchanged {
+            b.push(
+                &key,
+                &src,
+                Op::ResetPassword {
+                    username,
+                    secret,
+                    reset: row.is_some_and(|r| r.password_hash.is_some()),
+                    value: Hidden(SecretValue::new(value.clone())),
+                    fingerprint: Hidden(HashValue::new(fp)),
+                },
+            );
+        }
+        return None;
+    }
+    let secret = password_secret(&u.object);
+    let file = b.secret_state(&secret);
+    let rotation = u.object.spec.password_rotation;
+    let where_ = format!("Secret {}/{}", secret.namespace, secret.name);
+    let mut discards = None;
+    if let Some(p) = row.and_then(|r| r.pending_password.as_ref()) {
+        if file
+            == (SecretState::Ours {
+                key_id: Some(p.id.clone()),
+            })
+        {
+            b.push(
+                &key,
+                &src,
+                Op::CompletePassword {
+                    username,
+                    password_id: p.id.clone(),
+                },
+            );
+            return None;
+        }
+        discards = Some(p.id.clone());
+    }
+    let issued = row.filter(|r| {
+        r.password_source == Some(PasswordSource::Generated)
+            && r.password_hash.is_some()
+            && r.password_rotation >= rotation
+    });
+    if let Some(r) = issued {
+        if let Some(id) = discards {
+            b.push(
+                &key,
+                &src,
+                Op::DiscardPassword {
+                    username,
+                    password_id: id,
+                },
+            );
+        }
+        return match file {
+            SecretState::Ours { key_id } if key_id == r.password_id => None,
+            SecretState::Foreign => Some(("SecretConflict", format!("{where_} was replaced by a Secret stagegate did not write"))),
+            _ => Some(("SecretMissing", format!("{where_} holding the generated password is gone; it is not re-issued: increase spec.passwordRotation for a new password"))),
+        };
+    }
+    if u.object.spec.state == UserState::Revoked {
+        if let Some(id) = discards {
+            b.push(
+                &key,
+                &src,
+                Op::DiscardPassword {
+                    username,
+                    password_id: id,
+                },
+            );
+        }
+        return None; // no point issuing a password to a revoked user
+    }
+    if file == SecretState::Foreign {
+        if let Some(id) = discards {
+            b.push(
+                &key,
+                &src,
+                Op::DiscardPassword {
+                    username,
+                    password_id: id,
+                },
+            );
+        }
+        return Some(("SecretConflict", format!("{where_} exists and was not written by stagegate: it is never overwritten; delete it or rename the User")));
+    }
+    b.push(
+        &key,
+        &src,
+        Op::GeneratePassword {
+            username,
+            rotation,
+            secret,
+            discards,
+        },
+    );
+    None
+}

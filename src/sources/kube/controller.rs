@@ -1,0 +1,202 @@
+//! The controller's lifecycle: check the CRDs, run leader election, and
+//! while leading run the watchers and the debounced reconcile loop. Losing
+//! the Lease (or shutdown) stops every write at once; on shutdown the Lease
+//! is released so another replica takes over without waiting.
+
+use super::cache::Shared;
+use super::config::Settings;
+use super::leader::Elector;
+use super::metrics::Metrics;
+use super::reconcile::{self, Context, Memory};
+use super::sink::KubeSecretSink;
+use super::{crds, watch, FIELD_MANAGER};
+use crate::secrets::{PasswordParams, ServerKey};
+use crate::store::SqliteStore;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch as channel;
+
+/// What the HTTP server reports: leadership, cache sync and reconcile progress.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// This replica holds the Lease (and reconciles).
+    pub leader: bool,
+    /// The leader's watchers completed their first list.
+    pub synced: bool,
+    /// Reconciles completed by this replica.
+    pub reconciles: u64,
+    /// Reason of the last failed reconcile, cleared by a success.
+    pub last_error: Option<String>,
+}
+
+/// Everything `run` needs from the command line and the process.
+pub struct Runtime {
+    /// Validated flags.
+    pub settings: Settings,
+    /// The identity store (the HTTP API reads it too).
+    pub store: Arc<Mutex<SqliteStore>>,
+    /// HMAC key.
+    pub server_key: Arc<ServerKey>,
+    /// argon2id cost.
+    pub password_params: PasswordParams,
+    /// Reconcile metrics.
+    pub metrics: Metrics,
+    /// Published after every reconcile and leadership change.
+    pub health: channel::Sender<Health>,
+    /// Called after every successful apply (e.g. to refresh the API's index).
+    pub after_apply: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// The bootstrap administrator to keep (its Secret in the controller's namespace), if enabled.
+    pub bootstrap: Option<crate::bootstrap::BootstrapConfig>,
+    /// Turns true on SIGTERM/SIGINT.
+    pub shutdown: channel::Receiver<bool>,
+}
+
+/// Errors that stop the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The CRDs are not installed or discovery failed.
+    #[error(transparent)]
+    Crds(#[from] crds::CrdError),
+}
+
+/// Runs the controller until shutdown.
+pub async fn run(client: Client, rt: Runtime) -> Result<(), RunError> {
+    crds::check(&client).await?;
+    let settings = Arc::new(rt.settings.clone());
+    tracing::info!(namespaces = ?settings.namespaces, controller_namespace = %settings.controller_namespace, identity = %settings.identity, "controller starting");
+    let (leader_tx, mut leader_rx) = channel::channel(false);
+    let elector = Elector::new(
+        client.clone(),
+        &settings.controller_namespace,
+        &settings.identity,
+        settings.lease_duration,
+    );
+    let election = tokio::spawn(elector.run(leader_tx, rt.shutdown.clone()));
+    let mut shutdown = rt.shutdown.clone();
+    loop {
+        tokio::select! {
+            r = leader_rx.wait_for(|l| *l) => if r.is_err() { break },
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+        rt.metrics.leader.set(1);
+        rt.health.send_modify(|h| h.leader = true);
+        let term = lead(&client, &rt, &settings);
+        tokio::select! {
+            _ = term => {}
+            _ = leader_rx.wait_for(|l| !*l) => tracing::warn!("lost the Lease: stopped reconciling"),
+            _ = shutdown.wait_for(|s| *s) => {}
+        }
+        rt.metrics.leader.set(0);
+        rt.health.send_modify(|h| {
+            h.leader = false;
+            h.synced = false;
+        });
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+    // The election task releases the Lease once it sees the shutdown.
+    let _ = election.await;
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// One leadership term: watchers plus the reconcile loop. Dropping it stops both.
+async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
+    let shared = Shared::new();
+    let feeds = watch::feeds(settings);
+    let tasks = watch::spawn(client, &feeds, &shared);
+    let _abort = AbortOnDrop(tasks);
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: Some(settings.identity.clone()),
+    };
+    let ctx = Context {
+        client: client.clone(),
+        store: rt.store.clone(),
+        server_key: rt.server_key.clone(),
+        password_params: rt.password_params,
+        bootstrap: rt.bootstrap.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        sink: KubeSecretSink::new(
+            client.clone(),
+            tokio::runtime::Handle::current(),
+            shared.clone(),
+            settings.clone(),
+        ),
+    };
+    // Wait for every watcher's first list: planning on a partial view would prune.
+    while !shared.lock().synced(&feeds) {
+        shared.changed.notified().await;
+    }
+    rt.health.send_modify(|h| h.synced = true);
+    tracing::info!("caches synced; reconciling");
+    let mut memory = Memory::default();
+    let mut failures = 0u32;
+    loop {
+        let seen = shared.lock().version;
+        let started = Instant::now();
+        rt.metrics.reconciles.inc();
+        let wait = match reconcile::reconcile(&ctx, &shared, &mut memory).await {
+            Ok(summary) => {
+                failures = 0;
+                tracing::info!(
+                    ?summary,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "reconciled"
+                );
+                rt.health.send_modify(|h| {
+                    h.reconciles += 1;
+                    h.last_error = None;
+                });
+                if let Some(hook) = &rt.after_apply {
+                    hook();
+                }
+                settings.resync
+            }
+            Err(e) => {
+                failures += 1;
+                rt.metrics.error(e.reason());
+                tracing::error!(reason = e.reason(), error = %e, "reconcile failed");
+                rt.health
+                    .send_modify(|h| h.last_error = Some(e.reason().to_string()));
+                // Transient errors retry with bounded exponential backoff.
+                Duration::from_millis(500 * 2u64.pow(failures.min(7))).min(settings.resync)
+            }
+        };
+        rt.metrics.duration.observe(started.elapsed().as_secs_f64());
+        if shared.lock().version == seen {
+            wait_for_change(&shared, wait).await;
+        }
+        debounce(&shared, settings.debounce).await;
+    }
+}
+
+/// Waits for a change of the cache, at most `timeout` (the resync period).
+async fn wait_for_change(shared: &Shared, timeout: Duration) {
+    let _ = tokio::time::timeout(timeout, shared.changed.notified()).await;
+}
+
+/// Waits until no change arrived for `quiet`, at most 20 × `quiet`: one reconcile per burst.
+async fn debounce(shared: &Shared, quiet: Duration) {
+    let deadline = tokio::time::Instant::now() + quiet * 20;
+    loop {
+        let until = (tokio::time::Instant::now() + quiet).min(deadline);
+        match tokio::time::timeout_at(until, shared.changed.notified()).await {
+            Ok(()) if tokio::time::Instant::now() < deadline => continue,
+            _ => return,
+        }
+    }
+}
+
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}

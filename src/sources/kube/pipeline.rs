@@ -1,0 +1,82 @@
+//! The shared core, called the way directory mode calls it: observe the
+//! Secrets the plan needs, plan, apply (which delivers through the sink),
+//! then read back every object's stored outcome for the report phase.
+//! Synchronous: run it on a blocking thread.
+
+use crate::apply::{apply, ApplyContext, ApplyError};
+use crate::bootstrap::{ensure_bootstrap_admin, BootstrapConfig};
+use crate::plan::{plan, wanted_secrets, Plan, PlanContext, Snapshot};
+use crate::secrets::{observe, PasswordParams, SecretSink, ServerKey, SinkError};
+use crate::store::{ObjectStatus, Store, StoreError};
+use jiff::Timestamp;
+
+/// Errors of the core phase.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Observing Secrets failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Apply failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// Keeping the bootstrap administrator failed.
+    #[error(transparent)]
+    Bootstrap(#[from] crate::bootstrap::BootstrapError),
+    /// The blocking task running the core panicked or was cancelled.
+    #[error("reconcile task failed: {0}")]
+    Task(String),
+}
+
+/// What one pass of the core produced.
+#[derive(Debug)]
+pub struct Applied {
+    /// The plan that was applied.
+    pub plan: Plan,
+    /// Every stored outcome after apply, as status to report.
+    pub statuses: Vec<ObjectStatus>,
+}
+
+/// Plans and applies a validated snapshot, delivering secrets through `sink`, then keeps the bootstrap administrator (issue 8) as directory mode does.
+pub fn run(
+    snap: &Snapshot,
+    store: &mut dyn Store,
+    sink: &dyn SecretSink,
+    key: &ServerKey,
+    password_params: PasswordParams,
+    bootstrap: Option<&BootstrapConfig>,
+    now: Timestamp,
+) -> Result<Applied, PipelineError> {
+    let state = store.load_state()?;
+    let wanted = wanted_secrets(snap, &state);
+    let inventory = observe(sink, wanted.iter())?;
+    let plan = plan(
+        snap,
+        &state,
+        &PlanContext {
+            now,
+            server_key: key,
+            secrets: &inventory,
+        },
+    );
+    for c in plan.data_changes() {
+        tracing::info!(object = %c.object, source = %c.source, op = c.op.name(), change = %crate::plan::describe(&c.op), "change");
+    }
+    apply(
+        &plan,
+        store,
+        sink,
+        &ApplyContext {
+            now,
+            server_key: key,
+            password_params,
+        },
+    )?;
+    if let Some(cfg) = bootstrap {
+        ensure_bootstrap_admin(store, sink, cfg, password_params, now)?;
+    }
+    let statuses = store.statuses()?;
+    Ok(Applied { plan, statuses })
+}

@@ -1,0 +1,211 @@
+//! One reconcile, as a pipeline of named phases:
+//! snapshot (pure) → finalizers added → core (validate/plan/apply, on a
+//! blocking thread) → report (status patches, Events, finalizers released).
+//! Every write happens only when something changed, so a reconcile with
+//! nothing new sends no write request.
+
+use super::cache::Shared;
+use super::pipeline::{self, Applied};
+use super::sink::KubeSecretSink;
+use super::{events, finalizer, snapshot, status, ControllerError, ReportError};
+use crate::plan::ObjectKey;
+use crate::secrets::{PasswordParams, ServerKey};
+use crate::store::{ObjectStatus, SqliteStore};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::Patch;
+use kube::runtime::events::Recorder;
+use kube::Client;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// What every reconcile needs (the controller-rs `Context`).
+#[derive(Clone)]
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// The identity store (shared with the HTTP API).
+    pub store: Arc<Mutex<SqliteStore>>,
+    /// HMAC key of this installation.
+    pub server_key: Arc<ServerKey>,
+    /// argon2id cost.
+    pub password_params: PasswordParams,
+    /// The bootstrap administrator to keep, if enabled.
+    pub bootstrap: Option<crate::bootstrap::BootstrapConfig>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Delivers Secrets.
+    pub sink: KubeSecretSink,
+}
+
+/// State kept between reconciles of one leadership term.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Malformed objects already reported, with the resourceVersion reported.
+    reported: HashMap<ObjectKey, String>,
+}
+
+/// What a reconcile did, for logs and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Store changes applied.
+    pub changes: usize,
+    /// Status patches sent.
+    pub status_patches: usize,
+    /// Events published.
+    pub events: usize,
+    /// Finalizers added or removed.
+    pub finalizers: usize,
+}
+
+fn reference(value: &Value) -> ObjectReference {
+    let s = |p: &str| value.pointer(p).and_then(Value::as_str).map(str::to_string);
+    ObjectReference {
+        api_version: s("/apiVersion"),
+        kind: s("/kind"),
+        name: s("/metadata/name"),
+        namespace: s("/metadata/namespace"),
+        uid: s("/metadata/uid"),
+        ..Default::default()
+    }
+}
+
+fn api_error(verb: &'static str, key: &ObjectKey, source: kube::Error) -> ReportError {
+    ReportError::Api {
+        verb,
+        kind: key.kind.clone(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        source,
+    }
+}
+
+/// Runs one reconcile of everything in `shared`.
+pub async fn reconcile(
+    ctx: &Context,
+    shared: &Shared,
+    memory: &mut Memory,
+) -> Result<Summary, ControllerError> {
+    let mut summary = Summary::default();
+    // Phase 1: snapshot (pure), with a copy of the objects for the report phase.
+    let (built, objects) = {
+        let cache = shared.lock();
+        (snapshot::build(&cache), cache.objects.clone())
+    };
+    // Phase 2: our finalizer goes on before the store entry can exist.
+    for (key, value) in &objects {
+        let deleting = value.pointer("/metadata/deletionTimestamp").is_some();
+        if finalizer::finalized(&key.kind) && !deleting && !finalizer::has(value) {
+            finalizer::send(
+                &ctx.client,
+                key,
+                finalizer::add_patch(value),
+                "add finalizer",
+            )
+            .await?;
+            summary.finalizers += 1;
+        }
+    }
+    // Phase 3: the shared core, on a blocking thread (the sink blocks on API calls).
+    let applied: Applied = {
+        let ctx = ctx.clone();
+        let snap = built.snapshot;
+        tokio::task::spawn_blocking(move || {
+            let mut store = ctx
+                .store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            pipeline::run(
+                &snap,
+                &mut *store,
+                &ctx.sink,
+                &ctx.server_key,
+                ctx.password_params,
+                ctx.bootstrap.as_ref(),
+                crate::cli::now(),
+            )
+        })
+        .await
+        .map_err(|e| pipeline::PipelineError::Task(e.to_string()))??
+    };
+    summary.changes = applied.plan.data_changes().count();
+    // Phase 4: report.
+    let statuses: BTreeMap<&ObjectKey, &ObjectStatus> =
+        applied.statuses.iter().map(|s| (&s.key, s)).collect();
+    for (key, value) in &objects {
+        if value.pointer("/metadata/deletionTimestamp").is_some() {
+            continue;
+        }
+        let Some(st) = statuses.get(key) else {
+            continue;
+        };
+        summary.events += publish_status(ctx, key, value, st, &mut summary).await?;
+    }
+    for (key, why) in &built.malformed {
+        let Some(value) = objects.get(key) else {
+            continue;
+        };
+        let rv = value
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if memory.reported.get(key) == Some(&rv) {
+            continue;
+        }
+        tracing::warn!(object = %key, reason = "SchemaViolation", "skipping malformed object: {why}");
+        publish(ctx, value, &events::malformed(why)).await;
+        summary.events += 1;
+        memory.reported.insert(key.clone(), rv);
+    }
+    // The store entries of deleted objects are gone now: release them.
+    for key in &built.deleting {
+        let Some(value) = objects.get(key) else {
+            continue;
+        };
+        if let Some(p) = finalizer::remove_patch(value) {
+            finalizer::send(&ctx.client, key, p, "remove finalizer").await?;
+            summary.finalizers += 1;
+            tracing::info!(object = %key, "store entry removed; finalizer released");
+        }
+    }
+    Ok(summary)
+}
+
+/// Patches one object's status when it changed and publishes the Events of the change.
+async fn publish_status(
+    ctx: &Context,
+    key: &ObjectKey,
+    value: &Value,
+    st: &ObjectStatus,
+    summary: &mut Summary,
+) -> Result<usize, ReportError> {
+    let current = value.get("status");
+    let desired = status::desired(current, st, crate::cli::now());
+    let Some(body) = status::patch(current, &desired) else {
+        return Ok(0);
+    };
+    let api = super::api_for(&ctx.client, &key.kind, &key.namespace);
+    match api
+        .patch_status(&key.name, &super::patch_params(), &Patch::Merge(&body))
+        .await
+    {
+        Ok(_) => {}
+        // Deleted meanwhile: nothing to report on.
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(0),
+        Err(e) => return Err(api_error("patch status", key, e)),
+    }
+    summary.status_patches += 1;
+    let notices = events::derive(current, st);
+    for n in &notices {
+        publish(ctx, value, n).await;
+    }
+    Ok(notices.len())
+}
+
+/// Publishes an Event; a failure is logged, never fatal (Events are best effort).
+async fn publish(ctx: &Context, value: &Value, n: &events::Notice) {
+    if let Err(e) = ctx.recorder.publish(&n.event(), &reference(value)).await {
+        tracing::warn!(reason = %n.reason, error = %e, "could not publish Event");
+    }
+}

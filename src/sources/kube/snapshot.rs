@@ -1,0 +1,216 @@
+//! From the watched objects to a [`Snapshot`]: pure, no client.
+//!
+//! Objects being deleted are left out (so plan removes their store entries
+//! before their finalizer is released); an object that does not match its
+//! schema becomes an error diagnostic (so its store entry is kept, never
+//! pruned) and is reported; stage requests are ordered by creation time.
+
+use super::cache::Cache;
+use crate::plan::{Declared, ObjectKey, SecretData, Snapshot, Source};
+use crate::validate::{self, schema, Diagnostic, Reason, Severity};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A snapshot and what the report phase needs to know about the objects left out.
+#[derive(Debug, Default)]
+pub struct Built {
+    /// The validated snapshot.
+    pub snapshot: Snapshot,
+    /// Objects that failed to convert, with why.
+    pub malformed: Vec<(ObjectKey, String)>,
+    /// Objects with a deletionTimestamp (not declared any more).
+    pub deleting: Vec<ObjectKey>,
+}
+
+/// Where a cluster object comes from, as the audit log shows it.
+pub fn source_of(key: &ObjectKey) -> Source {
+    Source {
+        file: Some(key.to_string()),
+        line: None,
+    }
+}
+
+/// Builds and validates the snapshot of everything in `cache`.
+pub fn build(cache: &Cache) -> Built {
+    let mut out = Built::default();
+    let mut requests = Vec::new();
+    for (key, value) in &cache.objects {
+        if value.pointer("/metadata/deletionTimestamp").is_some() {
+            out.deleting.push(key.clone());
+            continue;
+        }
+        if let Err(why) = convert(key, value, &mut out.snapshot, &mut requests) {
+            out.snapshot.diagnostics.push(Diagnostic {
+                file: Some(key.to_string()),
+                line: None,
+                kind: Some(key.kind.clone()),
+                namespace: Some(key.namespace.clone()),
+                name: Some(key.name.clone()),
+                field: None,
+                reason: Reason::SchemaViolation,
+                severity: Severity::Error,
+                message: why.clone(),
+            });
+            out.malformed.push((key.clone(), why));
+        }
+    }
+    // Requests are decided in order of creation; the name breaks ties.
+    requests.sort_by(|(a, _), (b, _)| a.cmp(b));
+    out.snapshot.requests = requests.into_iter().map(|(_, d)| d).collect();
+    out.snapshot.secrets = referenced_secrets(cache, &out.snapshot);
+    validate::validate(&mut out.snapshot);
+    out
+}
+
+type Ordered<K> = Vec<((String, String), Declared<K>)>;
+
+fn convert(
+    key: &ObjectKey,
+    value: &Value,
+    snap: &mut Snapshot,
+    requests: &mut Ordered<crate::resources::ModelStageRequest>,
+) -> Result<(), String> {
+    let issues = schema::check(&key.kind, value);
+    if !issues.is_empty() {
+        let text: Vec<String> = issues
+            .iter()
+            .map(|i| format!("{}: {}", i.field, i.message))
+            .collect();
+        return Err(text.join("; "));
+    }
+    let source = source_of(key);
+    match key.kind.as_str() {
+        "User" => snap.users.push(typed(value, source)?),
+        "AccessBinding" => snap.bindings.push(typed(value, source)?),
+        "ApiToken" => snap.tokens.push(typed(value, source)?),
+        "ModelStageRequest" => {
+            let created = value
+                .pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            requests.push(((created, key.name.clone()), typed(value, source)?));
+        }
+        other => return Err(format!("unknown kind {other:?}")),
+    }
+    Ok(())
+}
+
+fn typed<K: DeserializeOwned>(value: &Value, source: Source) -> Result<Declared<K>, String> {
+    let mut v = value.clone();
+    // Status is ours to write, not input; an odd status must not hide the spec.
+    if let Some(m) = v.as_object_mut() {
+        m.remove("status");
+    }
+    let object = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    Ok(Declared { object, source })
+}
+
+/// The data of the Secrets that Users reference through passwordSecretRef.
+fn referenced_secrets(cache: &Cache, snap: &Snapshot) -> BTreeMap<(String, String), SecretData> {
+    let mut out = BTreeMap::new();
+    for u in &snap.users {
+        let Some(r) = &u.object.spec.password_secret_ref else {
+            continue;
+        };
+        let ns = u.object.metadata.namespace.clone().unwrap_or_default();
+        let id = (ns, r.name.clone());
+        let Some(secret) = cache.secrets.get(&id) else {
+            continue;
+        };
+        let mut data: SecretData = secret
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect();
+        for (k, v) in secret.string_data.iter().flatten() {
+            data.insert(k.clone(), v.clone().into_bytes());
+        }
+        out.insert(id, data);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Secret;
+
+    fn obj(yaml: &str) -> (ObjectKey, Value) {
+        let v: Value = serde_yaml::from_str(yaml).unwrap();
+        let kind = v["kind"].as_str().unwrap().to_string();
+        (super::super::cache::key_of(&kind, &v).unwrap(), v)
+    }
+
+    const ADA: &str = r#"
+apiVersion: stagegate.dev/v1alpha1
+kind: User
+metadata: {name: ada, namespace: t, uid: u1, generation: 2, resourceVersion: "7",
+  creationTimestamp: "2026-01-01T00:00:00Z", finalizers: [stagegate.dev/cleanup],
+  managedFields: [{manager: kubectl, operation: Update}]}
+spec: {passwordSecretRef: {name: ada-pw, key: password}}
+status: {phase: Active, conditions: []}
+"#;
+
+    fn request(name: &str, created: &str) -> (ObjectKey, Value) {
+        obj(&format!(
+            "apiVersion: stagegate.dev/v1alpha1\nkind: ModelStageRequest\nmetadata: {{name: {name}, namespace: t, creationTimestamp: \"{created}\"}}\nspec: {{model: m, scope: {{customer: acme}}, from: None, to: Dev, requestedBy: ada, reason: x}}\n"
+        ))
+    }
+
+    #[test]
+    fn cluster_objects_convert_with_server_metadata_and_referenced_secrets() {
+        let mut cache = Cache::default();
+        let (k, v) = obj(ADA);
+        cache.put_object(k, v);
+        let secret: Secret = serde_yaml::from_str(
+            "metadata: {name: ada-pw, namespace: t}\ndata: {password: czNjcjN0}\n",
+        )
+        .unwrap();
+        cache.put_secret(secret);
+        let built = build(&cache);
+        assert!(built.malformed.is_empty(), "{:?}", built.malformed);
+        assert_eq!(built.snapshot.users.len(), 1);
+        assert_eq!(built.snapshot.users[0].source.to_string(), "User t/ada");
+        let data = &built.snapshot.secrets[&("t".to_string(), "ada-pw".to_string())];
+        assert_eq!(data["password"], b"s3cr3t");
+    }
+
+    #[test]
+    fn malformed_objects_are_reported_and_protected_deleting_ones_left_out() {
+        let mut cache = Cache::default();
+        let (k, v) = obj("apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata: {name: bad, namespace: t}\nspec: {state: Sleeping}\n");
+        cache.put_object(k.clone(), v);
+        let (d, v) = obj("apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata: {name: gone, namespace: t, deletionTimestamp: \"2026-01-01T00:00:00Z\"}\nspec: {}\n");
+        cache.put_object(d.clone(), v);
+        let built = build(&cache);
+        assert_eq!(built.malformed.len(), 1);
+        assert_eq!(built.malformed[0].0, k);
+        assert!(built.snapshot.invalid_keys().contains(&k));
+        assert_eq!(built.deleting, vec![d]);
+        assert!(built.snapshot.users.is_empty());
+    }
+
+    #[test]
+    fn requests_are_ordered_by_creation_then_name() {
+        let mut cache = Cache::default();
+        for (n, t) in [
+            ("a", "2026-01-03T00:00:00Z"),
+            ("c", "2026-01-01T00:00:00Z"),
+            ("b", "2026-01-01T00:00:00Z"),
+        ] {
+            let (k, v) = request(n, t);
+            cache.put_object(k, v);
+        }
+        let built = build(&cache);
+        let names: Vec<_> = built
+            .snapshot
+            .requests
+            .iter()
+            .map(|r| r.key().name)
+            .collect();
+        assert_eq!(names, ["b", "c", "a"]);
+    }
+}

@@ -1,0 +1,338 @@
+//! A per-file cache of a manifest directory: each file's last parse and last
+//! good parse, refreshed from the file system, merged into one [`Snapshot`].
+//!
+//! Why a cache: an editor saving a file, or a `git checkout` in progress, can
+//! leave a file half-written for a moment. A file that fails to parse as a
+//! whole keeps the objects of its last good parse (and stays in
+//! `broken_files`, so plan never prunes what it declared); a deleted file's
+//! objects disappear; unchanged files are not re-read or re-parsed.
+
+use crate::plan::{Declared, Snapshot};
+use crate::sources::files::{is_manifest, load_text, manifest_files};
+use crate::validate::{Diagnostic, Reason, Severity};
+use kube::Resource;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// What happened to one file in a refresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileEvent {
+    /// A new file parsed (fully or with per-object errors).
+    Added,
+    /// Its content changed and it parsed.
+    Modified,
+    /// It is gone: its objects are no longer declared.
+    Removed,
+    /// It failed to parse as a whole: its last good objects are kept.
+    Broken,
+}
+
+impl FileEvent {
+    /// Lowercase name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileEvent::Added => "added",
+            FileEvent::Modified => "modified",
+            FileEvent::Removed => "removed",
+            FileEvent::Broken => "broken",
+        }
+    }
+}
+
+/// The outcome of one refresh.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Refresh {
+    /// Files whose declarations changed (or broke), by label.
+    pub changed: Vec<(String, FileEvent)>,
+    /// Files that were still being written: refresh again shortly.
+    pub unsettled: Vec<String>,
+}
+
+impl Refresh {
+    /// Whether any file's declarations changed.
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty()
+    }
+}
+
+/// Size, modification time and inode: cheap evidence that a file did not change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> std::io::Result<Stamp> {
+        let m = std::fs::metadata(path)?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&m);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Ok(Stamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            inode,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    stamp: Stamp,
+    digest: [u8; 32],
+    /// The latest parse (its diagnostics are reported).
+    current: Snapshot,
+    /// The latest parse that was not broken as a whole.
+    good: Option<Snapshot>,
+}
+
+/// The cached declarations of one directory.
+#[derive(Debug)]
+pub struct DirCache {
+    root: PathBuf,
+    files: BTreeMap<PathBuf, Entry>,
+}
+
+/// How often a file that changes while it is read is re-read before giving up for this round.
+const SETTLE_ATTEMPTS: usize = 3;
+
+enum Read {
+    Text(Stamp, String),
+    Gone,
+    Unsettled,
+    Failed(std::io::Error),
+}
+
+fn read_settled(path: &Path) -> Read {
+    for _ in 0..SETTLE_ATTEMPTS {
+        let before = match Stamp::of(path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Gone,
+            Err(e) => return Read::Failed(e),
+        };
+        let text = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Gone,
+            Err(e) => return Read::Failed(e),
+        };
+        // A writer still at work changes size or mtime under us: read again.
+        if Stamp::of(path).ok() != Some(before) {
+            continue;
+        }
+        return match String::from_utf8(text) {
+            Ok(t) => Read::Text(before, t),
+            Err(_) => Read::Failed(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "file is not UTF-8",
+            )),
+        };
+    }
+    Read::Unsettled
+}
+
+impl DirCache {
+    /// An empty cache of `root`; call [`DirCache::refresh`] to load it.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DirCache {
+            root: root.into(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// The watched directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether `path` could be a manifest this cache loads (not hidden, `.yaml`/`.yml`, under root).
+    pub fn is_relevant(&self, path: &Path) -> bool {
+        let Ok(rel) = path.strip_prefix(&self.root) else {
+            // Events may carry absolute paths while root is relative: compare by file name only.
+            return is_manifest(path) && !hidden(path);
+        };
+        is_manifest(rel)
+            && !rel
+                .components()
+                .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+    }
+
+    /// Re-reads the directory: files whose stamp changed (all files when `force`) are
+    /// re-read, and re-parsed when their content changed.
+    pub fn refresh(&mut self, force: bool) -> Result<Refresh, crate::sources::files::LoadError> {
+        let listed: BTreeSet<PathBuf> = manifest_files(std::slice::from_ref(&self.root))?
+            .into_iter()
+            .collect();
+        let mut out = Refresh::default();
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !listed.contains(*p))
+            .cloned()
+            .collect();
+        for path in gone {
+            self.files.remove(&path);
+            out.changed.push((label(&path), FileEvent::Removed));
+        }
+        for path in listed {
+            if !force {
+                let stamp = Stamp::of(&path).ok();
+                if stamp.is_some() && self.files.get(&path).map(|e| e.stamp) == stamp {
+                    continue;
+                }
+            }
+            match read_settled(&path) {
+                Read::Gone => {
+                    if self.files.remove(&path).is_some() {
+                        out.changed.push((label(&path), FileEvent::Removed));
+                    }
+                }
+                Read::Unsettled => out.unsettled.push(label(&path)),
+                Read::Text(stamp, text) => {
+                    if let Some(ev) = self.update(&path, stamp, &text) {
+                        out.changed.push((label(&path), ev));
+                    }
+                }
+                Read::Failed(e) => {
+                    let stamp = Stamp::of(&path).unwrap_or(Stamp {
+                        len: 0,
+                        modified: None,
+                        inode: 0,
+                    });
+                    let mut snap = Snapshot::default();
+                    let file = label(&path);
+                    snap.diagnostics.push(io_diagnostic(&file, &e));
+                    snap.broken_files.insert(file.clone());
+                    self.store(&path, stamp, [0; 32], snap);
+                    out.changed.push((file, FileEvent::Broken));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Parses `text` into the entry of `path`; returns what happened, or None when the content is unchanged.
+    fn update(&mut self, path: &Path, stamp: Stamp, text: &str) -> Option<FileEvent> {
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        if let Some(e) = self.files.get_mut(path) {
+            if e.digest == digest {
+                e.stamp = stamp;
+                return None;
+            }
+        }
+        let existed = self.files.contains_key(path);
+        let snap = load_text(&label(path), text);
+        let broken = !snap.broken_files.is_empty();
+        self.store(path, stamp, digest, snap);
+        Some(match (broken, existed) {
+            (true, _) => FileEvent::Broken,
+            (false, true) => FileEvent::Modified,
+            (false, false) => FileEvent::Added,
+        })
+    }
+
+    fn store(&mut self, path: &Path, stamp: Stamp, digest: [u8; 32], snap: Snapshot) {
+        let broken = !snap.broken_files.is_empty();
+        let good = if broken {
+            self.files.get(path).and_then(|e| e.good.clone())
+        } else {
+            Some(snap.clone())
+        };
+        self.files.insert(
+            path.to_path_buf(),
+            Entry {
+                stamp,
+                digest,
+                current: snap,
+                good,
+            },
+        );
+    }
+
+    /// Files currently broken as a whole (their last good objects are in the snapshot).
+    pub fn broken(&self) -> Vec<String> {
+        self.files
+            .values()
+            .flat_map(|e| e.current.broken_files.iter().cloned())
+            .collect()
+    }
+
+    /// Number of manifest files cached.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether no manifest file is cached.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Every file's declarations merged (schema layer only: run `validate` on the result).
+    ///
+    /// A broken file contributes what parsed now plus each object of its last
+    /// good parse that did not parse now, so nothing it declared disappears.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut out = Snapshot::default();
+        for e in self.files.values() {
+            let mut snap = e.current.clone();
+            if !snap.broken_files.is_empty() {
+                if let Some(good) = &e.good {
+                    keep_missing(&mut snap.users, &good.users);
+                    keep_missing(&mut snap.bindings, &good.bindings);
+                    keep_missing(&mut snap.tokens, &good.tokens);
+                    keep_missing(&mut snap.requests, &good.requests);
+                    for (k, v) in &good.documents {
+                        snap.documents.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+            }
+            out.extend(snap);
+        }
+        out
+    }
+}
+
+fn keep_missing<K>(now: &mut Vec<Declared<K>>, before: &[Declared<K>])
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    let present: BTreeSet<_> = now.iter().map(Declared::key).collect();
+    now.extend(
+        before
+            .iter()
+            .filter(|d| !present.contains(&d.key()))
+            .cloned(),
+    );
+}
+
+fn hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+/// The label a file's objects carry: the path as `load_paths` would print it, so
+/// `stagegate apply --dir D` and `stagegate run --dir D` attribute rows alike.
+fn label(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn io_diagnostic(file: &str, e: &std::io::Error) -> Diagnostic {
+    Diagnostic {
+        file: Some(file.to_string()),
+        line: None,
+        kind: None,
+        namespace: None,
+        name: None,
+        field: None,
+        reason: Reason::InvalidYaml,
+        severity: Severity::Error,
+        message: format!("cannot read the file: {e}; its last good declarations are kept"),
+    }
+}
+
+#[cfg(test)]
+#[path = "cache_tests.rs"]
+mod tests;

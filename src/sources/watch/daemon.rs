@@ -1,0 +1,361 @@
+//! The directory daemon: a loop of refresh → merge → validate → reconcile.
+//!
+//! ```text
+//!  notify (debounced) ─┐
+//!  resync timer ───────┼─► DirCache::refresh ─► snapshot + secrets ─► validate ─► Reconciler ─► Report
+//!  retry (backoff) ────┘        (per-file last good parse)                        (plan + apply)   │
+//!                                                                          watch channel + hooks ◄─┘
+//! ```
+//!
+//! The daemon knows nothing of planning: a [`Reconciler`] (in production the
+//! store's `plan` + `apply`) turns a validated snapshot into changes. Blocking
+//! work runs on a blocking thread; a stop request is honoured between
+//! reconciles, so the current apply always finishes.
+
+use super::cache::DirCache;
+use super::fs_events::{self, Batch, WatchError};
+use crate::apply::Outcome;
+use crate::plan::{ObjectKey, Snapshot};
+use crate::secrets::load_secrets_dir;
+use crate::validate::{validate, Diagnostic};
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// One change an apply made, for the log (never holds a secret).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AppliedChange {
+    /// The declaration it comes from.
+    pub object: ObjectKey,
+    /// What was done (`createUser`, `bind`, `issueToken`, ...).
+    pub action: String,
+    /// `file:line` of the declaration.
+    pub source: String,
+}
+
+/// What one reconcile did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Reconciled {
+    /// Changes of identity data, in order.
+    pub changes: Vec<AppliedChange>,
+    /// The outcome of every declared object.
+    pub objects: Vec<Outcome>,
+}
+
+/// A reconcile failure (the store or the secret sink failed; nothing was half-applied).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReconcileError(pub String);
+
+/// Turns a validated snapshot into store changes: `plan` + `apply`.
+pub trait Reconciler: Send + 'static {
+    /// Plans and applies `snapshot` (already validated).
+    fn reconcile(&mut self, snapshot: Snapshot) -> Result<Reconciled, ReconcileError>;
+}
+
+/// The result of the latest reconcile, as published to the API and hooks.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    /// 1 for the first reconcile, then +1 each time.
+    pub generation: u64,
+    /// When it finished.
+    pub finished_at: Timestamp,
+    /// What it did, or why it failed.
+    pub result: Result<Reconciled, String>,
+    /// Files broken as a whole (their last good declarations were used).
+    pub broken_files: Vec<String>,
+}
+
+/// A callback run after each reconcile (e.g. refresh the API's index).
+pub type Hook = Box<dyn Fn(&Report) + Send + Sync>;
+
+/// Settings of the directory daemon.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    /// The watched directory of manifests.
+    pub dir: PathBuf,
+    /// The secrets directory (read for `passwordSecretRef`, watched too).
+    pub secrets_dir: Option<PathBuf>,
+    /// Full re-read and reconcile period.
+    pub resync: Duration,
+    /// Quiet period before a burst of file events is handled.
+    pub debounce: Duration,
+}
+
+/// Errors that stop the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The directory could not be watched.
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+    /// A blocking task panicked.
+    #[error("reconcile task failed: {0}")]
+    Task(String),
+}
+
+struct Worker<R> {
+    cache: DirCache,
+    secrets_dir: Option<PathBuf>,
+    reconciler: R,
+    last_diagnostics: BTreeSet<String>,
+    secrets_digest: Option<[u8; 32]>,
+}
+
+/// The directory daemon: owns the cache and the reconciler.
+pub struct Daemon<R: Reconciler> {
+    config: DaemonConfig,
+    worker: Option<Worker<R>>,
+    generation: u64,
+    tx: watch::Sender<Option<Arc<Report>>>,
+    hooks: Vec<Hook>,
+}
+
+impl<R: Reconciler> Daemon<R> {
+    /// A daemon for `config` reconciling through `reconciler`.
+    pub fn new(config: DaemonConfig, reconciler: R) -> Self {
+        let worker = Worker {
+            cache: DirCache::new(&config.dir),
+            secrets_dir: config.secrets_dir.clone(),
+            reconciler,
+            last_diagnostics: BTreeSet::new(),
+            secrets_digest: None,
+        };
+        Daemon {
+            config,
+            worker: Some(worker),
+            generation: 0,
+            tx: watch::channel(None).0,
+            hooks: Vec::new(),
+        }
+    }
+
+    /// The latest outcome, updated after every reconcile (None before the first).
+    pub fn reports(&self) -> watch::Receiver<Option<Arc<Report>>> {
+        self.tx.subscribe()
+    }
+
+    /// Runs `hook` after every reconcile, before the outcome is published.
+    pub fn on_applied(&mut self, hook: impl Fn(&Report) + Send + Sync + 'static) {
+        self.hooks.push(Box::new(hook));
+    }
+
+    /// Watches, reconciles at start, on each change and each resync, until `shutdown` resolves;
+    /// returns the reconciler once the current reconcile has finished.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<R, DaemonError> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Batch>();
+        let mut paths = vec![self.config.dir.as_path()];
+        if let Some(s) = &self.config.secrets_dir {
+            paths.push(s.as_path());
+        }
+        let _watch = fs_events::watch(&paths, self.config.debounce, tx)?;
+        tokio::pin!(shutdown);
+        let mut resync = tokio::time::interval(self.config.resync);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A failed reconcile or a file still being written is retried sooner than the resync.
+        let mut retry: Option<Instant> = None;
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let force = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(batch) = rx.recv() => {
+                    let mut relevant = self.relevant(&batch);
+                    while let Ok(more) = rx.try_recv() {
+                        relevant |= self.relevant(&more);
+                    }
+                    if !relevant {
+                        continue;
+                    }
+                    false
+                }
+                _ = resync.tick() => true,
+                () = sleep_until(retry) => { retry = None; false }
+            };
+            match self.reconcile(force).await? {
+                Step::Done => backoff = Duration::from_millis(500),
+                Step::Unsettled => retry = Some(Instant::now() + self.config.debounce),
+                Step::Failed => {
+                    retry = Some(Instant::now() + backoff);
+                    backoff = (backoff * 2).min(self.config.resync);
+                }
+            }
+        }
+        tracing::info!("stopping: no reconcile in progress");
+        let worker = self
+            .worker
+            .take()
+            .ok_or_else(|| DaemonError::Task("worker lost".into()))?;
+        Ok(worker.reconciler)
+    }
+
+    fn relevant(&self, batch: &Batch) -> bool {
+        match batch {
+            Err(e) => {
+                // A lost event (e.g. queue overflow): a full re-read is the safe answer.
+                tracing::warn!(error = %e, "file watcher error; re-reading the directory");
+                true
+            }
+            // Which file changed matters little: refresh compares stamps and contents.
+            Ok(paths) => paths.iter().any(|p| !hidden(p)),
+        }
+    }
+
+    async fn reconcile(&mut self, force: bool) -> Result<Step, DaemonError> {
+        let mut worker = self
+            .worker
+            .take()
+            .ok_or_else(|| DaemonError::Task("worker lost".into()))?;
+        let generation = self.generation + 1;
+        let (worker, step) = tokio::task::spawn_blocking(move || {
+            let step = worker.step(force, generation);
+            (worker, step)
+        })
+        .await
+        .map_err(|e| DaemonError::Task(e.to_string()))?;
+        self.worker = Some(worker);
+        let (step, outcome) = step;
+        if let Some(outcome) = outcome {
+            self.generation = generation;
+            for hook in &self.hooks {
+                hook(&outcome);
+            }
+            self.tx.send_replace(Some(Arc::new(outcome)));
+        }
+        Ok(step)
+    }
+}
+
+enum Step {
+    Done,
+    Unsettled,
+    Failed,
+}
+
+impl<R: Reconciler> Worker<R> {
+    /// One round: refresh the cache; reconcile when forced, first, or something changed.
+    fn step(&mut self, force: bool, generation: u64) -> (Step, Option<Report>) {
+        let refresh = match self.cache.refresh(force) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the watched directory");
+                return (Step::Failed, None);
+            }
+        };
+        for (file, event) in &refresh.changed {
+            tracing::info!(file = %file, event = event.as_str(), "manifest file changed");
+        }
+        for file in &refresh.unsettled {
+            tracing::debug!(file = %file, "file still being written; will re-read");
+        }
+        let mut snapshot = self.cache.snapshot();
+        if let Some(dir) = &self.secrets_dir {
+            let (secrets, diags) = load_secrets_dir(dir);
+            snapshot.secrets.extend(secrets);
+            snapshot.diagnostics.extend(diags);
+        }
+        let secrets = secrets_digest(&snapshot);
+        let secrets_changed = self.secrets_digest != Some(secrets);
+        self.secrets_digest = Some(secrets);
+        if !force && refresh.is_empty() && !secrets_changed {
+            let step = if refresh.unsettled.is_empty() {
+                Step::Done
+            } else {
+                Step::Unsettled
+            };
+            return (step, None);
+        }
+        validate(&mut snapshot);
+        self.log_diagnostics(&snapshot.diagnostics);
+        let broken_files: Vec<String> = snapshot.broken_files.iter().cloned().collect();
+        let started = std::time::Instant::now();
+        let result = self.reconciler.reconcile(snapshot);
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let step = match &result {
+            Ok(r) => {
+                let not_ready = r.objects.iter().filter(|o| !o.ready).count();
+                tracing::info!(
+                    generation,
+                    changes = r.changes.len(),
+                    objects = r.objects.len(),
+                    not_ready,
+                    elapsed_ms,
+                    forced = force,
+                    "reconciled"
+                );
+                if refresh.unsettled.is_empty() {
+                    Step::Done
+                } else {
+                    Step::Unsettled
+                }
+            }
+            Err(e) => {
+                tracing::error!(generation, error = %e, "reconcile failed; will retry");
+                Step::Failed
+            }
+        };
+        let outcome = Report {
+            generation,
+            finished_at: Timestamp::now(),
+            result: result.map_err(|e| e.to_string()),
+            broken_files,
+        };
+        (step, Some(outcome))
+    }
+
+    /// Logs diagnostics that are new since the last reconcile (not every resync).
+    fn log_diagnostics(&mut self, diags: &[Diagnostic]) {
+        let now: BTreeSet<String> = diags.iter().map(ToString::to_string).collect();
+        for d in diags {
+            let line = d.to_string();
+            if self.last_diagnostics.contains(&line) {
+                continue;
+            }
+            if d.is_error() {
+                tracing::warn!(reason = %d.reason, diagnostic = %line, "invalid declaration");
+            } else {
+                tracing::info!(reason = %d.reason, diagnostic = %line, "declaration warning");
+            }
+        }
+        self.last_diagnostics = now;
+    }
+}
+
+/// A digest of the Secret manifests read (kept instead of their values) to see whether any changed.
+fn secrets_digest(snapshot: &Snapshot) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for ((ns, name), data) in &snapshot.secrets {
+        for part in [ns.as_bytes(), name.as_bytes()] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        for (k, v) in data {
+            for part in [k.as_bytes(), v.as_slice()] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+        }
+    }
+    h.finalize().into()
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn hidden(p: &std::path::Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+#[cfg(test)]
+#[path = "daemon_tests.rs"]
+mod tests;

@@ -1,0 +1,18 @@
+//! Directory mode: watch a directory of manifests and keep the store in step with it.
+//!
+//! [`DirCache`] keeps each file's last good parse; [`Daemon`] runs the
+//! refresh → validate → reconcile loop on file events, on a resync period and
+//! after failures, and publishes each [`Report`].
+
+mod cache;
+mod daemon;
+mod fs_events;
+mod reconciler;
+
+pub use cache::{DirCache, FileEvent, Refresh};
+pub use daemon::{
+    AppliedChange, Daemon, DaemonConfig, DaemonError, Hook, ReconcileError, Reconciled, Reconciler,
+    Report,
+};
+pub use fs_events::WatchError;
+pub use reconciler::StoreReconciler;

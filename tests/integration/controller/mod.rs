@@ -1,0 +1,329 @@
+//! End-to-end tests of `stagegate run --kube`: the real binary and the real
+//! kubectl against the in-process API server (`kube_api`).
+//!
+//! Every test records the (verb, resource) pairs the controller used and
+//! checks them against `tests/fixtures/rbac/controller-api-calls.txt`, which
+//! the Helm chart's RBAC is checked against.
+
+mod e2e;
+mod edge;
+mod leader;
+mod restart;
+
+use crate::kube_api::{KubeApiServer, RecordedRequest};
+use crate::support;
+use serde_json::Value;
+use stagegate::store::{SqliteStore, Store, StoreState};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The four kinds as kubectl resource names.
+pub const ALL_KINDS: &str =
+    "users.stagegate.dev,accessbindings.stagegate.dev,apitokens.stagegate.dev,modelstagerequests.stagegate.dev";
+
+/// A test API server with the CRDs installed, and a private temp directory.
+pub struct Cluster {
+    /// The server.
+    pub server: KubeApiServer,
+    /// Temp dir: kubeconfig, store, logs.
+    pub dir: tempfile::TempDir,
+    /// Kubeconfig for child processes.
+    pub kubeconfig: PathBuf,
+    /// Requests taken out of the server's log by [`Cluster::clear_log`], kept for the RBAC check.
+    seen: std::cell::RefCell<Vec<RecordedRequest>>,
+}
+
+impl Cluster {
+    /// Starts a server and installs the CRDs with `kubectl apply -f crds/`.
+    pub fn start() -> Self {
+        let server = KubeApiServer::start();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = server.write_kubeconfig(dir.path());
+        let crds = support::root().join("crds");
+        server
+            .kubectl(&["apply", "-f", crds.to_str().unwrap_or_default()])
+            .assert_success();
+        // The controller's own namespace (its Lease lives there).
+        let ns = dir.path().join("controller-namespace.yaml");
+        std::fs::write(
+            &ns,
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: stagegate-system}\n",
+        )
+        .expect("write namespace manifest");
+        server.kubectl(&["apply", "-f", s(&ns)]).assert_success();
+        Cluster {
+            server,
+            dir,
+            kubeconfig,
+            seen: Default::default(),
+        }
+    }
+
+    /// Starts a fresh request log (the old one still counts for the RBAC check).
+    pub fn clear_log(&self) {
+        let old = self.server.take_requests();
+        self.seen.borrow_mut().extend(old);
+    }
+
+    /// Runs kubectl and panics unless it succeeds; returns stdout.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        self.server.kubectl(args).assert_success().stdout.clone()
+    }
+
+    /// `kubectl get ARGS -o json`, parsed.
+    pub fn get_json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["get"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["-o", "json"]);
+        let out = self.kubectl(&a);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("kubectl output is not JSON ({e}): {out}"))
+    }
+
+    /// The store file.
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.path().join("store.db")
+    }
+
+    /// The store's current state, read through the library.
+    pub fn store(&self) -> StoreState {
+        SqliteStore::open(&self.store_path())
+            .and_then(|s| s.load_state())
+            .expect("read the store")
+    }
+
+    /// Starts `stagegate run --kube` with `identity` and extra environment.
+    pub fn controller(&self, identity: &str, env: &[(&str, &str)]) -> Controller {
+        let log = self.dir.path().join(format!("{identity}-{}.log", now_ms()));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stagegate"));
+        cmd.args(["run", "--kube", "--store"])
+            .arg(self.store_path())
+            .args([
+                "--argon2-memory-kib",
+                "8",
+                "--argon2-iterations",
+                "1",
+                "--lease-duration",
+                "3s",
+                "--debounce",
+                "100ms",
+                "--resync",
+                "60s",
+            ])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("POD_NAMESPACE", "stagegate-system")
+            .env("POD_NAME", identity)
+            .env("RUST_LOG", "info,kube=warn")
+            .env_remove("STAGEGATE_FAILPOINT")
+            .stdout(Stdio::null())
+            .stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start stagegate run --kube");
+        Controller { child, log }
+    }
+
+    /// The controller's requests logged so far (kubectl's left out).
+    pub fn controller_requests(&self) -> Vec<RecordedRequest> {
+        self.server
+            .requests()
+            .into_iter()
+            .filter(|r| !r.user_agent.as_deref().unwrap_or("").starts_with("kubectl"))
+            .collect()
+    }
+
+    /// Fails when the controller used a (verb, resource) not in the RBAC list.
+    pub fn check_rbac(&self) {
+        let allowed = rbac_list();
+        let mut all = self.seen.borrow().clone();
+        all.extend(self.server.requests());
+        let used = used_calls(&all);
+        eprintln!("controller API calls: {used:#?}");
+        let missing: Vec<&String> = used.difference(&allowed).collect();
+        assert!(
+            missing.is_empty(),
+            "the controller used API calls not in tests/fixtures/rbac/controller-api-calls.txt \
+             (add them there and to the chart's RBAC): {missing:#?}"
+        );
+    }
+}
+
+/// A running controller process; killed when dropped.
+pub struct Controller {
+    /// The process.
+    pub child: Child,
+    /// Its stderr.
+    pub log: PathBuf,
+}
+
+impl Controller {
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last 40 lines of its log.
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// How many reconciles it completed.
+    pub fn reconciles(&self) -> usize {
+        self.log().matches("reconciled").count()
+    }
+
+    /// Sends SIGTERM and waits for a graceful exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "controller did not stop on SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the process to exit by itself (e.g. an injected crash).
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "controller did not exit:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
+}
+
+/// Polls `f` until it returns `Some`, for at most `secs` seconds; panics with `what` and the log.
+pub fn wait_for<T>(
+    secs: u64,
+    what: &str,
+    ctl: Option<&Controller>,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out waiting for {what}\ncontroller log:\n{}",
+                ctl.map(Controller::log_tail).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+}
+
+/// The allowed `<group> <resource> <verb>` lines.
+pub fn rbac_list() -> BTreeSet<String> {
+    let path = support::root().join("tests/fixtures/rbac/controller-api-calls.txt");
+    std::fs::read_to_string(&path)
+        .expect("read the RBAC list")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// The `<group> <resource> <verb>` of every resource request not made by kubectl.
+pub fn used_calls(log: &[RecordedRequest]) -> BTreeSet<String> {
+    log.iter()
+        .filter(|r| !r.user_agent.as_deref().unwrap_or("").starts_with("kubectl"))
+        .filter_map(|r| {
+            let resource = r.resource.as_ref()?;
+            let group = match r.group.as_deref() {
+                Some("") | None => "core",
+                Some(g) => g,
+            };
+            Some(format!("{group} {resource} {}", r.verb))
+        })
+        .collect()
+}
+
+/// Writes requests that change something (everything but get/list/watch), Lease renewals left out.
+pub fn writes(log: &[RecordedRequest]) -> Vec<String> {
+    log.iter()
+        .filter(|r| !matches!(r.verb.as_str(), "get" | "list" | "watch"))
+        .filter(|r| r.resource.as_deref() != Some("leases"))
+        .map(|r| format!("{} {} {}", r.verb, r.path, r.body.as_deref().unwrap_or("")))
+        .collect()
+}
+
+/// The Ready condition of an object.
+pub fn ready(obj: &Value) -> Option<&Value> {
+    obj.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+}
+
+/// Whether an object's status describes its current generation.
+pub fn observed(obj: &Value) -> bool {
+    let g = obj.pointer("/metadata/generation").and_then(Value::as_i64);
+    g.is_some()
+        && obj
+            .pointer("/status/observedGeneration")
+            .and_then(Value::as_i64)
+            == g
+        && ready(obj).is_some()
+}
+
+/// Writes the `ml-platform` namespace, maria's password Secret and the examples.
+pub fn apply_examples(c: &Cluster) {
+    let ex = support::root().join("examples");
+    c.kubectl(&[
+        "apply",
+        "-f",
+        ex.join("00-namespace.yaml").to_str().unwrap_or_default(),
+    ]);
+    // The Secret an administrator provides for maria (kubectl create secret sends protobuf, which the test server does not speak).
+    let pw = c.dir.path().join("maria-password.yaml");
+    std::fs::write(
+        &pw,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: maria-password, namespace: ml-platform}\nstringData: {password: correct-horse-battery}\n",
+    )
+    .expect("write maria-password.yaml");
+    c.kubectl(&["apply", "-f", s(&pw)]);
+    c.kubectl(&["apply", "-f", ex.to_str().unwrap_or_default()]);
+}
+
+/// A path as &str.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}

@@ -1,0 +1,168 @@
+//! A running `stagegate run --dir` on temp directories, and polling with a deadline.
+
+use crate::support;
+use stagegate::store::{SqliteStore, Store};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Copies `examples/` (the YAML files) into `to`.
+pub fn copy_examples(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(support::root().join("examples")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// A temp workspace: `manifests/`, `state/store.db`, `state/secrets/`.
+pub struct Workspace {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// An empty workspace.
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("manifests")).unwrap();
+        Workspace { tmp }
+    }
+    pub fn manifests(&self) -> PathBuf {
+        self.tmp.path().join("manifests")
+    }
+    pub fn store_path(&self) -> PathBuf {
+        self.tmp.path().join("state/store.db")
+    }
+    pub fn secrets(&self) -> PathBuf {
+        self.tmp.path().join("state/secrets")
+    }
+    /// Opens the store (WAL: reading while the daemon writes is fine).
+    pub fn store(&self) -> SqliteStore {
+        SqliteStore::open(&self.store_path()).unwrap()
+    }
+    /// Writes a manifest file atomically (temp file + rename), as editors and git do.
+    pub fn write(&self, name: &str, text: &str) {
+        let tmp = self.manifests().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.manifests().join(name)).unwrap();
+    }
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.manifests().join(name)).unwrap()
+    }
+    /// Starts the daemon with cheap password hashing and a long resync.
+    pub fn start(&self, extra: &[&str]) -> Running {
+        let log = self
+            .tmp
+            .path()
+            .join(format!("daemon-{}.log", rand_suffix()));
+        let out = self
+            .tmp
+            .path()
+            .join(format!("daemon-{}.out", rand_suffix()));
+        let child = support::stagegate()
+            .args(["run", "--dir"])
+            .arg(self.manifests())
+            .arg("--store")
+            .arg(self.store_path())
+            .arg("--secrets-dir")
+            .arg(self.secrets())
+            .args(["--resync", "1h"])
+            .args(["--argon2-memory-kib", "8", "--argon2-iterations", "1"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("stagegate run starts");
+        Running {
+            child: Some(child),
+            log,
+            out,
+        }
+    }
+}
+
+fn rand_suffix() -> String {
+    format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+/// A daemon child process; killed on drop if still running.
+pub struct Running {
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub out: PathBuf,
+}
+
+impl Running {
+    /// Its stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    /// Its stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+    /// Sends SIGTERM and waits (with a deadline) for the exit status.
+    pub fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("daemon did not stop after SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `check` until it returns Some, or panics after `secs` with `what` and the daemon log.
+pub fn wait_for<T>(r: &Running, secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}; daemon log:\n{}", r.log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The stored status of an object, if any: (ready, reason).
+pub fn status_of(store: &SqliteStore, kind: &str, ns: &str, name: &str) -> Option<(bool, String)> {
+    store
+        .statuses()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.key.kind == kind && s.key.namespace == ns && s.key.name == name)
+        .map(|s| (s.ready, s.reason))
+}
