@@ -7,6 +7,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod apply;
 pub mod bootstrap;
 pub mod cli;

@@ -10,6 +10,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::Path;
 use std::time::Duration;
 
+mod api_sessions;
+
 /// The SQLite identity store.
 pub struct SqliteStore {
     conn: Connection,

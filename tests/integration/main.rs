@@ -1,5 +1,6 @@
 //! The one integration-test binary: each module drives the real `stagegate` binary or library.
 
+mod api;
 mod controller;
 mod daemon;
 mod diff;

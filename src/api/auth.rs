@@ -1,0 +1,195 @@
+//! Who is calling: bearer sessions and API tokens checked against the
+//! in-memory index, and password login and logout.
+
+use super::error::ApiError;
+use super::index::TokenCheckError;
+use super::sessions::{looks_like_session, new_session_id, session_hash, SessionEntry};
+use super::state::ApiState;
+use crate::policy::{Grant, Principal, PrincipalKind};
+use crate::secrets::{verify_password, HashValue, SecretValue, TOKEN_PREFIX};
+use crate::store::{SessionRow, Store};
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jiff::{SignedDuration, Timestamp};
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// Who, with the grants that apply to this request.
+    pub principal: Principal,
+    /// When the credential stops working; none = never (a token with `validity: Never`).
+    pub expires_at: Option<Timestamp>,
+    /// Hash of the session id, for a session caller.
+    pub session_hash: Option<HashValue>,
+}
+
+impl Caller {
+    /// `user` or `token`.
+    pub fn kind(&self) -> PrincipalKind {
+        self.principal.kind
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|s| !s.is_empty())
+}
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let credential = bearer(parts).ok_or_else(ApiError::unauthenticated)?;
+        state.authenticate(credential, Timestamp::now())
+    }
+}
+
+impl ApiState {
+    /// Checks a bearer credential (session id or API token) against the index; no SQL.
+    pub fn authenticate(&self, credential: &str, now: Timestamp) -> Result<Caller, ApiError> {
+        if credential.starts_with(TOKEN_PREFIX) {
+            let index = self.index();
+            return match index.verify_token(&self.inner.key, credential, now) {
+                Ok(t) => Ok(Caller {
+                    principal: t.principal,
+                    expires_at: t.expires_at,
+                    session_hash: None,
+                }),
+                Err(TokenCheckError::Format(e)) => Err(ApiError::Unauthorized(e.to_string())),
+                Err(TokenCheckError::Rejected) => Err(ApiError::unauthenticated()),
+            };
+        }
+        if !looks_like_session(credential) {
+            return Err(ApiError::unauthenticated());
+        }
+        let hash = session_hash(&self.inner.key, credential);
+        let session = self
+            .inner
+            .sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+            .cloned()
+            .ok_or_else(ApiError::unauthenticated)?;
+        // Revocation and deletion take effect at once, even before the session cache is reloaded.
+        let user_active = self
+            .index()
+            .user(&session.username)
+            .is_some_and(|u| u.active());
+        if session.expires_at <= now || !user_active {
+            return Err(ApiError::unauthenticated());
+        }
+        Ok(Caller {
+            principal: Principal::user(&session.username, session.grants),
+            expires_at: Some(session.expires_at),
+            session_hash: Some(hash),
+        })
+    }
+
+    /// Password login: throttled, verified on the blocking pool, the same 401 for every failure.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: SecretValue,
+        client: IpAddr,
+    ) -> Result<(SecretValue, Timestamp), ApiError> {
+        let inner = &self.inner;
+        if let Err(wait) = inner.login_throttle.check(username, client, Instant::now()) {
+            inner.metrics.login_throttled();
+            return Err(ApiError::TooManyRequests {
+                message: "too many failed logins for this account; try again later".into(),
+                retry_after: wait,
+            });
+        }
+        let index = self.index();
+        let user = index.user(username).filter(|u| u.active());
+        let (hash, grants): (HashValue, Vec<Grant>) =
+            match user.and_then(|u| u.password_hash.clone().map(|h| (h, u.grants.clone()))) {
+                Some(found) => found,
+                None => (inner.dummy_hash.clone(), Vec::new()),
+            };
+        let real = user.is_some_and(|u| u.password_hash.is_some());
+        drop(index);
+        let slot = tokio::time::timeout(
+            inner.config.login_queue_timeout,
+            inner.login_slots.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| ApiError::TooManyRequests {
+            message: "too many logins in progress; try again".into(),
+            retry_after: std::time::Duration::from_secs(1),
+        })?
+        .map_err(ApiError::internal)?;
+        // The slot moves into the blocking task: a client that hangs up does not free it early.
+        let ok = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            verify_password(&hash, password.expose())
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        if !(ok && real) {
+            inner.login_throttle.fail(username, client, Instant::now());
+            inner.metrics.login_failed();
+            return Err(ApiError::Unauthorized(
+                "invalid username or password".into(),
+            ));
+        }
+        inner.login_throttle.succeed(username, client);
+        let id = new_session_id();
+        let now = Timestamp::now();
+        let ttl = SignedDuration::try_from(inner.config.session_ttl).map_err(ApiError::internal)?;
+        let expires_at = now.checked_add(ttl).map_err(ApiError::internal)?;
+        let row = SessionRow {
+            id_hash: session_hash(&inner.key, id.expose_str().unwrap_or_default()),
+            username: username.to_string(),
+            grants,
+            created_at: now,
+            expires_at,
+        };
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = state.store();
+            store.create_session(&row)?;
+            store.record_login(&row.username, now)?;
+            // Under the store lock, so a concurrent refresh cannot drop it (see `rebuild`).
+            state
+                .inner
+                .sessions
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(&row.id_hash, SessionEntry::from(&row));
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+        tracing::info!(user = %username, "login");
+        Ok((id, expires_at))
+    }
+
+    /// Ends one session in the store and the cache.
+    pub async fn logout(&self, hash: HashValue) -> Result<(), ApiError> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = state.store();
+            store.delete_session(hash.expose())?;
+            state
+                .inner
+                .sessions
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&hash);
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+    }
+}

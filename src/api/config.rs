@@ -1,0 +1,86 @@
+//! Settings of the HTTP API, with defaults for production and knobs that let
+//! tests shrink the throttling windows.
+
+use crate::secrets::PasswordParams;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Exponential back-off of failed logins for one key (an account, or an account from one client).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    /// Consecutive failures allowed before any delay.
+    pub free_failures: u32,
+    /// Delay after the first failure past `free_failures`; doubles with each further failure.
+    pub base: Duration,
+    /// Longest delay: the lock always ends (no permanent lockout).
+    pub cap: Duration,
+    /// A key with no failure for this long is forgotten.
+    pub forget_after: Duration,
+}
+
+/// Per-client request rate limit (token bucket keyed by peer IP address).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second per client.
+    pub per_second: f64,
+    /// Bucket size: requests a client may send at once.
+    pub burst: u32,
+}
+
+/// Everything the API server can be told.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Address to listen on (`stagegate run --listen`).
+    pub listen: SocketAddr,
+    /// Lifetime of a login session.
+    pub session_ttl: Duration,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// argon2id parameters of the dummy hash unknown users are verified against (match the store's).
+    pub password_params: PasswordParams,
+    /// Password verifications running at once on the blocking pool.
+    pub login_concurrency: usize,
+    /// How long a login waits for a verification slot before a 429.
+    pub login_queue_timeout: Duration,
+    /// Back-off per (account, client address): the strict limit a single attacker hits.
+    pub login_backoff_per_client: BackoffPolicy,
+    /// Back-off per account from all clients: bounds distributed guessing with a short cap.
+    pub login_backoff_per_account: BackoffPolicy,
+    /// Request rate limit per client; `None` disables it (benchmarks).
+    pub rate_limit: Option<RateLimitConfig>,
+    /// How often to look for applies made by other processes (store revision); `None` = never.
+    pub poll_interval: Option<Duration>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            session_ttl: Duration::from_secs(12 * 3600),
+            body_limit: 16 * 1024,
+            password_params: PasswordParams::default(),
+            login_concurrency: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            login_queue_timeout: Duration::from_secs(5),
+            // OWASP: after 5 failures the delay doubles from 1 s up to 15 min; reset on success.
+            login_backoff_per_client: BackoffPolicy {
+                free_failures: 5,
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(15 * 60),
+                forget_after: Duration::from_secs(24 * 3600),
+            },
+            login_backoff_per_account: BackoffPolicy {
+                free_failures: 50,
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(60),
+                forget_after: Duration::from_secs(3600),
+            },
+            rate_limit: Some(RateLimitConfig {
+                per_second: 50.0,
+                burst: 100,
+            }),
+            poll_interval: Some(Duration::from_secs(5)),
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! JSON errors `{error, message}` and the JSON body extractor that maps every
+//! rejection (syntax, schema, content type, size) to one of them.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+/// An error answered to the client. Messages never hold secrets or internals.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: malformed JSON, a field of the wrong type, an unknown action.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: missing, malformed, unknown, expired or revoked credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: authenticated but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such route.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the route exists with other methods.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 409: the request is ambiguous or conflicts with the store (e.g. a model name at several scopes).
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: body over the limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: body is not `application/json`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 429: throttled; retry after the given time.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What was throttled.
+        message: String,
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// 503: not ready yet.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: the detail is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `unauthorized`.
+    pub error: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable code of the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// A 401 with the one message every credential failure shares.
+    pub fn unauthenticated() -> Self {
+        ApiError::Unauthorized("missing, invalid, expired or revoked credentials".into())
+    }
+
+    /// A 500 whose cause is logged here and not sent.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        ApiError::Internal(cause.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Internal(_) => "internal error; see the server log".to_string(),
+            other => other.to_string(),
+        };
+        let body = ErrorBody {
+            error: self.code(),
+            message,
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
+        match &self {
+            ApiError::TooManyRequests { retry_after, .. } => {
+                let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            ApiError::Unauthorized(_) => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"stagegate\""),
+                );
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// A JSON request body whose rejections are [`ApiError`]s (400, 413, 415).
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            Err(rejection) => Err(map_rejection(&rejection)),
+        }
+    }
+}
+
+fn map_rejection(r: &JsonRejection) -> ApiError {
+    match r {
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::UnsupportedMediaType("request body must be application/json".into())
+        }
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::BadRequest("request body is not valid JSON".into())
+        }
+        // serde's text names the field and the expected type; it is sent only to the caller, never logged.
+        JsonRejection::JsonDataError(e) => ApiError::BadRequest(format!(
+            "request body does not match the schema: {}",
+            e.body_text()
+                .trim_start_matches("Failed to deserialize the JSON body into the target type: ")
+        )),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge("request body is too large".into())
+        }
+        _ => ApiError::BadRequest("request body could not be read".into()),
+    }
+}

@@ -1,0 +1,261 @@
+//! The in-memory index the hot path reads: users with their grants and
+//! password hashes, token keys by key id, and models. Built from a
+//! [`StoreState`] after each apply and swapped in whole; no SQL per request.
+
+use crate::plan::{answer, ModelId, Models, Question, QuestionError};
+use crate::policy::{decide, Action, Decision, Grant, Principal, Request};
+use crate::resources::UserState;
+use crate::secrets::{parse_token, verify, HashValue, ServerKey, TokenFormatError};
+use crate::store::{KeyState, ModelRow, StoreState};
+use jiff::Timestamp;
+use std::collections::HashMap;
+
+/// A user as login and session checks need it.
+#[derive(Clone, Debug)]
+pub struct UserEntry {
+    /// Active or Revoked.
+    pub state: UserState,
+    /// argon2id PHC string of the current password (none = cannot log in).
+    pub password_hash: Option<HashValue>,
+    /// Grants from the user's bindings, sorted, roles allowed at their scope only.
+    pub grants: Vec<Grant>,
+}
+
+impl UserEntry {
+    /// Whether the user may log in and keep its sessions.
+    pub fn active(&self) -> bool {
+        self.state == UserState::Active
+    }
+}
+
+/// A token key as verification needs it.
+#[derive(Clone, Debug)]
+pub struct TokenEntry {
+    /// Token name: the API principal.
+    pub name: String,
+    /// HMAC of the secret (server key).
+    pub secret_hmac: HashValue,
+    /// The token's role and scope.
+    pub grant: Grant,
+    /// Issued (delivered) and not revoked.
+    pub live: bool,
+    /// End of validity; none = never.
+    pub expires_at: Option<Timestamp>,
+    /// Accountable user, if any.
+    pub owner_user: Option<String>,
+}
+
+/// Why a presented API token was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenCheckError {
+    /// Malformed or bad checksum: refused without a lookup.
+    #[error(transparent)]
+    Format(#[from] TokenFormatError),
+    /// Unknown key id, wrong secret, pending, revoked, expired, or owner revoked.
+    #[error("invalid or inactive token")]
+    Rejected,
+}
+
+/// A verified token: who it is and until when it is valid.
+#[derive(Clone, Debug)]
+pub struct TokenIdentity {
+    /// Public key id.
+    pub key_id: String,
+    /// The principal (token name and its one grant).
+    pub principal: Principal,
+    /// End of validity; none = never.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Everything the hot path reads, built in one go from the store.
+#[derive(Debug)]
+pub struct Index {
+    users: HashMap<String, UserEntry>,
+    tokens: HashMap<String, TokenEntry>,
+    models: Models,
+    /// Models by name: a question names one model, so the policy only needs that name's entries.
+    by_name: HashMap<String, Models>,
+    /// Never matches: verified against when a key id is unknown, so timing does not reveal which exist.
+    dummy_hmac: HashValue,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Index::build(&StoreState::default())
+    }
+}
+
+impl Index {
+    /// Builds the index from a store read.
+    pub fn build(state: &StoreState) -> Self {
+        let mut users: HashMap<String, UserEntry> = state
+            .users
+            .values()
+            .map(|u| {
+                (
+                    u.username.clone(),
+                    UserEntry {
+                        state: u.state,
+                        password_hash: u.password_hash.clone(),
+                        grants: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        for b in &state.bindings {
+            if !b.role.allowed_at(&b.scope) {
+                continue;
+            }
+            if let Some(u) = users.get_mut(&b.username) {
+                u.grants.push(Grant {
+                    role: b.role,
+                    scope: b.scope.clone(),
+                });
+            }
+        }
+        for u in users.values_mut() {
+            u.grants.sort();
+            u.grants.dedup();
+        }
+        let tokens = state
+            .token_keys
+            .values()
+            .map(|t| {
+                (
+                    t.key_id.clone(),
+                    TokenEntry {
+                        name: t.token_name.clone(),
+                        secret_hmac: t.secret_hmac.clone(),
+                        grant: t.grant(),
+                        live: t.state == KeyState::Issued && t.revoked_at.is_none(),
+                        expires_at: t.expires_at,
+                        owner_user: t.owner_user.clone(),
+                    },
+                )
+            })
+            .collect();
+        let models: Models = state
+            .models
+            .values()
+            .map(|m| (model_id(m), m.state()))
+            .collect();
+        let mut by_name: HashMap<String, Models> = HashMap::new();
+        for (id, m) in &models {
+            by_name
+                .entry(id.name.clone())
+                .or_default()
+                .insert(id.clone(), m.clone());
+        }
+        Index {
+            users,
+            tokens,
+            models,
+            by_name,
+            dummy_hmac: HashValue::new("00".repeat(32)),
+        }
+    }
+
+    /// A user by username.
+    pub fn user(&self, username: &str) -> Option<&UserEntry> {
+        self.users.get(username)
+    }
+
+    /// Number of users, token keys and models.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.users.len(), self.tokens.len(), self.models.len())
+    }
+
+    /// The models, as the policy sees them.
+    pub fn models(&self) -> &Models {
+        &self.models
+    }
+
+    /// Live token keys expiring after `now` and within `window` of it.
+    pub fn tokens_expiring_within(&self, now: Timestamp, window: std::time::Duration) -> usize {
+        let Ok(span) = jiff::SignedDuration::try_from(window) else {
+            return 0;
+        };
+        let Ok(until) = now.checked_add(span) else {
+            return 0;
+        };
+        self.tokens
+            .values()
+            .filter(|t| t.live && t.expires_at.is_some_and(|e| e > now && e <= until))
+            .count()
+    }
+
+    /// Verifies a presented API token: checksum (no lookup), then one map lookup and a constant-time HMAC check.
+    pub fn verify_token(
+        &self,
+        key: &ServerKey,
+        presented: &str,
+        now: Timestamp,
+    ) -> Result<TokenIdentity, TokenCheckError> {
+        let parsed = parse_token(presented)?;
+        let entry = self.tokens.get(&parsed.key_id);
+        // Always compute one HMAC so an unknown key id costs what a known one does.
+        let stored = entry.map_or(&self.dummy_hmac, |e| &e.secret_hmac);
+        let matches = verify(&parsed, stored, key);
+        let Some(entry) = entry.filter(|_| matches) else {
+            return Err(TokenCheckError::Rejected);
+        };
+        let unexpired = entry.expires_at.is_none_or(|e| now < e);
+        // Defence in depth: apply revokes an owner's tokens, but a revoked owner is also refused here.
+        let owner_ok = entry
+            .owner_user
+            .as_deref()
+            .and_then(|o| self.users.get(o))
+            .is_none_or(UserEntry::active);
+        if !(entry.live && unexpired && owner_ok) {
+            return Err(TokenCheckError::Rejected);
+        }
+        Ok(TokenIdentity {
+            key_id: parsed.key_id,
+            principal: Principal::token(&entry.name, entry.grant.clone()),
+            expires_at: entry.expires_at,
+        })
+    }
+
+    /// Answers an authorization question for `principal` with the policy module.
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        q: &Question,
+    ) -> Result<Decision, QuestionError> {
+        // `answer` resolves the model by name (and scope) among the models it is given; handing it
+        // only the models of that name gives the same answer without scanning every model.
+        static NONE: Models = Models::new();
+        let models = q
+            .model
+            .as_deref()
+            .and_then(|n| self.by_name.get(n))
+            .unwrap_or(&NONE);
+        answer(principal, models, q)
+    }
+
+    /// The models `principal` may see (DESIGN §3), sorted by scope and name.
+    pub fn visible_models<'a>(
+        &'a self,
+        principal: &'a Principal,
+    ) -> impl Iterator<Item = (&'a ModelId, &'a crate::policy::ModelState)> + 'a {
+        self.models.iter().filter(move |(_, m)| {
+            decide(
+                principal,
+                &Request {
+                    action: Action::ModelsView,
+                    scope: None,
+                    model: Some(m),
+                    to: None,
+                },
+            )
+            .allowed
+        })
+    }
+}
+
+fn model_id(m: &ModelRow) -> ModelId {
+    ModelId {
+        scope: m.scope.clone(),
+        name: m.name.clone(),
+    }
+}

@@ -1,0 +1,101 @@
+//! Middleware: request ids, one access-log line and the request metrics per
+//! request, the per-client rate limit, and a JSON 500 for panics.
+
+use super::error::ApiError;
+use super::state::ApiState;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+/// The request id header, taken from the client when well-formed and echoed in the response.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Routes never rate limited: probes and scrapes must not be refused under load.
+const UNLIMITED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+fn new_request_id() -> HeaderValue {
+    let bytes: [u8; 16] = rand::random();
+    HeaderValue::from_str(&hex::encode(bytes)).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+fn route_of(req: &Request) -> String {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string())
+}
+
+/// The client address (peer IP), or 0.0.0.0 when served without connect info.
+pub fn peer_ip(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// Assigns the request id, then logs and measures the request once it is answered.
+pub async fn observe(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .filter(|v| valid_request_id(v))
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
+    let method = req.method().to_string();
+    let route = route_of(&req);
+    let client = peer_ip(&req);
+    let mut resp = next.run(req).await;
+    let latency = start.elapsed();
+    let status = resp.status().as_u16();
+    state
+        .metrics()
+        .observe_request(&method, &route, status, latency);
+    // Only these fields: never headers, bodies, query strings or credentials.
+    tracing::info!(
+        target: "stagegate::access",
+        method = %method,
+        route = %route,
+        status,
+        latency_us = latency.as_micros() as u64,
+        request_id = %id.to_str().unwrap_or_default(),
+        client = %client,
+        "request"
+    );
+    resp.headers_mut().insert(REQUEST_ID.clone(), id);
+    resp
+}
+
+/// Refuses requests over the client's rate with 429 and `Retry-After`.
+pub async fn rate_limit(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    if let Some(limiter) = &state.inner.rate_limiter {
+        let route = route_of(&req);
+        if !UNLIMITED.contains(&route.as_str()) {
+            if let Err(wait) = limiter.take(peer_ip(&req), Instant::now()) {
+                state.metrics().request_throttled();
+                return ApiError::TooManyRequests {
+                    message: "request rate limit exceeded".into(),
+                    retry_after: wait,
+                }
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// The response to a panic in a handler: a plain 500, the panic logged without request data.
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::Internal("panic".into()).into_response()
+}

@@ -1,0 +1,144 @@
+//! The identity HTTP API: password login and sessions, token and session
+//! introspection, authorization decisions and visible models, health,
+//! readiness and Prometheus metrics (routes in `docs/openapi.yaml`).
+//!
+//! ```text
+//!  apply ──► store ──► ApiState::refresh ──► Index (users, grants, token keys, models) ──┐
+//!                                        └─► SessionCache                                ├─► handlers ──► policy::decide
+//!  request ──► observe (id, log, metrics) ──► rate limit ──► Caller (bearer) ───────────┘
+//! ```
+//!
+//! The hot path (token check, session check, decision) reads only the
+//! in-memory index; SQL runs at login, logout and refresh.
+
+mod auth;
+mod config;
+mod error;
+mod handlers;
+mod index;
+mod metrics;
+mod middleware;
+mod sessions;
+mod state;
+mod throttle;
+
+pub use auth::Caller;
+pub use config::{ApiConfig, BackoffPolicy, RateLimitConfig};
+pub use error::{ApiError, ErrorBody};
+pub use handlers::{
+    AuthorizeResponse, Health, LoginResponse, ModelList, ModelView, RoleGrant, WhoAmI,
+};
+pub use index::{Index, TokenCheckError, TokenEntry, TokenIdentity, UserEntry};
+pub use metrics::Metrics;
+pub use middleware::REQUEST_ID;
+pub use sessions::{session_hash, SESSION_PREFIX};
+pub use state::{ApiState, StateError};
+pub use throttle::{Backoff, LoginThrottle, RateLimiter};
+
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{on, MethodFilter};
+use axum::Router;
+use std::future::Future;
+use std::net::SocketAddr;
+use tower_http::catch_panic::CatchPanicLayer;
+
+/// Collects routes and remembers each (method, path), so the route table can be checked against the OpenAPI file.
+struct Routes {
+    router: Router<ApiState>,
+    table: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, ApiState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+        self.router = self.router.route(path, on(filter, handler));
+        self.table.push((method, path));
+        self
+    }
+}
+
+fn routes() -> Routes {
+    Routes {
+        router: Router::new(),
+        table: Vec::new(),
+    }
+    .add(Method::POST, "/v1/login", handlers::login)
+    .add(Method::POST, "/v1/logout", handlers::logout)
+    .add(Method::GET, "/v1/whoami", handlers::whoami)
+    .add(Method::POST, "/v1/authorize", handlers::authorize)
+    .add(Method::GET, "/v1/models", handlers::models)
+    .add(Method::GET, "/healthz", handlers::healthz)
+    .add(Method::GET, "/readyz", handlers::readyz)
+    .add(Method::GET, "/metrics", handlers::metrics)
+}
+
+/// Every (method, path) the server answers, as registered.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    routes().table
+}
+
+/// The application: routes, JSON fallbacks, body limit, rate limit, request ids and access log.
+pub fn router(state: ApiState) -> Router {
+    let limit = state.config().body_limit;
+    routes()
+        .router
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::rate_limit,
+        ))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe,
+        ))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
+///
+/// Also polls the store for applies made by other processes every `poll_interval`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let poller = state.config().poll_interval.map(|every| {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let s = state.clone();
+                match tokio::task::spawn_blocking(move || s.poll_changes()).await {
+                    Ok(Ok(true)) => {
+                        tracing::info!("store changed by another process; index refreshed")
+                    }
+                    Ok(Ok(false)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "polling the store failed"),
+                    Err(e) => tracing::warn!(error = %e, "store poll task failed"),
+                }
+            }
+        })
+    });
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "API listening");
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    if let Some(p) = poller {
+        p.abort();
+    }
+    tracing::info!("API stopped");
+    result
+}

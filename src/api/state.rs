@@ -1,0 +1,225 @@
+//! `ApiState`: the store handle, the in-memory index and session cache, the
+//! throttles and the metrics, shared by every request and by the daemon.
+//!
+//! The daemon calls [`ApiState::refresh`] (or [`ApiState::refresh_from`])
+//! after each apply and [`ApiState::set_ready`] after the first reconcile.
+
+use super::config::ApiConfig;
+use super::index::Index;
+use super::metrics::Metrics;
+use super::sessions::SessionCache;
+use super::throttle::{LoginThrottle, RateLimiter};
+use crate::secrets::{generate_password, hash_password, HashValue, PasswordError, ServerKey};
+use crate::store::{SqliteStore, Store, StoreError, StoreState};
+use jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+/// Tokens expiring within this window are counted by `stagegate_tokens_expiring_within_7d`.
+const EXPIRY_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Kinds always present in `stagegate_objects`, so a kind that drops to zero shows 0.
+const KINDS: [&str; 4] = ["User", "AccessBinding", "ApiToken", "ModelStageRequest"];
+
+/// Why the API state could not be built or refreshed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The dummy password hash could not be computed.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: ApiConfig,
+    pub(crate) key: ServerKey,
+    store: Arc<Mutex<SqliteStore>>,
+    index: RwLock<Arc<Index>>,
+    pub(crate) sessions: RwLock<SessionCache>,
+    pub(crate) metrics: Metrics,
+    ready: AtomicBool,
+    /// Store revision the index was built from.
+    revision: AtomicI64,
+    pub(crate) dummy_hash: HashValue,
+    pub(crate) login_slots: Arc<tokio::sync::Semaphore>,
+    pub(crate) login_throttle: LoginThrottle,
+    pub(crate) rate_limiter: Option<RateLimiter>,
+}
+
+/// Shared state of the API server (cheap to clone).
+#[derive(Clone)]
+pub struct ApiState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("listen", &self.inner.config.listen)
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    /// State over a store handle (shared with the daemon, or a second connection to the same file), index loaded.
+    pub fn new(
+        config: ApiConfig,
+        store: Arc<Mutex<SqliteStore>>,
+        key: ServerKey,
+    ) -> Result<Self, StateError> {
+        // Unknown users are verified against this hash so they cost what real ones do.
+        let dummy_hash = hash_password(config.password_params, &generate_password())?;
+        let state = ApiState {
+            inner: Arc::new(Inner {
+                login_slots: Arc::new(tokio::sync::Semaphore::new(config.login_concurrency.max(1))),
+                login_throttle: LoginThrottle::new(
+                    config.login_backoff_per_client,
+                    config.login_backoff_per_account,
+                ),
+                rate_limiter: config.rate_limit.map(RateLimiter::new),
+                config,
+                key,
+                store,
+                index: RwLock::new(Arc::new(Index::default())),
+                sessions: RwLock::new(SessionCache::default()),
+                metrics: Metrics::new(),
+                ready: AtomicBool::new(false),
+                revision: AtomicI64::new(-1),
+                dummy_hash,
+            }),
+        };
+        state.refresh()?;
+        Ok(state)
+    }
+
+    /// State over its own connection to the store file at `path` (WAL: sees the daemon's commits).
+    pub fn open(config: ApiConfig, path: &Path, key: ServerKey) -> Result<Self, StateError> {
+        let store = SqliteStore::open(path)?;
+        Self::new(config, Arc::new(Mutex::new(store)), key)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ApiConfig {
+        &self.inner.config
+    }
+
+    /// The metrics registry and the daemon's hooks (`record_reconcile`, `set_objects`, ...).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Marks the API ready (`/readyz` 200): call after the first reconcile.
+    pub fn set_ready(&self) {
+        self.inner.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether `set_ready` was called.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// The current index (a snapshot: later refreshes do not change it).
+    pub fn index(&self) -> Arc<Index> {
+        self.inner
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn store(&self) -> MutexGuard<'_, SqliteStore> {
+        self.inner.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reloads the index and sessions from the store (blocking: call off the async runtime).
+    pub fn refresh(&self) -> Result<(), StoreError> {
+        let mut store = self.store();
+        let state = store.load_state()?;
+        self.rebuild(&mut store, &state)
+    }
+
+    /// Rebuilds the index from a state read after the apply committed (blocking).
+    pub fn refresh_from(&self, state: &StoreState) -> Result<(), StoreError> {
+        let mut store = self.store();
+        self.rebuild(&mut store, state)
+    }
+
+    /// Refreshes when another process committed since the last refresh (blocking).
+    pub fn poll_changes(&self) -> Result<bool, StoreError> {
+        let now = self.store().current_revision()?;
+        if now == self.inner.revision.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        self.refresh()?;
+        Ok(true)
+    }
+
+    /// Whether the store answers a trivial query (blocking).
+    pub fn store_ok(&self) -> bool {
+        self.store().current_revision().is_ok()
+    }
+
+    /// Swaps in a new index and session cache. Runs under the store lock, as logins and logouts
+    /// do, so a session created or ended concurrently is never lost or revived by the reload.
+    fn rebuild(&self, store: &mut SqliteStore, state: &StoreState) -> Result<(), StoreError> {
+        let index = Index::build(state);
+        let old = self.index();
+        // Sessions end when their user is gone, revoked, or had its password reset, whether or not
+        // the apply ended them in the store itself.
+        let ended = |name: &str| match (index.user(name), old.user(name)) {
+            (None, _) => true,
+            (Some(new), _) if !new.active() => true,
+            (Some(new), Some(before)) => new.password_hash != before.password_hash,
+            (Some(_), None) => false,
+        };
+        let now = Timestamp::now();
+        let mut cache = SessionCache::from_rows(&store.sessions()?);
+        for hash in cache.doomed(now, ended) {
+            store.delete_session(hash.expose())?;
+            cache.remove(&hash);
+        }
+        let m = &self.inner.metrics;
+        m.set_sessions(cache.len());
+        m.set_tokens_expiring(index.tokens_expiring_within(now, EXPIRY_WINDOW));
+        let mut counts: BTreeMap<(String, bool), i64> = KINDS
+            .iter()
+            .flat_map(|k| [((k.to_string(), true), 0), ((k.to_string(), false), 0)])
+            .collect();
+        for s in state.statuses.values() {
+            *counts.entry((s.key.kind.clone(), s.ready)).or_default() += 1;
+        }
+        for ((kind, ready), n) in counts {
+            m.set_objects(&kind, ready, n);
+        }
+        let (users, tokens, models) = index.counts();
+        *self
+            .inner
+            .sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = cache;
+        *self.inner.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
+        self.inner.revision.store(state.revision, Ordering::Release);
+        tracing::debug!(users, tokens, models, "API index rebuilt");
+        Ok(())
+    }
+
+    /// Refreshes the time-dependent gauges (called when `/metrics` is scraped).
+    pub(crate) fn update_gauges(&self) {
+        let n = self
+            .index()
+            .tokens_expiring_within(Timestamp::now(), EXPIRY_WINDOW);
+        self.inner.metrics.set_tokens_expiring(n);
+        let sessions = self
+            .inner
+            .sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        self.inner.metrics.set_sessions(sessions);
+    }
+}

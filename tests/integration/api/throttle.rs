@@ -1,0 +1,85 @@
+//! Failed-login back-off and the per-client request rate limit, with short windows.
+
+use super::harness::{fast_backoff, org_server, test_config};
+use stagegate::api::{ApiConfig, RateLimitConfig};
+use std::time::Duration;
+
+#[test]
+fn wrong_passwords_slow_then_block_one_account_only_and_the_window_ends() {
+    let srv = org_server(ApiConfig {
+        // Three free failures, then 1 s, 2 s (cap).
+        login_backoff_per_client: fast_backoff(3, 1000, 2000),
+        ..test_config()
+    });
+    let c = &srv.client;
+    for _ in 0..3 {
+        assert_eq!(c.login("alan", "guess").status, 401);
+    }
+    // The third failure started a 1 s lock: even the right password waits.
+    let blocked = c.login("alan", "alan-password");
+    assert_eq!(blocked.status, 429, "{}", blocked.text);
+    assert_eq!(blocked.error(), "too_many_requests");
+    assert_eq!(blocked.header("retry-after"), Some("1"));
+    // Other accounts are unaffected.
+    c.session("maria", "maria-password");
+    std::thread::sleep(Duration::from_millis(1050));
+    // Another failure after the window doubles the lock.
+    assert_eq!(c.login("alan", "guess").status, 401);
+    let again = c.login("alan", "alan-password");
+    assert_eq!(again.status, 429);
+    assert_eq!(again.header("retry-after"), Some("2"));
+    std::thread::sleep(Duration::from_millis(2050));
+    // A correct login after the window works and resets the count.
+    c.session("alan", "alan-password");
+    assert_eq!(c.login("alan", "guess").status, 401);
+    assert_eq!(c.login("alan", "guess").status, 401);
+    c.session("alan", "alan-password");
+    let m = c.get("/metrics", None).text;
+    assert!(m.contains("stagegate_logins_throttled_total 2"), "{m}");
+}
+
+#[test]
+fn the_account_wide_limit_caps_distributed_guessing() {
+    let srv = org_server(ApiConfig {
+        login_backoff_per_client: fast_backoff(100, 1000, 1000),
+        login_backoff_per_account: fast_backoff(2, 1000, 1000),
+        ..test_config()
+    });
+    let c = &srv.client;
+    assert_eq!(c.login("dan", "a").status, 401);
+    assert_eq!(c.login("dan", "b").status, 401);
+    assert_eq!(c.login("dan", "dan-password").status, 429);
+    c.session("dora", "dora-password");
+}
+
+#[test]
+fn unknown_accounts_are_throttled_like_real_ones() {
+    let srv = org_server(ApiConfig {
+        login_backoff_per_client: fast_backoff(2, 5000, 5000),
+        ..test_config()
+    });
+    let c = &srv.client;
+    assert_eq!(c.login("ghost", "x").status, 401);
+    assert_eq!(c.login("ghost", "x").status, 401);
+    assert_eq!(c.login("ghost", "x").status, 429);
+}
+
+#[test]
+fn the_request_rate_limit_answers_429_with_retry_after_but_spares_probes() {
+    let srv = org_server(ApiConfig {
+        rate_limit: Some(RateLimitConfig {
+            per_second: 0.5,
+            burst: 3,
+        }),
+        ..test_config()
+    });
+    let c = &srv.client;
+    let codes: Vec<u16> = (0..4).map(|_| c.get("/v1/whoami", None).status).collect();
+    assert_eq!(codes, [401, 401, 401, 429]);
+    let r = c.get("/v1/models", None);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("2"));
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(c.get(path, None).status, 200, "{path}");
+    }
+}
