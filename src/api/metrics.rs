@@ -62,10 +62,10 @@ fn reconcile_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
 
-/// Every metric the process exports, in one registry.
-#[derive(Debug)]
+/// Every metric the process exports, in one registry (clones share it).
+#[derive(Clone, Debug)]
 pub struct Metrics {
-    registry: Registry,
+    registry: std::sync::Arc<Registry>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     reconciles: Family<OutcomeLabels, Counter>,
@@ -77,6 +77,7 @@ pub struct Metrics {
     logins_throttled: Counter,
     requests_throttled: Counter,
     sessions: Gauge,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -101,7 +102,8 @@ impl Metrics {
             logins_throttled: Counter::default(),
             requests_throttled: Counter::default(),
             sessions: Gauge::default(),
-            registry: Registry::default(),
+            leader: Gauge::default(),
+            registry: Default::default(),
         };
         registry.register(
             "http_requests",
@@ -150,7 +152,15 @@ impl Metrics {
             m.requests_throttled.clone(),
         );
         registry.register("sessions", "Live login sessions", m.sessions.clone());
-        Metrics { registry, ..m }
+        registry.register(
+            "leader",
+            "1 while this replica holds the controller Lease (Kubernetes mode)",
+            m.leader.clone(),
+        );
+        Metrics {
+            registry: std::sync::Arc::new(registry),
+            ..m
+        }
     }
 
     /// Records one HTTP request.
@@ -198,6 +208,11 @@ impl Metrics {
                 ready: ready.to_string(),
             })
             .set(count);
+    }
+
+    /// Controller hook: whether this replica holds the Lease.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
     }
 
     /// Sets the gauge of tokens expiring within 7 days.

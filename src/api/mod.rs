@@ -103,6 +103,13 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// Only `GET /metrics`, for a separate metrics port that Prometheus (and a NetworkPolicy) can target.
+pub fn metrics_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(handlers::metrics))
+        .with_state(state)
+}
+
 /// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
 ///
 /// Also polls the store for applies made by other processes every `poll_interval`.

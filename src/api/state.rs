@@ -159,6 +159,11 @@ impl ApiState {
         Ok(true)
     }
 
+    /// The store revision the index was built from (0: nothing was ever applied).
+    pub fn index_revision(&self) -> i64 {
+        self.inner.revision.load(Ordering::Acquire)
+    }
+
     /// Whether the store answers a trivial query (blocking).
     pub fn store_ok(&self) -> bool {
         self.store().current_revision().is_ok()

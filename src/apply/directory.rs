@@ -47,14 +47,19 @@ impl DirOptions {
 
     /// The server key file path.
     pub fn key_file(&self) -> PathBuf {
-        self.server_key_file.clone().unwrap_or_else(|| {
-            self.store
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .join("server.key")
-        })
+        key_file_for(&self.store, self.server_key_file.as_deref())
     }
+}
+
+/// The server key file: `explicit`, or `server.key` next to the store.
+pub fn key_file_for(store: &Path, explicit: Option<&Path>) -> PathBuf {
+    explicit.map(Path::to_path_buf).unwrap_or_else(|| {
+        store
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join("server.key")
+    })
 }
 
 /// Errors of directory mode (never carry secrets).

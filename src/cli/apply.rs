@@ -37,12 +37,22 @@ impl StoreArgs {
             store: self.store.clone(),
             secrets_dir: self.secrets_dir.clone(),
             server_key_file: self.server_key_file.clone(),
-            password_params: PasswordParams {
-                m_cost: self.argon2_memory_kib,
-                t_cost: self.argon2_iterations,
-                p_cost: self.argon2_lanes,
-            },
+            password_params: self.password_params(),
         }
+    }
+
+    /// The argon2id cost.
+    pub fn password_params(&self) -> PasswordParams {
+        PasswordParams {
+            m_cost: self.argon2_memory_kib,
+            t_cost: self.argon2_iterations,
+            p_cost: self.argon2_lanes,
+        }
+    }
+
+    /// The server key file: `--server-key-file`, or `server.key` next to the store.
+    pub fn key_file(&self) -> PathBuf {
+        crate::apply::directory::key_file_for(&self.store, self.server_key_file.as_deref())
     }
 }
 

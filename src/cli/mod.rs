@@ -10,6 +10,7 @@ mod diff;
 mod plan;
 mod run;
 mod run_kube;
+mod serve;
 mod status;
 mod validate;
 
@@ -51,7 +52,7 @@ pub enum Command {
     #[command(
         after_help = "Stops cleanly on SIGTERM or Ctrl-C (exit 0).\nExamples:\n  stagegate run --dir examples\n  stagegate run --dir manifests --store /var/lib/stagegate/store.db --secrets-dir /var/lib/stagegate/secrets --resync 1m\n  stagegate run --kube --namespace ml-platform --store /var/lib/stagegate/store.db"
     )]
-    Run(run::Args),
+    Run(Box<run::Args>),
     /// Every declared object's last outcome, from the store.
     #[command(after_help = "Example:\n  stagegate status --output json")]
     Status(status::Args),
@@ -117,7 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Apply(args) => apply::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Status(args) => status::run(args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Diff(args) => diff::run(args),
     }
 }

@@ -42,6 +42,9 @@ pub struct Args {
     /// Log lines as JSON objects instead of text.
     #[arg(long)]
     pub log_json: bool,
+    /// HTTP API flags.
+    #[command(flatten)]
+    pub api: super::serve::ApiArgs,
 }
 
 /// Logging to stderr: `RUST_LOG`, or `info` (each change is one line), as text or JSON.
@@ -89,20 +92,45 @@ fn configure(args: &Args, dir: &Path) -> anyhow::Result<DirMode> {
 /// Runs the daemon until SIGTERM or SIGINT; exit 0 after a clean stop.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logging(args.log_json);
-    let Some(dir) = args.dir.clone() else {
-        let bootstrap = (!args.no_bootstrap_admin).then(|| args.bootstrap_admin.clone());
-        return super::run_kube::run(&args.store, &args.kube_args, args.resync, bootstrap);
-    };
-    let mode = configure(&args, &dir)?;
+    let mode = args
+        .dir
+        .as_deref()
+        .map(|dir| configure(&args, dir))
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_dir(mode))?;
+    runtime.block_on(async {
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            stop_tx.send_replace(true);
+        });
+        match mode {
+            Some(mode) => run_dir(mode, &args.api, stop).await,
+            None => {
+                let bootstrap = (!args.no_bootstrap_admin).then(|| args.bootstrap_admin.clone());
+                super::run_kube::run(
+                    &args.store,
+                    &args.kube_args,
+                    &args.api,
+                    args.resync,
+                    bootstrap,
+                    stop,
+                )
+                .await
+            }
+        }
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_dir(mode: DirMode) -> anyhow::Result<()> {
+async fn run_dir(
+    mode: DirMode,
+    api: &super::serve::ApiArgs,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let o = &mode.opts;
     let store = SqliteStore::open(&o.store)
         .with_context(|| format!("cannot open the store {}", o.store.display()))?;
@@ -133,6 +161,14 @@ async fn run_dir(mode: DirMode) -> anyhow::Result<()> {
         resync = %humantime::format_duration(mode.resync),
         "starting directory daemon"
     );
+    let api = super::serve::start(
+        api,
+        &o.store,
+        server_key.clone(),
+        o.password_params,
+        stop.clone(),
+    )
+    .await?;
     let reconciler = StoreReconciler::new(
         store,
         o.secrets_dir.clone(),
@@ -149,9 +185,22 @@ async fn run_dir(mode: DirMode) -> anyhow::Result<()> {
         },
         reconciler,
     );
-    // The API wiring goes here: serve with its own store handle and refresh its index from
-    // `daemon.reports()` (a watch channel) or `daemon.on_applied(...)`.
-    let reconciler = daemon.run(shutdown_signal()).await?;
+    // The API reads its own connection: refresh its index after each reconcile, off the runtime.
+    let mut reports = daemon.reports();
+    tokio::spawn(async move {
+        while reports.changed().await.is_ok() {
+            let Some(report) = reports.borrow_and_update().clone() else {
+                continue;
+            };
+            super::serve::refresh(&api).await;
+            let ok = report.result.is_ok();
+            if ok {
+                api.set_ready();
+            }
+            api.metrics().record_reconcile(report.elapsed, ok);
+        }
+    });
+    let reconciler = daemon.run(super::serve::stopped(stop)).await?;
     // Dropping the store closes the database (checkpointing the WAL).
     drop(reconciler.into_store());
     tracing::info!("stopped cleanly");

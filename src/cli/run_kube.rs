@@ -1,37 +1,26 @@
-//! `stagegate run --kube`: builds the client, store and key, installs signal
-//! handlers, and runs the controller until SIGTERM or SIGINT.
+//! `stagegate run --kube`: builds the client, store and key, serves the API,
+//! and runs the controller until SIGTERM or SIGINT.
 
 use super::apply::StoreArgs;
+use super::serve::{self, ApiArgs};
 use crate::bootstrap::BootstrapConfig;
-use crate::secrets::{PasswordParams, ServerKey};
-use crate::sources::kube::{self, Health, KubeArgs, Metrics, Runtime};
+use crate::secrets::ServerKey;
+use crate::sources::kube::{self, Health, KubeArgs, Runtime};
 use crate::store::SqliteStore;
 use anyhow::Context as _;
-use std::path::Path;
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 
-/// Runs the controller; exit 0 after a graceful shutdown. `bootstrap` names the bootstrap administrator, if enabled.
-pub fn run(
-    store: &StoreArgs,
-    args: &KubeArgs,
-    resync: Duration,
-    bootstrap: Option<String>,
-) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(store, args, resync, bootstrap))
-}
-
-async fn run_async(
+/// Runs the controller until `stop` turns true. `bootstrap` names the bootstrap administrator, if enabled.
+pub async fn run(
     store_args: &StoreArgs,
     args: &KubeArgs,
+    api: &ApiArgs,
     resync: Duration,
     bootstrap: Option<String>,
-) -> anyhow::Result<ExitCode> {
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let client = ::kube::Client::try_default()
         .await
         .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?;
@@ -41,62 +30,56 @@ async fn run_async(
         username,
         namespace: settings.controller_namespace.clone(),
     });
-    let key_file = store_args.server_key_file.clone().unwrap_or_else(|| {
-        store_args
-            .store
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .join("server.key")
-    });
-    let server_key = ServerKey::load_or_create(&key_file)?;
-    let store = SqliteStore::open(&store_args.store)?;
-    let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+    let server_key = ServerKey::load_or_create(&store_args.key_file())?;
+    let store = SqliteStore::open(&store_args.store)
+        .with_context(|| format!("cannot open the store {}", store_args.store.display()))?;
+    println!("stagegate run --kube: store {}", store_args.store.display());
+    let params = store_args.password_params();
+    let state = serve::start(
+        api,
+        &store_args.store,
+        server_key.clone(),
+        params,
+        stop.clone(),
+    )
+    .await?;
+    // Every replica serves the API; one that is not the leader is ready once a leader has
+    // reconciled into the store (its index follows the store by polling).
+    let follower = state.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested");
-        shutdown_tx.send_replace(true);
+        while !follower.is_ready() {
+            let s = follower.clone();
+            let reconciled = tokio::task::spawn_blocking(move || {
+                s.poll_changes().map(|_| s.index_revision() > 0)
+            });
+            if let Ok(Ok(true)) = reconciled.await {
+                follower.set_ready();
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
     });
-    let (health, _) = tokio::sync::watch::channel(Health::default());
+    let refreshed = state.clone();
+    let after_apply: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        // Called on the controller's task: refresh without blocking the runtime's other tasks.
+        tokio::task::block_in_place(|| {
+            if let Err(e) = refreshed.refresh() {
+                tracing::warn!(error = %e, "refreshing the API index failed");
+            }
+        });
+        refreshed.set_ready();
+    });
+    let (health, _) = watch::channel(Health::default());
     let rt = Runtime {
         settings,
         store: Arc::new(Mutex::new(store)),
         server_key: Arc::new(server_key),
-        password_params: PasswordParams {
-            m_cost: store_args.argon2_memory_kib,
-            t_cost: store_args.argon2_iterations,
-            p_cost: store_args.argon2_lanes,
-        },
-        metrics: Metrics::default(),
+        password_params: params,
+        metrics: state.metrics().clone(),
         health,
-        after_apply: None,
+        after_apply: Some(after_apply),
         bootstrap,
-        shutdown,
+        shutdown: stop,
     };
     kube::run(client, rt).await?;
-    Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+    Ok(())
 }

@@ -11,7 +11,8 @@ pub fn root() -> PathBuf {
 /// A command for the built `stagegate` binary, run from the repository root.
 pub fn stagegate() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_stagegate"));
-    c.current_dir(root());
+    // `run` serves the API: an ephemeral port keeps parallel tests apart.
+    c.current_dir(root()).env("STAGEGATE_LISTEN", "127.0.0.1:0");
     c
 }
 

@@ -6,10 +6,10 @@
 use super::cache::Shared;
 use super::config::Settings;
 use super::leader::Elector;
-use super::metrics::Metrics;
 use super::reconcile::{self, Context, Memory};
 use super::sink::KubeSecretSink;
 use super::{crds, watch, FIELD_MANAGER};
+use crate::api::Metrics;
 use crate::secrets::{PasswordParams, ServerKey};
 use crate::store::SqliteStore;
 use kube::runtime::events::{Recorder, Reporter};
@@ -41,7 +41,7 @@ pub struct Runtime {
     pub server_key: Arc<ServerKey>,
     /// argon2id cost.
     pub password_params: PasswordParams,
-    /// Reconcile metrics.
+    /// The process's metrics (shared with the HTTP API).
     pub metrics: Metrics,
     /// Published after every reconcile and leadership change.
     pub health: channel::Sender<Health>,
@@ -80,7 +80,7 @@ pub async fn run(client: Client, rt: Runtime) -> Result<(), RunError> {
             r = leader_rx.wait_for(|l| *l) => if r.is_err() { break },
             _ = shutdown.wait_for(|s| *s) => break,
         }
-        rt.metrics.leader.set(1);
+        rt.metrics.set_leader(true);
         rt.health.send_modify(|h| h.leader = true);
         let term = lead(&client, &rt, &settings);
         tokio::select! {
@@ -88,7 +88,7 @@ pub async fn run(client: Client, rt: Runtime) -> Result<(), RunError> {
             _ = leader_rx.wait_for(|l| !*l) => tracing::warn!("lost the Lease: stopped reconciling"),
             _ = shutdown.wait_for(|s| *s) => {}
         }
-        rt.metrics.leader.set(0);
+        rt.metrics.set_leader(false);
         rt.health.send_modify(|h| {
             h.leader = false;
             h.synced = false;
@@ -138,7 +138,6 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
     loop {
         let seen = shared.lock().version;
         let started = Instant::now();
-        rt.metrics.reconciles.inc();
         let wait = match reconcile::reconcile(&ctx, &shared, &mut memory).await {
             Ok(summary) => {
                 failures = 0;
@@ -151,6 +150,7 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
                     h.reconciles += 1;
                     h.last_error = None;
                 });
+                rt.metrics.record_reconcile(started.elapsed(), true);
                 if let Some(hook) = &rt.after_apply {
                     hook();
                 }
@@ -158,7 +158,8 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
             }
             Err(e) => {
                 failures += 1;
-                rt.metrics.error(e.reason());
+                rt.metrics.record_reconcile(started.elapsed(), false);
+                rt.metrics.record_reconcile_error(e.reason());
                 tracing::error!(reason = e.reason(), error = %e, "reconcile failed");
                 rt.health
                     .send_modify(|h| h.last_error = Some(e.reason().to_string()));
@@ -166,7 +167,6 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
                 Duration::from_millis(500 * 2u64.pow(failures.min(7))).min(settings.resync)
             }
         };
-        rt.metrics.duration.observe(started.elapsed().as_secs_f64());
         if shared.lock().version == seen {
             wait_for_change(&shared, wait).await;
         }

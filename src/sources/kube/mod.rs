@@ -24,7 +24,6 @@ pub mod events;
 pub mod failpoint;
 pub mod finalizer;
 pub mod leader;
-pub mod metrics;
 pub mod pipeline;
 pub mod reconcile;
 pub mod sink;
@@ -34,7 +33,6 @@ mod watch;
 
 pub use config::{KubeArgs, Settings};
 pub use controller::{run, Health, RunError, Runtime};
-pub use metrics::Metrics;
 
 /// Finalizer on User, ApiToken and AccessBinding: the store entry goes before the object.
 pub const FINALIZER: &str = "stagegate.dev/cleanup";

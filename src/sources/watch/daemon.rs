@@ -66,6 +66,8 @@ pub struct Report {
     pub generation: u64,
     /// When it finished.
     pub finished_at: Timestamp,
+    /// How long plan + apply took.
+    pub elapsed: std::time::Duration,
     /// What it did, or why it failed.
     pub result: Result<Reconciled, String>,
     /// Files broken as a whole (their last good declarations were used).
@@ -275,7 +277,8 @@ impl<R: Reconciler> Worker<R> {
         let broken_files: Vec<String> = snapshot.broken_files.iter().cloned().collect();
         let started = std::time::Instant::now();
         let result = self.reconciler.reconcile(snapshot);
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_millis() as u64;
         let step = match &result {
             Ok(r) => {
                 let not_ready = r.objects.iter().filter(|o| !o.ready).count();
@@ -302,6 +305,7 @@ impl<R: Reconciler> Worker<R> {
         let outcome = Report {
             generation,
             finished_at: Timestamp::now(),
+            elapsed,
             result: result.map_err(|e| e.to_string()),
             broken_files,
         };

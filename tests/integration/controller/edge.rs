@@ -9,7 +9,7 @@ fn missing_crds_stop_the_controller_with_the_install_command() {
     let server = KubeApiServer::start();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = server.write_kubeconfig(dir.path());
-    let out = Command::new(env!("CARGO_BIN_EXE_stagegate"))
+    let out = crate::support::stagegate()
         .args(["run", "--kube", "--store"])
         .arg(dir.path().join("store.db"))
         .env("KUBECONFIG", &kubeconfig)

@@ -98,7 +98,7 @@ impl Cluster {
     pub fn controller(&self, identity: &str, env: &[(&str, &str)]) -> Controller {
         let log = self.dir.path().join(format!("{identity}-{}.log", now_ms()));
         let file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stagegate"));
+        let mut cmd = crate::support::stagegate();
         cmd.args(["run", "--kube", "--store"])
             .arg(self.store_path())
             .args([

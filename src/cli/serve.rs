@@ -1,0 +1,90 @@
+//! The identity API as `stagegate run` serves it, in directory and Kubernetes mode alike.
+
+use crate::api::{metrics_router, serve, ApiConfig, ApiState};
+use crate::secrets::{PasswordParams, ServerKey};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// HTTP flags of `stagegate run`.
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// Address of the identity API and the /healthz, /readyz and /metrics endpoints.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080",
+        env = "STAGEGATE_LISTEN"
+    )]
+    pub listen: SocketAddr,
+    /// Also serve /metrics alone on this address (e.g. 0.0.0.0:9090 for Prometheus).
+    #[arg(long, value_name = "ADDR", env = "STAGEGATE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Lifetime of a login session, e.g. 12h, 30m.
+    #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub session_ttl: Duration,
+}
+
+/// Resolves once `rx` turns true (SIGTERM/SIGINT).
+pub async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Opens the API's own store connection, binds the listeners and serves until `shutdown`.
+/// Returns the state so the daemon can refresh its index after each apply.
+pub async fn start(
+    args: &ApiArgs,
+    store: &Path,
+    key: ServerKey,
+    password_params: PasswordParams,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<ApiState> {
+    let config = ApiConfig {
+        listen: args.listen,
+        session_ttl: args.session_ttl,
+        password_params,
+        ..ApiConfig::default()
+    };
+    let path = store.to_path_buf();
+    let state = tokio::task::spawn_blocking(move || ApiState::open(config, &path, key))
+        .await
+        .context("API state task failed")?
+        .context("cannot open the store for the API")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("  api:        http://{}", listener.local_addr()?);
+    let served = state.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = serve(listener, served, stopped(stop)).await {
+            tracing::error!(error = %e, "API server failed");
+        }
+    });
+    if let Some(addr) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        println!("  metrics:    http://{}/metrics", listener.local_addr()?);
+        let app = metrics_router(state.clone());
+        tokio::spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(stopped(shutdown));
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        });
+    }
+    Ok(state)
+}
+
+/// Reloads the API's index after an apply (blocking: runs on the blocking pool).
+pub async fn refresh(state: &ApiState) {
+    let s = state.clone();
+    match tokio::task::spawn_blocking(move || s.refresh()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "refreshing the API index failed"),
+        Err(e) => tracing::warn!(error = %e, "API refresh task failed"),
+    }
+}
