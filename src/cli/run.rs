@@ -135,7 +135,7 @@ async fn run_dir(
     let store = SqliteStore::open(&o.store)
         .with_context(|| format!("cannot open the store {}", o.store.display()))?;
     let server_key = ServerKey::load_or_create(&o.key_file())?;
-    private_dir(&o.secrets_dir)
+    crate::secrets::private_dir(&o.secrets_dir)
         .with_context(|| format!("cannot create {}", o.secrets_dir.display()))?;
     println!("stagegate run: watching {}", o.dir.display());
     println!("  store:      {}", o.store.display());
@@ -229,18 +229,4 @@ pub async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-#[cfg(unix)]
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-#[cfg(not(unix))]
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
 }

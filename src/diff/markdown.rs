@@ -81,21 +81,7 @@ pub fn render_markdown(d: &PermissionDiff) -> String {
         section(&mut out, "Principals", rows.len(), &table);
     }
     if !d.tokens.is_empty() {
-        let rows: Vec<Vec<String>> = d
-            .tokens
-            .iter()
-            .map(|t| {
-                vec![
-                    t.name.clone(),
-                    t.action.to_string(),
-                    format!("{} at {}", t.role, t.scope),
-                    t.owner.clone().unwrap_or_else(|| "-".into()),
-                    t.validity.clone(),
-                    t.secret_name.clone(),
-                    t.reason.clone(),
-                ]
-            })
-            .collect();
+        let rows = super::token_rows(d);
         let table = markdown_table(
             &["Token", "Key", "Role", "Owner", "Validity", "Secret", "Why"],
             &rows,

@@ -43,3 +43,21 @@ pub fn render_json(d: &PermissionDiff) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// One row per token change (name, key action, role, owner, validity, secret, why), for both renderers.
+fn token_rows(d: &PermissionDiff) -> Vec<Vec<String>> {
+    d.tokens
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                t.action.to_string(),
+                format!("{} at {}", t.role, t.scope),
+                t.owner.clone().unwrap_or_else(|| "-".into()),
+                t.validity.clone(),
+                t.secret_name.clone(),
+                t.reason.clone(),
+            ]
+        })
+        .collect()
+}

@@ -62,21 +62,7 @@ pub fn render_text(d: &PermissionDiff) -> String {
     }
     if !d.tokens.is_empty() {
         let _ = writeln!(out, "\nTokens ({}):", d.tokens.len());
-        let rows: Vec<Vec<String>> = d
-            .tokens
-            .iter()
-            .map(|t| {
-                vec![
-                    t.name.clone(),
-                    t.action.to_string(),
-                    format!("{} at {}", t.role, t.scope),
-                    t.owner.clone().unwrap_or_else(|| "-".into()),
-                    t.validity.clone(),
-                    t.secret_name.clone(),
-                    t.reason.clone(),
-                ]
-            })
-            .collect();
+        let rows = super::token_rows(d);
         out.push_str(&indent(&text_table(
             &[
                 "TOKEN", "ACTION", "ROLE", "OWNER", "VALIDITY", "SECRET", "WHY",

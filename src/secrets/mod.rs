@@ -24,7 +24,7 @@ mod dir_sink;
 mod secret_files;
 mod sink;
 
-pub use dir_sink::{check_secrets_dir, classify_manifest, DirSecretSink};
+pub use dir_sink::{check_secrets_dir, classify_manifest, private_dir, DirSecretSink};
 pub use secret_files::{load_secrets_dir, parse_secret_manifest, LoadedSecrets};
 pub use sink::{
     observe, Delivery, MemorySink, OutgoingSecret, SecretInventory, SecretSink, SecretState,
