@@ -199,14 +199,7 @@ impl Index {
         let Some(entry) = entry.filter(|_| matches) else {
             return Err(TokenCheckError::Rejected);
         };
-        let unexpired = entry.expires_at.is_none_or(|e| now < e);
-        // Defence in depth: apply revokes an owner's tokens, but a revoked owner is also refused here.
-        let owner_ok = entry
-            .owner_user
-            .as_deref()
-            .and_then(|o| self.users.get(o))
-            .is_none_or(UserEntry::active);
-        if !(entry.live && unexpired && owner_ok) {
+        if !self.token_usable(entry, now) {
             return Err(TokenCheckError::Rejected);
         }
         Ok(TokenIdentity {
@@ -214,6 +207,29 @@ impl Index {
             principal: Principal::token(&entry.name, entry.grant.clone()),
             expires_at: entry.expires_at,
         })
+    }
+
+    /// The principal called `name` at `now`: an active user with its grants, else a usable token of that name.
+    pub fn principal(&self, name: &str, now: Timestamp) -> Option<Principal> {
+        if let Some(user) = self.users.get(name).filter(|u| u.active()) {
+            return Some(Principal::user(name, user.grants.clone()));
+        }
+        self.tokens
+            .values()
+            .find(|t| t.name == name && self.token_usable(t, now))
+            .map(|t| Principal::token(&t.name, t.grant.clone()))
+    }
+
+    /// Whether a token key works at `now`: issued, not revoked, unexpired, and its owner (if any) active.
+    fn token_usable(&self, entry: &TokenEntry, now: Timestamp) -> bool {
+        let unexpired = entry.expires_at.is_none_or(|e| now < e);
+        // Defence in depth: apply revokes an owner's tokens, but a revoked owner is also refused here.
+        let owner_ok = entry
+            .owner_user
+            .as_deref()
+            .and_then(|o| self.users.get(o))
+            .is_none_or(UserEntry::active);
+        entry.live && unexpired && owner_ok
     }
 
     /// Answers an authorization question for `principal` with the policy module.
