@@ -8,9 +8,9 @@ mod can_i;
 mod crds;
 mod diff;
 mod plan;
-mod run;
+pub mod run;
 mod run_kube;
-mod serve;
+pub mod serve;
 mod status;
 mod validate;
 
