@@ -2,8 +2,8 @@
 //! (`--dir`) or from the identity store (`--store`), with the same policy call.
 
 use crate::api::Index;
-use crate::plan::{answer, replay, user_principals, Models, Question};
-use crate::policy::{Action, Grant, Principal, Scope, Stage};
+use crate::plan::{answer, declared_principal, replay, Models, Question};
+use crate::policy::{Action, Principal, Scope, Stage};
 use crate::sources::files::load_paths;
 use crate::store::{SqliteStore, Store};
 use anyhow::{bail, Context};
@@ -91,22 +91,7 @@ fn from_dir(dir: &Path, name: &str) -> anyhow::Result<Source> {
     }
     let mut models = Models::new();
     replay(&snap, &mut models, &BTreeSet::new());
-    let principal = user_principals(&snap).remove(name).or_else(|| {
-        let invalid = snap.invalid_keys();
-        snap.tokens
-            .iter()
-            .filter(|t| t.object.metadata.name.as_deref() == Some(name) && !t.object.spec.revoked)
-            .find(|t| !invalid.contains(&t.key()))
-            .map(|t| {
-                Principal::token(
-                    name,
-                    Grant {
-                        role: t.object.spec.role,
-                        scope: t.object.spec.scope(),
-                    },
-                )
-            })
-    });
+    let principal = declared_principal(&snap, name);
     Ok(Source {
         principal,
         models,

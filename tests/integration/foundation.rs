@@ -312,6 +312,40 @@ fn can_i_from_the_store_answers_as_from_the_declarations() {
         "{}",
         unknown.1
     );
+
+    // dora revoked: apply revokes the token she owns, and neither source answers for it.
+    let users = std::path::Path::new(dir).join("users.yaml");
+    let text = std::fs::read_to_string(&users).unwrap();
+    let revoked = text.replace(
+        "  displayName: Dora Deployer\n",
+        "  displayName: Dora Deployer\n  state: Revoked\n",
+    );
+    assert_ne!(revoked, text);
+    std::fs::write(&users, revoked).unwrap();
+    let applied = run(&[
+        "apply",
+        "--dir",
+        dir,
+        "--store",
+        store,
+        "--secrets-dir",
+        secrets.to_str().unwrap(),
+    ]);
+    assert!(applied.status.code() != Some(2), "{}", stderr(&applied));
+    for source in [("--dir", dir), ("--store", store)] {
+        for who in ["dora", "fraud-ci-deployer"] {
+            let (code, out) = ask(
+                source.0,
+                source.1,
+                &["--as", who, "models:view", "fraud-detector"],
+            );
+            assert_eq!(code, 1, "{source:?} {who}: {out}");
+            assert!(
+                out.contains("neither an active user"),
+                "{source:?} {who}: {out}"
+            );
+        }
+    }
 }
 
 #[test]
