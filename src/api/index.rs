@@ -199,14 +199,7 @@ impl Index {
         let Some(entry) = entry.filter(|_| matches) else {
             return Err(TokenCheckError::Rejected);
         };
-        let unexpired = entry.expires_at.is_none_or(|e| now < e);
-        // Defence in depth: apply revokes an owner's tokens, but a revoked owner is also refused here.
-        let owner_ok = entry
-            .owner_user
-            .as_deref()
-            .and_then(|o| self.users.get(o))
-            .is_none_or(UserEntry::active);
-        if !(entry.live && unexpired && owner_ok) {
+        if !self.token_usable(entry, now) {
             return Err(TokenCheckError::Rejected);
         }
         Ok(TokenIdentity {
@@ -214,6 +207,29 @@ impl Index {
             principal: Principal::token(&entry.name, entry.grant.clone()),
             expires_at: entry.expires_at,
         })
+    }
+
+    /// The principal called `name` at `now`: an active user with its grants, else a usable token of that name.
+    pub fn principal(&self, name: &str, now: Timestamp) -> Option<Principal> {
+        if let Some(user) = self.users.get(name).filter(|u| u.active()) {
+            return Some(Principal::user(name, user.grants.clone()));
+        }
+        self.tokens
+            .values()
+            .find(|t| t.name == name && self.token_usable(t, now))
+            .map(|t| Principal::token(&t.name, t.grant.clone()))
+    }
+
+    /// Whether a token key works at `now`: issued, not revoked, unexpired, and its owner (if any) active.
+    fn token_usable(&self, entry: &TokenEntry, now: Timestamp) -> bool {
+        let unexpired = entry.expires_at.is_none_or(|e| now < e);
+        // Defence in depth: apply revokes an owner's tokens, but a revoked owner is also refused here.
+        let owner_ok = entry
+            .owner_user
+            .as_deref()
+            .and_then(|o| self.users.get(o))
+            .is_none_or(UserEntry::active);
+        entry.live && unexpired && owner_ok
     }
 
     /// Answers an authorization question for `principal` with the policy module.
@@ -257,5 +273,84 @@ fn model_id(m: &ModelRow) -> ModelId {
     ModelId {
         scope: m.scope.clone(),
         name: m.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{PrincipalKind, Role, Scope};
+    use crate::store::{BindingRow, TokenKeyRow, UserRow};
+
+    fn key(id: &str, name: &str, owner: Option<&str>) -> TokenKeyRow {
+        TokenKeyRow {
+            key_id: id.into(),
+            token_name: name.into(),
+            namespace: "ns".into(),
+            secret_hmac: HashValue::new("11".repeat(32)),
+            role: Role::Deployer,
+            scope: Scope::customer("acme"),
+            owner_user: owner.map(str::to_string),
+            issued_at: Timestamp::UNIX_EPOCH,
+            expires_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+            rotation: 0,
+            state: KeyState::Issued,
+            secret_name: format!("{name}-token"),
+            owner: None,
+        }
+    }
+
+    /// can-i --store: users with their allowed grants, then usable tokens by name.
+    #[test]
+    fn principal_is_an_active_user_or_a_usable_token() {
+        let mut state = StoreState::default();
+        let mut gone = UserRow::new("gone", None);
+        gone.state = UserState::Revoked;
+        for u in [UserRow::new("dan", None), gone] {
+            state.users.insert(u.username.clone(), u);
+        }
+        for (role, scope) in [
+            (Role::Developer, Scope::customer("acme")),
+            // Not allowed globally: left out, as the API leaves it out.
+            (Role::Developer, Scope::global()),
+        ] {
+            state.bindings.push(BindingRow {
+                username: "dan".into(),
+                role,
+                scope,
+                owner: None,
+            });
+        }
+        let now = Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_hours(1);
+        let mut expired = key("k2", "old", None);
+        expired.expires_at = Some(Timestamp::UNIX_EPOCH);
+        let mut pending = key("k3", "new", None);
+        pending.state = KeyState::Pending;
+        for k in [
+            key("k1", "ci", Some("dan")),
+            expired,
+            pending,
+            key("k4", "orphan", Some("gone")),
+        ] {
+            state.token_keys.insert(k.key_id.clone(), k);
+        }
+        let index = Index::build(&state);
+
+        let dan = index.principal("dan", now).expect("dan is active");
+        assert_eq!(dan.kind, PrincipalKind::User);
+        assert_eq!(
+            dan.grants,
+            [Grant {
+                role: Role::Developer,
+                scope: Scope::customer("acme")
+            }]
+        );
+        let ci = index.principal("ci", now).expect("ci is a live token");
+        assert_eq!((ci.kind, ci.grants.len()), (PrincipalKind::Token, 1));
+        for nobody in ["gone", "old", "new", "orphan", "unknown"] {
+            assert!(index.principal(nobody, now).is_none(), "{nobody}");
+        }
     }
 }

@@ -1,19 +1,26 @@
-//! `stagegate can-i`: an authorization question answered from declarations.
+//! `stagegate can-i`: an authorization question answered from declarations
+//! (`--dir`) or from the identity store (`--store`), with the same policy call.
 
-use crate::plan::{answer, replay, user_principals, Models, Question};
-use crate::policy::{Action, Grant, Principal, Scope, Stage};
+use crate::api::Index;
+use crate::plan::{answer, declared_principal, replay, Models, Question};
+use crate::policy::{Action, Principal, Scope, Stage};
 use crate::sources::files::load_paths;
-use anyhow::Context;
+use crate::store::{SqliteStore, Store};
+use anyhow::{bail, Context};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Arguments of `stagegate can-i`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["dir", "store"])))]
 pub struct Args {
     /// Directory of manifests to answer from (models come from replaying its stage requests).
-    #[arg(long)]
-    pub dir: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// SQLite identity store to answer from (what `apply` or `run` wrote); never created.
+    #[arg(long, value_name = "PATH")]
+    pub store: Option<PathBuf>,
     /// Username (or ApiToken name) asking.
     #[arg(long = "as", value_name = "USER")]
     pub as_user: String,
@@ -32,41 +39,27 @@ pub struct Args {
     pub explain: bool,
 }
 
+/// Who may be asking and the models, from one source.
+struct Source {
+    principal: Option<Principal>,
+    models: Models,
+    /// What the principal was looked up in, for the "unknown" explanation.
+    origin: String,
+}
+
 /// Prints yes or no; exit 0 yes, 1 no.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let snap = load_paths(std::slice::from_ref(&args.dir))?;
-    let errors = snap.diagnostics.iter().filter(|d| d.is_error()).count();
-    if errors > 0 {
-        eprintln!("warning: {errors} validation errors in {}; invalid objects are ignored (run stagegate validate)", args.dir.display());
-    }
-    let mut models = Models::new();
-    replay(&snap, &mut models, &BTreeSet::new());
-    let principal = user_principals(&snap).remove(&args.as_user).or_else(|| {
-        snap.tokens
-            .iter()
-            .filter(|t| {
-                t.object.metadata.name.as_deref() == Some(args.as_user.as_str())
-                    && !t.object.spec.revoked
-            })
-            .filter(|t| !snap.invalid_keys().contains(&t.key()))
-            .map(|t| {
-                Principal::token(
-                    &args.as_user,
-                    Grant {
-                        role: t.object.spec.role,
-                        scope: t.object.spec.scope(),
-                    },
-                )
-            })
-            .next()
-    });
-    let Some(principal) = principal else {
+    let source = match (&args.dir, &args.store) {
+        (Some(dir), None) => from_dir(dir, &args.as_user)?,
+        (None, Some(store)) => from_store(store, &args.as_user)?,
+        _ => bail!("exactly one of --dir and --store is required"),
+    };
+    let Some(principal) = source.principal else {
         println!("no");
         if args.explain {
             println!(
                 "{} is neither an active user nor an API token in {}",
-                args.as_user,
-                args.dir.display()
+                args.as_user, source.origin
             );
         }
         return Ok(ExitCode::from(1));
@@ -77,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         scope: args.scope,
         to: args.to,
     };
-    let decision = answer(&principal, &models, &q).context("cannot answer")?;
+    let decision = answer(&principal, &source.models, &q).context("cannot answer")?;
     println!("{}", if decision.allowed { "yes" } else { "no" });
     if args.explain {
         println!("{}", decision.reason);
@@ -86,5 +79,41 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+/// Principals from the valid declarations; models from replaying the stage requests.
+fn from_dir(dir: &Path, name: &str) -> anyhow::Result<Source> {
+    let snap = load_paths(&[dir.to_path_buf()])?;
+    let errors = snap.diagnostics.iter().filter(|d| d.is_error()).count();
+    if errors > 0 {
+        eprintln!("warning: {errors} validation errors in {}; invalid objects are ignored (run stagegate validate)", dir.display());
+    }
+    let mut models = Models::new();
+    replay(&snap, &mut models, &BTreeSet::new());
+    let principal = declared_principal(&snap, name);
+    Ok(Source {
+        principal,
+        models,
+        origin: dir.display().to_string(),
+    })
+}
+
+/// Principals and models as the HTTP API sees them: the index built from one store read.
+fn from_store(path: &Path, name: &str) -> anyhow::Result<Source> {
+    // Opening creates a missing file; a typo must not leave an empty store behind.
+    if !path.is_file() {
+        bail!(
+            "no store at {} (run stagegate apply --dir DIR first)",
+            path.display()
+        );
+    }
+    let store = SqliteStore::open(path)
+        .with_context(|| format!("cannot open the store {}", path.display()))?;
+    let index = Index::build(&store.load_state()?);
+    Ok(Source {
+        principal: index.principal(name, super::now()),
+        models: index.models().clone(),
+        origin: path.display().to_string(),
     })
 }

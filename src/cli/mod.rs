@@ -8,9 +8,9 @@ mod can_i;
 mod crds;
 mod diff;
 mod plan;
-mod run;
+pub mod run;
 mod run_kube;
-mod serve;
+pub mod serve;
 mod status;
 mod validate;
 
@@ -34,10 +34,10 @@ pub enum Command {
         after_help = "Example:\n  stagegate validate examples/\n  stagegate validate examples/users.yaml --output json"
     )]
     Validate(validate::Args),
-    /// Answer an authorization question from declarations (exit 0 yes, 1 no).
+    /// Answer an authorization question from declarations or the store (exit 0 yes, 1 no).
     #[command(
         name = "can-i",
-        after_help = "Examples:\n  stagegate can-i --dir examples --as alan models:view fraud-detector\n  stagegate can-i --dir examples --as maria models:transition churn-model --to Dev --explain\n  stagegate can-i --dir examples --as ada users:manage --scope acme"
+        after_help = "Exit: 0 yes, 1 no, 2 errors (such as a missing store).\nExamples:\n  stagegate can-i --dir examples --as alan models:view fraud-detector\n  stagegate can-i --dir examples --as maria models:transition churn-model --to Dev --explain\n  stagegate can-i --store .stagegate/store.db --as ada users:manage --scope acme"
     )]
     CanI(can_i::Args),
     /// Reconcile a directory of manifests into the identity store once, then exit.

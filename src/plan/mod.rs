@@ -15,7 +15,8 @@ pub use change::{Change, FieldChange, Hidden, Op, Plan, SecretName, TokenFields,
 pub use question::{answer, resolve_model, Question, QuestionError};
 pub use render::{describe, marker};
 pub use replay::{
-    decide_request, ordered_requests, replay, user_principals, ModelId, Models, RequestDecision,
+    decide_request, declared_principal, ordered_requests, replay, user_principals, ModelId, Models,
+    RequestDecision,
 };
 pub use snapshot::{Declared, ObjectKey, SecretData, Snapshot, Source};
 pub use users::{password_fingerprint, password_secret};

@@ -73,6 +73,37 @@ pub fn user_principals(snap: &Snapshot) -> BTreeMap<String, Principal> {
     out
 }
 
+/// The principal called `name` in the snapshot: an active user with its grants, else a valid
+/// ApiToken of that name that is not revoked and whose owner (if declared) is not revoked.
+pub fn declared_principal(snap: &Snapshot, name: &str) -> Option<Principal> {
+    if let Some(user) = user_principals(snap).remove(name) {
+        return Some(user);
+    }
+    let invalid = snap.invalid_keys();
+    // Apply revokes the tokens of a revoked owner, so the store has no such principal either.
+    let revoked_owners: BTreeSet<String> = snap
+        .users
+        .iter()
+        .filter(|u| u.object.spec.state == UserState::Revoked && !invalid.contains(&u.key()))
+        .map(|u| u.object.username())
+        .collect();
+    snap.tokens
+        .iter()
+        .filter(|t| t.object.metadata.name.as_deref() == Some(name) && !t.object.spec.revoked)
+        .filter(|t| {
+            let owner = t.object.spec.owner.as_ref();
+            owner.is_none_or(|o| !revoked_owners.contains(o))
+        })
+        .find(|t| !invalid.contains(&t.key()))
+        .map(|t| {
+            let grant = Grant {
+                role: t.object.spec.role,
+                scope: t.object.spec.scope(),
+            };
+            Principal::token(name, grant)
+        })
+}
+
 /// Sort key of a request: its time (annotation, else creationTimestamp), then file, line and name.
 fn order_key(
     d: &Declared<ModelStageRequest>,

@@ -237,3 +237,136 @@ fn can_i_manage_and_errors() {
         "tokens are principals"
     );
 }
+
+/// The README's can-i examples and a few more, as `--as USER ARGS...`.
+const README_QUESTIONS: [&[&str]; 9] = [
+    &["--as", "alan", "models:view", "fraud-detector"],
+    &["--as", "maria", "models:view", "fraud-detector"],
+    &["--as", "anna", "models:view", "churn-model"],
+    &["--as", "maria", "models:view", "churn-model"],
+    &[
+        "--as",
+        "dan",
+        "models:transition",
+        "churn-model",
+        "--to",
+        "Staging",
+    ],
+    &[
+        "--as",
+        "dora",
+        "models:transition",
+        "churn-model",
+        "--to",
+        "Staging",
+    ],
+    &["--as", "ada", "users:manage", "--scope", "acme"],
+    &["--as", "maria", "users:manage", "--scope", "acme"],
+    &["--as", "fraud-ci-deployer", "models:view", "fraud-detector"],
+];
+
+#[test]
+fn can_i_from_the_store_answers_as_from_the_declarations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("manifests");
+    crate::daemon::harness::copy_examples(&dir);
+    let store = tmp.path().join("state/store.db");
+    let (dir, store) = (dir.to_str().unwrap(), store.to_str().unwrap());
+    let secrets = tmp.path().join("state/secrets");
+    let applied = run(&[
+        "apply",
+        "--dir",
+        dir,
+        "--store",
+        store,
+        "--secrets-dir",
+        secrets.to_str().unwrap(),
+    ]);
+    assert!(applied.status.code() != Some(2), "{}", stderr(&applied));
+    let ask = |source: &str, path: &str, question: &[&str]| {
+        let mut all = vec!["can-i", source, path, "--explain"];
+        all.extend_from_slice(question);
+        let out = run(&all);
+        (out.status.code().unwrap(), stdout(&out))
+    };
+    let mut yes = 0;
+    for question in README_QUESTIONS {
+        let declared = ask("--dir", dir, question);
+        let stored = ask("--store", store, question);
+        assert_eq!(stored, declared, "{question:?}");
+        assert!(declared.0 < 2, "{question:?}: {}", declared.1);
+        yes += usize::from(declared.0 == 0);
+    }
+    assert_eq!(
+        yes, 5,
+        "alan, maria/churn, dora and maria/users are the noes"
+    );
+    let unknown = ask(
+        "--store",
+        store,
+        &["--as", "nobody", "models:view", "fraud-detector"],
+    );
+    assert_eq!(unknown.0, 1, "{}", unknown.1);
+    assert!(
+        unknown.1.contains("neither an active user"),
+        "{}",
+        unknown.1
+    );
+
+    // dora revoked: apply revokes the token she owns, and neither source answers for it.
+    let users = std::path::Path::new(dir).join("users.yaml");
+    let text = std::fs::read_to_string(&users).unwrap();
+    let revoked = text.replace(
+        "  displayName: Dora Deployer\n",
+        "  displayName: Dora Deployer\n  state: Revoked\n",
+    );
+    assert_ne!(revoked, text);
+    std::fs::write(&users, revoked).unwrap();
+    let applied = run(&[
+        "apply",
+        "--dir",
+        dir,
+        "--store",
+        store,
+        "--secrets-dir",
+        secrets.to_str().unwrap(),
+    ]);
+    assert!(applied.status.code() != Some(2), "{}", stderr(&applied));
+    for source in [("--dir", dir), ("--store", store)] {
+        for who in ["dora", "fraud-ci-deployer"] {
+            let (code, out) = ask(
+                source.0,
+                source.1,
+                &["--as", who, "models:view", "fraud-detector"],
+            );
+            assert_eq!(code, 1, "{source:?} {who}: {out}");
+            assert!(
+                out.contains("neither an active user"),
+                "{source:?} {who}: {out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn can_i_store_errors_and_never_creates_a_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no/store.db");
+    let out = run(&[
+        "can-i",
+        "--store",
+        missing.to_str().unwrap(),
+        "--as",
+        "ada",
+        "users:manage",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no store at"), "{}", stderr(&out));
+    assert!(!missing.exists() && !missing.parent().unwrap().exists());
+    for sources in [&["--dir", "examples", "--store", "x.db"][..], &[][..]] {
+        let mut all = vec!["can-i", "--as", "ada", "users:manage"];
+        all.extend_from_slice(sources);
+        let out = run(&all);
+        assert_eq!(out.status.code(), Some(2), "{sources:?}: {}", stderr(&out));
+    }
+}

@@ -6,6 +6,8 @@
 //! `charts/stagegate/ci/*.yaml`, parse each rendered document into its
 //! `k8s-openapi` type, and check what a reviewer would:
 //!
+//! * `cli`: the container's args parse with the binary's own parser, its
+//!   env vars are ones the binary reads, ports and probes match the listeners;
 //! * `manifests`: strict parsing (unknown kinds and fields fail);
 //! * `workload`: the restricted Pod Security Standard, probes, labels, the
 //!   controller's command line and volumes;
@@ -13,6 +15,7 @@
 //! * here: lint, broken copies failing lint, the values schema, NOTES, CRD
 //!   drift, the server key kept on upgrade, appVersion = crate version.
 
+mod cli;
 mod manifests;
 mod rbac;
 mod workload;

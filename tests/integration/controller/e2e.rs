@@ -134,6 +134,36 @@ fn creates_of_secrets(log: &[RecordedRequest]) -> Vec<String> {
         .collect()
 }
 
+/// The controller serves health, readiness, metrics and the identity API: the
+/// token it delivered in a Secret authenticates at `/v1/whoami`.
+fn serves_the_api(ctl: &Controller, token_secret: &Value) {
+    use base64::Engine;
+    let api = ctl.api_url();
+    wait_status(ctl, &format!("{api}/healthz"), None, 200);
+    // Ready once the first reconcile is in the store and the index.
+    wait_status(ctl, &format!("{api}/readyz"), None, 200);
+    let metrics = wait_status(ctl, &format!("{}/metrics", ctl.metrics_url()), None, 200);
+    for family in ["stagegate_reconciles", "stagegate_leader 1"] {
+        assert!(
+            metrics.contains(family),
+            "/metrics lacks {family}:\n{metrics}"
+        );
+    }
+    let encoded = token_secret["data"]["token"]
+        .as_str()
+        .expect("token in the Secret");
+    let token = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("Secret data is base64");
+    let token = String::from_utf8(token).expect("token is text");
+    let me = wait_status(ctl, &format!("{api}/v1/whoami"), Some(&token), 200);
+    let me: Value = serde_json::from_str(&me).expect("whoami is JSON");
+    assert_eq!(me["name"], "fraud-ci-deployer", "{me}");
+    let (status, _) =
+        http_get(&format!("{api}/v1/whoami"), Some("sgt_not_a_token")).expect("API answers");
+    assert_eq!(status, 401);
+}
+
 #[test]
 fn examples_reconcile_like_directory_mode_and_follow_kubectl_changes() {
     let c = Cluster::start();
@@ -188,6 +218,7 @@ fn examples_reconcile_like_directory_mode_and_follow_kubectl_changes() {
     for k in ["apiKey", "password", "token"] {
         assert!(sec["data"][k].is_string(), "Secret has {k}");
     }
+    serves_the_api(&ctl, &sec);
     let mut creates = creates_of_secrets(&c.server.requests());
     creates.sort();
     assert_eq!(

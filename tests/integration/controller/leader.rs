@@ -68,6 +68,10 @@ fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
     assert!(boot["data"]["password"].is_string());
     assert!(c.store().users["admin"].bootstrap);
     let b = c.controller("ctrl-b", &[]);
+    // The follower serves the API too, ready once it sees the leader's reconcile in the store.
+    wait_status(&b, &format!("{}/readyz", b.api_url()), None, 200);
+    let metrics = wait_status(&b, &format!("{}/metrics", b.metrics_url()), None, 200);
+    assert!(metrics.contains("stagegate_leader 0"), "{metrics}");
     std::thread::sleep(Duration::from_secs(4));
     c.kubectl(&[
         "patch",

@@ -16,7 +16,7 @@ use serde_json::Value;
 use stagegate::store::{SqliteStore, Store, StoreState};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The four kinds as kubectl resource names.
@@ -98,6 +98,8 @@ impl Cluster {
     pub fn controller(&self, identity: &str, env: &[(&str, &str)]) -> Controller {
         let log = self.dir.path().join(format!("{identity}-{}.log", now_ms()));
         let file = std::fs::File::create(&log).expect("log file");
+        // stdout (where the listeners are announced) and stderr share the log: one offset, one order.
+        let out = file.try_clone().expect("log file");
         let mut cmd = crate::support::stagegate();
         cmd.args(["run", "--kube", "--store"])
             .arg(self.store_path())
@@ -117,8 +119,9 @@ impl Cluster {
             .env("POD_NAMESPACE", "stagegate-system")
             .env("POD_NAME", identity)
             .env("RUST_LOG", "info,kube=warn")
+            .env("STAGEGATE_METRICS_LISTEN", "127.0.0.1:0")
             .env_remove("STAGEGATE_FAILPOINT")
-            .stdout(Stdio::null())
+            .stdout(out)
             .stderr(file);
         for (k, v) in env {
             cmd.env(k, v);
@@ -156,11 +159,32 @@ impl Cluster {
 pub struct Controller {
     /// The process.
     pub child: Child,
-    /// Its stderr.
+    /// Its stdout and stderr.
     pub log: PathBuf,
 }
 
 impl Controller {
+    /// `http://ADDR` of the identity API (`--listen`), once the process has announced it.
+    pub fn api_url(&self) -> String {
+        self.announced("  api:        http://")
+    }
+
+    /// `http://ADDR` of the metrics listener (`--metrics-listen`), once announced.
+    pub fn metrics_url(&self) -> String {
+        let url = self.announced("  metrics:    http://");
+        url.strip_suffix("/metrics").unwrap_or(&url).to_string()
+    }
+
+    /// `http://` and the rest of the first log line starting with `prefix` (waits for it).
+    fn announced(&self, prefix: &str) -> String {
+        wait_for(30, prefix.trim(), Some(self), || {
+            self.log()
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .map(|rest| format!("http://{}", rest.trim()))
+        })
+    }
+
     /// Its log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -247,6 +271,30 @@ pub fn wait_for<T>(
         }
         std::thread::sleep(Duration::from_millis(150));
     }
+}
+
+/// `GET url` with an optional bearer token: status and body, or `None` when nothing answers.
+pub fn http_get(url: &str, bearer: Option<&str>) -> Option<(u16, String)> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client");
+    let mut request = client.get(url);
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let reply = request.send().ok()?;
+    let status = reply.status().as_u16();
+    Some((status, reply.text().unwrap_or_default()))
+}
+
+/// Polls `GET url` until it answers `status`; returns the body.
+pub fn wait_status(ctl: &Controller, url: &str, bearer: Option<&str>, status: u16) -> String {
+    wait_for(30, &format!("{status} from {url}"), Some(ctl), || {
+        http_get(url, bearer)
+            .filter(|(s, _)| *s == status)
+            .map(|(_, body)| body)
+    })
 }
 
 /// The allowed `<group> <resource> <verb>` lines.
