@@ -2,7 +2,7 @@
 //! SIGTERM, and the bootstrap administrator (issues 3 and 8).
 
 mod bootstrap;
-mod harness;
+pub mod harness;
 mod watch;
 
 use crate::support;
