@@ -373,7 +373,7 @@ fn disable(
         audit(cfg, now, "bootstrap.disable", json!({"username": cfg.username, "state": "Revoked", "globalAdmins": by})),
         status(cfg, true, "BootstrapDisabled", "Revoked", format!("bootstrap administrator disabled: declared global Admin(s) {} can log in; its sessions ended and its login is refused", by.join(", "))),
     ])?;
-    tracing::info!(username = %cfg.username, admins = %by.join(","), "bootstrap administrator disabled: a declared global Admin can log in");
+    tracing::info!(username = %cfg.username, "bootstrap administrator disabled: declared global Admin {} exists and can log in; its sessions ended and its login is refused", by.join(", "));
     Ok(BootstrapAction::Disabled)
 }
 

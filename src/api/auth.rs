@@ -24,6 +24,8 @@ pub struct Caller {
     pub expires_at: Option<Timestamp>,
     /// Hash of the session id, for a session caller.
     pub session_hash: Option<HashValue>,
+    /// Whether the caller is the bootstrap administrator.
+    pub bootstrap: bool,
 }
 
 impl Caller {
@@ -61,6 +63,7 @@ impl ApiState {
                     principal: t.principal,
                     expires_at: t.expires_at,
                     session_hash: None,
+                    bootstrap: false,
                 }),
                 Err(TokenCheckError::Format(e)) => Err(ApiError::Unauthorized(e.to_string())),
                 Err(TokenCheckError::Rejected) => Err(ApiError::unauthenticated()),
@@ -79,14 +82,13 @@ impl ApiState {
             .cloned()
             .ok_or_else(ApiError::unauthenticated)?;
         // Revocation and deletion take effect at once, even before the session cache is reloaded.
-        let user_active = self
-            .index()
-            .user(&session.username)
-            .is_some_and(|u| u.active());
-        if session.expires_at <= now || !user_active {
+        let index = self.index();
+        let user = index.user(&session.username).filter(|u| u.active());
+        if session.expires_at <= now || user.is_none() {
             return Err(ApiError::unauthenticated());
         }
         Ok(Caller {
+            bootstrap: user.is_some_and(|u| u.bootstrap),
             principal: Principal::user(&session.username, session.grants),
             expires_at: Some(session.expires_at),
             session_hash: Some(hash),
@@ -109,6 +111,13 @@ impl ApiState {
             });
         }
         let index = self.index();
+        if index
+            .user(username)
+            .is_some_and(|u| u.bootstrap && !u.active())
+        {
+            // The answer stays the generic 401; the operator's log says why.
+            tracing::info!(user = %username, "login refused: the bootstrap administrator is disabled because a declared global Admin exists");
+        }
         let user = index.user(username).filter(|u| u.active());
         let (hash, grants): (HashValue, Vec<Grant>) =
             match user.and_then(|u| u.password_hash.clone().map(|h| (h, u.grants.clone()))) {

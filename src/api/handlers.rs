@@ -58,6 +58,8 @@ pub struct WhoAmI {
     pub roles: Vec<RoleGrant>,
     /// When the credential stops working; null = never.
     pub expires_at: Option<Timestamp>,
+    /// True for the bootstrap administrator (issue 8): disabled once a declared global Admin can log in.
+    pub bootstrap: bool,
 }
 
 /// `POST /v1/authorize` body.
@@ -171,6 +173,7 @@ pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
         name: caller.principal.name.clone(),
         roles,
         expires_at: caller.expires_at,
+        bootstrap: caller.bootstrap,
     })
 }
 

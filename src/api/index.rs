@@ -19,6 +19,8 @@ pub struct UserEntry {
     pub password_hash: Option<HashValue>,
     /// Grants from the user's bindings, sorted, roles allowed at their scope only.
     pub grants: Vec<Grant>,
+    /// The bootstrap administrator (issue 8), not a declared user.
+    pub bootstrap: bool,
 }
 
 impl UserEntry {
@@ -98,6 +100,7 @@ impl Index {
                         state: u.state,
                         password_hash: u.password_hash.clone(),
                         grants: Vec::new(),
+                        bootstrap: u.bootstrap,
                     },
                 )
             })

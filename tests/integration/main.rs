@@ -4,6 +4,7 @@ mod api;
 mod controller;
 mod daemon;
 mod diff;
+mod firstrun;
 mod foundation;
 mod helm;
 mod kube_api;

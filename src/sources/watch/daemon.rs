@@ -106,6 +106,8 @@ struct Worker<R> {
     secrets_dir: Option<PathBuf>,
     reconciler: R,
     last_diagnostics: BTreeSet<String>,
+    /// Not-ready objects (key, reason) logged last time, so a resync does not repeat them.
+    last_not_ready: Option<BTreeSet<(String, String)>>,
     secrets_digest: Option<[u8; 32]>,
 }
 
@@ -126,6 +128,7 @@ impl<R: Reconciler> Daemon<R> {
             secrets_dir: config.secrets_dir.clone(),
             reconciler,
             last_diagnostics: BTreeSet::new(),
+            last_not_ready: None,
             secrets_digest: None,
         };
         Daemon {
@@ -291,6 +294,7 @@ impl<R: Reconciler> Worker<R> {
                     forced = force,
                     "reconciled"
                 );
+                self.log_readiness(&r.objects);
                 if refresh.unsettled.is_empty() {
                     Step::Done
                 } else {
@@ -310,6 +314,32 @@ impl<R: Reconciler> Worker<R> {
             broken_files,
         };
         (step, Some(outcome))
+    }
+
+    /// Says which objects are not ready (one line each), or that all are, when that changed.
+    fn log_readiness(&mut self, objects: &[Outcome]) {
+        let now: BTreeSet<(String, String)> = objects
+            .iter()
+            .filter(|o| !o.ready)
+            .map(|o| {
+                (
+                    format!("{} {}/{}", o.kind, o.namespace, o.name),
+                    o.reason.clone(),
+                )
+            })
+            .collect();
+        if self.last_not_ready.as_ref() == Some(&now) {
+            return;
+        }
+        if now.is_empty() {
+            tracing::info!(objects = objects.len(), "all objects ready");
+        }
+        for o in objects.iter().filter(|o| !o.ready) {
+            let object = format!("{} {}/{}", o.kind, o.namespace, o.name);
+            // Status messages name Secrets and reasons, never their values.
+            tracing::warn!(reason = %o.reason, "object not ready: {object}: {}", o.message);
+        }
+        self.last_not_ready = Some(now);
     }
 
     /// Logs diagnostics that are new since the last reconcile (not every resync).

@@ -28,6 +28,7 @@ fn login_whoami_logout() {
             "name": "maria",
             "roles": [{"role": "Manager", "scope": {"customer": "acme"}}],
             "expiresAt": r.body["expiresAt"],
+            "bootstrap": false,
         })
     );
     assert!(srv.user_row("maria").last_login.is_some());
@@ -69,6 +70,7 @@ fn token_whoami_authorize_and_models() {
             "name": "ci-deployer",
             "roles": [{"role": "Deployer", "scope": {"customer": "acme"}}],
             "expiresAt": null,
+            "bootstrap": false,
         })
     );
     let (allowed, code) = c.allowed(

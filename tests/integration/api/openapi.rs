@@ -129,3 +129,30 @@ fn the_error_schema_lists_every_code_the_server_sends() {
         assert!(codes.contains(e.code()), "{} missing", e.code());
     }
 }
+
+#[test]
+fn whoami_answers_exactly_the_documented_fields() {
+    let spec = spec();
+    let schema = &spec["components"]["schemas"]["WhoAmI"];
+    let documented: BTreeSet<String> = schema["properties"]
+        .as_mapping()
+        .expect("WhoAmI properties")
+        .keys()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    let required: BTreeSet<String> = schema["required"]
+        .as_sequence()
+        .expect("WhoAmI required")
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(documented.contains("bootstrap"), "{documented:?}");
+    let srv = org_server(test_config());
+    let session = srv.client.session("ada", "ada-password");
+    let r = srv.client.whoami(&session);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let served: BTreeSet<String> = r.body.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(served, documented, "whoami fields vs docs/openapi.yaml");
+    assert!(required.is_subset(&served));
+    assert_eq!(r.body["bootstrap"], false);
+}

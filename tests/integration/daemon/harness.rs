@@ -53,16 +53,8 @@ impl Workspace {
     }
     /// Starts the daemon with cheap password hashing and a long resync.
     pub fn start(&self, extra: &[&str]) -> Running {
-        let log = self
-            .tmp
-            .path()
-            .join(format!("daemon-{}.log", rand_suffix()));
-        let out = self
-            .tmp
-            .path()
-            .join(format!("daemon-{}.out", rand_suffix()));
-        let child = support::stagegate()
-            .args(["run", "--dir"])
+        let mut cmd = support::stagegate();
+        cmd.args(["run", "--dir"])
             .arg(self.manifests())
             .arg("--store")
             .arg(self.store_path())
@@ -70,18 +62,8 @@ impl Workspace {
             .arg(self.secrets())
             .args(["--resync", "1h"])
             .args(["--argon2-memory-kib", "8", "--argon2-iterations", "1"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("stagegate run starts");
-        Running {
-            child: Some(child),
-            log,
-            out,
-        }
+            .args(extra);
+        Running::spawn(cmd, self.tmp.path())
     }
 }
 
@@ -103,6 +85,24 @@ pub struct Running {
 }
 
 impl Running {
+    /// Spawns `cmd` (a `stagegate run`) at `info` level, its stdout and stderr in files under `logs`.
+    pub fn spawn(mut cmd: std::process::Command, logs: &Path) -> Running {
+        let log = logs.join(format!("daemon-{}.log", rand_suffix()));
+        let out = logs.join(format!("daemon-{}.out", rand_suffix()));
+        let child = cmd
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("stagegate run starts");
+        Running {
+            child: Some(child),
+            log,
+            out,
+        }
+    }
+
     /// Its stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
