@@ -22,14 +22,17 @@ pub use validity::Validity;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-/// The four CRDs in a stable order (User, AccessBinding, ApiToken, ModelStageRequest).
+/// The four CRDs in the order of their file names under `crds/` (so
+/// `stagegate crds | diff - <(cat crds/*.yaml)` is empty).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    let mut all = vec![
         User::crd(),
         AccessBinding::crd(),
         ApiToken::crd(),
         ModelStageRequest::crd(),
-    ]
+    ];
+    all.sort_by_key(crd_file_name);
+    all
 }
 
 /// The CRDs as one multi-document YAML, as `stagegate crds` prints it.

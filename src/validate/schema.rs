@@ -120,6 +120,15 @@ fn describe(e: &jsonschema::ValidationError<'_>) -> Vec<SchemaIssue> {
             format!("{path}.{name}")
         }
     };
+    let issue = |reason, message: String| {
+        vec![SchemaIssue {
+            field: path.clone(),
+            reason,
+            message,
+        }]
+    };
+    // Messages name the field and the rule, never the value: a password pasted into the
+    // wrong field must not reach a log line, a diagnostic or an Event.
     match &e.kind {
         ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
             .iter()
@@ -129,35 +138,55 @@ fn describe(e: &jsonschema::ValidationError<'_>) -> Vec<SchemaIssue> {
                 message: format!("unknown field {name:?}"),
             })
             .collect(),
-        ValidationErrorKind::Enum { options } if path.ends_with("role") => vec![SchemaIssue {
-            field: path.clone(),
-            reason: Reason::UnknownRole,
-            message: format!(
-                "unknown role {} (expected one of {})",
-                e.instance,
-                list(options)
-            ),
-        }],
-        ValidationErrorKind::Enum { options } => vec![SchemaIssue {
-            field: path.clone(),
-            reason: Reason::SchemaViolation,
-            message: format!("{} is not one of {}", e.instance, list(options)),
-        }],
-        ValidationErrorKind::MinLength { limit: 1 } => vec![SchemaIssue {
-            field: path.clone(),
-            reason: Reason::SchemaViolation,
-            message: "must not be empty".into(),
-        }],
+        ValidationErrorKind::Enum { options } if path.ends_with("role") => issue(
+            Reason::UnknownRole,
+            format!("unknown role (expected one of {})", list(options)),
+        ),
+        ValidationErrorKind::Enum { options } => issue(
+            Reason::SchemaViolation,
+            format!("must be one of {}", list(options)),
+        ),
+        ValidationErrorKind::MinLength { limit: 1 } => {
+            issue(Reason::SchemaViolation, "must not be empty".into())
+        }
+        ValidationErrorKind::MinLength { limit } => issue(
+            Reason::SchemaViolation,
+            format!("must be at least {limit} characters long"),
+        ),
+        ValidationErrorKind::MaxLength { limit } => issue(
+            Reason::SchemaViolation,
+            format!("must be at most {limit} characters long"),
+        ),
+        ValidationErrorKind::Pattern { pattern } => issue(
+            Reason::SchemaViolation,
+            format!("does not match the pattern {pattern}"),
+        ),
+        ValidationErrorKind::Type { kind } => issue(
+            Reason::SchemaViolation,
+            format!("must be of type {}", type_name(kind)),
+        ),
+        ValidationErrorKind::Minimum { limit } => {
+            issue(Reason::SchemaViolation, format!("must be at least {limit}"))
+        }
         ValidationErrorKind::Required { property } => vec![SchemaIssue {
             field: join(property.as_str().unwrap_or_default()),
             reason: Reason::SchemaViolation,
             message: "required field is missing".into(),
         }],
-        _ => vec![SchemaIssue {
-            field: path.clone(),
-            reason: Reason::SchemaViolation,
-            message: e.to_string(),
-        }],
+        _ => issue(
+            Reason::SchemaViolation,
+            format!("does not satisfy the schema rule at {}", e.schema_path),
+        ),
+    }
+}
+
+fn type_name(kind: &jsonschema::error::TypeKind) -> String {
+    match kind {
+        jsonschema::error::TypeKind::Single(t) => t.to_string(),
+        jsonschema::error::TypeKind::Multiple(ts) => {
+            let names: Vec<String> = ts.iter().map(|t| t.to_string()).collect();
+            names.join(" or ")
+        }
     }
 }
 

@@ -17,13 +17,24 @@ fn crd_files_match_the_types() {
         );
         concatenated.push_str(&on_disk);
     }
+    // The issue's check, literally: `stagegate crds | diff - <(cat crds/*.yaml)` (glob order).
+    let mut files: Vec<_> = std::fs::read_dir(root().join("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let globbed: String = files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
     let printed = run(&["crds"]);
     assert!(printed.status.success());
     assert_eq!(
         stdout(&printed),
-        concatenated,
-        "`stagegate crds` must print exactly crds/*.yaml"
+        globbed,
+        "`stagegate crds` must print exactly `cat crds/*.yaml`; run: make crds"
     );
+    assert_eq!(globbed, concatenated);
     assert_eq!(crds_yaml(), concatenated);
 }
 
@@ -368,5 +379,32 @@ fn can_i_store_errors_and_never_creates_a_store() {
         all.extend_from_slice(sources);
         let out = run(&all);
         assert_eq!(out.status.code(), Some(2), "{sources:?}: {}", stderr(&out));
+    }
+}
+
+/// Regression: a password pasted into the wrong field must not be echoed by a diagnostic.
+#[test]
+fn schema_diagnostics_name_the_field_not_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("leak.yaml");
+    let secret = "Sup3rS3cretPassw0rd";
+    std::fs::write(
+        &file,
+        format!("apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: x\nspec:\n  passwordSecretRef: \"{secret}\"\n  state: \"{secret}\"\n  username: \"{secret}\"\n---\napiVersion: stagegate.dev/v1alpha1\nkind: AccessBinding\nmetadata:\n  name: b\nspec:\n  user: x\n  role: \"{secret}\"\n"),
+    )
+    .unwrap();
+    for output in ["text", "json"] {
+        let out = run(&["validate", "--output", output, file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!all.contains(secret), "{all}");
+        for field in [
+            "spec.passwordSecretRef",
+            "spec.state",
+            "spec.username",
+            "spec.role",
+        ] {
+            assert!(all.contains(field), "{field} not named in {all}");
+        }
     }
 }

@@ -103,7 +103,24 @@ fn typed<K: DeserializeOwned>(value: &Value, source: Source) -> Result<Declared<
     if let Some(m) = v.as_object_mut() {
         m.remove("status");
     }
-    let object = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    let object = serde_json::from_value(v.clone())
+        .map_err(|_| {
+            // serde's message quotes the offending value, which may be a secret typed into the
+            // wrong field: describe the problem with the schema checker, which names fields only.
+            let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
+            schema::check(kind, &v)
+                .into_iter()
+                .map(|i| format!("{}: {} ({})", i.field, i.message, i.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .map_err(|why| {
+            if why.is_empty() {
+                "does not match its kind's schema".to_string()
+            } else {
+                why
+            }
+        })?;
     Ok(Declared { object, source })
 }
 
