@@ -1,6 +1,6 @@
 //! The decision function: DESIGN §3's table, one grant at a time.
 
-use super::types::{Action, Grant, ModelState, Principal, Role, Scope, Stage};
+use super::types::{Action, Grant, ModelState, Principal, PrincipalKind, Role, Scope, Stage};
 use serde::{Deserialize, Serialize};
 
 /// The question asked of the policy.
@@ -90,7 +90,10 @@ pub fn decide(principal: &Principal, req: &Request<'_>) -> Decision {
         .iter()
         .filter(|g| g.role.allowed_at(&g.scope) && g.scope.covers(target_scope))
     {
-        let d = decide_grant(g, &principal.name, req);
+        // Models are owned by users (the requester of their first deploy); a token named like
+        // a user must not inherit that user's "own model" rights.
+        let who = (principal.kind == PrincipalKind::User).then_some(principal.name.as_str());
+        let d = decide_grant(g, who, req);
         if d.allowed {
             return d;
         }
@@ -174,7 +177,7 @@ fn precheck(req: &Request<'_>) -> Option<Decision> {
     }
 }
 
-fn decide_grant(g: &Grant, who: &str, req: &Request<'_>) -> Decision {
+fn decide_grant(g: &Grant, who: Option<&str>, req: &Request<'_>) -> Decision {
     use Role::*;
     use Stage::*;
     let role = g.role;
@@ -197,7 +200,7 @@ fn decide_grant(g: &Grant, who: &str, req: &Request<'_>) -> Decision {
         }
         Action::ModelsView => {
             let m = req.model.expect("checked in precheck");
-            let own = m.owner.as_deref() == Some(who);
+            let own = who.is_some() && m.owner.as_deref() == who;
             let stage = m.stage.expect("checked in precheck");
             match (role, stage) {
                 (Admin, _) => Decision::allow(g, "sees models in all stages"),
@@ -228,7 +231,7 @@ fn decide_grant(g: &Grant, who: &str, req: &Request<'_>) -> Decision {
         Action::ModelsTransition => {
             let m = req.model.expect("checked in precheck");
             let to = req.to.expect("checked in precheck");
-            let own = m.owner.as_deref() == Some(who);
+            let own = who.is_some() && m.owner.as_deref() == who;
             let Some(from) = m.stage else {
                 // None → Dev: a first deploy.
                 return decide_grant(

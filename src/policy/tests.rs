@@ -397,3 +397,19 @@ fn api_tokens_are_principals_with_one_role() {
     );
     assert!(!manages(&t, Action::TokensManage, &fraud()).allowed);
 }
+
+#[test]
+fn a_token_named_like_a_user_does_not_own_that_users_models() {
+    let t = Principal::token(
+        "alan",
+        Grant {
+            role: Role::Analyst,
+            scope: fraud(),
+        },
+    );
+    let m = model("m", fraud(), "alan", Some(Stage::Dev));
+    let d = view(&t, &m);
+    assert_eq!((d.allowed, d.code), (false, DecisionCode::NotOwner));
+    assert!(!moves(&t, &m, Stage::Staging).allowed);
+    assert!(view(&user("alan", Role::Analyst, fraud()), &m).allowed);
+}

@@ -26,6 +26,8 @@ pub enum Reason {
     DuplicateUsername,
     /// Two declarations of the same kind, namespace and name.
     DuplicateObject,
+    /// Two ApiTokens with one name in different namespaces: the name is the API identifier.
+    DuplicateTokenName,
     /// `validity` is not a duration or `Never`.
     InvalidDuration,
     /// A reference to a username no User declares (a warning).
@@ -50,6 +52,7 @@ impl Reason {
             Reason::ProjectWithoutCustomer => "ProjectWithoutCustomer",
             Reason::DuplicateUsername => "DuplicateUsername",
             Reason::DuplicateObject => "DuplicateObject",
+            Reason::DuplicateTokenName => "DuplicateTokenName",
             Reason::InvalidDuration => "InvalidDuration",
             Reason::UnknownUser => "UnknownUser",
             Reason::TransitionNeverAllowed => "TransitionNeverAllowed",

@@ -3,7 +3,7 @@
 use super::{Diagnostic, Reason, Severity};
 use crate::plan::{Declared, ObjectKey, Snapshot, Source};
 use crate::policy::{transition_possible, Role, Scope};
-use crate::resources::{User, Validity, REQUESTED_AT};
+use crate::resources::{ApiToken, User, Validity, REQUESTED_AT};
 use kube::{Resource, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -62,6 +62,7 @@ pub fn validate(snap: &mut Snapshot) {
         }
     }
     ctx.usernames();
+    ctx.token_names();
     ctx.references();
     out.sort();
     snap.diagnostics.extend(out);
@@ -143,6 +144,40 @@ impl Ctx<'_> {
                 self.push(d, field, Reason::DuplicateUsername, Severity::Error, msg);
             } else {
                 seen.insert(username, d);
+            }
+        }
+    }
+
+    /// An ApiToken's name is its API identifier, unique across namespaces: the older keeps it.
+    fn token_names(&mut self) {
+        let snap = self.snap;
+        let mut tokens: Vec<&Declared<ApiToken>> = snap.tokens.iter().collect();
+        tokens.sort_by_key(|d| {
+            (
+                d.object.meta().creation_timestamp.as_ref().map(|t| t.0),
+                d.source.clone(),
+                d.key(),
+            )
+        });
+        let mut seen: BTreeMap<String, &Declared<ApiToken>> = BTreeMap::new();
+        for d in tokens {
+            let name = d.object.name_any();
+            if let Some(first) = seen.get(&name) {
+                let msg = format!(
+                    "token name {name:?} is already used by ApiToken {}/{} ({}); token names are API identifiers, unique across namespaces",
+                    first.object.namespace().unwrap_or_default(),
+                    name,
+                    first.source
+                );
+                self.push(
+                    d,
+                    "metadata.name",
+                    Reason::DuplicateTokenName,
+                    Severity::Error,
+                    msg,
+                );
+            } else {
+                seen.insert(name, d);
             }
         }
     }

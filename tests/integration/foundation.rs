@@ -122,6 +122,7 @@ fn every_reason_has_a_fixture_reported_at_its_line() {
     seen.sort();
     let expected = [
         "DuplicateObject",
+        "DuplicateTokenName",
         "DuplicateUsername",
         "InvalidAnnotation",
         "InvalidDuration",
