@@ -287,6 +287,25 @@ fn invalid_statuses(b: &mut Builder) {
                 .map(|d| (d.key(), &d.source, d.object.metadata.generation)),
         )
         .collect();
+    // Objects that failed the schema never became typed declarations: they get a status too,
+    // pointing at the file and line of the diagnostic.
+    let declared: BTreeSet<&ObjectKey> = sources.iter().map(|(k, _, _)| k).collect();
+    let undeclared: Vec<(ObjectKey, Source)> = first
+        .iter()
+        .filter(|(k, _)| {
+            !declared.contains(k) && crate::resources::KINDS.contains(&k.kind.as_str())
+        })
+        .map(|(k, d)| {
+            let source = Source {
+                file: d.file.clone(),
+                line: d.line,
+            };
+            ((*k).clone(), source)
+        })
+        .collect();
+    let sources = sources
+        .into_iter()
+        .chain(undeclared.iter().map(|(k, s)| (k.clone(), s, None)));
     for (key, source, generation) in sources {
         let Some(d) = first.get(&key) else { continue };
         if b.objects.contains_key(&key) {
@@ -295,7 +314,8 @@ fn invalid_statuses(b: &mut Builder) {
         let (reason, message) = if d.reason == Reason::DuplicateUsername {
             ("UsernameConflict", d.message.clone())
         } else {
-            ("Invalid", format!("{}: {}", d.reason, d.message))
+            let field = d.field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default();
+            ("Invalid", format!("{}: {field}{}", d.reason, d.message))
         };
         b.objects.insert(
             key.clone(),

@@ -2,6 +2,7 @@
 //! (and, for crash injection, through the library with failing wrappers).
 
 mod crash;
+mod invalid;
 mod lifecycle;
 mod no_secret_leaks;
 mod noop;

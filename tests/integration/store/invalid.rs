@@ -1,0 +1,32 @@
+//! Objects that fail the schema still get an outcome and a stored status.
+
+use super::{outcome, Env};
+
+#[test]
+fn a_schema_invalid_object_has_an_outcome_and_a_status() {
+    let env = Env::empty();
+    env.write(
+        "users.yaml",
+        "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: eve\nspec:\n  state: Sleeping\n---\napiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: bob\nspec: {}\n",
+    );
+    let (code, outcomes, _) = env.apply();
+    assert_eq!(code, 1, "an invalid object is not ready");
+    let eve = outcome(&outcomes, "User", "eve");
+    assert_eq!(eve["ready"], false);
+    assert_eq!(eve["reason"], "Invalid");
+    let msg = eve["message"].as_str().unwrap();
+    assert!(
+        msg.contains("SchemaViolation") && msg.contains("spec.state"),
+        "{msg}"
+    );
+    assert_eq!(outcome(&outcomes, "User", "bob")["ready"], true);
+    let status = env.run("status", &["--output", "json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let eve = outcome(listed.as_array().unwrap(), "User", "eve");
+    assert_eq!(eve["reason"], "Invalid");
+    // Fixed, it becomes an ordinary ready user.
+    env.edit("users.yaml", "state: Sleeping", "state: Active");
+    let (code, outcomes, _) = env.apply();
+    assert_eq!(code, 0);
+    assert_eq!(outcome(&outcomes, "User", "eve")["ready"], true);
+}
