@@ -1,6 +1,9 @@
 # Developer entry points. `make test` is the command CI and the README use.
 
-PYTHON ?= python3
+# The chart tests' Python packages live in a project virtualenv, so a system
+# Python that refuses pip installs (PEP 668) is never touched.
+VENV ?= .venv
+PYTHON ?= $(CURDIR)/$(VENV)/bin/python
 CARGO ?= cargo
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 IMAGE ?= ghcr.io/stagegate/stagegate:$(VERSION)
@@ -13,11 +16,11 @@ export PYTHON
 test: test-deps
 	$(CARGO) test --locked
 
-## Python packages the chart tests need (Helm's Go SDK via helm-python-sdk).
-## On a system Python that refuses pip installs (PEP 668), activate a
-## virtualenv first: python3 -m venv .venv && . .venv/bin/activate
+## Python packages the chart tests need (Helm's Go SDK via helm-python-sdk),
+## installed into $(VENV).
 test-deps:
-	$(PYTHON) -m pip install -q -r tests/requirements.txt
+	@[ -x $(PYTHON) ] || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 
 ## Only the Helm chart checks.
 test-chart: test-deps

@@ -314,7 +314,11 @@ fn invalid_statuses(b: &mut Builder) {
         let (reason, message) = if d.reason == Reason::DuplicateUsername {
             ("UsernameConflict", d.message.clone())
         } else {
-            let field = d.field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default();
+            let field = d
+                .field
+                .as_deref()
+                .map(|f| format!("{f}: "))
+                .unwrap_or_default();
             ("Invalid", format!("{}: {field}{}", d.reason, d.message))
         };
         b.objects.insert(

@@ -66,7 +66,15 @@ struct Run {
 /// Runs `python3 tests/helm/render.py ARGS` (`$PYTHON` if set, e.g. a
 /// virtualenv's interpreter).
 fn render_py(args: &[&str]) -> Run {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    // `make test-deps` installs the packages into .venv; `$PYTHON` overrides.
+    let venv = repo().join(".venv/bin/python");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| {
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
+    });
     let output = Command::new(&python)
         .arg(repo().join("tests/helm/render.py"))
         .args(args)
