@@ -16,6 +16,8 @@ pub(super) type CapMap = BTreeMap<PrincipalRef, BTreeSet<Capability>>;
 
 /// The effective-permission diff from `base` to `head` (both loaded and validated).
 pub fn diff(base: &Snapshot, head: &Snapshot, opts: &DiffOptions) -> PermissionDiff {
+    // A head User claiming a username a base User holds is the one in conflict, whatever the file order.
+    let head = &*crate::plan::with_base_holders(head, base);
     let base_tree = Tree::new(base, None);
     let base_users: BTreeSet<String> = base_tree.users.keys().cloned().collect();
     let head_tree = Tree::new(head, Some(&base_users));

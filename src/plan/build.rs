@@ -130,6 +130,8 @@ pub(super) fn status<K: kube::Resource<DynamicType = ()>>(
 
 /// Builds the plan. See the module documentation.
 pub fn plan(snap: &Snapshot, state: &StoreState, ctx: &PlanContext<'_>) -> Plan {
+    let resolved = super::holders::with_store_holders(snap, state);
+    let snap: &Snapshot = &resolved;
     let mut b = Builder {
         snap,
         state,

@@ -2,6 +2,8 @@
 
 mod build;
 mod change;
+mod holders;
+pub use holders::{with_base_holders, with_store_holders};
 mod question;
 mod render;
 mod replay;

@@ -273,3 +273,32 @@ fn markdown_renders_a_table_and_an_escalation_section() {
     );
     assert!(!html.contains("<script"), "cells are escaped");
 }
+
+/// Regression (review): a new file that sorts first and claims an existing user's username is
+/// the one in conflict; the base holder is not reported, and no takeover reaches the diff.
+#[test]
+fn a_username_takeover_is_flagged_on_the_newcomer() {
+    let head = tempfile::tempdir().unwrap();
+    crate::support::copy_dir(&root().join("examples"), head.path());
+    std::fs::write(
+        head.path().join("00-evil.yaml"),
+        "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: evil\n  namespace: ml-platform\nspec:\n  username: ada\n",
+    )
+    .unwrap();
+    let out = stagegate()
+        .args(["diff", "--base", "examples", "--head"])
+        .arg(head.path())
+        .args(["--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "invalid head");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors = json["headErrors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0]["object"], "User ml-platform/evil");
+    assert_eq!(errors[0]["reason"], "DuplicateUsername");
+    assert!(
+        json["principals"].as_array().unwrap().is_empty(),
+        "ada is unchanged: {json:#}"
+    );
+}

@@ -30,3 +30,37 @@ fn a_schema_invalid_object_has_an_outcome_and_a_status() {
     assert_eq!(code, 0);
     assert_eq!(outcome(&outcomes, "User", "eve")["ready"], true);
 }
+
+/// Regression (review): a newer file that sorts first must not take a username from the User
+/// that holds it in the store; the holder stays Ready and the newcomer gets UsernameConflict.
+#[test]
+fn the_store_holder_keeps_a_contested_username() {
+    let env = Env::empty();
+    env.write(
+        "users.yaml",
+        "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: ada\nspec: {}\n---\napiVersion: stagegate.dev/v1alpha1\nkind: AccessBinding\nmetadata:\n  name: ada-admin\nspec:\n  user: ada\n  role: Admin\n",
+    );
+    let (code, _, _) = env.apply();
+    assert_eq!(code, 0);
+    env.write(
+        "00-evil.yaml",
+        "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: evil\nspec:\n  username: ada\n",
+    );
+    let (code, outcomes, _) = env.apply();
+    assert_eq!(code, 1);
+    let ada = outcome(&outcomes, "User", "ada");
+    assert_eq!(ada["ready"], true, "{ada}");
+    let evil = outcome(&outcomes, "User", "evil");
+    assert_eq!(evil["reason"], "UsernameConflict", "{evil}");
+    assert!(
+        evil["message"]
+            .as_str()
+            .unwrap()
+            .contains("held by User default/ada"),
+        "{evil}"
+    );
+    let store = env.open();
+    use stagegate::store::Store;
+    let row = store.user("ada").unwrap().expect("ada stays");
+    assert_eq!(row.owner.unwrap().key.name, "ada");
+}
