@@ -1,7 +1,7 @@
 //! `ApiState`: the store handle, the in-memory index and session cache, the
 //! throttles and the metrics, shared by every request and by the daemon.
 //!
-//! The daemon calls [`ApiState::refresh`] (or [`ApiState::refresh_from`])
+//! The daemon calls [`ApiState::refresh`]
 //! after each apply and [`ApiState::set_ready`] after the first reconcile.
 
 use super::config::ApiConfig;
@@ -141,12 +141,6 @@ impl ApiState {
         let mut store = self.store();
         let state = store.load_state()?;
         self.rebuild(&mut store, &state)
-    }
-
-    /// Rebuilds the index from a state read after the apply committed (blocking).
-    pub fn refresh_from(&self, state: &StoreState) -> Result<(), StoreError> {
-        let mut store = self.store();
-        self.rebuild(&mut store, state)
     }
 
     /// Refreshes when another process committed since the last refresh (blocking).

@@ -5,7 +5,7 @@ use super::apply::StoreArgs;
 use super::serve::{self, ApiArgs};
 use crate::bootstrap::BootstrapConfig;
 use crate::secrets::ServerKey;
-use crate::sources::kube::{self, Health, KubeArgs, Runtime};
+use crate::sources::kube::{self, KubeArgs, Runtime};
 use crate::store::SqliteStore;
 use anyhow::Context as _;
 use std::sync::{Arc, Mutex};
@@ -68,14 +68,12 @@ pub async fn run(
         });
         refreshed.set_ready();
     });
-    let (health, _) = watch::channel(Health::default());
     let rt = Runtime {
         settings,
         store: Arc::new(Mutex::new(store)),
         server_key: Arc::new(server_key),
         password_params: params,
         metrics: state.metrics().clone(),
-        health,
         after_apply: Some(after_apply),
         bootstrap,
         shutdown: stop,

@@ -81,7 +81,7 @@ impl<'a> Builder<'a> {
 
     /// Whether a row owned by `owner` must be kept although nothing valid declares it now.
     pub fn protected(&self, owner: &Owner) -> bool {
-        // Same rule as `Snapshot::protects`, with the invalid keys computed once per plan.
+        // An entry is kept while its declaration is invalid or its file is broken as a whole.
         owner_file(&owner.source).is_some_and(|f| self.snap.broken_files.contains(f))
             || self.invalid.contains(&owner.key)
     }

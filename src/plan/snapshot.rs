@@ -116,11 +116,6 @@ impl Snapshot {
             .collect()
     }
 
-    /// Whether an entry declared by `key` (from `file`) must be kept although it is not declared now.
-    pub fn protects(&self, key: &ObjectKey, file: Option<&str>) -> bool {
-        file.is_some_and(|f| self.broken_files.contains(f)) || self.invalid_keys().contains(key)
-    }
-
     /// True when any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)

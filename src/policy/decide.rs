@@ -113,14 +113,6 @@ pub fn decide(principal: &Principal, req: &Request<'_>) -> Decision {
     })
 }
 
-/// Decides `req` for several principals at once; allowed if any principal is allowed.
-pub fn decide_any<'a>(
-    principals: impl IntoIterator<Item = &'a Principal>,
-    req: &Request<'_>,
-) -> bool {
-    principals.into_iter().any(|p| decide(p, req).allowed)
-}
-
 fn rank(c: DecisionCode) -> u8 {
     match c {
         DecisionCode::ProductionHidden => 5,

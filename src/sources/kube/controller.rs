@@ -18,19 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch as channel;
 
-/// What the HTTP server reports: leadership, cache sync and reconcile progress.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Health {
-    /// This replica holds the Lease (and reconciles).
-    pub leader: bool,
-    /// The leader's watchers completed their first list.
-    pub synced: bool,
-    /// Reconciles completed by this replica.
-    pub reconciles: u64,
-    /// Reason of the last failed reconcile, cleared by a success.
-    pub last_error: Option<String>,
-}
-
 /// Everything `run` needs from the command line and the process.
 pub struct Runtime {
     /// Validated flags.
@@ -43,8 +30,6 @@ pub struct Runtime {
     pub password_params: PasswordParams,
     /// The process's metrics (shared with the HTTP API).
     pub metrics: Metrics,
-    /// Published after every reconcile and leadership change.
-    pub health: channel::Sender<Health>,
     /// Called after every successful apply (e.g. to refresh the API's index).
     pub after_apply: Option<Arc<dyn Fn() + Send + Sync>>,
     /// The bootstrap administrator to keep (its Secret in the controller's namespace), if enabled.
@@ -81,7 +66,6 @@ pub async fn run(client: Client, rt: Runtime) -> Result<(), RunError> {
             _ = shutdown.wait_for(|s| *s) => break,
         }
         rt.metrics.set_leader(true);
-        rt.health.send_modify(|h| h.leader = true);
         let term = lead(&client, &rt, &settings);
         tokio::select! {
             _ = term => {}
@@ -89,10 +73,6 @@ pub async fn run(client: Client, rt: Runtime) -> Result<(), RunError> {
             _ = shutdown.wait_for(|s| *s) => {}
         }
         rt.metrics.set_leader(false);
-        rt.health.send_modify(|h| {
-            h.leader = false;
-            h.synced = false;
-        });
         if *shutdown.borrow() {
             break;
         }
@@ -131,7 +111,6 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
     while !shared.lock().synced(&feeds) {
         shared.changed.notified().await;
     }
-    rt.health.send_modify(|h| h.synced = true);
     tracing::info!("caches synced; reconciling");
     let mut memory = Memory::default();
     let mut failures = 0u32;
@@ -146,10 +125,6 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "reconciled"
                 );
-                rt.health.send_modify(|h| {
-                    h.reconciles += 1;
-                    h.last_error = None;
-                });
                 rt.metrics.record_reconcile(started.elapsed(), true);
                 if let Some(hook) = &rt.after_apply {
                     hook();
@@ -161,8 +136,6 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
                 rt.metrics.record_reconcile(started.elapsed(), false);
                 rt.metrics.record_reconcile_error(e.reason());
                 tracing::error!(reason = e.reason(), error = %e, "reconcile failed");
-                rt.health
-                    .send_modify(|h| h.last_error = Some(e.reason().to_string()));
                 // Transient errors retry with bounded exponential backoff.
                 Duration::from_millis(500 * 2u64.pow(failures.min(7))).min(settings.resync)
             }

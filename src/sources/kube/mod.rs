@@ -32,7 +32,7 @@ pub mod status;
 mod watch;
 
 pub use config::{KubeArgs, Settings};
-pub use controller::{run, Health, RunError, Runtime};
+pub use controller::{run, RunError, Runtime};
 
 /// Finalizer on User, ApiToken and AccessBinding: the store entry goes before the object.
 pub const FINALIZER: &str = "stagegate.dev/cleanup";
