@@ -254,16 +254,7 @@ fn plan_password(
             && r.password_rotation >= rotation
     });
     if let Some(r) = issued {
-        if let Some(id) = discards {
-            b.push(
-                &key,
-                &src,
-                Op::DiscardPassword {
-                    username,
-                    password_id: id,
-                },
-            );
-        }
+        discard_pending(b, &key, &src, username, discards);
         return match file {
             SecretState::Ours { key_id } if key_id == r.password_id => None,
             SecretState::Foreign => Some(("SecretConflict", format!("{where_} was replaced by a Secret stagegate did not write"))),
@@ -271,29 +262,11 @@ fn plan_password(
         };
     }
     if u.object.spec.state == UserState::Revoked {
-        if let Some(id) = discards {
-            b.push(
-                &key,
-                &src,
-                Op::DiscardPassword {
-                    username,
-                    password_id: id,
-                },
-            );
-        }
+        discard_pending(b, &key, &src, username, discards);
         return None; // no point issuing a password to a revoked user
     }
     if file == SecretState::Foreign {
-        if let Some(id) = discards {
-            b.push(
-                &key,
-                &src,
-                Op::DiscardPassword {
-                    username,
-                    password_id: id,
-                },
-            );
-        }
+        discard_pending(b, &key, &src, username, discards);
         return Some(("SecretConflict", format!("{where_} exists and was not written by stagegate: it is never overwritten; delete it or rename the User")));
     }
     b.push(
@@ -307,4 +280,24 @@ fn plan_password(
         },
     );
     None
+}
+
+/// Drops a pending (undelivered) password, when there is one, so it can never be used.
+fn discard_pending(
+    b: &mut Builder,
+    key: &ObjectKey,
+    src: &str,
+    username: String,
+    pending: Option<String>,
+) {
+    if let Some(id) = pending {
+        b.push(
+            key,
+            src,
+            Op::DiscardPassword {
+                username,
+                password_id: id,
+            },
+        );
+    }
 }
