@@ -1,36 +1,14 @@
 //! Issue 8: the bootstrap administrator in directory mode — created once on an
 //! empty store, disabled by a declared global Admin, re-created when none is left.
 
-use super::harness::{status_of, wait_for, Workspace};
+use super::harness::{bootstrap_secret_file, status_of, wait_for, Workspace, ROOT_ADMIN};
 use crate::support;
 use stagegate::resources::UserState;
 use stagegate::secrets::{parse_secret_manifest, verify_password, HashValue};
 use stagegate::store::{SessionRow, SqliteStore, Store};
 
-const ROOT_ADMIN: &str = "apiVersion: stagegate.dev/v1alpha1
-kind: User
-metadata:
-  name: root
-  namespace: platform
-spec: {}
----
-apiVersion: stagegate.dev/v1alpha1
-kind: AccessBinding
-metadata:
-  name: root-admin
-  namespace: platform
-spec:
-  user: root
-  role: Admin
-";
-
-fn secret_file(ws: &Workspace) -> std::path::PathBuf {
-    ws.secrets()
-        .join("stagegate-system/stagegate-bootstrap-admin.yaml")
-}
-
 fn bootstrap_password(ws: &Workspace) -> String {
-    let text = std::fs::read_to_string(secret_file(ws)).unwrap();
+    let text = std::fs::read_to_string(bootstrap_secret_file(ws)).unwrap();
     let (_, _, data) = parse_secret_manifest(&text).unwrap();
     assert_eq!(data["username"], b"admin");
     String::from_utf8(data["password"].clone()).unwrap()
@@ -76,7 +54,7 @@ fn bootstrap_admin_lifecycle_in_directory_mode() {
     );
     assert!(!log.contains(&first));
     assert_eq!(r.terminate().code(), Some(0));
-    let mtime = std::fs::metadata(secret_file(&ws))
+    let mtime = std::fs::metadata(bootstrap_secret_file(&ws))
         .unwrap()
         .modified()
         .unwrap();
@@ -87,7 +65,7 @@ fn bootstrap_admin_lifecycle_in_directory_mode() {
         r.log().contains(" reconciled").then_some(())
     });
     assert_eq!(
-        std::fs::metadata(secret_file(&ws))
+        std::fs::metadata(bootstrap_secret_file(&ws))
             .unwrap()
             .modified()
             .unwrap(),
@@ -181,6 +159,6 @@ fn no_bootstrap_admin_turns_it_off() {
         r.log().contains(" reconciled").then_some(())
     });
     assert!(ws.store().user("admin").unwrap().is_none());
-    assert!(!secret_file(&ws).exists());
+    assert!(!bootstrap_secret_file(&ws).exists());
     assert_eq!(r.terminate().code(), Some(0));
 }

@@ -166,3 +166,27 @@ pub fn status_of(store: &SqliteStore, kind: &str, ns: &str, name: &str) -> Optio
         .find(|s| s.key.kind == kind && s.key.namespace == ns && s.key.name == name)
         .map(|s| (s.ready, s.reason))
 }
+
+/// A declared global Admin (`root`): enough to disable the bootstrap administrator.
+pub const ROOT_ADMIN: &str = "apiVersion: stagegate.dev/v1alpha1
+kind: User
+metadata:
+  name: root
+  namespace: platform
+spec: {}
+---
+apiVersion: stagegate.dev/v1alpha1
+kind: AccessBinding
+metadata:
+  name: root-admin
+  namespace: platform
+spec:
+  user: root
+  role: Admin
+";
+
+/// Where the bootstrap administrator's password is delivered in `ws`.
+pub fn bootstrap_secret_file(ws: &Workspace) -> std::path::PathBuf {
+    ws.secrets()
+        .join("stagegate-system/stagegate-bootstrap-admin.yaml")
+}

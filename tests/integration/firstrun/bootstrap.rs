@@ -5,33 +5,10 @@
 //! Admin re-creates it with a new password, warned and audited.
 
 use super::{ready_client, secret_value};
-use crate::daemon::harness::{wait_for, Running, Workspace};
+use crate::daemon::harness::{bootstrap_secret_file, wait_for, Running, Workspace, ROOT_ADMIN};
 use crate::support;
 use serde_json::json;
 use stagegate::store::{SqliteStore, Store};
-use std::path::PathBuf;
-
-const ROOT_ADMIN: &str = "apiVersion: stagegate.dev/v1alpha1
-kind: User
-metadata:
-  name: root
-  namespace: platform
-spec: {}
----
-apiVersion: stagegate.dev/v1alpha1
-kind: AccessBinding
-metadata:
-  name: root-admin
-  namespace: platform
-spec:
-  user: root
-  role: Admin
-";
-
-fn secret_file(ws: &Workspace) -> PathBuf {
-    ws.secrets()
-        .join("stagegate-system/stagegate-bootstrap-admin.yaml")
-}
 
 fn audit_count(store: &SqliteStore, action: &str) -> usize {
     store
@@ -48,7 +25,7 @@ fn status_text(ws: &Workspace) -> String {
 }
 
 fn password(r: &Running, ws: &Workspace) -> String {
-    secret_value(r, &secret_file(ws), "password")
+    secret_value(r, &bootstrap_secret_file(ws), "password")
 }
 
 #[test]
@@ -60,7 +37,10 @@ fn bootstrap_admin_over_http() {
     let r = ws.start(&[]);
     let api = ready_client(&r);
     let first = password(&r, &ws);
-    assert_eq!(secret_value(&r, &secret_file(&ws), "username"), "admin");
+    assert_eq!(
+        secret_value(&r, &bootstrap_secret_file(&ws), "username"),
+        "admin"
+    );
     let session = api.session("admin", &first);
     let who = api.whoami(&session);
     assert_eq!(who.status, 200, "{}", who.text);
@@ -78,13 +58,13 @@ fn bootstrap_admin_over_http() {
     assert_eq!(r.terminate().code(), Some(0));
 
     // A second start: not re-created, not re-delivered (same file, same time, same content).
-    let meta = std::fs::metadata(secret_file(&ws)).unwrap();
-    let content = std::fs::read(secret_file(&ws)).unwrap();
+    let meta = std::fs::metadata(bootstrap_secret_file(&ws)).unwrap();
+    let content = std::fs::read(bootstrap_secret_file(&ws)).unwrap();
     let r = ws.start(&[]);
     let api = ready_client(&r);
-    let meta2 = std::fs::metadata(secret_file(&ws)).unwrap();
+    let meta2 = std::fs::metadata(bootstrap_secret_file(&ws)).unwrap();
     assert_eq!(meta2.modified().unwrap(), meta.modified().unwrap());
-    assert_eq!(std::fs::read(secret_file(&ws)).unwrap(), content);
+    assert_eq!(std::fs::read(bootstrap_secret_file(&ws)).unwrap(), content);
     assert_eq!(audit_count(&store, "bootstrap.create"), 1);
     assert_eq!(audit_count(&store, "bootstrap.deliver"), 1);
     assert!(!r.log().contains("bootstrap administrator created"));
