@@ -11,12 +11,12 @@
 
 use rusqlite::params;
 use serde_json::json;
-use stagegate::apply::directory::plan_against;
 use stagegate::apply::{apply, ApplyContext};
-use stagegate::plan::{Declared, Snapshot, Source};
 use stagegate::secrets::{
     generate_password, hash_password, DirSecretSink, PasswordParams, ServerKey,
 };
+use stagegate::snapshot::{Declared, Snapshot, Source};
+use stagegate::sources::directory::plan_against;
 use stagegate::store::{SqliteStore, Store};
 use stagegate::validate::validate;
 use std::time::{Duration, Instant};

@@ -19,13 +19,13 @@
 //! recorded pending → delivered → made current; a pending password whose
 //! Secret does not hold it is discarded and a new one issued.
 
-use crate::plan::ObjectKey;
 use crate::policy::{Role, Scope};
 use crate::resources::UserState;
 use crate::secrets::{
     generate_password, hash_password, new_key_id, Delivery, OutgoingSecret, PasswordError,
     PasswordParams, SecretSink, SecretState, SecretValue, SinkError,
 };
+use crate::snapshot::ObjectKey;
 use crate::store::{
     AuditRow, BindingRow, ObjectStatus, PasswordSource, PendingPassword, Store, StoreError,
     StoreOp, StoreState, UserRow,
@@ -34,8 +34,7 @@ use jiff::Timestamp;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-/// `source` of the bootstrap administrator's status and audit rows.
-pub const BOOTSTRAP_SOURCE: &str = "bootstrap";
+use crate::snapshot::BOOTSTRAP_SOURCE;
 /// Name of the Secret its password is delivered to.
 pub const BOOTSTRAP_SECRET: &str = "stagegate-bootstrap-admin";
 /// Namespace of that Secret in directory mode: `<secrets-dir>/stagegate-system/stagegate-bootstrap-admin.yaml`.

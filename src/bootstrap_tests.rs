@@ -1,6 +1,6 @@
 use super::*;
-use crate::plan::ObjectKey;
 use crate::secrets::{parse_secret_manifest, verify_password, DirSecretSink, HashValue};
+use crate::snapshot::ObjectKey;
 use crate::store::{Owner, SessionRow, SqliteStore};
 
 fn cfg() -> BootstrapConfig {

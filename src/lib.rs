@@ -17,6 +17,7 @@ pub mod policy;
 pub mod render;
 pub mod resources;
 pub mod secrets;
+pub mod snapshot;
 pub mod sources;
 pub mod store;
 pub mod validate;

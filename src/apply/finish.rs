@@ -2,8 +2,9 @@
 
 use super::ops::{PendingDelivery, Target, Work};
 use super::Outcome;
-use crate::plan::{Change, ObjectKey, Op, Plan};
+use crate::plan::{Change, Op, Plan};
 use crate::secrets::{Delivery, SinkError};
+use crate::snapshot::ObjectKey;
 use crate::store::{KeyState, PasswordSource, StoreOp, StoreState, UserRow};
 use serde_json::json;
 

@@ -13,12 +13,12 @@
 //! nobody holds, and every delivered key is known to the store. A plan with
 //! no changes writes nothing at all.
 
-pub mod directory;
 mod finish;
 mod ops;
 
-use crate::plan::{ObjectKey, Plan};
+use crate::plan::Plan;
 use crate::secrets::{PasswordParams, SecretSink, ServerKey};
+use crate::snapshot::ObjectKey;
 use crate::store::{ObjectStatus, Store, StoreError, StoreOp};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};

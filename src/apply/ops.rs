@@ -1,13 +1,14 @@
 //! Translation of plan changes into store writes, audit rows and deliveries.
 
 use super::{ApplyContext, ApplyError};
-use crate::plan::{Change, ObjectKey, Op, Plan, SecretName, TokenFields};
+use crate::plan::{Change, Op, Plan, SecretName, TokenFields};
 use crate::policy::Scope;
 use crate::resources::{RequestPhase, Validity};
 use crate::secrets::{
     generate_key, generate_password, hash_many, new_key_id, HashValue, NewKey, OutgoingSecret,
     SecretValue,
 };
+use crate::snapshot::ObjectKey;
 use crate::store::{
     AuditRow, BindingRow, DecidedRequest, KeyState, ModelRow, ObjectStatus, Owner, PasswordSource,
     PendingPassword, StoreOp, StoreState, TokenKeyRow, UserRow,

@@ -1,8 +1,8 @@
 //! `stagegate apply --dir DIR`: one reconcile of a manifest directory into the store, then exit.
 
-use crate::apply::directory::{reconcile, DirOptions, DEFAULT_SECRETS_DIR, DEFAULT_STORE};
 use crate::apply::{all_ready, Outcome};
 use crate::secrets::PasswordParams;
+use crate::sources::directory::{reconcile, DirOptions, DEFAULT_SECRETS_DIR, DEFAULT_STORE};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,7 +52,7 @@ impl StoreArgs {
 
     /// The server key file: `--server-key-file`, or `server.key` next to the store.
     pub fn key_file(&self) -> PathBuf {
-        crate::apply::directory::key_file_for(&self.store, self.server_key_file.as_deref())
+        crate::sources::directory::key_file_for(&self.store, self.server_key_file.as_deref())
     }
 }
 
@@ -73,7 +73,7 @@ pub struct Args {
 /// Prints each object's outcome; exit 0 when all are ready, 1 when any is not (or a file failed to load).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = args.store.options(args.dir);
-    let r = reconcile(&opts, super::now())?;
+    let r = reconcile(&opts, crate::snapshot::now())?;
     for d in &r.snapshot.diagnostics {
         eprintln!("{d}");
     }

@@ -112,7 +112,7 @@ fn from_store(path: &Path, name: &str) -> anyhow::Result<Source> {
         .with_context(|| format!("cannot open the store {}", path.display()))?;
     let index = Index::build(&store.load_state()?);
     Ok(Source {
-        principal: index.principal(name, super::now()),
+        principal: index.principal(name, crate::snapshot::now()),
         models: index.models().clone(),
         origin: path.display().to_string(),
     })

@@ -94,12 +94,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The current time to whole seconds: stored times and Secret annotations stay readable.
-pub fn now() -> jiff::Timestamp {
-    let now = jiff::Timestamp::now();
-    now.round(jiff::Unit::Second).unwrap_or(now)
-}
-
 /// Structured logs on stderr; `RUST_LOG` picks the level (default: warnings).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -1,7 +1,7 @@
 //! `stagegate plan --dir DIR`: what apply would change, without changing anything.
 
 use super::apply::{out, StoreArgs};
-use crate::apply::directory::plan_dir;
+use crate::sources::directory::plan_dir;
 use clap::ValueEnum;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,7 +35,7 @@ pub struct Args {
 /// Prints the plan; exit 0 (a plan is not a verdict; validation errors are listed on stderr).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = args.store.options(args.dir);
-    let (snap, plan) = plan_dir(&opts, super::now())?;
+    let (snap, plan) = plan_dir(&opts, crate::snapshot::now())?;
     for d in &snap.diagnostics {
         eprintln!("{d}");
     }

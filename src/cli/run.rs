@@ -65,7 +65,7 @@ pub fn init_logging(json: bool) {
 
 /// The checked configuration of directory mode.
 struct DirMode {
-    opts: crate::apply::directory::DirOptions,
+    opts: crate::sources::directory::DirOptions,
     resync: Duration,
     bootstrap: Option<BootstrapConfig>,
 }

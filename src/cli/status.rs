@@ -1,8 +1,8 @@
 //! `stagegate status`: every declared object's last outcome, like `kubectl get stagegate`.
 
 use super::apply::print_outcomes;
-use crate::apply::directory::DEFAULT_STORE;
 use crate::apply::Outcome;
+use crate::sources::directory::DEFAULT_STORE;
 use crate::store::{SqliteStore, Store};
 use anyhow::bail;
 use std::path::PathBuf;

@@ -4,11 +4,12 @@ use super::capability::{capabilities, not_implied, scope_universe, Capability};
 use super::escalation;
 use super::state::{mentioned_scopes, Tree};
 use super::types::*;
-use crate::plan::{replay, ModelId, Models, ObjectKey, RequestDecision, Snapshot};
+use crate::plan::{replay, ModelId, Models, RequestDecision};
 use crate::policy::{decide, transition_possible, Action, ModelState, Request, Stage};
 use crate::render::Summary;
 use crate::resources::{RequestPhase, UserState};
-use crate::validate::Diagnostic;
+use crate::snapshot::Diagnostic;
+use crate::snapshot::{ObjectKey, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Capabilities of every active principal of a tree.

@@ -1,9 +1,10 @@
 //! One tree's effective state: who is active, with which grants; tokens and their status.
 
 use super::PrincipalRef;
-use crate::plan::{user_principals, ObjectKey, Snapshot};
+use crate::plan::user_principals;
 use crate::policy::{Grant, Principal, Scope};
 use crate::resources::{ApiTokenSpec, SecretKeyRef, UserState};
+use crate::snapshot::{ObjectKey, Snapshot};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A valid User declaration, by what matters for permissions and credentials.

@@ -1,7 +1,7 @@
 //! Unit tests of the diff on inline manifests.
 
 use super::*;
-use crate::plan::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::sources::files::load_text;
 
 fn snap(yaml: &str) -> Snapshot {

@@ -9,11 +9,11 @@
 //! → prunes of rows whose declarations are gone → statuses.
 
 use super::change::*;
-use super::{Declared, ObjectKey, Snapshot, Source};
 use crate::resources::UserState;
 use crate::secrets::{SecretInventory, SecretState, ServerKey};
+use crate::snapshot::Reason;
+use crate::snapshot::{Declared, ObjectKey, Snapshot, Source};
 use crate::store::{BindingRow, ObjectStatus, Owner, StoreState};
-use crate::validate::Reason;
 use jiff::Timestamp;
 use kube::ResourceExt;
 use std::collections::{BTreeMap, BTreeSet};
@@ -259,7 +259,7 @@ fn plan_bindings(b: &mut Builder) {
 
 /// Statuses of declared objects left out as invalid.
 fn invalid_statuses(b: &mut Builder) {
-    let mut first: BTreeMap<ObjectKey, &crate::validate::Diagnostic> = BTreeMap::new();
+    let mut first: BTreeMap<ObjectKey, &crate::snapshot::Diagnostic> = BTreeMap::new();
     for d in b.snap.diagnostics.iter().filter(|d| d.is_error()) {
         if let (Some(k), Some(ns), Some(n)) = (&d.kind, &d.namespace, &d.name) {
             first.entry(ObjectKey::new(k, ns, n)).or_insert(d);
@@ -363,7 +363,7 @@ fn status_changes(
         let protected = invalid.contains(key)
             || owner_file(&old.source).is_some_and(|f| snap.broken_files.contains(f));
         // The bootstrap administrator's status is no declaration's: the bootstrap step keeps it.
-        let bootstrap = old.source == crate::bootstrap::BOOTSTRAP_SOURCE;
+        let bootstrap = old.source == crate::snapshot::BOOTSTRAP_SOURCE;
         if !objects.contains_key(key) && !protected && !bootstrap {
             out.push(Change {
                 object: key.clone(),

@@ -4,10 +4,10 @@
 //! password) and are never serialized or printed: the JSON and text of a plan
 //! hold no secret and no hash.
 
-use super::ObjectKey;
 use crate::policy::{FromStage, Role, Scope, Stage};
 use crate::resources::{RequestPhase, UserState};
 use crate::secrets::{HashValue, SecretValue};
+use crate::snapshot::ObjectKey;
 use crate::store::ObjectStatus;
 use serde::Serialize;
 

@@ -4,9 +4,9 @@
 //! Validation alone only knows creation time and file order; in directory mode a newer
 //! file that sorts first would otherwise take the name from the User that holds it.
 
-use super::{ObjectKey, Snapshot};
+use crate::snapshot::{Diagnostic, Reason, Severity};
+use crate::snapshot::{ObjectKey, Snapshot};
 use crate::store::StoreState;
-use crate::validate::{Diagnostic, Reason, Severity};
 use kube::ResourceExt;
 use std::borrow::Cow;
 use std::collections::BTreeSet;

@@ -8,7 +8,6 @@ mod question;
 mod render;
 mod replay;
 mod requests;
-mod snapshot;
 mod tokens;
 mod users;
 
@@ -20,7 +19,6 @@ pub use replay::{
     decide_request, declared_principal, ordered_requests, replay, user_principals, ModelId, Models,
     RequestDecision,
 };
-pub use snapshot::{Declared, ObjectKey, SecretData, Snapshot, Source};
 pub use users::{password_fingerprint, password_secret};
 
 #[cfg(test)]

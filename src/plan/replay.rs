@@ -4,11 +4,11 @@
 //! states left by the requests before it. `can-i`, `plan`/`apply` and `diff`
 //! all decide requests here.
 
-use super::{Declared, ObjectKey, Snapshot};
 use crate::policy::{
     decide, Action, FromStage, Grant, ModelState, Principal, Request, Scope, Stage,
 };
 use crate::resources::{ModelStageRequest, RequestPhase, UserState, REQUESTED_AT};
+use crate::snapshot::{Declared, ObjectKey, Snapshot};
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

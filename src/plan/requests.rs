@@ -3,8 +3,9 @@
 
 use super::build::{status, Builder};
 use super::change::Op;
-use super::{replay, ModelId, Models, ObjectKey};
+use super::{replay, ModelId, Models};
 use crate::resources::RequestPhase;
+use crate::snapshot::ObjectKey;
 use crate::store::phase_str;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,8 +33,10 @@ pub(super) fn plan_requests(b: &mut Builder) {
         .collect();
     let before = models.clone();
     let decisions = replay(b.snap, &mut models, &decided);
-    let sources: BTreeMap<ObjectKey, &super::Declared<crate::resources::ModelStageRequest>> =
-        b.snap.requests.iter().map(|r| (r.key(), r)).collect();
+    let sources: BTreeMap<
+        ObjectKey,
+        &crate::snapshot::Declared<crate::resources::ModelStageRequest>,
+    > = b.snap.requests.iter().map(|r| (r.key(), r)).collect();
     let now = b.ctx.now.to_string();
     let mut seen_models = before;
     for d in decisions {

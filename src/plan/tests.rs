@@ -3,6 +3,7 @@
 use super::*;
 use crate::apply::{apply, ApplyContext};
 use crate::secrets::{observe, MemorySink, PasswordParams, SecretSink, ServerKey};
+use crate::snapshot::Snapshot;
 use crate::sources::files::load_text;
 use crate::store::{KeyState, SqliteStore, Store, StoreState};
 use jiff::Timestamp;

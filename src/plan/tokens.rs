@@ -7,10 +7,10 @@
 
 use super::build::{status, Builder};
 use super::change::*;
-use super::ObjectKey;
-use crate::plan::Declared;
 use crate::resources::{ApiToken, UserState, Validity};
 use crate::secrets::SecretState;
+use crate::snapshot::Declared;
+use crate::snapshot::ObjectKey;
 use crate::store::{KeyState, TokenKeyRow};
 use kube::ResourceExt;
 use std::collections::{BTreeMap, BTreeSet};

@@ -4,9 +4,9 @@
 
 use super::build::{status, Builder};
 use super::change::*;
-use super::{Declared, ObjectKey};
 use crate::resources::{User, UserState};
 use crate::secrets::{HashValue, SecretState, SecretValue, ServerKey};
+use crate::snapshot::{Declared, ObjectKey};
 use crate::store::{PasswordSource, UserRow};
 use kube::ResourceExt;
 use std::collections::BTreeMap;

@@ -220,8 +220,8 @@ pub fn check_secrets_dir(watched: &Path, secrets: &Path) -> Result<(), SinkError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::ObjectKey;
     use crate::secrets::SecretValue;
+    use crate::snapshot::ObjectKey;
 
     fn secret(key_id: &str) -> OutgoingSecret {
         let mut data = BTreeMap::new();

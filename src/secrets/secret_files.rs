@@ -1,8 +1,8 @@
 //! Reads the Secret manifests of a secrets directory (`<dir>/<namespace>/<name>.yaml`)
 //! so `passwordSecretRef` works without a cluster.
 
-use crate::plan::SecretData;
-use crate::validate::{Diagnostic, Reason, Severity};
+use crate::snapshot::SecretData;
+use crate::snapshot::{Diagnostic, Reason, Severity};
 use base64::Engine;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -7,7 +7,7 @@
 //! reported (`SecretMissing`) rather than silently re-issued.
 
 use super::SecretValue;
-use crate::plan::ObjectKey;
+use crate::snapshot::ObjectKey;
 use std::collections::BTreeMap;
 
 /// Annotation naming the key (or generated password) id a Secret holds.

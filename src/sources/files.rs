@@ -4,10 +4,11 @@
 //! diagnostic with file, line, object, field and reason, and the other
 //! documents still load.
 
-use super::yaml_lines::{locate_field, split_documents, Document};
-use crate::plan::{Declared, Snapshot, Source};
 use crate::resources::{API_VERSION, GROUP};
-use crate::validate::{self, schema, Diagnostic, Reason, Severity};
+use crate::snapshot::{locate_field, split_documents, Document};
+use crate::snapshot::{Declared, Snapshot, Source};
+use crate::snapshot::{Diagnostic, Reason, Severity};
+use crate::validate::{self, schema};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

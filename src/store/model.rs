@@ -1,9 +1,9 @@
 //! Rows of the identity store and `StoreState`, the read model `plan` works from.
 
-use crate::plan::ObjectKey;
 use crate::policy::{FromStage, Grant, ModelState, Role, Scope, Stage};
 use crate::resources::{RequestPhase, UserState};
 use crate::secrets::HashValue;
+use crate::snapshot::ObjectKey;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

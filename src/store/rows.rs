@@ -2,10 +2,10 @@
 
 use super::model::*;
 use super::StoreError;
-use crate::plan::ObjectKey;
 use crate::policy::{FromStage, Grant, Scope, Stage};
 use crate::resources::{RequestPhase, UserState};
 use crate::secrets::HashValue;
+use crate::snapshot::ObjectKey;
 use jiff::Timestamp;
 use rusqlite::{Connection, Row};
 

@@ -1,9 +1,9 @@
 //! Unit tests of the SQLite store: round trips, transactions, append-only audit.
 
 use super::*;
-use crate::plan::ObjectKey;
 use crate::policy::{Role, Scope, Stage};
 use crate::secrets::HashValue;
+use crate::snapshot::ObjectKey;
 
 fn owner(kind: &str, name: &str) -> Option<Owner> {
     Some(Owner {

@@ -1,11 +1,9 @@
 //! Validation: the CRD schema (layer a), then the role policy and cross-object rules (layer b).
 //!
-//! Every problem is a [`Diagnostic`] attached to the object and field it
-//! concerns, with a stable machine-readable [`Reason`].
+//! Every problem is a [`Diagnostic`](crate::snapshot::Diagnostic) attached to the object and field it
+//! concerns, with a stable machine-readable [`Reason`](crate::snapshot::Reason).
 
-mod diagnostic;
 mod rules;
 pub mod schema;
 
-pub use diagnostic::{Diagnostic, Reason, Severity};
 pub use rules::validate;

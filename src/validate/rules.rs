@@ -1,9 +1,9 @@
 //! Layer (b): the role policy and cross-object rules.
 
-use super::{Diagnostic, Reason, Severity};
-use crate::plan::{Declared, ObjectKey, Snapshot, Source};
 use crate::policy::{transition_possible, Role, Scope};
 use crate::resources::{ApiToken, User, Validity, REQUESTED_AT};
+use crate::snapshot::{Declared, ObjectKey, Snapshot, Source};
+use crate::snapshot::{Diagnostic, Reason, Severity};
 use kube::{Resource, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet};
 

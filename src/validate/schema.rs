@@ -4,8 +4,8 @@
 //! every object schema rejects unknown fields (the API server would silently
 //! prune them, which hides typos in review).
 
-use super::Reason;
 use crate::resources::{crds, GROUP};
+use crate::snapshot::Reason;
 use jsonschema::error::ValidationErrorKind;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

@@ -8,5 +8,6 @@ mod firstrun;
 mod foundation;
 mod helm;
 mod kube_api;
+mod layers;
 mod store;
 mod support;

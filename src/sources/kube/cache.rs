@@ -2,7 +2,7 @@
 //! object is still visible and can be reported) and Secrets, shared between
 //! the watch tasks, the reconcile loop and the Secret sink.
 
-use crate::plan::ObjectKey;
+use crate::snapshot::ObjectKey;
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
 use std::collections::BTreeMap;

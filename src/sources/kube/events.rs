@@ -115,7 +115,7 @@ pub fn malformed(why: &str) -> Notice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::ObjectKey;
+    use crate::snapshot::ObjectKey;
     use serde_json::json;
     use std::collections::BTreeMap;
 

@@ -4,7 +4,7 @@
 //! rather than drop someone else's finalizer.
 
 use super::{api_for, ReportError, FINALIZER};
-use crate::plan::ObjectKey;
+use crate::snapshot::ObjectKey;
 use json_patch::{
     jsonptr::PointerBuf, AddOperation, PatchOperation, RemoveOperation, TestOperation,
 };

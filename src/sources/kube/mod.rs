@@ -1,5 +1,5 @@
 //! The Kubernetes front end of `stagegate run --kube`: watches the four kinds
-//! and Secrets, builds a [`Snapshot`](crate::plan::Snapshot), runs the same
+//! and Secrets, builds a [`Snapshot`](crate::snapshot::Snapshot), runs the same
 //! validate → plan → apply core as directory mode, and reports back through
 //! the Kubernetes API.
 //!

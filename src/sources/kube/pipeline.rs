@@ -5,8 +5,9 @@
 
 use crate::apply::{apply, ApplyContext, ApplyError};
 use crate::bootstrap::{ensure_bootstrap_admin, BootstrapConfig};
-use crate::plan::{plan, wanted_secrets, Plan, PlanContext, Snapshot};
+use crate::plan::{plan, wanted_secrets, Plan, PlanContext};
 use crate::secrets::{observe, PasswordParams, SecretSink, ServerKey, SinkError};
+use crate::snapshot::Snapshot;
 use crate::store::{ObjectStatus, Store, StoreError};
 use jiff::Timestamp;
 

@@ -8,8 +8,8 @@ use super::cache::Shared;
 use super::pipeline::{self, Applied};
 use super::sink::KubeSecretSink;
 use super::{events, finalizer, snapshot, status, ControllerError, ReportError};
-use crate::plan::ObjectKey;
 use crate::secrets::{PasswordParams, ServerKey};
+use crate::snapshot::ObjectKey;
 use crate::store::{ObjectStatus, SqliteStore};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::Patch;
@@ -122,7 +122,7 @@ pub async fn reconcile(
                 &ctx.server_key,
                 ctx.password_params,
                 ctx.bootstrap.as_ref(),
-                crate::cli::now(),
+                crate::snapshot::now(),
             )
         })
         .await
@@ -181,7 +181,7 @@ async fn publish_status(
     summary: &mut Summary,
 ) -> Result<usize, ReportError> {
     let current = value.get("status");
-    let desired = status::desired(current, st, crate::cli::now());
+    let desired = status::desired(current, st, crate::snapshot::now());
     let Some(body) = status::patch(current, &desired) else {
         return Ok(0);
     };

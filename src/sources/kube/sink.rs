@@ -13,12 +13,12 @@
 use super::cache::Shared;
 use super::config::Settings;
 use super::{failpoint, MANAGED_BY, MANAGED_BY_LABEL};
-use crate::plan::ObjectKey;
 use crate::resources::API_VERSION;
 use crate::secrets::{
     Delivery, OutgoingSecret, SecretSink, SecretState, SinkError, EXPIRES_AT_ANNOTATION,
     KEY_ID_ANNOTATION, MANAGED_BY_ANNOTATION, OWNER_ANNOTATION,
 };
+use crate::snapshot::ObjectKey;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::ByteString;

@@ -6,8 +6,9 @@
 //! pruned) and is reported; stage requests are ordered by creation time.
 
 use super::cache::Cache;
-use crate::plan::{Declared, ObjectKey, SecretData, Snapshot, Source};
-use crate::validate::{self, schema, Diagnostic, Reason, Severity};
+use crate::snapshot::{Declared, ObjectKey, SecretData, Snapshot, Source};
+use crate::snapshot::{Diagnostic, Reason, Severity};
+use crate::validate::{self, schema};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -101,7 +101,7 @@ pub fn patch(current: Option<&Value>, desired: &Value) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::ObjectKey;
+    use crate::snapshot::ObjectKey;
     use std::collections::BTreeMap;
 
     fn token_status(ready: bool, reason: &str) -> ObjectStatus {

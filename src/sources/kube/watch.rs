@@ -57,7 +57,7 @@ pub fn spawn(client: &Client, feeds: &[Feed], shared: &Arc<Shared>) -> Vec<JoinH
         .collect()
 }
 
-fn raw(kind: &str, obj: DynamicObject) -> Option<(crate::plan::ObjectKey, Value)> {
+fn raw(kind: &str, obj: DynamicObject) -> Option<(crate::snapshot::ObjectKey, Value)> {
     let mut v = serde_json::to_value(obj).ok()?;
     // List items may come without apiVersion and kind.
     if let Some(m) = v.as_object_mut() {

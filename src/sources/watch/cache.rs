@@ -7,9 +7,9 @@
 //! `broken_files`, so plan never prunes what it declared); a deleted file's
 //! objects disappear; unchanged files are not re-read or re-parsed.
 
-use crate::plan::{Declared, Snapshot};
+use crate::snapshot::{Declared, Snapshot};
+use crate::snapshot::{Diagnostic, Reason, Severity};
 use crate::sources::files::{is_manifest, load_text, manifest_files};
-use crate::validate::{Diagnostic, Reason, Severity};
 use kube::Resource;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};

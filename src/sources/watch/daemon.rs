@@ -15,9 +15,10 @@
 use super::cache::DirCache;
 use super::fs_events::{self, Batch, WatchError};
 use crate::apply::Outcome;
-use crate::plan::{ObjectKey, Snapshot};
 use crate::secrets::load_secrets_dir;
-use crate::validate::{validate, Diagnostic};
+use crate::snapshot::Diagnostic;
+use crate::snapshot::{ObjectKey, Snapshot};
+use crate::validate::validate;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;

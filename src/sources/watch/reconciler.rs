@@ -3,10 +3,10 @@
 //! bootstrap-administrator step.
 
 use super::daemon::{AppliedChange, ReconcileError, Reconciled, Reconciler};
-use crate::apply::directory::reconcile_with;
 use crate::bootstrap::{ensure_bootstrap_admin, BootstrapConfig};
-use crate::plan::Snapshot;
 use crate::secrets::{DirSecretSink, PasswordParams, ServerKey};
+use crate::snapshot::Snapshot;
+use crate::sources::directory::reconcile_with;
 use crate::store::SqliteStore;
 use std::path::PathBuf;
 
@@ -59,7 +59,7 @@ impl StoreReconciler {
 
 impl Reconciler for StoreReconciler {
     fn reconcile(&mut self, snapshot: Snapshot) -> Result<Reconciled, ReconcileError> {
-        let now = crate::cli::now();
+        let now = crate::snapshot::now();
         let (plan, outcomes) = reconcile_with(
             &snapshot,
             &mut self.store,

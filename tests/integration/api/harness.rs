@@ -4,10 +4,10 @@
 use super::client::ApiClient;
 use jiff::Timestamp;
 use stagegate::api::{serve, ApiConfig, ApiState, BackoffPolicy};
-use stagegate::plan::ObjectKey;
 use stagegate::policy::{Role, Scope, Stage};
 use stagegate::resources::UserState;
 use stagegate::secrets::{generate_key, hash_password, PasswordParams, SecretValue, ServerKey};
+use stagegate::snapshot::ObjectKey;
 use stagegate::store::{
     BindingRow, KeyState, ModelRow, Owner, PasswordSource, SqliteStore, Store, StoreOp,
     TokenKeyRow, UserRow,

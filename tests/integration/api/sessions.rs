@@ -180,7 +180,7 @@ fn applies_by_another_process_are_picked_up_by_polling() {
         id: 0,
         at: jiff::Timestamp::now(),
         action: "user.update".into(),
-        object: stagegate::plan::ObjectKey::new("User", "ml-platform", "alan"),
+        object: stagegate::snapshot::ObjectKey::new("User", "ml-platform", "alan"),
         source: "users.yaml:1".into(),
         old: None,
         new: None,

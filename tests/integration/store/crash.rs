@@ -2,12 +2,12 @@
 //! generate → record pending → deliver → mark issued leaves no usable key that
 //! was not delivered, and after the next apply every delivered key verifies.
 
-use stagegate::apply::directory::reconcile_with;
-use stagegate::plan::Snapshot;
 use stagegate::secrets::{
     authenticate, verify_password, Delivery, DirSecretSink, OutgoingSecret, PasswordParams,
     SecretSink, SecretState, ServerKey, SinkError,
 };
+use stagegate::snapshot::Snapshot;
+use stagegate::sources::directory::reconcile_with;
 use stagegate::sources::files::load_text;
 use stagegate::store::{
     AuditRow, KeyState, ModelRow, ObjectStatus, SessionRow, SqliteStore, Store, StoreError,
@@ -187,7 +187,7 @@ fn scenario(stage: &str, store_fail: Option<usize>, sink_fail: Option<usize>, af
     // reconcile_with builds its own DirSecretSink, so drive plan/apply directly with the failing sink.
     let state = store.load_state().unwrap();
     let plan =
-        stagegate::apply::directory::plan_against(&snap, &state, &sink.inner, &key, now).unwrap();
+        stagegate::sources::directory::plan_against(&snap, &state, &sink.inner, &key, now).unwrap();
     let ctx = stagegate::apply::ApplyContext {
         now,
         server_key: &key,

@@ -1,7 +1,7 @@
 //! The snapshot: every declared object, typed, with where it came from.
 
+use super::Diagnostic;
 use crate::resources::{AccessBinding, ApiToken, ModelStageRequest, User};
-use crate::validate::Diagnostic;
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -143,7 +143,7 @@ impl Snapshot {
         let (file, line) = (source.file.as_ref()?, source.line?);
         let doc = self.documents.get(&(file.clone(), line));
         Some(
-            doc.and_then(|d| crate::sources::locate_field(d, field))
+            doc.and_then(|d| super::locate_field(d, field))
                 .map_or(line, |l| line + l - 1),
         )
     }

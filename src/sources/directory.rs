@@ -2,12 +2,13 @@
 //! delivering secrets to a secrets directory. Shared by `stagegate apply`,
 //! `stagegate plan` and the directory watcher, so front ends only parse flags.
 
-use super::{apply, ApplyContext, ApplyError, Outcome};
-use crate::plan::{plan, wanted_secrets, Plan, PlanContext, Snapshot};
+use crate::apply::{apply, ApplyContext, ApplyError, Outcome};
+use crate::plan::{plan, wanted_secrets, Plan, PlanContext};
 use crate::secrets::{
     check_secrets_dir, load_secrets_dir, observe, DirSecretSink, PasswordParams, SecretSink,
     ServerKey, ServerKeyError, SinkError,
 };
+use crate::snapshot::Snapshot;
 use crate::sources::files::{load_paths, LoadError};
 use crate::store::{SqliteStore, Store, StoreError, StoreState};
 use jiff::Timestamp;

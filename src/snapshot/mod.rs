@@ -1,0 +1,29 @@
+//! The pipeline's shared vocabulary: what every layer above speaks.
+//!
+//! Declarations and where they came from ([`ObjectKey`], [`Source`],
+//! [`Declared`], [`Snapshot`], [`SecretData`]), the problems found in them
+//! ([`Diagnostic`], [`Reason`], [`Severity`]), the line arithmetic that points
+//! a problem at its field ([`locate_field`]) and the clock ([`now`]).
+//!
+//! It sits below `validate`, `store`, `secrets` and `plan` and imports only
+//! from `resources` and `policy`, so the layers read in one direction:
+//! `resources`/`policy` → `snapshot` → `validate`, `store`, `secrets` →
+//! `plan` → `apply` → `sources`, `api`, `diff` → `cli`.
+
+mod declared;
+mod diagnostic;
+mod yaml_lines;
+
+pub use declared::{Declared, ObjectKey, SecretData, Snapshot, Source};
+pub use diagnostic::{Diagnostic, Reason, Severity};
+pub use yaml_lines::{locate_field, split_documents, Document};
+
+/// `source` of the bootstrap administrator's status and audit rows: what
+/// planning must never prune although no manifest declares it.
+pub const BOOTSTRAP_SOURCE: &str = "bootstrap";
+
+/// The current time to whole seconds: stored times and Secret annotations stay readable.
+pub fn now() -> jiff::Timestamp {
+    let now = jiff::Timestamp::now();
+    now.round(jiff::Unit::Second).unwrap_or(now)
+}
