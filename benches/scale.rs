@@ -144,7 +144,7 @@ fn reconcile(
     let now = jiff::Timestamp::now();
     let t = Instant::now();
     let state = store.load_state().expect("load state");
-    let plan = plan_against(snap, &state, sink, key, now).expect("plan");
+    let plan = plan_against(snap, &state, sink, key, Default::default(), now).expect("plan");
     let planned = t.elapsed();
     let changes = plan.data_changes().count();
     let t = Instant::now();

@@ -6,7 +6,7 @@ use super::error::{ApiError, JsonBody};
 use super::state::ApiState;
 use crate::plan::{Question, QuestionError};
 use crate::policy::{Action, DecisionCode, Grant, PrincipalKind, Role, Scope, Stage};
-use crate::secrets::SecretValue;
+use crate::secrets::{SecretValue, MAX_PASSWORD_BYTES};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Longest accepted username and password, in bytes.
 const MAX_USERNAME: usize = 256;
-const MAX_PASSWORD: usize = 1024;
 
 /// `POST /v1/login` body.
 #[derive(Deserialize)]
@@ -131,9 +130,11 @@ pub async fn login(
             "username must be 1 to {MAX_USERNAME} bytes"
         )));
     }
-    if req.password.len() > MAX_PASSWORD {
+    // No password the policy accepts is empty or longer than this, so neither
+    // is worth a password check (nor a stored hash made before the policy).
+    if req.password.is_empty() || req.password.len() > MAX_PASSWORD_BYTES {
         return Err(ApiError::BadRequest(format!(
-            "password must be at most {MAX_PASSWORD} bytes"
+            "password must be 1 to {MAX_PASSWORD_BYTES} bytes"
         )));
     }
     let password = SecretValue::from_string(req.password);

@@ -1,8 +1,11 @@
 //! `stagegate apply --dir DIR`: one reconcile of a manifest directory into the store, then exit.
 
 use crate::apply::{all_ready, Outcome};
-use crate::secrets::PasswordParams;
+use crate::secrets::{
+    PasswordParams, PasswordPolicy, GENERATED_PASSWORD_CHARS, MIN_PASSWORD_CHARS_FLOOR,
+};
 use crate::sources::directory::{reconcile, DirOptions, DEFAULT_SECRETS_DIR, DEFAULT_STORE};
+use clap::builder::TypedValueParser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,6 +30,19 @@ pub struct StoreArgs {
     /// argon2id lanes (OWASP: 1).
     #[arg(long, default_value_t = PasswordParams::default().p_cost, hide_short_help = true)]
     pub argon2_lanes: u32,
+    /// Fewest characters (Unicode scalar values) a password may have, 8 to 24.
+    ///
+    /// Every password set from a passwordSecretRef Secret must also be at
+    /// most 1024 bytes (what login accepts), valid UTF-8, not empty or only
+    /// whitespace, and not one of the most common passwords. A refused
+    /// password never replaces the one in force: the User is Ready=False with
+    /// reason PasswordBlank, PasswordNotUtf8, PasswordTooShort,
+    /// PasswordTooLong or PasswordTooCommon. Generated passwords are 24
+    /// characters, so they always pass.
+    #[arg(long, default_value_t = PasswordPolicy::default().min_chars,
+          value_parser = clap::value_parser!(u16).range(MIN_PASSWORD_CHARS_FLOOR as i64..=GENERATED_PASSWORD_CHARS as i64)
+              .map(usize::from))]
+    pub password_min_length: usize,
 }
 
 impl StoreArgs {
@@ -47,6 +63,9 @@ impl StoreArgs {
             m_cost: self.argon2_memory_kib,
             t_cost: self.argon2_iterations,
             p_cost: self.argon2_lanes,
+            policy: PasswordPolicy {
+                min_chars: self.password_min_length,
+            },
         }
     }
 

@@ -10,9 +10,8 @@
 
 use super::change::*;
 use crate::resources::UserState;
-use crate::secrets::{SecretInventory, SecretState, ServerKey};
-use crate::snapshot::Reason;
-use crate::snapshot::{Declared, ObjectKey, Snapshot, Source};
+use crate::secrets::{PasswordPolicy, SecretInventory, SecretState, ServerKey};
+use crate::snapshot::{Declared, ObjectKey, Reason, Snapshot, Source};
 use crate::store::{BindingRow, ObjectStatus, Owner, StoreState};
 use jiff::Timestamp;
 use kube::ResourceExt;
@@ -27,6 +26,8 @@ pub struct PlanContext<'a> {
     pub server_key: &'a ServerKey,
     /// State of the Secrets the plan may deliver to (see [`wanted_secrets`]).
     pub secrets: &'a SecretInventory,
+    /// What a referenced password must satisfy before it replaces the one in force.
+    pub password_policy: PasswordPolicy,
 }
 
 /// The Secrets whose state `plan` needs: generated-password and token Secrets of the snapshot.

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::apply::{apply, ApplyContext};
-use crate::secrets::{observe, MemorySink, PasswordParams, SecretSink, ServerKey};
+use crate::secrets::{observe, MemorySink, PasswordParams, PasswordPolicy, SecretSink, ServerKey};
 use crate::snapshot::Snapshot;
 use crate::sources::files::load_text;
 use crate::store::{KeyState, SqliteStore, Store, StoreState};
@@ -70,6 +70,7 @@ fn plan_with(
             now: now.parse::<Timestamp>().unwrap(),
             server_key: key,
             secrets: &inv,
+            password_policy: PasswordPolicy::default(),
         },
     )
 }
@@ -117,12 +118,12 @@ fn unchanged_password_is_not_rehashed_and_a_changed_one_is_reset() {
             [("password".to_string(), v.to_vec())].into(),
         );
     };
-    set(&mut s, b"one");
+    set(&mut s, b"first-passphrase-one");
     let mut w = World::new();
     w.apply_at(&s, T0);
     let h1 = w.store.user("ann").unwrap().unwrap().password_hash.unwrap();
     assert!(w.plan_at(&s, T0).is_empty());
-    set(&mut s, b"two");
+    set(&mut s, b"second-passphrase-two");
     let p = w.apply_at(&s, T0);
     assert!(matches!(
         p.changes[0].op,
@@ -130,7 +131,10 @@ fn unchanged_password_is_not_rehashed_and_a_changed_one_is_reset() {
     ));
     let h2 = w.store.user("ann").unwrap().unwrap().password_hash.unwrap();
     assert_ne!(h1, h2);
-    assert!(crate::secrets::verify_password(&h2, b"two"));
+    assert!(crate::secrets::verify_password(
+        &h2,
+        b"second-passphrase-two"
+    ));
     // The stored fingerprint is keyed: it is not SHA-256 of the value.
     let fp = w
         .store
@@ -141,7 +145,9 @@ fn unchanged_password_is_not_rehashed_and_a_changed_one_is_reset() {
         .unwrap();
     assert_ne!(
         fp.expose(),
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"two"))
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            b"second-passphrase-two"
+        ))
     );
     s.secrets.clear();
     let p = w.plan_at(&s, T0);

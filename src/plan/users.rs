@@ -204,6 +204,21 @@ fn plan_password(
                 format!("{what}; the user cannot log in with a password until it does"),
             ));
         };
+        // A refused password never replaces the one in force; say which.
+        if let Err(rule) = b.ctx.password_policy.check(value) {
+            let kept = if row.is_some_and(|r| r.password_hash.is_some()) {
+                "the password in force is kept"
+            } else {
+                "the user cannot log in with a password until it is changed"
+            };
+            return Some((
+                rule.reason(),
+                format!(
+                    "Secret {ns}/{} key {:?} is refused: {rule}; {kept}",
+                    r.name, r.key
+                ),
+            ));
+        }
         let fp = password_fingerprint(b.ctx.server_key, &username, value);
         let unchanged = row.is_some_and(|r| {
             r.password_source == Some(PasswordSource::Ref)

@@ -14,6 +14,8 @@ mod token;
 
 pub use password::{
     generate_password, hash_many, hash_password, verify_password, PasswordError, PasswordParams,
+    PasswordPolicy, PasswordRule, GENERATED_PASSWORD_CHARS, MAX_PASSWORD_BYTES,
+    MIN_PASSWORD_CHARS_FLOOR,
 };
 pub use server_key::{ServerKey, ServerKeyError};
 pub use token::{

@@ -6,7 +6,7 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, PasswordVerifier
 use argon2::{Algorithm, Argon2, Block, Params, Version, ARGON2ID_IDENT};
 use rand::Rng;
 
-/// argon2id cost parameters.
+/// How passwords are accepted and hashed: the acceptance policy and the argon2id cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PasswordParams {
     /// Memory in KiB.
@@ -15,16 +15,191 @@ pub struct PasswordParams {
     pub t_cost: u32,
     /// Lanes.
     pub p_cost: u32,
+    /// What a password must satisfy before it is hashed.
+    pub policy: PasswordPolicy,
 }
 
 impl Default for PasswordParams {
-    /// OWASP's argon2id recommendation: 19 MiB, 2 iterations, 1 lane.
+    /// OWASP's argon2id recommendation: 19 MiB, 2 iterations, 1 lane; the default policy.
     fn default() -> Self {
         PasswordParams {
             m_cost: 19456,
             t_cost: 2,
             p_cost: 1,
+            policy: PasswordPolicy::default(),
         }
+    }
+}
+
+/// Longest password accepted anywhere, in bytes: login refuses longer ones,
+/// so a longer password could never be used (and argon2's input stays bounded).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Length of a generated password, in characters.
+pub const GENERATED_PASSWORD_CHARS: usize = 24;
+
+/// The password policy every password passes before it is hashed, whatever
+/// its source (a referenced Secret today; any later way of setting one).
+///
+/// After NIST SP 800-63B §5.1.1.2 and OWASP's Authentication Cheat Sheet: a
+/// minimum length counted in Unicode scalar values, a maximum that login
+/// accepts ([`MAX_PASSWORD_BYTES`]), no composition rules, and a check
+/// against a short built-in list of the most common passwords.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// Fewest characters (Unicode scalar values) a password may have.
+    pub min_chars: usize,
+}
+
+/// Smallest `min_chars` that may be configured (NIST SP 800-63B's floor).
+pub const MIN_PASSWORD_CHARS_FLOOR: usize = 8;
+
+impl Default for PasswordPolicy {
+    /// At least 12 characters.
+    fn default() -> Self {
+        PasswordPolicy { min_chars: 12 }
+    }
+}
+
+/// The rule of the password policy a password breaks. Carries no part of the password.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordRule {
+    /// Empty, or only whitespace.
+    #[error("the password is empty or only whitespace")]
+    Blank,
+    /// Not valid UTF-8: it could not be typed into a login form.
+    #[error("the password is not valid UTF-8")]
+    NotUtf8,
+    /// Fewer characters than the policy's minimum.
+    #[error("the password has fewer than {min} characters")]
+    TooShort {
+        /// The minimum, in Unicode scalar values.
+        min: usize,
+    },
+    /// More bytes than login accepts.
+    #[error("the password is longer than {max} bytes, which login refuses")]
+    TooLong {
+        /// [`MAX_PASSWORD_BYTES`].
+        max: usize,
+    },
+    /// On the built-in list of the most common passwords.
+    #[error("the password is one of the most common passwords")]
+    TooCommon,
+}
+
+impl PasswordRule {
+    /// The stable reason of a User refused for this rule (status and outcomes).
+    pub fn reason(self) -> &'static str {
+        match self {
+            PasswordRule::Blank => "PasswordBlank",
+            PasswordRule::NotUtf8 => "PasswordNotUtf8",
+            PasswordRule::TooShort { .. } => "PasswordTooShort",
+            PasswordRule::TooLong { .. } => "PasswordTooLong",
+            PasswordRule::TooCommon => "PasswordTooCommon",
+        }
+    }
+}
+
+/// Passwords that every password-guessing list tries first (from the public
+/// top-password lists that NCSC and SecLists publish), lower-cased. Those
+/// shorter than the minimum length are refused by it already; these are the
+/// long ones and the ones a lowered minimum would let through.
+const COMMON_PASSWORDS: &[&str] = &[
+    "password",
+    "password1",
+    "password12",
+    "password123",
+    "password1234",
+    "password12345",
+    "passw0rd",
+    "p@ssw0rd",
+    "p@ssword",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "12345678910",
+    "123456789012",
+    "1234567890123",
+    "11111111",
+    "111111111111",
+    "00000000",
+    "000000000000",
+    "87654321",
+    "987654321",
+    "0987654321",
+    "qwertyui",
+    "qwertyuiop",
+    "qwertyuiop123",
+    "qwerty123456",
+    "1qaz2wsx",
+    "1qaz2wsx3edc",
+    "1q2w3e4r",
+    "1q2w3e4r5t",
+    "1q2w3e4r5t6y",
+    "zaq12wsx",
+    "asdfghjkl",
+    "asdfghjkl123",
+    "zxcvbnm123",
+    "iloveyou",
+    "iloveyou123",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "superman",
+    "trustno1",
+    "whatever",
+    "starwars",
+    "computer",
+    "michelle",
+    "jennifer",
+    "corvette",
+    "mercedes",
+    "welcome1",
+    "welcome123",
+    "letmein123",
+    "changeme",
+    "changeme123",
+    "administrator",
+    "admin12345",
+    "admin123456",
+    "adminadmin",
+    "rootroot",
+    "qazwsxedc",
+    "abcd1234",
+    "abcdefgh",
+    "abcdefghijkl",
+    "abc123456789",
+    "aa12345678",
+    "password!",
+    "password123!",
+];
+
+impl PasswordPolicy {
+    /// Checks `password` (the bytes a Secret or request holds) against the
+    /// policy; `Err` names the first rule it breaks. Whitespace is kept as
+    /// typed (NIST: no truncation or normalisation beyond what login does).
+    pub fn check(&self, password: &[u8]) -> Result<(), PasswordRule> {
+        // Decoded after the byte limit, so a hostile value costs at most 1 KiB of work.
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(PasswordRule::TooLong {
+                max: MAX_PASSWORD_BYTES,
+            });
+        }
+        let text = std::str::from_utf8(password).map_err(|_| PasswordRule::NotUtf8)?;
+        if text.trim().is_empty() {
+            return Err(PasswordRule::Blank);
+        }
+        if text.chars().count() < self.min_chars {
+            return Err(PasswordRule::TooShort {
+                min: self.min_chars,
+            });
+        }
+        let lower = text.to_lowercase();
+        if COMMON_PASSWORDS.contains(&lower.as_str()) {
+            return Err(PasswordRule::TooCommon);
+        }
+        Ok(())
     }
 }
 
@@ -35,6 +210,7 @@ impl PasswordParams {
             m_cost: 8,
             t_cost: 1,
             p_cost: 1,
+            policy: PasswordPolicy::default(),
         }
     }
 }
@@ -114,11 +290,13 @@ pub fn verify_password(phc: &HashValue, password: &[u8]) -> bool {
     }
 }
 
-/// A random password: 24 characters from a 62-letter alphabet (about 143 bits).
+/// A random password: [`GENERATED_PASSWORD_CHARS`] characters from a
+/// 62-letter alphabet (about 143 bits); it always passes the policy, whose
+/// minimum may not be set above that length.
 pub fn generate_password() -> SecretValue {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    let s: Vec<u8> = (0..24)
+    let s: Vec<u8> = (0..GENERATED_PASSWORD_CHARS)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())])
         .collect();
     SecretValue::new(s)
@@ -177,6 +355,53 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_names_the_rule_a_password_breaks() {
+        let p = PasswordPolicy::default();
+        let check = |pw: &[u8]| p.check(pw).map_err(PasswordRule::reason);
+        assert_eq!(check(b""), Err("PasswordBlank"));
+        assert_eq!(check(b" \t\n  \r "), Err("PasswordBlank"));
+        // U+3000 (ideographic space) is whitespace too.
+        assert_eq!(check("\u{3000}\u{3000}".as_bytes()), Err("PasswordBlank"));
+        assert_eq!(check(b"short-pw"), Err("PasswordTooShort"));
+        // Eleven scalar values but 33 bytes: counted as characters, not bytes.
+        assert_eq!(check("ééééééééééé".as_bytes()), Err("PasswordTooShort"));
+        assert_eq!(check("éééééééééééé".as_bytes()), Ok(()));
+        assert_eq!(check(&[b'a'; MAX_PASSWORD_BYTES]), Ok(()));
+        assert_eq!(
+            check(&[b'a'; MAX_PASSWORD_BYTES + 1]),
+            Err("PasswordTooLong")
+        );
+        assert_eq!(
+            check(b"\xff\xfe correct horse battery"),
+            Err("PasswordNotUtf8")
+        );
+        assert_eq!(check(b"Password1234"), Err("PasswordTooCommon"));
+        assert_eq!(check(b"correct horse battery staple"), Ok(()));
+        let lowered = PasswordPolicy { min_chars: 8 };
+        assert_eq!(lowered.check(b"sunshine"), Err(PasswordRule::TooCommon));
+        assert_eq!(lowered.check(b"Xk4!pq9z"), Ok(()));
+    }
+
+    #[test]
+    fn generated_passwords_pass_the_strictest_policy() {
+        let p = PasswordPolicy {
+            min_chars: GENERATED_PASSWORD_CHARS,
+        };
+        for _ in 0..20 {
+            assert_eq!(p.check(generate_password().expose()), Ok(()));
+        }
+    }
+
+    #[test]
+    fn the_rule_never_carries_the_password() {
+        let msg = PasswordPolicy::default()
+            .check(b"hunter2")
+            .unwrap_err()
+            .to_string();
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
     fn default_params_are_owasp() {
         let h = hash_password(PasswordParams::default(), &SecretValue::new(b"x".to_vec())).unwrap();
         assert!(h.expose().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
@@ -201,6 +426,7 @@ mod tests {
             m_cost: 64,
             t_cost: 2,
             p_cost: 2,
+            policy: PasswordPolicy::default(),
         };
         let mut hasher = Hasher::new(params).unwrap();
         let pw = SecretValue::new(b"correct horse".to_vec());

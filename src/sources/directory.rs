@@ -5,8 +5,8 @@
 use crate::apply::{apply, ApplyContext, ApplyError, Outcome};
 use crate::plan::{plan, wanted_secrets, Plan, PlanContext};
 use crate::secrets::{
-    check_secrets_dir, load_secrets_dir, observe, DirSecretSink, PasswordParams, SecretSink,
-    ServerKey, ServerKeyError, SinkError,
+    check_secrets_dir, load_secrets_dir, observe, DirSecretSink, PasswordParams, PasswordPolicy,
+    SecretSink, ServerKey, ServerKeyError, SinkError,
 };
 use crate::snapshot::Snapshot;
 use crate::sources::files::{load_paths, LoadError};
@@ -110,6 +110,7 @@ pub fn plan_against(
     state: &StoreState,
     sink: &dyn SecretSink,
     key: &ServerKey,
+    password_policy: PasswordPolicy,
     now: Timestamp,
 ) -> Result<Plan, DirError> {
     let wanted = wanted_secrets(snap, state);
@@ -121,6 +122,7 @@ pub fn plan_against(
             now,
             server_key: key,
             secrets: &inventory,
+            password_policy,
         },
     ))
 }
@@ -156,7 +158,7 @@ pub fn reconcile_with(
 ) -> Result<(Plan, Vec<Outcome>), DirError> {
     let sink = DirSecretSink::new(secrets_dir);
     let state = store.load_state()?;
-    let plan = plan_against(snap, &state, &sink, key, now)?;
+    let plan = plan_against(snap, &state, &sink, key, password_params.policy, now)?;
     for c in plan.data_changes() {
         tracing::info!(kind = %c.object.kind, namespace = %c.object.namespace, name = %c.object.name, action = c.op.name(), source = %c.source, change = %crate::plan::describe(&c.op), "change");
     }
@@ -189,6 +191,13 @@ pub fn plan_dir(opts: &DirOptions, now: Timestamp) -> Result<(Snapshot, Plan), D
         ServerKey::generate()
     };
     let sink = DirSecretSink::new(&opts.secrets_dir);
-    let plan = plan_against(&snapshot, &state, &sink, &key, now)?;
+    let plan = plan_against(
+        &snapshot,
+        &state,
+        &sink,
+        &key,
+        opts.password_params.policy,
+        now,
+    )?;
     Ok((snapshot, plan))
 }

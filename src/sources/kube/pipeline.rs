@@ -60,6 +60,7 @@ pub fn run(
             now,
             server_key: key,
             secrets: &inventory,
+            password_policy: password_params.policy,
         },
     );
     for c in plan.data_changes() {

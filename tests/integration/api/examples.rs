@@ -26,6 +26,7 @@ impl Org {
                 m_cost: 64,
                 t_cost: 1,
                 p_cost: 1,
+                ..PasswordParams::default()
             },
             ..test_config()
         };

@@ -2,6 +2,7 @@
 //! SIGTERM, and the bootstrap administrator (issues 3 and 8).
 
 mod bootstrap;
+mod credentials_policy;
 pub(crate) mod harness;
 mod watch;
 

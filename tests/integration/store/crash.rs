@@ -186,8 +186,15 @@ fn scenario(stage: &str, store_fail: Option<usize>, sink_fail: Option<usize>, af
     let now = jiff::Timestamp::now();
     // reconcile_with builds its own DirSecretSink, so drive plan/apply directly with the failing sink.
     let state = store.load_state().unwrap();
-    let plan =
-        stagegate::sources::directory::plan_against(&snap, &state, &sink.inner, &key, now).unwrap();
+    let plan = stagegate::sources::directory::plan_against(
+        &snap,
+        &state,
+        &sink.inner,
+        &key,
+        params().policy,
+        now,
+    )
+    .unwrap();
     let ctx = stagegate::apply::ApplyContext {
         now,
         server_key: &key,

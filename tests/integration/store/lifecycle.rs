@@ -394,7 +394,7 @@ fn status_reports_the_last_outcomes() {
     let missing = env.run("status", &[]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(crate::support::stderr(&missing).contains("no store"));
-    env.write_secret(NS, "maria-password", "password", "a-password");
+    env.write_secret(NS, "maria-password", "password", "a-long-passphrase");
     let (code, out, _) = env.apply();
     assert_eq!(code, 0);
     let st = env.run("status", &["--output", "json"]);
