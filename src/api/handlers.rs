@@ -204,8 +204,8 @@ pub async fn authorize(
         scope: req.scope,
         to,
     };
-    let decision = state
-        .index()
+    let index = state.index();
+    let decision = index
         .authorize(&caller.principal, &question)
         .map_err(|e| match e {
             QuestionError::Ambiguous { .. } => ApiError::Conflict(e.to_string()),
@@ -214,7 +214,7 @@ pub async fn authorize(
     Ok(Json(AuthorizeResponse {
         allowed: decision.allowed,
         code: decision.code,
-        reason: decision.reason,
+        reason: decision.reason(),
     }))
 }
 

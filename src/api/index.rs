@@ -236,11 +236,11 @@ impl Index {
     }
 
     /// Answers an authorization question for `principal` with the policy module.
-    pub fn authorize(
-        &self,
-        principal: &Principal,
-        q: &Question,
-    ) -> Result<Decision, QuestionError> {
+    pub fn authorize<'a>(
+        &'a self,
+        principal: &'a Principal,
+        q: &'a Question,
+    ) -> Result<Decision<'a>, QuestionError> {
         // `answer` resolves the model by name (and scope) among the models it is given; handing it
         // only the models of that name gives the same answer without scanning every model.
         static NONE: Models = Models::new();
@@ -263,7 +263,7 @@ impl Index {
                 &Request {
                     action: Action::ModelsView,
                     scope: None,
-                    model: Some(m),
+                    model: Some((*m).into()),
                     to: None,
                 },
             )

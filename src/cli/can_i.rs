@@ -73,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let decision = answer(&principal, &source.models, &q).context("cannot answer")?;
     println!("{}", if decision.allowed { "yes" } else { "no" });
     if args.explain {
-        println!("{}", decision.reason);
+        println!("{}", decision.reason());
     }
     Ok(if decision.allowed {
         ExitCode::SUCCESS

@@ -121,7 +121,7 @@ fn probe_scope(p: &Principal, scope: &Scope, out: &mut BTreeSet<Capability>) {
     let deploy = Request {
         action: Action::ModelsDeploy,
         scope: None,
-        model: Some(&new_model),
+        model: Some((&new_model).into()),
         to: Some(Stage::Dev),
     };
     if decide(p, &deploy).allowed {
@@ -134,7 +134,7 @@ fn probe_scope(p: &Principal, scope: &Scope, out: &mut BTreeSet<Capability>) {
                 let req = Request {
                     action,
                     scope: None,
-                    model: Some(&m),
+                    model: Some((&m).into()),
                     to,
                 };
                 decide(p, &req).allowed

@@ -436,7 +436,7 @@ fn access(
                 &Request {
                     action,
                     scope: None,
-                    model: Some(m),
+                    model: Some(m.into()),
                     to,
                 },
             )

@@ -1,7 +1,7 @@
 //! Authorization questions (`can-i`, `/v1/authorize`): resolve the model, then ask the policy.
 
-use super::{ModelId, Models};
-use crate::policy::{decide, Action, Decision, ModelState, Principal, Request, Scope, Stage};
+use super::Models;
+use crate::policy::{decide, Action, Decision, ModelRef, Principal, Request, Scope, Stage};
 
 /// An authorization question about one action.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,37 +32,36 @@ pub enum QuestionError {
     },
 }
 
-/// Finds the model a question is about: an existing one by name (and scope), or a new one at the given scope.
-pub fn resolve_model(
-    models: &Models,
-    name: &str,
-    scope: Option<&Scope>,
-) -> Result<ModelState, QuestionError> {
-    let found: Vec<&ModelState> = models
+/// Finds the model a question is about: an existing one by name (and scope),
+/// or a new one (stage `None`) at the given scope, global when none is given.
+/// Borrows from `models` and the question; allocates only for the error.
+pub fn resolve_model<'a>(
+    models: &'a Models,
+    name: &'a str,
+    scope: Option<&'a Scope>,
+) -> Result<ModelRef<'a>, QuestionError> {
+    static GLOBAL: Scope = Scope {
+        customer: None,
+        project: None,
+    };
+    let mut found = models
         .iter()
         .filter(|(id, _)| id.name == name && scope.is_none_or(|s| &id.scope == s))
-        .map(|(_, m)| m)
-        .collect();
-    match found.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => {
-            let scope = scope.cloned().unwrap_or_default();
-            let id = ModelId {
-                scope: scope.clone(),
-                name: name.to_string(),
-            };
-            Ok(models.get(&id).cloned().unwrap_or(ModelState {
-                name: name.to_string(),
-                scope,
-                owner: None,
-                stage: None,
-            }))
-        }
-        many => Err(QuestionError::Ambiguous {
+        .map(|(_, m)| m);
+    match (found.next(), found.next()) {
+        (Some(one), None) => Ok(one.into()),
+        (None, _) => Ok(ModelRef {
+            name,
+            scope: scope.unwrap_or(&GLOBAL),
+            owner: None,
+            stage: None,
+        }),
+        (Some(_), Some(_)) => Err(QuestionError::Ambiguous {
             name: name.to_string(),
-            scopes: many
+            scopes: models
                 .iter()
-                .map(|m| m.scope.to_string())
+                .filter(|(id, _)| id.name == name)
+                .map(|(id, _)| id.scope.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
@@ -70,11 +69,11 @@ pub fn resolve_model(
 }
 
 /// Answers `q` for `principal` against `models`.
-pub fn answer(
-    principal: &Principal,
-    models: &Models,
-    q: &Question,
-) -> Result<Decision, QuestionError> {
+pub fn answer<'a>(
+    principal: &'a Principal,
+    models: &'a Models,
+    q: &'a Question,
+) -> Result<Decision<'a>, QuestionError> {
     let action = q.action.ok_or(QuestionError::NoAction)?;
     let model = q
         .model
@@ -88,7 +87,7 @@ pub fn answer(
         &Request {
             action,
             scope: q.scope.as_ref(),
-            model: model.as_ref(),
+            model,
             to,
         },
     ))

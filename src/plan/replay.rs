@@ -190,13 +190,14 @@ pub fn decide_request(
         &Request {
             action,
             scope: None,
-            model: Some(&current),
+            model: Some((&current).into()),
             to: Some(spec.to),
         },
     );
     if !decision.allowed {
-        return result(RequestPhase::Denied, decision.reason);
+        return result(RequestPhase::Denied, decision.reason());
     }
+    let reason = decision.reason();
     let owner = current
         .owner
         .clone()
@@ -209,7 +210,7 @@ pub fn decide_request(
             ..current
         },
     );
-    result(RequestPhase::Applied, decision.reason)
+    result(RequestPhase::Applied, reason)
 }
 
 /// Decides every valid request of `snap` in order, starting from `models`, skipping those in `decided`.

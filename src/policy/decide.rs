@@ -1,17 +1,52 @@
 //! The decision function: DESIGN §3's table, one grant at a time.
+//!
+//! Deciding allocates nothing: a [`Decision`] records which rule decided and
+//! borrows what it needs to say why; the human-readable reason is built only
+//! when a caller asks for it ([`Decision::reason`]).
 
 use super::types::{Action, Grant, ModelState, Principal, PrincipalKind, Role, Scope, Stage};
 use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The global scope, for questions that name none.
+static GLOBAL: Scope = Scope {
+    customer: None,
+    project: None,
+};
+
+/// What the policy needs to know about a model, borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelRef<'a> {
+    /// Model name.
+    pub name: &'a str,
+    /// Where the model lives.
+    pub scope: &'a Scope,
+    /// Who first deployed it.
+    pub owner: Option<&'a str>,
+    /// Current stage; `None` when the model does not exist yet.
+    pub stage: Option<Stage>,
+}
+
+impl<'a> From<&'a ModelState> for ModelRef<'a> {
+    fn from(m: &'a ModelState) -> Self {
+        ModelRef {
+            name: &m.name,
+            scope: &m.scope,
+            owner: m.owner.as_deref(),
+            stage: m.stage,
+        }
+    }
+}
 
 /// The question asked of the policy.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request<'a> {
     /// What the principal wants to do.
     pub action: Action,
     /// The scope acted on when there is no model (e.g. `users:manage` at `acme`); global when absent.
     pub scope: Option<&'a Scope>,
     /// The model acted on (`models:*`).
-    pub model: Option<&'a ModelState>,
+    pub model: Option<ModelRef<'a>>,
     /// The target stage of `models:transition` (and `Dev` for `models:deploy`).
     pub to: Option<Stage>,
 }
@@ -41,30 +76,119 @@ pub enum DecisionCode {
     Incomplete,
 }
 
-/// The policy's answer: allowed or not, and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Decision {
+/// Which row of the policy table (or which precheck) decided: with the grant
+/// and request a [`Decision`] borrows, enough to say why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    ManagesUsers,
+    OnlyAdminManages,
+    SeesAllStages,
+    SeesStagingAndProduction,
+    SeesOwnDev,
+    ManagerOwnDevOnly,
+    AnalystNeverProduction,
+    SeesOwnDevAndStaging,
+    AnalystOwnOnly,
+    SeesDevAndStaging,
+    CannotSeeStage,
+    DeploysOwn,
+    DeployerCannotDeploy,
+    MovesAny,
+    PromotesAny,
+    PromotesOwn,
+    PromotesOwnOnly,
+    MovesStaging,
+    AnalystNeverToProduction,
+    CannotMove,
+    NotInTable,
+    NoRole,
+    Incomplete,
+    ModelMissing,
+    ModelExists,
+    NeverAllowed,
+}
+
+/// The policy's answer: allowed or not, the stable code, and (on request) why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision<'a> {
     /// Whether the action is allowed.
     pub allowed: bool,
     /// Machine-readable reason.
     pub code: DecisionCode,
-    /// Human-readable reason naming the role and scope that decided.
-    pub reason: String,
+    rule: Rule,
+    grant: Option<&'a Grant>,
+    principal: &'a str,
+    target: &'a Scope,
+    req: Request<'a>,
 }
 
-impl Decision {
-    fn allow(g: &Grant, why: &str) -> Self {
-        Decision {
-            allowed: true,
-            code: DecisionCode::Allowed,
-            reason: format!("{} at {} {}", g.role, g.scope, why),
-        }
+impl Decision<'_> {
+    /// Human-readable reason naming the role and scope that decided (built on each call).
+    pub fn reason(&self) -> String {
+        self.to_string()
     }
-    fn deny(code: DecisionCode, reason: String) -> Self {
-        Decision {
-            allowed: false,
-            code,
-            reason,
+}
+
+impl fmt::Display for Decision<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let req = &self.req;
+        let action = req.action;
+        let name = req.model.map_or("", |m| m.name);
+        let owner = req.model.and_then(|m| m.owner).unwrap_or("nobody");
+        let from = req
+            .model
+            .and_then(|m| m.stage)
+            .map_or("None".to_string(), |s| s.to_string());
+        let to = req.to.map_or("?".to_string(), |s| s.to_string());
+        let stage = req.model.and_then(|m| m.stage);
+        let Some(g) = self.grant else {
+            return match self.rule {
+                Rule::Incomplete => match action {
+                    Action::ModelsTransition => write!(f, "{action} needs a model and a target stage (--to)"),
+                    _ => write!(f, "{action} needs a model"),
+                },
+                Rule::ModelMissing => write!(f, "model {name} does not exist"),
+                Rule::ModelExists => write!(
+                    f,
+                    "model {name} already exists (in {from}); deploy is for new models"
+                ),
+                Rule::NeverAllowed => write!(f, "{from}→{to} is never allowed (first deploys go to Dev; a model cannot move to its own stage)"),
+                _ => write!(
+                    f,
+                    "{} holds no role at or above scope {}",
+                    self.principal, self.target
+                ),
+            };
+        };
+        let (role, scope) = (g.role, &g.scope);
+        let allow = |f: &mut fmt::Formatter<'_>, why: &dyn fmt::Display| {
+            write!(f, "{role} at {scope} {why}")
+        };
+        match self.rule {
+            Rule::ManagesUsers => allow(f, &"manages users, bindings and tokens within its scope"),
+            Rule::OnlyAdminManages => write!(f, "only an Admin-level role manages users, bindings and tokens; {role} at {scope} does not"),
+            Rule::SeesAllStages => allow(f, &"sees models in all stages"),
+            Rule::SeesStagingAndProduction => allow(f, &"sees every Staging and Production model"),
+            Rule::SeesOwnDev => allow(f, &"sees its own Dev models"),
+            Rule::ManagerOwnDevOnly => write!(f, "Manager at {scope} sees only its own Dev models; {name} is owned by {owner}"),
+            Rule::AnalystNeverProduction => write!(f, "an Analyst never sees Production models, even its own ({name} is in Production)"),
+            Rule::SeesOwnDevAndStaging => allow(f, &"sees its own Dev and Staging models"),
+            Rule::AnalystOwnOnly => write!(f, "Analyst at {scope} sees only its own models; {name} is owned by {owner}"),
+            Rule::SeesDevAndStaging => allow(f, &"sees every Dev and Staging model"),
+            Rule::CannotSeeStage => write!(f, "{role} at {scope} cannot see {} models", stage.map_or("?".into(), |s| s.to_string())),
+            Rule::DeploysOwn => allow(f, &"deploys its own models to Dev"),
+            Rule::DeployerCannotDeploy => write!(f, "{role} at {scope} cannot deploy models to Dev"),
+            Rule::MovesAny => allow(f, &format_args!("may move any model {from}→{to}")),
+            Rule::PromotesAny => allow(f, &"promotes any model to Staging"),
+            Rule::PromotesOwn => allow(f, &"promotes its own models to Staging"),
+            Rule::PromotesOwnOnly => write!(f, "{role} at {scope} promotes only its own models to Staging; {name} is owned by {owner}"),
+            Rule::MovesStaging => allow(f, &format_args!("moves Staging models to {to}")),
+            Rule::AnalystNeverToProduction => write!(f, "an Analyst may never move a model to Production (Analyst at {scope})"),
+            Rule::CannotMove => write!(f, "{role} at {scope} cannot move models {from}→{to}"),
+            Rule::NotInTable => write!(f, "{from}→{to} is not in the policy table: Admin only ({role} at {scope} is not Admin)"),
+            Rule::NoRole | Rule::Incomplete | Rule::ModelMissing | Rule::ModelExists | Rule::NeverAllowed => {
+                write!(f, "{} holds no role at or above scope {}", self.principal, self.target)
+            }
         }
     }
 }
@@ -78,39 +202,44 @@ pub fn transition_possible(from: Option<Stage>, to: Stage) -> bool {
 }
 
 /// Decides `req` for `principal`: allowed when any of its grants allows it.
-pub fn decide(principal: &Principal, req: &Request<'_>) -> Decision {
-    let global = Scope::global();
-    let target_scope = req.model.map(|m| &m.scope).or(req.scope).unwrap_or(&global);
-    if let Some(d) = precheck(req) {
-        return d;
+/// Allocates nothing; the reason is rendered by [`Decision::reason`].
+pub fn decide<'a>(principal: &'a Principal, req: &Request<'a>) -> Decision<'a> {
+    let target = req.model.map(|m| m.scope).or(req.scope).unwrap_or(&GLOBAL);
+    let decision =
+        |grant: Option<&'a Grant>, (allowed, code, rule): (bool, DecisionCode, Rule)| Decision {
+            allowed,
+            code,
+            rule,
+            grant,
+            principal: &principal.name,
+            target,
+            req: *req,
+        };
+    if let Some(pre) = precheck(req) {
+        return decision(None, pre);
     }
-    let mut best: Option<Decision> = None;
+    // Models are owned by users (the requester of their first deploy); a token named like
+    // a user must not inherit that user's "own model" rights.
+    let who = (principal.kind == PrincipalKind::User).then_some(principal.name.as_str());
+    let mut best: Option<(&'a Grant, (bool, DecisionCode, Rule))> = None;
     for g in principal
         .grants
         .iter()
-        .filter(|g| g.role.allowed_at(&g.scope) && g.scope.covers(target_scope))
+        .filter(|g| g.role.allowed_at(&g.scope) && g.scope.covers(target))
     {
-        // Models are owned by users (the requester of their first deploy); a token named like
-        // a user must not inherit that user's "own model" rights.
-        let who = (principal.kind == PrincipalKind::User).then_some(principal.name.as_str());
-        let d = decide_grant(g, who, req);
-        if d.allowed {
-            return d;
+        let d = decide_grant(g.role, who, req);
+        if d.0 {
+            return decision(Some(g), d);
         }
         // Keep the most telling refusal: a specific rule beats a generic one.
-        if best.as_ref().is_none_or(|b| rank(d.code) > rank(b.code)) {
-            best = Some(d);
+        if best.is_none_or(|(_, b)| rank(d.1) > rank(b.1)) {
+            best = Some((g, d));
         }
     }
-    best.unwrap_or_else(|| {
-        Decision::deny(
-            DecisionCode::NoRoleInScope,
-            format!(
-                "{} holds no role at or above scope {}",
-                principal.name, target_scope
-            ),
-        )
-    })
+    match best {
+        Some((g, d)) => decision(Some(g), d),
+        None => decision(None, (false, DecisionCode::NoRoleInScope, Rule::NoRole)),
+    }
 }
 
 fn rank(c: DecisionCode) -> u8 {
@@ -124,110 +253,78 @@ fn rank(c: DecisionCode) -> u8 {
 }
 
 /// Refusals that hold whoever asks.
-fn precheck(req: &Request<'_>) -> Option<Decision> {
-    let incomplete = |what: &str| {
-        Some(Decision::deny(
-            DecisionCode::Incomplete,
-            format!("{} needs {what}", req.action),
-        ))
-    };
+fn precheck(req: &Request<'_>) -> Option<(bool, DecisionCode, Rule)> {
+    let deny = |code, rule| Some((false, code, rule));
     match req.action {
         Action::UsersManage | Action::TokensManage => None,
         Action::ModelsView => match req.model {
-            None => incomplete("a model"),
-            Some(m) if m.stage.is_none() => Some(Decision::deny(
-                DecisionCode::ModelMissing,
-                format!("model {} does not exist", m.name),
-            )),
+            None => deny(DecisionCode::Incomplete, Rule::Incomplete),
+            Some(m) if m.stage.is_none() => deny(DecisionCode::ModelMissing, Rule::ModelMissing),
             Some(_) => None,
         },
         Action::ModelsDeploy => match req.model {
-            None => incomplete("a model"),
-            Some(m) => m.stage.map(|s| {
-                Decision::deny(
-                    DecisionCode::ModelExists,
-                    format!(
-                        "model {} already exists (in {s}); deploy is for new models",
-                        m.name
-                    ),
-                )
-            }),
+            None => deny(DecisionCode::Incomplete, Rule::Incomplete),
+            Some(m) if m.stage.is_some() => deny(DecisionCode::ModelExists, Rule::ModelExists),
+            Some(_) => None,
         },
-        Action::ModelsTransition => {
-            let (Some(m), Some(to)) = (req.model, req.to) else {
-                return incomplete("a model and a target stage (--to)");
-            };
-            if !transition_possible(m.stage, to) {
-                let from = m.stage.map_or("None".to_string(), |s| s.to_string());
-                return Some(Decision::deny(
-                    DecisionCode::TransitionNeverAllowed,
-                    format!("{from}→{to} is never allowed (first deploys go to Dev; a model cannot move to its own stage)"),
-                ));
+        Action::ModelsTransition => match (req.model, req.to) {
+            (Some(m), Some(to)) if !transition_possible(m.stage, to) => {
+                deny(DecisionCode::TransitionNeverAllowed, Rule::NeverAllowed)
             }
-            None
-        }
+            (Some(_), Some(_)) => None,
+            _ => deny(DecisionCode::Incomplete, Rule::Incomplete),
+        },
     }
 }
 
-fn decide_grant(g: &Grant, who: Option<&str>, req: &Request<'_>) -> Decision {
+/// One grant's answer: (allowed, code, the rule that decided). DESIGN §3's table.
+fn decide_grant(role: Role, who: Option<&str>, req: &Request<'_>) -> (bool, DecisionCode, Rule) {
     use Role::*;
     use Stage::*;
-    let role = g.role;
-    let denied = |what: &str| {
-        Decision::deny(
-            DecisionCode::RoleDenied,
-            format!("{role} at {} cannot {what}", g.scope),
-        )
-    };
+    let allow = |rule| (true, DecisionCode::Allowed, rule);
+    let deny = |code, rule| (false, code, rule);
+    let denied = |rule| (false, DecisionCode::RoleDenied, rule);
     match req.action {
-        Action::UsersManage | Action::TokensManage => {
-            if role == Admin {
-                Decision::allow(g, "manages users, bindings and tokens within its scope")
-            } else {
-                Decision::deny(
-                    DecisionCode::AdminOnly,
-                    format!("only an Admin-level role manages users, bindings and tokens; {role} at {} does not", g.scope),
-                )
-            }
-        }
+        Action::UsersManage | Action::TokensManage => match role {
+            Admin => allow(Rule::ManagesUsers),
+            _ => deny(DecisionCode::AdminOnly, Rule::OnlyAdminManages),
+        },
         Action::ModelsView => {
-            let m = req.model.expect("checked in precheck");
-            let own = who.is_some() && m.owner.as_deref() == who;
-            let stage = m.stage.expect("checked in precheck");
+            let Some(m) = req.model else {
+                return deny(DecisionCode::Incomplete, Rule::Incomplete);
+            };
+            let own = who.is_some() && m.owner == who;
+            let Some(stage) = m.stage else {
+                return deny(DecisionCode::ModelMissing, Rule::ModelMissing);
+            };
             match (role, stage) {
-                (Admin, _) => Decision::allow(g, "sees models in all stages"),
-                (Manager, Staging | Production) => Decision::allow(g, "sees every Staging and Production model"),
-                (Manager, Dev) if own => Decision::allow(g, "sees its own Dev models"),
-                (Manager, Dev) => Decision::deny(
-                    DecisionCode::NotOwner,
-                    format!("Manager at {} sees only its own Dev models; {} is owned by {}", g.scope, m.name, owner(m)),
-                ),
-                (Analyst, Production) => Decision::deny(
-                    DecisionCode::ProductionHidden,
-                    format!("an Analyst never sees Production models, even its own ({} is in Production)", m.name),
-                ),
-                (Analyst, _) if own => Decision::allow(g, "sees its own Dev and Staging models"),
-                (Analyst, _) => Decision::deny(
-                    DecisionCode::NotOwner,
-                    format!("Analyst at {} sees only its own models; {} is owned by {}", g.scope, m.name, owner(m)),
-                ),
-                (Developer, Dev | Staging) => Decision::allow(g, "sees every Dev and Staging model"),
-                (Deployer, Staging | Production) => Decision::allow(g, "sees every Staging and Production model"),
-                (Developer | Deployer, s) => denied(&format!("see {s} models")),
+                (Admin, _) => allow(Rule::SeesAllStages),
+                (Manager, Staging | Production) => allow(Rule::SeesStagingAndProduction),
+                (Manager, Dev) if own => allow(Rule::SeesOwnDev),
+                (Manager, Dev) => deny(DecisionCode::NotOwner, Rule::ManagerOwnDevOnly),
+                (Analyst, Production) => {
+                    deny(DecisionCode::ProductionHidden, Rule::AnalystNeverProduction)
+                }
+                (Analyst, _) if own => allow(Rule::SeesOwnDevAndStaging),
+                (Analyst, _) => deny(DecisionCode::NotOwner, Rule::AnalystOwnOnly),
+                (Developer, Dev | Staging) => allow(Rule::SeesDevAndStaging),
+                (Deployer, Staging | Production) => allow(Rule::SeesStagingAndProduction),
+                (Developer | Deployer, _) => denied(Rule::CannotSeeStage),
             }
         }
         Action::ModelsDeploy => match role {
-            Deployer => denied("deploy models to Dev"),
-            _ => Decision::allow(g, "deploys its own models to Dev"),
+            Deployer => denied(Rule::DeployerCannotDeploy),
+            _ => allow(Rule::DeploysOwn),
         },
         Action::ModelsTransition => {
-            let m = req.model.expect("checked in precheck");
-            let to = req.to.expect("checked in precheck");
-            let own = who.is_some() && m.owner.as_deref() == who;
+            let (Some(m), Some(to)) = (req.model, req.to) else {
+                return deny(DecisionCode::Incomplete, Rule::Incomplete);
+            };
+            let own = who.is_some() && m.owner == who;
             let Some(from) = m.stage else {
                 // None → Dev: a first deploy.
                 return decide_grant(
-                    g,
+                    role,
                     who,
                     &Request {
                         action: Action::ModelsDeploy,
@@ -236,28 +333,20 @@ fn decide_grant(g: &Grant, who: Option<&str>, req: &Request<'_>) -> Decision {
                 );
             };
             match (from, to, role) {
-                (_, _, Admin) => Decision::allow(g, &format!("may move any model {from}→{to}")),
-                (Dev, Staging, Developer) => Decision::allow(g, "promotes any model to Staging"),
-                (Dev, Staging, Manager | Analyst) if own => Decision::allow(g, "promotes its own models to Staging"),
-                (Dev, Staging, Manager | Analyst) => Decision::deny(
-                    DecisionCode::NotOwner,
-                    format!("{role} at {} promotes only its own models to Staging; {} is owned by {}", g.scope, m.name, owner(m)),
-                ),
-                (Staging, Production | Dev, Manager | Deployer) => Decision::allow(g, &format!("moves Staging models to {to}")),
-                (Staging, Production, Analyst) => Decision::deny(
+                (_, _, Admin) => allow(Rule::MovesAny),
+                (Dev, Staging, Developer) => allow(Rule::PromotesAny),
+                (Dev, Staging, Manager | Analyst) if own => allow(Rule::PromotesOwn),
+                (Dev, Staging, Manager | Analyst) => {
+                    deny(DecisionCode::NotOwner, Rule::PromotesOwnOnly)
+                }
+                (Staging, Production | Dev, Manager | Deployer) => allow(Rule::MovesStaging),
+                (Staging, Production, Analyst) => deny(
                     DecisionCode::ProductionHidden,
-                    format!("an Analyst may never move a model to Production (Analyst at {})", g.scope),
+                    Rule::AnalystNeverToProduction,
                 ),
-                (Dev, Staging, _) | (Staging, Production | Dev, _) => denied(&format!("move models {from}→{to}")),
-                _ => Decision::deny(
-                    DecisionCode::AdminOnly,
-                    format!("{from}→{to} is not in the policy table: Admin only ({role} at {} is not Admin)", g.scope),
-                ),
+                (Dev, Staging, _) | (Staging, Production | Dev, _) => denied(Rule::CannotMove),
+                _ => deny(DecisionCode::AdminOnly, Rule::NotInTable),
             }
         }
     }
-}
-
-fn owner(m: &ModelState) -> &str {
-    m.owner.as_deref().unwrap_or("nobody")
 }

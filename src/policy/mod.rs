@@ -6,7 +6,7 @@
 mod decide;
 mod types;
 
-pub use decide::{decide, transition_possible, Decision, DecisionCode, Request};
+pub use decide::{decide, transition_possible, Decision, DecisionCode, ModelRef, Request};
 pub use types::{
     Action, FromStage, Grant, ModelState, Principal, PrincipalKind, Role, Scope, Stage,
 };

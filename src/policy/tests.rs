@@ -6,6 +6,22 @@ fn user(name: &str, role: Role, scope: Scope) -> Principal {
     Principal::user(name, vec![Grant { role, scope }])
 }
 
+/// A decision with its reason rendered, so it outlives the request it borrows.
+#[derive(Debug)]
+struct Answer {
+    allowed: bool,
+    code: DecisionCode,
+    reason: String,
+}
+
+fn rendered(d: Decision<'_>) -> Answer {
+    Answer {
+        allowed: d.allowed,
+        code: d.code,
+        reason: d.reason(),
+    }
+}
+
 fn model(name: &str, scope: Scope, owner: &str, stage: Option<Stage>) -> ModelState {
     ModelState {
         name: name.into(),
@@ -23,44 +39,44 @@ fn fraud() -> Scope {
     Scope::project("acme", "fraud")
 }
 
-fn view(p: &Principal, m: &ModelState) -> Decision {
-    decide(
+fn view(p: &Principal, m: &ModelState) -> Answer {
+    rendered(decide(
         p,
         &Request {
             action: Action::ModelsView,
             scope: None,
-            model: Some(m),
+            model: Some(m.into()),
             to: None,
         },
-    )
+    ))
 }
 
-fn moves(p: &Principal, m: &ModelState, to: Stage) -> Decision {
-    decide(
+fn moves(p: &Principal, m: &ModelState, to: Stage) -> Answer {
+    rendered(decide(
         p,
         &Request {
             action: Action::ModelsTransition,
             scope: None,
-            model: Some(m),
+            model: Some(m.into()),
             to: Some(to),
         },
-    )
+    ))
 }
 
-fn deploys(p: &Principal, m: &ModelState) -> Decision {
-    decide(
+fn deploys(p: &Principal, m: &ModelState) -> Answer {
+    rendered(decide(
         p,
         &Request {
             action: Action::ModelsDeploy,
             scope: None,
-            model: Some(m),
+            model: Some(m.into()),
             to: Some(Stage::Dev),
         },
-    )
+    ))
 }
 
-fn manages(p: &Principal, action: Action, scope: &Scope) -> Decision {
-    decide(
+fn manages(p: &Principal, action: Action, scope: &Scope) -> Answer {
+    rendered(decide(
         p,
         &Request {
             action,
@@ -68,7 +84,7 @@ fn manages(p: &Principal, action: Action, scope: &Scope) -> Decision {
             model: None,
             to: None,
         },
-    )
+    ))
 }
 
 #[test]
