@@ -4,6 +4,7 @@
 //! objects not ready), 2 usage or I/O problems.
 
 pub mod apply;
+mod audit;
 mod can_i;
 mod crds;
 mod diff;
@@ -66,6 +67,11 @@ pub enum Command {
         after_help = "Examples:\n  stagegate diff --base ../main/examples --head examples\n  stagegate diff --base-ref origin/main --head examples --output markdown > comment.md\n  stagegate diff --base old/ --head new/ --output json --fail-on never --max-validity 30d\n\nExit codes: 0 no escalation, 1 escalation (with --fail-on escalation, the default) or errors in head, 2 usage errors.\n--base-ref reads the base with the git command (git ls-tree and git show), without a second checkout."
     )]
     Diff(diff::Args),
+    /// Show the store's audit log, newest last: what changed, from which declaration, when.
+    #[command(
+        after_help = "Exit: 0 (also when nothing matches), 2 errors (such as a missing store).\nExamples:\n  stagegate audit --since 24h\n  stagegate audit --user ada --output json\n  stagegate audit --object AccessBinding/ml-platform/ada-admin"
+    )]
+    Audit(audit::Args),
 }
 
 /// Text for people or JSON for tools.
@@ -114,5 +120,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(args),
         Command::Run(args) => run::run(*args),
         Command::Diff(args) => diff::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }
