@@ -42,6 +42,8 @@ pub(super) struct Work<'a> {
     pub(super) new_keys: BTreeMap<ObjectKey, NewKey>,
     pub(super) statuses: BTreeMap<ObjectKey, ObjectStatus>,
     pub deliveries: Vec<PendingDelivery>,
+    /// Secrets (namespace, name, key id) of deleted token keys, removed after the commit.
+    pub(super) retired: Vec<(String, String, String)>,
 }
 
 fn owner(c: &Change) -> Option<Owner> {
@@ -87,6 +89,7 @@ impl<'a> Work<'a> {
             new_keys: BTreeMap::new(),
             statuses: BTreeMap::new(),
             deliveries: Vec::new(),
+            retired: Vec::new(),
         }
     }
 
@@ -561,6 +564,8 @@ impl Work<'_> {
         for id in key_ids {
             if let Some(k) = self.keys.remove(id) {
                 out.push(self.audit(c, "token.delete", Some(key_json(&k)), None));
+                self.retired
+                    .push((k.namespace.clone(), k.secret_name.clone(), k.key_id.clone()));
             }
             out.push(StoreOp::DeleteTokenKey(id.clone()));
         }

@@ -171,8 +171,12 @@ fn demoting_the_last_declared_admin_recreates_the_bootstrap_admin_with_a_warning
     let ws = Workspace::new();
     ws.write("admins.yaml", ROOT_ADMIN);
     let r = ws.start(&[]);
+    // The daemon creates the store: open it only after its first reconcile.
+    wait_for(&r, 60, "a reconcile", || {
+        r.log().contains(" reconciled").then_some(())
+    });
     let store = ws.store();
-    wait_for(&r, 60, "root declared", || store.user("root").unwrap());
+    assert!(store.user("root").unwrap().is_some());
     assert!(store.user("admin").unwrap().is_none());
 
     ws.write(
