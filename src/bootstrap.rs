@@ -119,7 +119,6 @@ pub fn ensure_bootstrap_admin(
     let state = store.load_state()?;
     let admins = real_admins(&state);
     let row = state.users.get(&cfg.username);
-    let secret_path = format!("{}/{}", cfg.namespace, BOOTSTRAP_SECRET);
     match row {
         Some(u) if !u.bootstrap => {
             if admins.is_empty() {
@@ -128,10 +127,19 @@ pub fn ensure_bootstrap_admin(
             }
             Ok(BootstrapAction::Unchanged)
         }
-        None if admins.is_empty() => issue(store, sink, cfg, params, now, None),
+        None if admins.is_empty() => {
+            // A store that once granted a global Admin (the examples' `ada`, say) and has
+            // none left: the administrator comes back, as the README promises, loudly.
+            if had_global_admin(store)? {
+                warn_recreate(cfg);
+                issue(store, sink, cfg, params, now, None, true)
+            } else {
+                issue(store, sink, cfg, params, now, None, false)
+            }
+        }
         Some(u) if u.state == UserState::Revoked && admins.is_empty() => {
-            tracing::warn!(username = %cfg.username, secret = %secret_path, "every global Admin is gone: re-creating the bootstrap administrator with a new password");
-            issue(store, sink, cfg, params, now, Some(u))
+            warn_recreate(cfg);
+            issue(store, sink, cfg, params, now, Some(u), true)
         }
         Some(u) if u.state == UserState::Active => {
             if admins.iter().any(|a| a.can_log_in()) {
@@ -142,17 +150,37 @@ pub fn ensure_bootstrap_admin(
                     SecretState::Ours { key_id } if key_id.as_deref() == Some(p.id.as_str()) => {
                         complete(store, cfg, u, now)
                     }
-                    _ => issue(store, sink, cfg, params, now, Some(u)),
+                    _ => issue(store, sink, cfg, params, now, Some(u), false),
                 }
             } else if u.password_hash.is_none() {
                 // Never delivered (the delivery failed): issuing now is not a re-delivery.
-                issue(store, sink, cfg, params, now, Some(u))
+                issue(store, sink, cfg, params, now, Some(u), false)
             } else {
                 Ok(BootstrapAction::Unchanged)
             }
         }
         _ => Ok(BootstrapAction::Unchanged),
     }
+}
+
+/// True when the audit log shows a global Admin binding was ever written: the
+/// store had an administrator, so one appearing now is a re-creation.
+fn had_global_admin(store: &dyn Store) -> Result<bool, StoreError> {
+    let global_admin = |v: &Option<serde_json::Value>| {
+        v.as_ref().is_some_and(|v| {
+            v["role"] == json!(Role::Admin) && v["scope"] == json!(Scope::global().to_string())
+        })
+    };
+    Ok(store
+        .audit(0)?
+        .iter()
+        .any(|a| a.action.starts_with("binding.") && global_admin(&a.new)))
+}
+
+/// The warning every re-creation logs (the README quotes it).
+fn warn_recreate(cfg: &BootstrapConfig) {
+    let secret = format!("{}/{}", cfg.namespace, BOOTSTRAP_SECRET);
+    tracing::warn!(username = %cfg.username, %secret, "every global Admin is gone: re-creating the bootstrap administrator with a new password");
 }
 
 fn audit(cfg: &BootstrapConfig, now: Timestamp, action: &str, new: serde_json::Value) -> StoreOp {
@@ -200,8 +228,8 @@ fn issue(
     params: PasswordParams,
     now: Timestamp,
     existing: Option<&UserRow>,
+    recreate: bool,
 ) -> Result<BootstrapAction, BootstrapError> {
-    let recreate = existing.is_some_and(|u| u.state == UserState::Revoked);
     let password = generate_password();
     let hash = hash_password(params, &password)?;
     let id = new_key_id();

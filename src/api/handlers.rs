@@ -3,6 +3,7 @@
 
 use super::auth::Caller;
 use super::error::{ApiError, JsonBody};
+use super::readiness::Readiness;
 use super::state::ApiState;
 use crate::plan::{Question, QuestionError};
 use crate::policy::{Action, DecisionCode, Grant, PrincipalKind, Role, Scope, Stage};
@@ -105,10 +106,10 @@ pub struct ModelList {
     pub models: Vec<ModelView>,
 }
 
-/// `GET /healthz` and `/readyz` answer.
+/// `GET /healthz` answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Health {
-    /// `ok` or `ready`.
+    /// `ok`.
     pub status: String,
 }
 
@@ -240,8 +241,8 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// `GET /readyz`: the store answers and the first reconcile is done.
-pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Health>, ApiError> {
+/// `GET /readyz`: the store answers and the first reconcile is done; the body lists broken files.
+pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Readiness>, ApiError> {
     if !state.is_ready() {
         return Err(ApiError::Unavailable(
             "waiting for the first reconcile".into(),
@@ -254,8 +255,9 @@ pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Health>, ApiEr
     if !ok {
         return Err(ApiError::Unavailable("the store does not answer".into()));
     }
-    Ok(Json(Health {
+    Ok(Json(Readiness {
         status: "ready".into(),
+        broken_files: state.broken_files(),
     }))
 }
 

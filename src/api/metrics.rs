@@ -78,6 +78,7 @@ pub struct Metrics {
     requests_throttled: Counter,
     sessions: Gauge,
     leader: Gauge,
+    files_broken: Gauge,
 }
 
 impl Default for Metrics {
@@ -103,6 +104,7 @@ impl Metrics {
             requests_throttled: Counter::default(),
             sessions: Gauge::default(),
             leader: Gauge::default(),
+            files_broken: Gauge::default(),
             registry: Default::default(),
         };
         registry.register(
@@ -156,6 +158,11 @@ impl Metrics {
             "leader",
             "1 while this replica holds the controller Lease (Kubernetes mode)",
             m.leader.clone(),
+        );
+        registry.register(
+            "manifest_files_broken",
+            "Manifest files that failed to load as a whole (directory mode)",
+            m.files_broken.clone(),
         );
         Metrics {
             registry: std::sync::Arc::new(registry),
@@ -218,6 +225,11 @@ impl Metrics {
     /// Sets the gauge of tokens expiring within 7 days.
     pub fn set_tokens_expiring(&self, n: usize) {
         self.tokens_expiring.set(n as i64);
+    }
+
+    /// Sets the gauge of manifest files that failed to load.
+    pub fn set_files_broken(&self, n: usize) {
+        self.files_broken.set(n as i64);
     }
 
     /// Sets the gauge of live sessions.

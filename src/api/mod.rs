@@ -11,6 +11,7 @@
 //! The hot path (token check, session check, decision) reads only the
 //! in-memory index; SQL runs at login, logout and refresh.
 
+mod audit;
 mod auth;
 mod config;
 mod error;
@@ -18,6 +19,7 @@ mod handlers;
 mod index;
 mod metrics;
 mod middleware;
+mod readiness;
 mod sessions;
 mod state;
 mod throttle;
@@ -31,6 +33,7 @@ pub use handlers::{
 pub use index::{Index, TokenCheckError, TokenEntry, TokenIdentity, UserEntry};
 pub use metrics::Metrics;
 pub use middleware::REQUEST_ID;
+pub use readiness::{BrokenFile, Readiness};
 pub use sessions::{session_hash, SESSION_PREFIX};
 pub use state::{ApiState, StateError};
 pub use throttle::{Backoff, LoginThrottle, RateLimiter};
@@ -73,6 +76,7 @@ fn routes() -> Routes {
     .add(Method::GET, "/v1/whoami", handlers::whoami)
     .add(Method::POST, "/v1/authorize", handlers::authorize)
     .add(Method::GET, "/v1/models", handlers::models)
+    .add(Method::GET, "/v1/audit", audit::audit)
     .add(Method::GET, "/healthz", handlers::healthz)
     .add(Method::GET, "/readyz", handlers::readyz)
     .add(Method::GET, "/metrics", handlers::metrics)

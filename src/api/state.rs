@@ -7,9 +7,11 @@
 use super::config::ApiConfig;
 use super::index::Index;
 use super::metrics::Metrics;
+use super::readiness::{broken_files, BrokenFile};
 use super::sessions::SessionCache;
 use super::throttle::{LoginThrottle, RateLimiter};
 use crate::secrets::{generate_password, hash_password, HashValue, PasswordError, ServerKey};
+use crate::snapshot::FILE_KIND;
 use crate::store::{SqliteStore, Store, StoreError, StoreState};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -48,6 +50,8 @@ pub(crate) struct Inner {
     pub(crate) login_slots: Arc<tokio::sync::Semaphore>,
     pub(crate) login_throttle: LoginThrottle,
     pub(crate) rate_limiter: Option<RateLimiter>,
+    /// Manifest files that failed to load, as of the last refresh (for `/readyz`).
+    broken_files: RwLock<Vec<BrokenFile>>,
 }
 
 /// Shared state of the API server (cheap to clone).
@@ -91,6 +95,7 @@ impl ApiState {
                 ready: AtomicBool::new(false),
                 revision: AtomicI64::new(-1),
                 dummy_hash,
+                broken_files: RwLock::default(),
             }),
         };
         state.refresh()?;
@@ -189,9 +194,17 @@ impl ApiState {
             .iter()
             .flat_map(|k| [((k.to_string(), true), 0), ((k.to_string(), false), 0)])
             .collect();
-        for s in state.statuses.values() {
+        // A broken file is no declared object: it has its own gauge.
+        for s in state.statuses.values().filter(|s| s.key.kind != FILE_KIND) {
             *counts.entry((s.key.kind.clone(), s.ready)).or_default() += 1;
         }
+        let broken = broken_files(state);
+        m.set_files_broken(broken.len());
+        *self
+            .inner
+            .broken_files
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = broken;
         for ((kind, ready), n) in counts {
             m.set_objects(&kind, ready, n);
         }
@@ -205,6 +218,15 @@ impl ApiState {
         self.inner.revision.store(state.revision, Ordering::Release);
         tracing::debug!(users, tokens, models, "API index rebuilt");
         Ok(())
+    }
+
+    /// Manifest files that failed to load, as of the last refresh.
+    pub fn broken_files(&self) -> Vec<BrokenFile> {
+        self.inner
+            .broken_files
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Refreshes the time-dependent gauges (called when `/metrics` is scraped).

@@ -3,7 +3,7 @@
 use super::ops::{PendingDelivery, Target, Work};
 use super::Outcome;
 use crate::plan::{Change, Op, Plan};
-use crate::secrets::{Delivery, SinkError};
+use crate::secrets::{Delivery, SecretSink, SinkError};
 use crate::snapshot::ObjectKey;
 use crate::store::{KeyState, PasswordSource, StoreOp, StoreState, UserRow};
 use serde_json::json;
@@ -131,6 +131,17 @@ impl Work<'_> {
     }
 
     /// Final outcomes, in the plan's object order.
+    /// Removes the delivered Secrets of deleted token keys (directory mode; in a cluster
+    /// they go with their ApiToken). Runs after the commit: the keys are already gone from
+    /// the store, so a file left behind by a failure here holds a dead key, and is logged.
+    pub fn retire_secrets(&self, sink: &dyn SecretSink) {
+        for (ns, name, key_id) in &self.retired {
+            if let Err(e) = sink.retire(ns, name, key_id) {
+                tracing::warn!(namespace = %ns, %name, error = %e, "could not remove the Secret of a deleted token key");
+            }
+        }
+    }
+
     pub fn outcomes(&self, plan: &Plan) -> Vec<Outcome> {
         plan.objects
             .iter()

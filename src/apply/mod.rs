@@ -100,6 +100,7 @@ pub fn apply(
         let mut all = first;
         all.extend(work.status_ops(plan, &state));
         store.commit(&all)?;
+        work.retire_secrets(sink);
         return Ok(work.outcomes(plan));
     }
     store.commit(&first)?;
@@ -115,6 +116,7 @@ pub fn apply(
     }
     second.extend(work.status_ops(plan, &state));
     store.commit(&second)?;
+    work.retire_secrets(sink);
     Ok(work.outcomes(plan))
 }
 

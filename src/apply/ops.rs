@@ -1,8 +1,8 @@
 //! Translation of plan changes into store writes, audit rows and deliveries.
 
 use super::{ApplyContext, ApplyError};
-use crate::plan::{Change, Op, Plan, SecretName, TokenFields};
-use crate::policy::Scope;
+use crate::plan::{Change, Op, Plan, SecretName, TokenFields, UserFields};
+use crate::policy::{Role, Scope};
 use crate::resources::{RequestPhase, Validity};
 use crate::secrets::{
     generate_key, generate_password, hash_many, new_key_id, HashValue, NewKey, OutgoingSecret,
@@ -42,6 +42,8 @@ pub(super) struct Work<'a> {
     pub(super) new_keys: BTreeMap<ObjectKey, NewKey>,
     pub(super) statuses: BTreeMap<ObjectKey, ObjectStatus>,
     pub deliveries: Vec<PendingDelivery>,
+    /// Secrets (namespace, name, key id) of deleted token keys, removed after the commit.
+    pub(super) retired: Vec<(String, String, String)>,
 }
 
 fn owner(c: &Change) -> Option<Owner> {
@@ -87,6 +89,7 @@ impl<'a> Work<'a> {
             new_keys: BTreeMap::new(),
             statuses: BTreeMap::new(),
             deliveries: Vec::new(),
+            retired: Vec::new(),
         }
     }
 
@@ -180,140 +183,33 @@ impl<'a> Work<'a> {
         out
     }
 
+    /// Dispatches one change to the function that translates its kind.
     fn translate_one(&mut self, c: &Change, out: &mut Vec<StoreOp>) {
-        let now = self.ctx.now;
         match &c.op {
-            Op::CreateUser { user } => {
-                if let Some(old) = self.users.get(&user.username) {
-                    // Replacing a row another (gone) declaration left: start clean.
-                    out.push(self.audit(c, "user.replace", Some(user_json(old)), None));
-                    out.push(StoreOp::EndSessions(user.username.clone()));
-                }
-                let mut row = UserRow::new(&user.username, owner(c));
-                row.display_name = user.display_name.clone();
-                row.email = user.email.clone();
-                row.state = user.state;
-                out.push(self.audit(c, "user.create", None, Some(user_json(&row))));
-                self.users.insert(user.username.clone(), row);
-                self.dirty_users.insert(user.username.clone());
-            }
-            Op::UpdateUser { username, user, .. } => {
-                let o = owner(c);
-                let row = self.user(username);
-                let old = user_json(row);
-                let revoking =
-                    row.state != user.state && user.state == crate::resources::UserState::Revoked;
-                row.display_name = user.display_name.clone();
-                row.email = user.email.clone();
-                row.state = user.state;
-                row.owner = o;
-                let new = user_json(row);
-                if revoking {
-                    out.push(StoreOp::EndSessions(username.clone()));
-                }
-                out.push(self.audit(c, "user.update", Some(old), Some(new)));
-            }
-            Op::DeleteUser { username } => {
-                if let Some(old) = self.users.remove(username) {
-                    out.push(self.audit(c, "user.delete", Some(user_json(&old)), None));
-                }
-                self.dirty_users.remove(username);
-                out.push(StoreOp::EndSessions(username.clone()));
-                out.push(StoreOp::DeleteUser(username.clone()));
-            }
+            Op::CreateUser { user } => self.create_user(c, user, out),
+            Op::UpdateUser { username, user, .. } => self.update_user(c, username, user, out),
+            Op::DeleteUser { username } => self.delete_user(c, username, out),
             Op::ResetPassword {
                 username,
                 secret,
                 reset,
                 fingerprint,
                 ..
-            } => {
-                let hash = self.hashes.get(username).cloned();
-                let row = self.user(username);
-                row.password_hash = hash;
-                row.password_source = Some(PasswordSource::Ref);
-                row.password_fingerprint = Some(fingerprint.0.clone());
-                row.password_id = None;
-                row.pending_password = None;
-                if *reset {
-                    out.push(StoreOp::EndSessions(username.clone()));
-                }
-                let action = if *reset {
-                    "user.password.reset"
-                } else {
-                    "user.password.set"
-                };
-                let new = json!({"secret": format!("{}/{}", secret.namespace, secret.name)});
-                out.push(self.audit(c, action, None, Some(new)));
-            }
+            } => self.reset_password(c, username, secret, *reset, &fingerprint.0, out),
             Op::GeneratePassword {
                 username,
                 rotation,
                 secret,
                 ..
-            } => {
-                let Some((id, pw)) = self.generated.get(username).cloned() else {
-                    return;
-                };
-                let hash = self
-                    .hashes
-                    .get(username)
-                    .cloned()
-                    .unwrap_or_else(|| HashValue::new(String::new()));
-                self.user(username).pending_password = Some(PendingPassword {
-                    id: id.clone(),
-                    hash,
-                    rotation: *rotation,
-                });
-                let new = json!({"passwordId": id, "rotation": rotation, "secret": format!("{}/{}", secret.namespace, secret.name), "state": "pending"});
-                out.push(self.audit(c, "user.password.generate", None, Some(new)));
-                let mut data = BTreeMap::new();
-                data.insert(
-                    "username".to_string(),
-                    SecretValue::from_string(username.clone()),
-                );
-                data.insert("password".to_string(), pw);
-                self.deliveries.push(PendingDelivery {
-                    secret: outgoing(secret, data, &id, None, &c.object),
-                    target: Target::Password {
-                        username: username.clone(),
-                        id,
-                    },
-                    object: c.object.clone(),
-                    source: c.source.clone(),
-                });
-            }
+            } => self.generate_password(c, username, *rotation, secret, out),
             Op::CompletePassword {
                 username,
                 password_id,
-            } => {
-                let had = self
-                    .users
-                    .get(username)
-                    .is_some_and(|u| u.password_hash.is_some());
-                super::finish::complete_password(self.user(username));
-                if had {
-                    out.push(StoreOp::EndSessions(username.clone()));
-                }
-                out.push(self.audit(
-                    c,
-                    "user.password.complete",
-                    None,
-                    Some(json!({"passwordId": password_id})),
-                ));
-            }
+            } => self.complete_password(c, username, password_id, out),
             Op::DiscardPassword {
                 username,
                 password_id,
-            } => {
-                self.user(username).pending_password = None;
-                out.push(self.audit(
-                    c,
-                    "user.password.discard",
-                    Some(json!({"passwordId": password_id})),
-                    None,
-                ));
-            }
+            } => self.discard_password(c, username, password_id, out),
             Op::Bind {
                 username,
                 role,
@@ -324,191 +220,411 @@ impl<'a> Work<'a> {
                 role,
                 scope,
                 ..
-            } => {
-                let row = BindingRow {
-                    username: username.clone(),
-                    role: *role,
-                    scope: scope.clone(),
-                    owner: owner(c),
-                };
-                let action = if matches!(c.op, Op::Bind { .. }) {
-                    "binding.create"
-                } else {
-                    "binding.update"
-                };
-                out.push(self.audit(
-                    c,
-                    action,
-                    None,
-                    Some(json!({"user": username, "role": role, "scope": scope.to_string()})),
-                ));
-                out.push(StoreOp::UpsertBinding(row));
-            }
+            } => self.upsert_binding(c, username, *role, scope, out),
             Op::Unbind {
                 username,
                 role,
                 scope,
-            } => {
-                out.push(self.audit(
-                    c,
-                    "binding.delete",
-                    Some(json!({"user": username, "role": role, "scope": scope.to_string()})),
-                    None,
-                ));
-                out.push(StoreOp::DeleteBinding(c.object.clone()));
-            }
-            Op::IssueToken {
-                token,
-                fields,
-                rotation,
-                secret,
-                discards,
-            } => {
-                if let Some(d) = discards {
-                    self.keys.remove(d);
-                    out.push(StoreOp::DeleteTokenKey(d.clone()));
-                }
-                let Some(nk) = self.new_keys.remove(&c.object) else {
-                    return;
-                };
-                let row = TokenKeyRow {
-                    key_id: nk.key_id.clone(),
-                    token_name: token.clone(),
-                    namespace: c.object.namespace.clone(),
-                    secret_hmac: nk.secret_hmac.clone(),
-                    role: fields.role,
-                    scope: fields.scope.clone(),
-                    owner_user: fields.owner.clone(),
-                    issued_at: now,
-                    expires_at: self.expiry(now, fields),
-                    revoked_at: None,
-                    revoked_reason: None,
-                    rotation: *rotation,
-                    state: KeyState::Pending,
-                    secret_name: secret.name.clone(),
-                    owner: owner(c),
-                };
-                out.push(self.audit(c, "token.issue", None, Some(key_json(&row))));
-                out.push(StoreOp::UpsertTokenKey(Box::new(row.clone())));
-                if let Some(st) = self.statuses.get_mut(&c.object) {
-                    st.extra.insert("keyId".into(), row.key_id.clone());
-                    st.extra.insert("issuedAt".into(), now.to_string());
-                    match row.expires_at {
-                        Some(e) => st.extra.insert("expiresAt".into(), e.to_string()),
-                        None => st.extra.remove("expiresAt"),
-                    };
-                    st.message = format!("key {} delivered to Secret {}", row.key_id, secret.name);
-                }
-                let mut data = BTreeMap::new();
-                data.insert("apiKey".to_string(), nk.secret.clone());
-                data.insert("password".to_string(), nk.secret.clone());
-                data.insert("token".to_string(), nk.token.clone());
-                let exp = row.expires_at.map(|e| e.to_string());
-                self.deliveries.push(PendingDelivery {
-                    secret: outgoing(secret, data, &row.key_id, exp, &c.object),
-                    target: Target::Token {
-                        key_id: row.key_id.clone(),
-                    },
-                    object: c.object.clone(),
-                    source: c.source.clone(),
-                });
-                self.keys.insert(row.key_id.clone(), row);
-            }
-            Op::CompleteToken { key_id, .. } => {
-                if let Some(k) = self.keys.get_mut(key_id) {
-                    k.state = KeyState::Issued;
-                    let (op, new) = (StoreOp::UpsertTokenKey(Box::new(k.clone())), key_json(k));
-                    out.push(op);
-                    out.push(self.audit(c, "token.complete", None, Some(new)));
-                }
-            }
-            Op::DiscardToken { key_id, .. } => {
-                self.keys.remove(key_id);
-                out.push(StoreOp::DeleteTokenKey(key_id.clone()));
-                out.push(self.audit(c, "token.discard", Some(json!({"keyId": key_id})), None));
-            }
-            Op::UpdateToken { key_id, fields, .. } => {
-                let Some(mut k) = self.keys.get(key_id).cloned() else {
-                    return;
-                };
-                let old = key_json(&k);
-                k.role = fields.role;
-                k.scope = fields.scope.clone();
-                k.owner_user = fields.owner.clone();
-                k.expires_at = self.expiry(k.issued_at, fields);
-                out.push(self.audit(c, "token.update", Some(old), Some(key_json(&k))));
-                out.push(StoreOp::UpsertTokenKey(Box::new(k.clone())));
-                self.keys.insert(key_id.clone(), k);
-            }
-            Op::RevokeToken { key_id, reason, .. } => {
-                if let Some(k) = self.keys.get_mut(key_id) {
-                    let old = key_json(k);
-                    k.revoked_at = Some(now);
-                    k.revoked_reason = Some(reason.clone());
-                    let (op, new) = (StoreOp::UpsertTokenKey(Box::new(k.clone())), key_json(k));
-                    out.push(op);
-                    out.push(self.audit(c, "token.revoke", Some(old), Some(new)));
-                }
-            }
+            } => self.unbind(c, username, *role, scope, out),
+            Op::IssueToken { .. } => self.issue_token(c, out),
+            Op::CompleteToken { key_id, .. } => self.complete_token(c, key_id, out),
+            Op::DiscardToken { key_id, .. } => self.discard_token(c, key_id, out),
+            Op::UpdateToken { key_id, fields, .. } => self.update_token(c, key_id, fields, out),
+            Op::RevokeToken { key_id, reason, .. } => self.revoke_token(c, key_id, reason, out),
             Op::ExpireToken { key_id, .. } => {
                 out.push(self.audit(c, "token.expire", None, Some(json!({"keyId": key_id}))));
             }
-            Op::DeleteToken { key_ids, .. } => {
-                for id in key_ids {
-                    if let Some(k) = self.keys.remove(id) {
-                        out.push(self.audit(c, "token.delete", Some(key_json(&k)), None));
-                    }
-                    out.push(StoreOp::DeleteTokenKey(id.clone()));
-                }
-            }
-            Op::DecideRequest {
-                model,
-                scope,
-                from,
-                to,
-                requested_by,
-                phase,
-                message,
-                new_owner,
-            } => {
-                let rec = DecidedRequest {
-                    namespace: c.object.namespace.clone(),
-                    name: c.object.name.clone(),
-                    model: model.clone(),
-                    scope: scope.clone(),
-                    from: *from,
-                    to: *to,
-                    requested_by: requested_by.clone(),
-                    phase: *phase,
-                    message: message.clone(),
-                    decided_at: now,
-                    source: c.source.clone(),
-                };
-                out.push(self.audit(
-                    c,
-                    "request.decide",
-                    None,
-                    Some(serde_json::to_value(&rec).unwrap_or(Value::Null)),
-                ));
-                out.push(StoreOp::InsertRequest(Box::new(rec)));
-                if *phase == RequestPhase::Applied {
-                    let id = (scope.clone(), model.clone());
-                    let old = self.models.get(&id).cloned();
-                    let m = ModelRow {
-                        name: model.clone(),
-                        scope: scope.clone(),
-                        owner: old
-                            .as_ref()
-                            .and_then(|m| m.owner.clone())
-                            .or(new_owner.clone()),
-                        stage: *to,
-                    };
-                    out.push(self.audit(c, "model.stage", old.map(|m| json!(m)), Some(json!(m))));
-                    out.push(StoreOp::UpsertModel(m.clone()));
-                    self.models.insert(id, m);
-                }
-            }
+            Op::DeleteToken { key_ids, .. } => self.delete_token(c, key_ids, out),
+            Op::DecideRequest { .. } => self.decide_request(c, out),
             Op::SetStatus { .. } | Op::DeleteStatus => {}
+        }
+    }
+}
+
+/// Users and their passwords.
+impl Work<'_> {
+    fn create_user(&mut self, c: &Change, user: &UserFields, out: &mut Vec<StoreOp>) {
+        if let Some(old) = self.users.get(&user.username) {
+            // Replacing a row another (gone) declaration left: start clean.
+            out.push(self.audit(c, "user.replace", Some(user_json(old)), None));
+            out.push(StoreOp::EndSessions(user.username.clone()));
+        }
+        let mut row = UserRow::new(&user.username, owner(c));
+        row.display_name = user.display_name.clone();
+        row.email = user.email.clone();
+        row.state = user.state;
+        out.push(self.audit(c, "user.create", None, Some(user_json(&row))));
+        self.users.insert(user.username.clone(), row);
+        self.dirty_users.insert(user.username.clone());
+    }
+
+    fn update_user(
+        &mut self,
+        c: &Change,
+        username: &str,
+        user: &UserFields,
+        out: &mut Vec<StoreOp>,
+    ) {
+        let o = owner(c);
+        let row = self.user(username);
+        let old = user_json(row);
+        let revoking =
+            row.state != user.state && user.state == crate::resources::UserState::Revoked;
+        row.display_name = user.display_name.clone();
+        row.email = user.email.clone();
+        row.state = user.state;
+        row.owner = o;
+        let new = user_json(row);
+        if revoking {
+            out.push(StoreOp::EndSessions(username.to_string()));
+        }
+        out.push(self.audit(c, "user.update", Some(old), Some(new)));
+    }
+
+    fn delete_user(&mut self, c: &Change, username: &str, out: &mut Vec<StoreOp>) {
+        if let Some(old) = self.users.remove(username) {
+            out.push(self.audit(c, "user.delete", Some(user_json(&old)), None));
+        }
+        self.dirty_users.remove(username);
+        out.push(StoreOp::EndSessions(username.to_string()));
+        out.push(StoreOp::DeleteUser(username.to_string()));
+    }
+
+    fn reset_password(
+        &mut self,
+        c: &Change,
+        username: &str,
+        secret: &SecretName,
+        reset: bool,
+        fingerprint: &HashValue,
+        out: &mut Vec<StoreOp>,
+    ) {
+        let hash = self.hashes.get(username).cloned();
+        let row = self.user(username);
+        row.password_hash = hash;
+        row.password_source = Some(PasswordSource::Ref);
+        row.password_fingerprint = Some(fingerprint.clone());
+        row.password_id = None;
+        row.pending_password = None;
+        if reset {
+            out.push(StoreOp::EndSessions(username.to_string()));
+        }
+        let action = if reset {
+            "user.password.reset"
+        } else {
+            "user.password.set"
+        };
+        let new = json!({"secret": format!("{}/{}", secret.namespace, secret.name)});
+        out.push(self.audit(c, action, None, Some(new)));
+    }
+
+    fn generate_password(
+        &mut self,
+        c: &Change,
+        username: &str,
+        rotation: u32,
+        secret: &SecretName,
+        out: &mut Vec<StoreOp>,
+    ) {
+        let Some((id, pw)) = self.generated.get(username).cloned() else {
+            return;
+        };
+        let hash = self
+            .hashes
+            .get(username)
+            .cloned()
+            .unwrap_or_else(|| HashValue::new(String::new()));
+        self.user(username).pending_password = Some(PendingPassword {
+            id: id.clone(),
+            hash,
+            rotation,
+        });
+        let new = json!({"passwordId": id, "rotation": rotation, "secret": format!("{}/{}", secret.namespace, secret.name), "state": "pending"});
+        out.push(self.audit(c, "user.password.generate", None, Some(new)));
+        let mut data = BTreeMap::new();
+        data.insert(
+            "username".to_string(),
+            SecretValue::from_string(username.to_string()),
+        );
+        data.insert("password".to_string(), pw);
+        self.deliveries.push(PendingDelivery {
+            secret: outgoing(secret, data, &id, None, &c.object),
+            target: Target::Password {
+                username: username.to_string(),
+                id,
+            },
+            object: c.object.clone(),
+            source: c.source.clone(),
+        });
+    }
+
+    fn complete_password(
+        &mut self,
+        c: &Change,
+        username: &str,
+        password_id: &str,
+        out: &mut Vec<StoreOp>,
+    ) {
+        let had = self
+            .users
+            .get(username)
+            .is_some_and(|u| u.password_hash.is_some());
+        super::finish::complete_password(self.user(username));
+        if had {
+            out.push(StoreOp::EndSessions(username.to_string()));
+        }
+        out.push(self.audit(
+            c,
+            "user.password.complete",
+            None,
+            Some(json!({"passwordId": password_id})),
+        ));
+    }
+
+    fn discard_password(
+        &mut self,
+        c: &Change,
+        username: &str,
+        password_id: &str,
+        out: &mut Vec<StoreOp>,
+    ) {
+        self.user(username).pending_password = None;
+        out.push(self.audit(
+            c,
+            "user.password.discard",
+            Some(json!({"passwordId": password_id})),
+            None,
+        ));
+    }
+}
+
+/// Bindings.
+impl Work<'_> {
+    fn upsert_binding(
+        &mut self,
+        c: &Change,
+        username: &str,
+        role: Role,
+        scope: &Scope,
+        out: &mut Vec<StoreOp>,
+    ) {
+        let row = BindingRow {
+            username: username.to_string(),
+            role,
+            scope: scope.clone(),
+            owner: owner(c),
+        };
+        let action = if matches!(c.op, Op::Bind { .. }) {
+            "binding.create"
+        } else {
+            "binding.update"
+        };
+        out.push(self.audit(
+            c,
+            action,
+            None,
+            Some(json!({"user": username, "role": role, "scope": scope.to_string()})),
+        ));
+        out.push(StoreOp::UpsertBinding(row));
+    }
+
+    fn unbind(
+        &mut self,
+        c: &Change,
+        username: &str,
+        role: Role,
+        scope: &Scope,
+        out: &mut Vec<StoreOp>,
+    ) {
+        out.push(self.audit(
+            c,
+            "binding.delete",
+            Some(json!({"user": username, "role": role, "scope": scope.to_string()})),
+            None,
+        ));
+        out.push(StoreOp::DeleteBinding(c.object.clone()));
+    }
+}
+
+/// API token keys.
+impl Work<'_> {
+    /// Records a new pending key (replacing an undelivered one) and queues its Secret.
+    fn issue_token(&mut self, c: &Change, out: &mut Vec<StoreOp>) {
+        // Five fields: destructured here rather than passed one by one.
+        let Op::IssueToken {
+            token,
+            fields,
+            rotation,
+            secret,
+            discards,
+        } = &c.op
+        else {
+            return;
+        };
+        let now = self.ctx.now;
+        if let Some(d) = discards {
+            self.keys.remove(d);
+            out.push(StoreOp::DeleteTokenKey(d.clone()));
+        }
+        let Some(nk) = self.new_keys.remove(&c.object) else {
+            return;
+        };
+        let row = TokenKeyRow {
+            key_id: nk.key_id.clone(),
+            token_name: token.clone(),
+            namespace: c.object.namespace.clone(),
+            secret_hmac: nk.secret_hmac.clone(),
+            role: fields.role,
+            scope: fields.scope.clone(),
+            owner_user: fields.owner.clone(),
+            issued_at: now,
+            expires_at: self.expiry(now, fields),
+            revoked_at: None,
+            revoked_reason: None,
+            rotation: *rotation,
+            state: KeyState::Pending,
+            secret_name: secret.name.clone(),
+            owner: owner(c),
+        };
+        out.push(self.audit(c, "token.issue", None, Some(key_json(&row))));
+        out.push(StoreOp::UpsertTokenKey(Box::new(row.clone())));
+        if let Some(st) = self.statuses.get_mut(&c.object) {
+            st.extra.insert("keyId".into(), row.key_id.clone());
+            st.extra.insert("issuedAt".into(), now.to_string());
+            match row.expires_at {
+                Some(e) => st.extra.insert("expiresAt".into(), e.to_string()),
+                None => st.extra.remove("expiresAt"),
+            };
+            st.message = format!("key {} delivered to Secret {}", row.key_id, secret.name);
+        }
+        let mut data = BTreeMap::new();
+        data.insert("apiKey".to_string(), nk.secret.clone());
+        data.insert("password".to_string(), nk.secret.clone());
+        data.insert("token".to_string(), nk.token.clone());
+        let exp = row.expires_at.map(|e| e.to_string());
+        self.deliveries.push(PendingDelivery {
+            secret: outgoing(secret, data, &row.key_id, exp, &c.object),
+            target: Target::Token {
+                key_id: row.key_id.clone(),
+            },
+            object: c.object.clone(),
+            source: c.source.clone(),
+        });
+        self.keys.insert(row.key_id.clone(), row);
+    }
+
+    fn complete_token(&mut self, c: &Change, key_id: &str, out: &mut Vec<StoreOp>) {
+        if let Some(k) = self.keys.get_mut(key_id) {
+            k.state = KeyState::Issued;
+            let (op, new) = (StoreOp::UpsertTokenKey(Box::new(k.clone())), key_json(k));
+            out.push(op);
+            out.push(self.audit(c, "token.complete", None, Some(new)));
+        }
+    }
+
+    fn discard_token(&mut self, c: &Change, key_id: &str, out: &mut Vec<StoreOp>) {
+        self.keys.remove(key_id);
+        out.push(StoreOp::DeleteTokenKey(key_id.to_string()));
+        out.push(self.audit(c, "token.discard", Some(json!({"keyId": key_id})), None));
+    }
+
+    fn update_token(
+        &mut self,
+        c: &Change,
+        key_id: &str,
+        fields: &TokenFields,
+        out: &mut Vec<StoreOp>,
+    ) {
+        let Some(mut k) = self.keys.get(key_id).cloned() else {
+            return;
+        };
+        let old = key_json(&k);
+        k.role = fields.role;
+        k.scope = fields.scope.clone();
+        k.owner_user = fields.owner.clone();
+        k.expires_at = self.expiry(k.issued_at, fields);
+        out.push(self.audit(c, "token.update", Some(old), Some(key_json(&k))));
+        out.push(StoreOp::UpsertTokenKey(Box::new(k.clone())));
+        self.keys.insert(key_id.to_string(), k);
+    }
+
+    fn revoke_token(&mut self, c: &Change, key_id: &str, reason: &str, out: &mut Vec<StoreOp>) {
+        let now = self.ctx.now;
+        if let Some(k) = self.keys.get_mut(key_id) {
+            let old = key_json(k);
+            k.revoked_at = Some(now);
+            k.revoked_reason = Some(reason.to_string());
+            let (op, new) = (StoreOp::UpsertTokenKey(Box::new(k.clone())), key_json(k));
+            out.push(op);
+            out.push(self.audit(c, "token.revoke", Some(old), Some(new)));
+        }
+    }
+
+    fn delete_token(&mut self, c: &Change, key_ids: &[String], out: &mut Vec<StoreOp>) {
+        for id in key_ids {
+            if let Some(k) = self.keys.remove(id) {
+                out.push(self.audit(c, "token.delete", Some(key_json(&k)), None));
+                self.retired
+                    .push((k.namespace.clone(), k.secret_name.clone(), k.key_id.clone()));
+            }
+            out.push(StoreOp::DeleteTokenKey(id.clone()));
+        }
+    }
+}
+
+/// Model stage requests.
+impl Work<'_> {
+    /// Records a decided request and, when applied, the model's new stage.
+    fn decide_request(&mut self, c: &Change, out: &mut Vec<StoreOp>) {
+        // Eight fields: destructured here rather than passed one by one.
+        let Op::DecideRequest {
+            model,
+            scope,
+            from,
+            to,
+            requested_by,
+            phase,
+            message,
+            new_owner,
+        } = &c.op
+        else {
+            return;
+        };
+        let rec = DecidedRequest {
+            namespace: c.object.namespace.clone(),
+            name: c.object.name.clone(),
+            model: model.clone(),
+            scope: scope.clone(),
+            from: *from,
+            to: *to,
+            requested_by: requested_by.clone(),
+            phase: *phase,
+            message: message.clone(),
+            decided_at: self.ctx.now,
+            source: c.source.clone(),
+        };
+        out.push(self.audit(
+            c,
+            "request.decide",
+            None,
+            Some(serde_json::to_value(&rec).unwrap_or(Value::Null)),
+        ));
+        out.push(StoreOp::InsertRequest(Box::new(rec)));
+        if *phase == RequestPhase::Applied {
+            let id = (scope.clone(), model.clone());
+            let old = self.models.get(&id).cloned();
+            let m = ModelRow {
+                name: model.clone(),
+                scope: scope.clone(),
+                owner: old
+                    .as_ref()
+                    .and_then(|m| m.owner.clone())
+                    .or(new_owner.clone()),
+                stage: *to,
+            };
+            out.push(self.audit(c, "model.stage", old.map(|m| json!(m)), Some(json!(m))));
+            out.push(StoreOp::UpsertModel(m.clone()));
+            self.models.insert(id, m);
         }
     }
 }

@@ -124,7 +124,7 @@ pub fn print_outcomes(outcomes: &[Outcome], format: super::ReportFormat) -> anyh
                 .iter()
                 .map(|o| {
                     vec![
-                        format!("{} {}/{}", o.kind, o.namespace, o.name),
+                        crate::snapshot::ObjectKey::new(&o.kind, &o.namespace, &o.name).to_string(),
                         if o.ready { "True" } else { "False" }.to_string(),
                         o.reason.clone(),
                         o.phase.clone().unwrap_or_else(|| "-".into()),

@@ -3,7 +3,7 @@
 
 use crate::api::Index;
 use crate::plan::{answer, declared_principal, replay, Models, Question};
-use crate::policy::{Action, Principal, Scope, Stage};
+use crate::policy::{Action, DecisionCode, Principal, Scope, Stage};
 use crate::sources::files::load_paths;
 use crate::store::{SqliteStore, Store};
 use anyhow::{bail, Context};
@@ -47,14 +47,35 @@ struct Source {
     origin: String,
 }
 
-/// Prints yes or no; exit 0 yes, 1 no.
+/// Prints yes or no; exit 0 yes, 1 no, 2 for an incomplete question (an error).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let source = match (&args.dir, &args.store) {
         (Some(dir), None) => from_dir(dir, &args.as_user)?,
         (None, Some(store)) => from_store(store, &args.as_user)?,
         _ => bail!("exactly one of --dir and --store is required"),
     };
-    let Some(principal) = source.principal else {
+    let q = Question {
+        action: Some(args.action),
+        model: args.model,
+        scope: args.scope,
+        to: args.to,
+    };
+    // An incomplete question is a usage error whoever asks: the policy's own completeness
+    // check (asked for a principal with no roles) decides, so the CLI keeps no second list.
+    let nobody = Principal::user(&args.as_user, Vec::new());
+    let decision = answer(
+        source.principal.as_ref().unwrap_or(&nobody),
+        &source.models,
+        &q,
+    )
+    .context("cannot answer")?;
+    if decision.code == DecisionCode::Incomplete {
+        bail!(
+            "incomplete question: {} (see stagegate can-i --help)",
+            decision.reason
+        );
+    }
+    if source.principal.is_none() {
         println!("no");
         if args.explain {
             println!(
@@ -63,14 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         return Ok(ExitCode::from(1));
-    };
-    let q = Question {
-        action: Some(args.action),
-        model: args.model,
-        scope: args.scope,
-        to: args.to,
-    };
-    let decision = answer(&principal, &source.models, &q).context("cannot answer")?;
+    }
     println!("{}", if decision.allowed { "yes" } else { "no" });
     if args.explain {
         println!("{}", decision.reason());

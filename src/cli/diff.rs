@@ -171,11 +171,13 @@ fn git_bytes(dir: &Path, args: &[&str]) -> anyhow::Result<Vec<u8>> {
         .output()
         .context("cannot run git (is it installed?)")?;
     if !out.status.success() {
-        bail!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        // `--quiet` checks say nothing on stderr: then the exit status is all there is.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let why = match stderr.trim() {
+            "" => out.status.to_string(),
+            said => said.to_string(),
+        };
+        bail!("git {} failed: {why}", args.join(" "));
     }
     Ok(out.stdout)
 }

@@ -4,9 +4,11 @@
 //! objects not ready), 2 usage or I/O problems.
 
 pub mod apply;
+mod audit;
 mod can_i;
 mod crds;
 mod diff;
+mod help;
 mod plan;
 pub mod run;
 mod run_kube;
@@ -30,42 +32,32 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate manifests against the CRD schema and the role policy.
-    #[command(
-        after_help = "Example:\n  stagegate validate examples/\n  stagegate validate examples/users.yaml --output json"
-    )]
+    #[command(after_help = help::VALIDATE)]
     Validate(validate::Args),
     /// Answer an authorization question from declarations or the store (exit 0 yes, 1 no).
-    #[command(
-        name = "can-i",
-        after_help = "Exit: 0 yes, 1 no, 2 errors (such as a missing store).\nExamples:\n  stagegate can-i --dir examples --as alan models:view fraud-detector\n  stagegate can-i --dir examples --as maria models:transition churn-model --to Dev --explain\n  stagegate can-i --store .stagegate/store.db --as ada users:manage --scope acme"
-    )]
+    #[command(name = "can-i", after_help = help::CAN_I)]
     CanI(can_i::Args),
     /// Reconcile a directory of manifests into the identity store once, then exit.
-    #[command(
-        after_help = "Exit: 0 every object ready, 1 any not ready, 2 errors.\nExample:\n  stagegate apply --dir examples --store .stagegate/store.db --secrets-dir .stagegate/secrets"
-    )]
+    #[command(after_help = help::APPLY)]
     Apply(apply::Args),
     /// Show what apply would change in the store, without changing it.
-    #[command(after_help = "Example:\n  stagegate plan --dir examples --output markdown")]
+    #[command(after_help = help::PLAN)]
     Plan(plan::Args),
     /// Run the daemon: watch a directory (--dir) or the cluster (--kube) and keep the store in step.
-    #[command(
-        after_help = "Stops cleanly on SIGTERM or Ctrl-C (exit 0).\nExamples:\n  stagegate run --dir examples\n  stagegate run --dir manifests --store /var/lib/stagegate/store.db --secrets-dir /var/lib/stagegate/secrets --resync 1m\n  stagegate run --kube --namespace ml-platform --store /var/lib/stagegate/store.db"
-    )]
+    #[command(after_help = help::RUN)]
     Run(Box<run::Args>),
     /// Every declared object's last outcome, from the store.
-    #[command(after_help = "Example:\n  stagegate status --output json")]
+    #[command(after_help = help::STATUS)]
     Status(status::Args),
     /// Print the CustomResourceDefinitions as multi-document YAML.
-    #[command(
-        after_help = "Examples:\n  stagegate crds | kubectl apply -f -\n  stagegate crds --out-dir crds/"
-    )]
+    #[command(after_help = help::CRDS)]
     Crds(crds::Args),
     /// Show a change's effective-permission diff, escalations flagged (exit 1 on escalation).
-    #[command(
-        after_help = "Examples:\n  stagegate diff --base ../main/examples --head examples\n  stagegate diff --base-ref origin/main --head examples --output markdown > comment.md\n  stagegate diff --base old/ --head new/ --output json --fail-on never --max-validity 30d\n\nExit codes: 0 no escalation, 1 escalation (with --fail-on escalation, the default) or errors in head, 2 usage errors.\n--base-ref reads the base with the git command (git ls-tree and git show), without a second checkout."
-    )]
+    #[command(after_help = help::DIFF)]
     Diff(diff::Args),
+    /// Show the store's audit log, newest last: what changed, from which declaration, when.
+    #[command(after_help = help::AUDIT)]
+    Audit(audit::Args),
 }
 
 /// Text for people or JSON for tools.
@@ -114,5 +106,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(args),
         Command::Run(args) => run::run(*args),
         Command::Diff(args) => diff::run(args),
+        Command::Audit(args) => audit::run(args),
     }
 }

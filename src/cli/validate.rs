@@ -1,7 +1,11 @@
 //! `stagegate validate PATH...`: schema and policy diagnostics with file:line.
 
 use super::ReportFormat;
+use crate::render::plural;
+use crate::resources::KINDS;
+use crate::snapshot::Snapshot;
 use crate::sources::files::load_paths;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,6 +20,24 @@ pub struct Args {
     pub output: ReportFormat,
 }
 
+/// Objects of the four kinds that were checked: the typed ones, and those whose
+/// errors kept them from becoming typed (a User failing the schema is still a
+/// User that was checked).
+fn checked_objects(snap: &Snapshot) -> usize {
+    let typed = snap
+        .users
+        .iter()
+        .map(|d| d.key())
+        .chain(snap.bindings.iter().map(|d| d.key()))
+        .chain(snap.tokens.iter().map(|d| d.key()))
+        .chain(snap.requests.iter().map(|d| d.key()));
+    let failed = snap
+        .invalid_keys()
+        .into_iter()
+        .filter(|k| KINDS.contains(&k.kind.as_str()));
+    typed.chain(failed).collect::<BTreeSet<_>>().len()
+}
+
 /// Exit 0 when there are no errors (warnings allowed), 1 when any error.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let snap = load_paths(&args.paths)?;
@@ -28,10 +50,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 println!("{d}");
             }
             let errors = diags.iter().filter(|d| d.is_error()).count();
-            let objects =
-                snap.users.len() + snap.bindings.len() + snap.tokens.len() + snap.requests.len();
             let skipped: usize = snap.skipped.values().sum();
-            eprintln!("{objects} objects checked, {skipped} of other kinds skipped: {errors} errors, {} warnings", diags.len() - errors);
+            eprintln!(
+                "{} checked, {skipped} of other kinds skipped: {}, {}",
+                plural(checked_objects(&snap), "object", "objects"),
+                plural(errors, "error", "errors"),
+                plural(diags.len() - errors, "warning", "warnings"),
+            );
         }
     }
     Ok(if snap.has_errors() {

@@ -148,6 +148,7 @@ pub fn plan(snap: &Snapshot, state: &StoreState, ctx: &PlanContext<'_>) -> Plan 
     super::tokens::plan_tokens(&mut b);
     super::requests::plan_requests(&mut b);
     invalid_statuses(&mut b);
+    super::broken::broken_file_statuses(&mut b);
     let Builder {
         mut changes,
         prunes,

@@ -1,5 +1,6 @@
 //! Snapshot, diff and plan: from declarations and store state to ordered changes.
 
+mod broken;
 mod build;
 mod change;
 mod holders;

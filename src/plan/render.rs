@@ -14,6 +14,10 @@ fn fields(ch: &[FieldChange]) -> String {
         .join(", ")
 }
 
+/// What the markers of [`marker`] mean, printed under a text plan.
+pub const MARKERS: &str =
+    "+ adds, ~ changes, - removes, ! decides a stage request (once, for good), · updates a status";
+
 /// A one-character marker: `+` adds, `~` changes, `-` removes, `!` decides, `·` status.
 pub fn marker(op: &Op) -> char {
     match op {
@@ -193,6 +197,9 @@ impl Plan {
         for c in &self.changes {
             out.push_str(&line(c));
             out.push('\n');
+        }
+        if !self.changes.is_empty() {
+            out.push_str(&format!("Markers: {MARKERS}\n"));
         }
         out.push_str(&format!("Plan: {}\n", summary(self)));
         out

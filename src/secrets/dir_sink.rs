@@ -83,8 +83,9 @@ fn manifest(s: &OutgoingSecret) -> String {
         "type": "Opaque",
         "stringData": data,
     });
+    // Delivered once per key: a rotation (or a new generated password) replaces this file.
     format!(
-        "# Written once by stagegate; it will not be written again. Keep it safe.\n{}",
+        "# Written by stagegate: delivered once, never re-sent; a rotation replaces it with a new key. Keep it safe.\n{}",
         serde_yaml::to_string(&doc).unwrap_or_default()
     )
 }
@@ -132,6 +133,30 @@ impl SecretSink for DirSecretSink {
             })?;
         }
         Ok(())
+    }
+
+    fn retire(&self, namespace: &str, name: &str, key_id: &str) -> Result<bool, SinkError> {
+        let ours = SecretState::Ours {
+            key_id: Some(key_id.to_string()),
+        };
+        // Only our own file, still holding the dead key: a newer key or a foreign file stays.
+        if self.state(namespace, name)? != ours {
+            return Ok(false);
+        }
+        let path = self.path_of(namespace, name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Self::io(namespace, name)(e)),
+        }
+        if let Some(dir) = path.parent() {
+            self.touched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(dir.to_path_buf());
+        }
+        tracing::info!(%namespace, %name, %key_id, "secret removed: the key it held was deleted");
+        Ok(true)
     }
 
     fn deliver(&self, s: &OutgoingSecret) -> Result<Delivery, SinkError> {

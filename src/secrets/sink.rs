@@ -93,6 +93,13 @@ pub trait SecretSink: Sync {
     fn flush(&self) -> Result<(), SinkError> {
         Ok(())
     }
+    /// Removes the Secret under `namespace/name` if stagegate wrote it and it still
+    /// holds `key_id`, a key whose token was deleted: nothing else may use it. True
+    /// when removed. In a cluster the Secret is owned by its ApiToken and garbage-collected
+    /// with it, so by default this does nothing.
+    fn retire(&self, _namespace: &str, _name: &str, _key_id: &str) -> Result<bool, SinkError> {
+        Ok(false)
+    }
 }
 
 /// The observed state of the Secrets a plan may touch, by (namespace, name).

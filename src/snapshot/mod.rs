@@ -22,6 +22,11 @@ pub use yaml_lines::{locate_field, split_documents, Document};
 /// planning must never prune although no manifest declares it.
 pub const BOOTSTRAP_SOURCE: &str = "bootstrap";
 
+/// The pseudo-kind of a manifest file that failed to load as a whole: its
+/// status row (namespace empty, name the file) shows it in `stagegate status`,
+/// `/readyz` and the `stagegate_manifest_files_broken` gauge until it loads.
+pub const FILE_KIND: &str = "File";
+
 /// The current time to whole seconds: stored times and Secret annotations stay readable.
 pub fn now() -> jiff::Timestamp {
     let now = jiff::Timestamp::now();

@@ -15,22 +15,24 @@ use std::path::{Path, PathBuf};
 
 /// A path that could not be read at all (a usage or I/O problem, not a diagnostic).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read {path}: {source}")]
+///
+/// The I/O error is part of the message and deliberately not a `source()`:
+/// printing the error chain (`{:#}`) would say it twice.
+#[error("cannot read {path}: {cause}")]
 pub struct LoadError {
     /// The path.
     pub path: String,
     /// The I/O error.
-    #[source]
-    pub source: std::io::Error,
+    pub cause: std::io::Error,
 }
 
 /// Loads every `*.yaml`/`*.yml` under `paths` (recursively, in sorted order) and validates the result.
 pub fn load_paths(paths: &[PathBuf]) -> Result<Snapshot, LoadError> {
     let mut snapshot = Snapshot::default();
     for file in manifest_files(paths)? {
-        let text = std::fs::read_to_string(&file).map_err(|source| LoadError {
+        let text = std::fs::read_to_string(&file).map_err(|cause| LoadError {
             path: file.display().to_string(),
-            source,
+            cause,
         })?;
         snapshot.extend(load_text(&file.display().to_string(), &text));
     }
@@ -50,9 +52,9 @@ pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
 }
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>, explicit: bool) -> Result<(), LoadError> {
-    let err = |source| LoadError {
+    let err = |cause| LoadError {
         path: path.display().to_string(),
-        source,
+        cause,
     };
     let meta = std::fs::metadata(path).map_err(err)?;
     if meta.is_dir() {

@@ -5,11 +5,13 @@
 //! [`StoreOp`]s in one transaction through [`Store::commit`]. The HTTP API
 //! uses the point lookups. [`SqliteStore`] is the embedded implementation.
 
+mod audit;
 mod model;
 mod rows;
 mod schema;
 mod sqlite;
 
+pub use audit::{audit_page, parse_object, parse_since, AuditFilter, AuditPage};
 pub use model::{
     AuditRow, BindingRow, DecidedRequest, KeyState, ModelRow, ObjectStatus, Owner, PasswordSource,
     PendingPassword, SessionRow, StoreOp, StoreState, TokenKeyRow, UserRow,

@@ -4,13 +4,15 @@ use super::model::*;
 use super::rows::*;
 use super::{schema, Store, StoreError};
 use crate::policy::Grant;
-use crate::secrets::HashValue;
 use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::path::Path;
 use std::time::Duration;
 
 mod api_sessions;
+mod write;
+
+use write::write_op;
 
 /// The SQLite identity store.
 pub struct SqliteStore {
@@ -106,207 +108,6 @@ fn revision(conn: &Connection) -> rusqlite::Result<i64> {
         [],
         |r| r.get(0),
     )
-}
-
-fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
-    match op {
-        StoreOp::ExpectRevision(expected) => {
-            let found = revision(tx)?;
-            if found != *expected {
-                return Err(StoreError::Stale {
-                    expected: *expected,
-                    found,
-                });
-            }
-        }
-        StoreOp::UpsertUser(u) => {
-            let o = owner_cols(&u.owner);
-            let p = u.pending_password.as_ref();
-            exec(
-                tx,
-                // An upsert, not INSERT OR REPLACE: replacing would delete the row and its sessions.
-                "INSERT INTO users (username, display_name, email, state, password_hash,
-                   password_source, password_fingerprint, password_id, password_rotation,
-                   pending_password_id, pending_password_hash, pending_rotation, first_login,
-                   last_login, bootstrap, owner_kind, owner_namespace, owner_name, owner_source)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
-                 ON CONFLICT (username) DO UPDATE SET display_name = excluded.display_name,
-                   email = excluded.email, state = excluded.state, password_hash = excluded.password_hash,
-                   password_source = excluded.password_source,
-                   password_fingerprint = excluded.password_fingerprint,
-                   password_id = excluded.password_id, password_rotation = excluded.password_rotation,
-                   pending_password_id = excluded.pending_password_id,
-                   pending_password_hash = excluded.pending_password_hash,
-                   pending_rotation = excluded.pending_rotation, first_login = excluded.first_login,
-                   last_login = excluded.last_login, bootstrap = excluded.bootstrap,
-                   owner_kind = excluded.owner_kind, owner_namespace = excluded.owner_namespace,
-                   owner_name = excluded.owner_name, owner_source = excluded.owner_source",
-                params![
-                    u.username,
-                    u.display_name,
-                    u.email,
-                    user_state_str(u.state),
-                    u.password_hash.as_ref().map(HashValue::expose),
-                    u.password_source.map(PasswordSource::as_str),
-                    u.password_fingerprint.as_ref().map(HashValue::expose),
-                    u.password_id,
-                    u.password_rotation,
-                    p.map(|p| p.id.clone()),
-                    p.map(|p| p.hash.expose().to_string()),
-                    p.map(|p| p.rotation),
-                    u.first_login.map(|t| t.to_string()),
-                    u.last_login.map(|t| t.to_string()),
-                    u.bootstrap,
-                    o[0], o[1], o[2], o[3],
-                ],
-            )?;
-        }
-        StoreOp::DeleteUser(name) => {
-            exec(tx, "DELETE FROM users WHERE username = ?1", [name])?;
-        }
-        StoreOp::EndSessions(name) => {
-            exec(tx, "DELETE FROM sessions WHERE username = ?1", [name])?;
-        }
-        StoreOp::UpsertBinding(b) => {
-            let o = owner_cols(&b.owner);
-            let (c, p) = scope_cols(&b.scope);
-            if b.owner.is_some() {
-                exec(
-                    tx,
-                    "DELETE FROM bindings WHERE owner_namespace = ?1 AND owner_name = ?2",
-                    params![o[1], o[2]],
-                )?;
-            }
-            exec(
-                tx,
-                "INSERT INTO bindings (username, role, scope_customer, scope_project,
-                   owner_kind, owner_namespace, owner_name, owner_source)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![b.username, b.role.as_str(), c, p, o[0], o[1], o[2], o[3]],
-            )?;
-        }
-        StoreOp::DeleteBinding(k) => {
-            exec(
-                tx,
-                "DELETE FROM bindings WHERE owner_namespace = ?1 AND owner_name = ?2",
-                params![k.namespace, k.name],
-            )?;
-        }
-        StoreOp::UpsertTokenKey(t) => {
-            let o = owner_cols(&t.owner);
-            let (c, p) = scope_cols(&t.scope);
-            exec(
-                tx,
-                "INSERT OR REPLACE INTO token_keys (key_id, token_name, namespace, secret_hmac, role,
-                   scope_customer, scope_project, owner_user, issued_at, expires_at, revoked_at,
-                   revoked_reason, rotation, state, secret_name, owner_kind, owner_namespace,
-                   owner_name, owner_source)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-                params![
-                    t.key_id,
-                    t.token_name,
-                    t.namespace,
-                    t.secret_hmac.expose(),
-                    t.role.as_str(),
-                    c,
-                    p,
-                    t.owner_user,
-                    t.issued_at.to_string(),
-                    t.expires_at.map(|x| x.to_string()),
-                    t.revoked_at.map(|x| x.to_string()),
-                    t.revoked_reason,
-                    t.rotation,
-                    t.state.as_str(),
-                    t.secret_name,
-                    o[0], o[1], o[2], o[3],
-                ],
-            )?;
-        }
-        StoreOp::DeleteTokenKey(id) => {
-            exec(tx, "DELETE FROM token_keys WHERE key_id = ?1", [id])?;
-        }
-        StoreOp::UpsertModel(m) => {
-            let (c, p) = scope_cols(&m.scope);
-            exec(
-                tx,
-                "INSERT OR REPLACE INTO models (name, scope_customer, scope_project, owner, stage)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![m.name, c, p, m.owner, m.stage.as_str()],
-            )?;
-        }
-        StoreOp::InsertRequest(r) => {
-            let (c, p) = scope_cols(&r.scope);
-            // Plain INSERT: a decided request is final, a second decision must fail loudly.
-            exec(
-                tx,
-                "INSERT INTO stage_requests (namespace, name, model, scope_customer, scope_project,
-                   from_stage, to_stage, requested_by, phase, message, decided_at, source)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    r.namespace,
-                    r.name,
-                    r.model,
-                    c,
-                    p,
-                    r.from.as_str(),
-                    r.to.as_str(),
-                    r.requested_by,
-                    phase_str(r.phase),
-                    r.message,
-                    r.decided_at.to_string(),
-                    r.source,
-                ],
-            )?;
-        }
-        StoreOp::SetStatus(s) => {
-            let extra = serde_json::to_string(&s.extra)
-                .map_err(|e| corrupt("object_status", e.to_string()))?;
-            exec(
-                tx,
-                "INSERT OR REPLACE INTO object_status (kind, namespace, name, ready, reason, message,
-                   phase, observed_generation, extra_json, source)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    s.key.kind,
-                    s.key.namespace,
-                    s.key.name,
-                    s.ready,
-                    s.reason,
-                    s.message,
-                    s.phase,
-                    s.observed_generation,
-                    extra,
-                    s.source,
-                ],
-            )?;
-        }
-        StoreOp::DeleteStatus(k) => {
-            exec(
-                tx,
-                "DELETE FROM object_status WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                params![k.kind, k.namespace, k.name],
-            )?;
-        }
-        StoreOp::Audit(a) => {
-            let j = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
-            exec(
-                tx,
-                "INSERT INTO audit_log (at, action, kind, namespace, name, source, old_json, new_json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    a.at.to_string(),
-                    a.action,
-                    a.object.kind,
-                    a.object.namespace,
-                    a.object.name,
-                    a.source,
-                    j(&a.old),
-                    j(&a.new),
-                ],
-            )?;
-        }
-    }
-    Ok(())
 }
 
 impl Store for SqliteStore {

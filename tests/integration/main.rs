@@ -9,5 +9,7 @@ mod foundation;
 mod helm;
 mod kube_api;
 mod layers;
+mod messages;
+mod operator;
 mod store;
 mod support;

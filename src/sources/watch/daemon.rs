@@ -16,8 +16,8 @@ use super::cache::DirCache;
 use super::fs_events::{self, Batch, WatchError};
 use crate::apply::Outcome;
 use crate::secrets::load_secrets_dir;
-use crate::snapshot::Diagnostic;
-use crate::snapshot::{ObjectKey, Snapshot};
+use crate::snapshot::{Diagnostic, Reason};
+use crate::snapshot::{ObjectKey, Snapshot, FILE_KIND};
 use crate::validate::validate;
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
@@ -28,6 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+
+/// The status reason of an object left out for its diagnostics (see `plan`).
+const INVALID: &str = "Invalid";
 
 /// One change an apply made, for the log (never holds a secret).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -318,6 +321,9 @@ impl<R: Reconciler> Worker<R> {
     }
 
     /// Says which objects are not ready (one line each), or that all are, when that changed.
+    ///
+    /// Each problem is logged once: an `Invalid` object and a broken `File` were logged
+    /// with their diagnostic (file:line, reason), so they are not named again here.
     fn log_readiness(&mut self, objects: &[Outcome]) {
         let now: BTreeSet<(String, String)> = objects
             .iter()
@@ -336,7 +342,10 @@ impl<R: Reconciler> Worker<R> {
             tracing::info!(objects = objects.len(), "all objects ready");
         }
         for o in objects.iter().filter(|o| !o.ready) {
-            let object = format!("{} {}/{}", o.kind, o.namespace, o.name);
+            if o.kind == FILE_KIND || o.reason == INVALID {
+                continue;
+            }
+            let object = ObjectKey::new(&o.kind, &o.namespace, &o.name).to_string();
             // Status messages name Secrets and reasons, never their values.
             tracing::warn!(reason = %o.reason, "object not ready: {object}: {}", o.message);
         }
@@ -344,11 +353,14 @@ impl<R: Reconciler> Worker<R> {
     }
 
     /// Logs diagnostics that are new since the last reconcile (not every resync).
+    ///
+    /// A username clash is left to the readiness log: only planning knows which
+    /// claimant the store holds, and its `UsernameConflict` line names the right one.
     fn log_diagnostics(&mut self, diags: &[Diagnostic]) {
         let now: BTreeSet<String> = diags.iter().map(ToString::to_string).collect();
         for d in diags {
             let line = d.to_string();
-            if self.last_diagnostics.contains(&line) {
+            if self.last_diagnostics.contains(&line) || d.reason == Reason::DuplicateUsername {
                 continue;
             }
             if d.is_error() {

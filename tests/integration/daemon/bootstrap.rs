@@ -162,3 +162,38 @@ fn no_bootstrap_admin_turns_it_off() {
     assert!(!bootstrap_secret_file(&ws).exists());
     assert_eq!(r.terminate().code(), Some(0));
 }
+
+/// Issue 16: a store whose only global Admin was declared (no bootstrap administrator
+/// was ever made) and then demoted gets one back as a re-creation, warned and audited
+/// `bootstrap.recreate`, as the README promises — not as a quiet first creation.
+#[test]
+fn demoting_the_last_declared_admin_recreates_the_bootstrap_admin_with_a_warning() {
+    let ws = Workspace::new();
+    ws.write("admins.yaml", ROOT_ADMIN);
+    let r = ws.start(&[]);
+    // The daemon creates the store: open it only after its first reconcile.
+    wait_for(&r, 60, "a reconcile", || {
+        r.log().contains(" reconciled").then_some(())
+    });
+    let store = ws.store();
+    assert!(store.user("root").unwrap().is_some());
+    assert!(store.user("admin").unwrap().is_none());
+
+    ws.write(
+        "admins.yaml",
+        &ROOT_ADMIN.replace("role: Admin", "role: Manager"),
+    );
+    wait_for(&r, 60, "the bootstrap administrator", || {
+        store.user("admin").unwrap().filter(|u| u.can_log_in())
+    });
+    assert_eq!(audit_count(&store, "bootstrap.recreate"), 1);
+    assert_eq!(audit_count(&store, "bootstrap.create"), 0);
+    let log = r.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.contains("re-creating the bootstrap administrator")),
+        "{log}"
+    );
+    assert!(!log.contains(&bootstrap_password(&ws)));
+    assert_eq!(r.terminate().code(), Some(0));
+}

@@ -2,6 +2,7 @@
 //! `examples/`, driven over HTTP; the bootstrap administrator over HTTP; and
 //! the README's "try it" block, run literally.
 
+mod api_docs;
 mod bootstrap;
 mod examples;
 mod readme;

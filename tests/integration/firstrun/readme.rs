@@ -30,7 +30,7 @@ fn sh_block_after(readme: &str, heading: &str) -> Vec<String> {
 }
 
 /// Runs `script` with `sh -euc` in `dir`; returns stdout, panicking with stderr on failure.
-fn sh(dir: &Path, script: &str) -> String {
+pub(super) fn sh(dir: &Path, script: &str) -> String {
     let o = std::process::Command::new("sh")
         .arg("-euc")
         .arg(script)

@@ -381,10 +381,22 @@ fn a_broken_file_keeps_what_it_declared() {
         outcome(&out, "AccessBinding", "ada-admin")["reason"],
         "Ready"
     );
+    // ... and the file itself has a status row (issue 16): not ready, with its line.
+    let (files, objects): (Vec<_>, Vec<_>) = store
+        .statuses()
+        .unwrap()
+        .into_iter()
+        .partition(|s| s.key.kind == "File");
     assert_eq!(
-        store.statuses().unwrap().len(),
+        objects.len(),
         first.len(),
         "statuses of the broken file's objects are kept"
+    );
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].key.name.ends_with("users.yaml") && !files[0].ready);
+    assert_eq!(
+        outcome(&out, "File", &files[0].key.name)["reason"],
+        "InvalidYaml"
     );
 }
 
