@@ -15,6 +15,7 @@
 
 mod finish;
 mod ops;
+mod privileges;
 
 use crate::plan::Plan;
 use crate::secrets::{PasswordParams, SecretSink, ServerKey};
@@ -94,7 +95,8 @@ pub fn apply(
     let state = store.load_state()?;
     let mut work = ops::Work::new(&state, ctx);
     work.prepare(plan)?;
-    let first = work.translate(plan);
+    let mut first = work.translate(plan);
+    first.extend(privileges::end_reduced_sessions(plan, &state, &work));
     let deliveries = std::mem::take(&mut work.deliveries);
     if deliveries.is_empty() {
         let mut all = first;
