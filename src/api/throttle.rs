@@ -192,16 +192,16 @@ impl LoginThrottle {
         Ok(())
     }
 
-    /// Gives back the reserved attempt of a successful login: the counters of this client reset,
-    /// and so does the account-wide one (the owner is in).
+    /// Gives back the reserved attempt of a successful login: this client's counter resets.
+    /// The account-wide counter does not: an attack under way is not over because the owner got
+    /// in, and resetting it would hand the attacker a fresh allowance at every login of hers.
     pub fn succeed(&self, account: &str, client: &LoginClient) {
         let mut c = self.lock();
         let account = account.to_string();
         match client {
-            LoginClient::Device(id) => c.per_device.forget(&(account.clone(), id.clone())),
-            LoginClient::Address(ip) => c.per_client.forget(&(account.clone(), *ip)),
+            LoginClient::Device(id) => c.per_device.forget(&(account, id.clone())),
+            LoginClient::Address(ip) => c.per_client.forget(&(account, *ip)),
         }
-        c.per_account.forget(&account);
     }
 }
 
@@ -309,7 +309,10 @@ mod tests {
         let device = LoginClient::Device("d1".into());
         assert!(th.reserve("ann", &device, t).is_ok());
         th.succeed("ann", &device);
-        assert!(th.reserve("ann", &stranger, t).is_ok());
+        assert!(th.reserve("ann", &stranger, t).is_err());
+        assert!(th
+            .reserve("ann", &stranger, t + Duration::from_secs(2))
+            .is_ok());
     }
 
     #[test]
