@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  generate keys and passwords, hash passwords (all cores, outside any transaction)
-//!    → transaction 1: every data change; new keys and passwords recorded *pending* (hashes only)
+//!    → transaction 1: every data change; new keys and passwords recorded *pending* (hashes only);
+//!      the sessions of users who lose a capability ended (`privileges`)
 //!    → deliver each secret through the SecretSink
 //!    → transaction 2: delivered ones marked issued, failed ones discarded; statuses
 //! ```
