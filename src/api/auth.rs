@@ -1,10 +1,12 @@
 //! Who is calling: bearer sessions and API tokens checked against the
 //! in-memory index, and password login and logout.
 
+use super::devices;
 use super::error::ApiError;
 use super::index::TokenCheckError;
 use super::sessions::{looks_like_session, new_session_id, session_hash, SessionEntry};
 use super::state::ApiState;
+use super::throttle::LoginClient;
 use crate::policy::{Grant, Principal, PrincipalKind};
 use crate::secrets::{verify_password, HashValue, SecretValue, TOKEN_PREFIX};
 use crate::store::{SessionRow, Store};
@@ -53,6 +55,17 @@ impl FromRequestParts<ApiState> for Caller {
     }
 }
 
+/// A successful password login.
+#[derive(Debug)]
+pub struct Login {
+    /// The new session id (handed to the client once).
+    pub session: SecretValue,
+    /// When the session ends.
+    pub expires_at: Timestamp,
+    /// The device token to present at later logins to this account.
+    pub device_token: String,
+}
+
 impl ApiState {
     /// Checks a bearer credential (session id or API token) against the index; no SQL.
     pub fn authenticate(&self, credential: &str, now: Timestamp) -> Result<Caller, ApiError> {
@@ -95,15 +108,27 @@ impl ApiState {
         })
     }
 
-    /// Password login: throttled, verified on the blocking pool, the same 401 for every failure.
+    /// Password login: throttled (the attempt is reserved before the password is verified),
+    /// verified on the blocking pool, the same 401 for every failure. A valid `device` token for
+    /// the account gives the client its own failed-login budget (see [`super::devices`]).
     pub async fn login(
         &self,
         username: &str,
         password: SecretValue,
-        client: IpAddr,
-    ) -> Result<(SecretValue, Timestamp), ApiError> {
+        address: IpAddr,
+        device: Option<&str>,
+    ) -> Result<Login, ApiError> {
         let inner = &self.inner;
-        if let Err(wait) = inner.login_throttle.check(username, client, Instant::now()) {
+        let device =
+            device.and_then(|t| devices::verify(&inner.key, username, t, Timestamp::now()));
+        let client = match &device {
+            Some(id) => LoginClient::Device(id.clone()),
+            None => LoginClient::Address(address),
+        };
+        if let Err(wait) = inner
+            .login_throttle
+            .reserve(username, &client, Instant::now())
+        {
             inner.metrics.login_throttled();
             return Err(ApiError::TooManyRequests {
                 message: "too many failed logins for this account; try again later".into(),
@@ -144,13 +169,13 @@ impl ApiState {
         .await
         .map_err(ApiError::internal)?;
         if !(ok && real) {
-            inner.login_throttle.fail(username, client, Instant::now());
+            // Already counted by the reservation.
             inner.metrics.login_failed();
             return Err(ApiError::Unauthorized(
                 "invalid username or password".into(),
             ));
         }
-        inner.login_throttle.succeed(username, client);
+        inner.login_throttle.succeed(username, &client);
         let id = new_session_id();
         let now = Timestamp::now();
         let ttl = SignedDuration::try_from(inner.config.session_ttl).map_err(ApiError::internal)?;
@@ -163,8 +188,20 @@ impl ApiState {
             expires_at,
         };
         let state = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let mut row = row;
+        let created = tokio::task::spawn_blocking(move || {
             let mut store = state.store();
+            // The grants in force now, under the store lock that refreshes take: an apply that
+            // lowered them while the password was being verified is not undone by this session.
+            let Some(current) = state
+                .index()
+                .user(&row.username)
+                .filter(|u| u.active())
+                .map(|u| u.grants.clone())
+            else {
+                return Ok(false);
+            };
+            row.grants = current;
             store.create_session(&row)?;
             store.record_login(&row.username, now)?;
             // Under the store lock, so a concurrent refresh cannot drop it (see `rebuild`).
@@ -174,13 +211,26 @@ impl ApiState {
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(&row.id_hash, SessionEntry::from(&row));
-            Ok::<_, crate::store::StoreError>(())
+            Ok::<_, crate::store::StoreError>(true)
         })
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-        tracing::info!(user = %username, "login");
-        Ok((id, expires_at))
+        if !created {
+            // Revoked or deleted while the password was being verified.
+            return Err(ApiError::Unauthorized(
+                "invalid username or password".into(),
+            ));
+        }
+        tracing::info!(user = %username, known_device = device.is_some(), "login");
+        let device_ttl =
+            SignedDuration::try_from(inner.config.device_ttl).map_err(ApiError::internal)?;
+        let device_until = now.checked_add(device_ttl).map_err(ApiError::internal)?;
+        Ok(Login {
+            session: id,
+            expires_at,
+            device_token: devices::issue(&inner.key, username, device.as_deref(), device_until),
+        })
     }
 
     /// Ends one session in the store and the cache.

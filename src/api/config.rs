@@ -46,6 +46,19 @@ pub struct ApiConfig {
     pub login_backoff_per_client: BackoffPolicy,
     /// Back-off per account from all clients: bounds distributed guessing with a short cap.
     pub login_backoff_per_account: BackoffPolicy,
+    /// Lifetime of a device token (a known client's separate failed-login budget).
+    pub device_ttl: Duration,
+    /// Longest wait for a request head, from the connection's start or the end of the previous
+    /// response: closes half-open and idle keep-alive connections.
+    pub header_read_timeout: Duration,
+    /// Longest time to answer one request, reading its body included (then 408).
+    pub request_timeout: Duration,
+    /// Most connections open at once; past it new ones wait to be accepted.
+    pub max_connections: usize,
+    /// Most request header fields (then 431).
+    pub max_headers: usize,
+    /// Most bytes of request header names and values together (then 431).
+    pub max_header_bytes: usize,
     /// Request rate limit per client; `None` disables it (benchmarks).
     pub rate_limit: Option<RateLimitConfig>,
     /// How often to look for applies made by other processes (store revision); `None` = never.
@@ -76,6 +89,12 @@ impl Default for ApiConfig {
                 cap: Duration::from_secs(60),
                 forget_after: Duration::from_secs(3600),
             },
+            device_ttl: Duration::from_secs(90 * 24 * 3600),
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            max_headers: 100,
+            max_header_bytes: 16 * 1024,
             rate_limit: Some(RateLimitConfig {
                 per_second: 50.0,
                 burst: 100,

@@ -30,12 +30,18 @@ pub enum ApiError {
     /// 409: the request is ambiguous or conflicts with the store (e.g. a model name at several scopes).
     #[error("{0}")]
     Conflict(String),
+    /// 408: the request was not answered in time (reading its body included).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 413: body over the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
     /// 415: body is not `application/json`.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 431: too many request header fields, or too large.
+    #[error("{0}")]
+    HeaderFieldsTooLarge(String),
     /// 429: throttled; retry after the given time.
     #[error("{message}")]
     TooManyRequests {
@@ -71,6 +77,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HeaderFieldsTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -88,12 +96,45 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::RequestTimeout(_) => "request_timeout",
+            ApiError::HeaderFieldsTooLarge(_) => "request_header_fields_too_large",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
+    }
+
+    /// The error for a bare status a lower layer answered (body limit, timeout, routing):
+    /// 400 for an unknown 4xx, 500 for an unknown 5xx, `None` for anything else.
+    pub fn from_status(status: StatusCode) -> Option<Self> {
+        let why = status.canonical_reason().unwrap_or("error").to_lowercase();
+        Some(match status {
+            StatusCode::NOT_FOUND => {
+                ApiError::NotFound("no such route; see docs/openapi.yaml".into())
+            }
+            StatusCode::METHOD_NOT_ALLOWED => {
+                ApiError::MethodNotAllowed("method not allowed on this route".into())
+            }
+            StatusCode::REQUEST_TIMEOUT => {
+                ApiError::RequestTimeout("the request was not completed in time".into())
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge("request body is too large".into())
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(why),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+                ApiError::HeaderFieldsTooLarge("request headers are too large".into())
+            }
+            StatusCode::UNAUTHORIZED => ApiError::unauthenticated(),
+            StatusCode::FORBIDDEN => ApiError::Forbidden(why),
+            StatusCode::CONFLICT => ApiError::Conflict(why),
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(why),
+            s if s.is_client_error() => ApiError::BadRequest(why),
+            s if s.is_server_error() => ApiError::Internal(why),
+            _ => return None,
+        })
     }
 
     /// A 401 with the one message every credential failure shares.

@@ -18,6 +18,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Longest accepted username and password, in bytes.
 const MAX_USERNAME: usize = 256;
+/// Longest accepted device token (ours are about 110 bytes).
+const MAX_DEVICE_TOKEN: usize = 256;
 
 /// `POST /v1/login` body.
 #[derive(Deserialize)]
@@ -25,6 +27,9 @@ const MAX_USERNAME: usize = 256;
 pub struct LoginRequest {
     username: String,
     password: String,
+    /// The device token of an earlier successful login to this account, if the client kept it.
+    #[serde(default, rename = "deviceToken")]
+    device_token: Option<String>,
 }
 
 /// `POST /v1/login` answer.
@@ -35,6 +40,9 @@ pub struct LoginResponse {
     pub session: String,
     /// When the session ends.
     pub expires_at: Timestamp,
+    /// Present it as `deviceToken` at later logins to this account: this client then keeps its
+    /// own failed-login budget while others fail.
+    pub device_token: String,
 }
 
 /// A role at a scope, as `whoami` reports it.
@@ -138,13 +146,28 @@ pub async fn login(
             "password must be 1 to {MAX_PASSWORD_BYTES} bytes"
         )));
     }
+    if req
+        .device_token
+        .as_ref()
+        .is_some_and(|t| t.len() > MAX_DEVICE_TOKEN)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "deviceToken must be at most {MAX_DEVICE_TOKEN} bytes"
+        )));
+    }
     let password = SecretValue::from_string(req.password);
-    let (id, expires_at) = state
-        .login(&req.username, password, client_ip(info))
+    let login = state
+        .login(
+            &req.username,
+            password,
+            client_ip(info),
+            req.device_token.as_deref(),
+        )
         .await?;
     Ok(Json(LoginResponse {
-        session: id.expose_str().unwrap_or_default().to_string(),
-        expires_at,
+        session: login.session.expose_str().unwrap_or_default().to_string(),
+        expires_at: login.expires_at,
+        device_token: login.device_token,
     }))
 }
 

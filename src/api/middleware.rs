@@ -1,10 +1,12 @@
 //! Middleware: request ids, one access-log line and the request metrics per
-//! request, the per-client rate limit, and a JSON 500 for panics.
+//! request (with bounded label values), header limits, the per-client rate
+//! limit, a JSON 500 for panics, and the JSON error body on every error
+//! response whatever layer produced it.
 
 use super::error::ApiError;
 use super::state::ApiState;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,6 +29,28 @@ fn valid_request_id(v: &HeaderValue) -> bool {
 fn new_request_id() -> HeaderValue {
     let bytes: [u8; 16] = rand::random();
     HeaderValue::from_str(&hex::encode(bytes)).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// Methods that are their own metric label; any other method name is `other`, so clients
+/// cannot grow the metrics by inventing methods.
+const KNOWN_METHODS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+    Method::OPTIONS,
+    Method::CONNECT,
+    Method::TRACE,
+];
+
+/// The metric label of a method: its name when standard, else `other`.
+fn method_label(m: &Method) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|k| *k == m)
+        .map_or("other", |k| k.as_str())
 }
 
 fn route_of(req: &Request) -> String {
@@ -52,7 +76,7 @@ pub async fn observe(State(state): State<ApiState>, mut req: Request, next: Next
         .cloned()
         .unwrap_or_else(new_request_id);
     req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let route = route_of(&req);
     let client = peer_ip(&req);
     let mut resp = next.run(req).await;
@@ -60,7 +84,7 @@ pub async fn observe(State(state): State<ApiState>, mut req: Request, next: Next
     let status = resp.status().as_u16();
     state
         .metrics()
-        .observe_request(&method, &route, status, latency);
+        .observe_request(method, &route, status, latency);
     // Only these fields: never headers, bodies, query strings or credentials.
     tracing::info!(
         target: "stagegate::access",
@@ -74,6 +98,48 @@ pub async fn observe(State(state): State<ApiState>, mut req: Request, next: Next
     );
     resp.headers_mut().insert(REQUEST_ID.clone(), id);
     resp
+}
+
+/// Answers 431 (JSON) for more header fields, or more header bytes, than the configuration
+/// allows. hyper's own limits are set above these, so only absurd heads get its bare 431.
+pub async fn header_limits(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let c = state.config();
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if headers.len() > c.max_headers || bytes > c.max_header_bytes {
+        return ApiError::HeaderFieldsTooLarge(format!(
+            "request headers are too large (at most {} fields and {} bytes)",
+            c.max_headers, c.max_header_bytes
+        ))
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Gives every error response without a JSON body (axum's and tower-http's rejections, the
+/// body limit, the request timeout) the JSON error body, keeping its status and headers.
+pub async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let Some(err) = ApiError::from_status(status) else {
+        return resp;
+    };
+    let (mut parts, _) = resp.into_parts();
+    let (fresh, body) = err.into_response().into_parts();
+    for (name, value) in &fresh.headers {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, body)
 }
 
 /// Refuses requests over the client's rate with 429 and `Retry-After`.

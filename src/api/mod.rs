@@ -14,18 +14,21 @@
 mod audit;
 mod auth;
 mod config;
+mod devices;
 mod error;
 mod handlers;
 mod index;
 mod metrics;
 mod middleware;
 mod readiness;
+mod server;
 mod sessions;
 mod state;
 mod throttle;
 
-pub use auth::Caller;
+pub use auth::{Caller, Login};
 pub use config::{ApiConfig, BackoffPolicy, RateLimitConfig};
+pub use devices::DEVICE_PREFIX;
 pub use error::{ApiError, ErrorBody};
 pub use handlers::{
     AuthorizeResponse, Health, LoginResponse, ModelList, ModelView, RoleGrant, WhoAmI,
@@ -36,16 +39,16 @@ pub use middleware::REQUEST_ID;
 pub use readiness::{BrokenFile, Readiness};
 pub use sessions::{session_hash, SESSION_PREFIX};
 pub use state::{ApiState, StateError};
-pub use throttle::{Backoff, LoginThrottle, RateLimiter};
+pub use throttle::{Backoff, LoginClient, LoginThrottle, RateLimiter};
 
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
 use std::future::Future;
-use std::net::SocketAddr;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
 
 /// Collects routes and remembers each (method, path), so the route table can be checked against the OpenAPI file.
 struct Routes {
@@ -88,8 +91,13 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
 }
 
 /// The application: routes, JSON fallbacks, body limit, rate limit, request ids and access log.
+///
+/// Outermost first: every error response the server produces gets the JSON body
+/// (`json_errors`); request ids, the access log and metrics; header limits (431); panics (500);
+/// the request timeout (408); the rate limit (429); the body limit (413).
 pub fn router(state: ApiState) -> Router {
     let limit = state.config().body_limit;
+    let timeout = state.config().request_timeout;
     routes()
         .router
         .fallback(handlers::not_found)
@@ -99,11 +107,20 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             middleware::rate_limit,
         ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::header_limits,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,
         ))
+        .layer(axum::middleware::map_response(middleware::json_errors))
         .with_state(state)
 }
 
@@ -112,6 +129,18 @@ pub fn metrics_router(state: ApiState) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(handlers::metrics))
         .with_state(state)
+}
+
+/// Serves only `GET /metrics` on `listener` (the separate metrics port), with the same
+/// connection limits and timeouts as the API, until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let config = state.config().clone();
+    let app = metrics_router(state).layer(axum::middleware::map_response(middleware::json_errors));
+    server::run(listener, app, &config, shutdown).await
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
@@ -143,10 +172,8 @@ pub async fn serve(
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "API listening");
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let config = state.config().clone();
+    let result = server::run(listener, router(state), &config, shutdown).await;
     if let Some(p) = poller {
         p.abort();
     }

@@ -87,11 +87,11 @@ impl SessionCache {
         self.by_hash.len()
     }
 
-    /// Hashes of sessions expired at `now` or owned by a user `ended` says must lose them.
-    pub fn doomed(&self, now: Timestamp, ended: impl Fn(&str) -> bool) -> Vec<HashValue> {
+    /// Hashes of sessions expired at `now` or that `ended` says must end.
+    pub fn doomed(&self, now: Timestamp, ended: impl Fn(&SessionEntry) -> bool) -> Vec<HashValue> {
         self.by_hash
             .iter()
-            .filter(|(_, s)| s.expires_at <= now || ended(&s.username))
+            .filter(|(_, s)| s.expires_at <= now || ended(s))
             .map(|(h, _)| HashValue::new(h.clone()))
             .collect()
     }

@@ -8,8 +8,9 @@ use super::config::ApiConfig;
 use super::index::Index;
 use super::metrics::Metrics;
 use super::readiness::{broken_files, BrokenFile};
-use super::sessions::SessionCache;
+use super::sessions::{SessionCache, SessionEntry};
 use super::throttle::{LoginThrottle, RateLimiter};
+use crate::policy::capability_lost;
 use crate::secrets::{generate_password, hash_password, HashValue, PasswordError, ServerKey};
 use crate::snapshot::FILE_KIND;
 use crate::store::{SqliteStore, Store, StoreError, StoreState};
@@ -181,9 +182,18 @@ impl ApiState {
             (Some(new), Some(before)) => new.password_hash != before.password_hash,
             (Some(_), None) => false,
         };
+        // A session never holds a capability its user has lost. Apply ends such sessions in its
+        // own transaction; this catches one created from grants read just before that apply.
+        let exceeds = |s: &SessionEntry| {
+            index
+                .user(&s.username)
+                .and_then(|u| capability_lost(&s.username, &s.grants, &u.grants))
+                .inspect(|lost| tracing::info!(user = %s.username, lost = %lost, "session ended: it held a capability its user no longer has"))
+                .is_some()
+        };
         let now = Timestamp::now();
         let mut cache = SessionCache::from_rows(&store.sessions()?);
-        for hash in cache.doomed(now, ended) {
+        for hash in cache.doomed(now, |s| ended(&s.username) || exceeds(s)) {
             store.delete_session(hash.expose())?;
             cache.remove(&hash);
         }

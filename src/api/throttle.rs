@@ -1,9 +1,20 @@
-//! Throttling: exponential back-off of failed logins (per account and client,
-//! and per account overall), and a token-bucket request rate limit per client.
+//! Throttling: exponential back-off of failed logins, and a token-bucket
+//! request rate limit per client.
 //!
-//! Locks always end (the delay is capped), a success resets the counters, and
-//! a key that stays quiet is forgotten: an attacker can slow a real user's
-//! logins down but cannot lock the account for good. See `docs/api.md`.
+//! A login *reserves* its attempt before the password is verified: the check
+//! and the count are one step under one lock, so however many requests a
+//! client sends at once, no more passwords are verified than its budget
+//! allows. A success gives the attempt back (the counters reset).
+//!
+//! Counters, in the manner of OWASP's device cookies:
+//! * a client presenting a valid device token for the account (issued at an
+//!   earlier successful login there) is counted per device only, so failures
+//!   from other clients never lock it out;
+//! * every other client is counted per (account, address) with the strict
+//!   policy, and per account over all such clients with a short cap.
+//!
+//! Locks always end (the delay is capped), and a key that stays quiet is
+//! forgotten. See `docs/api.md` for the policy and its limits.
 
 use super::config::{BackoffPolicy, RateLimitConfig};
 use std::collections::HashMap;
@@ -22,46 +33,40 @@ struct Failures {
     locked_until: Option<Instant>,
 }
 
-/// Consecutive failures and lock deadlines per key.
+/// Consecutive failed (or still running) attempts and lock deadlines per key. Not locked
+/// itself: [`Backoff`] and [`LoginThrottle`] hold it under their mutex.
 #[derive(Debug)]
-pub struct Backoff<K> {
+struct Counters<K> {
     policy: BackoffPolicy,
-    keys: Mutex<HashMap<K, Failures>>,
+    keys: HashMap<K, Failures>,
 }
 
-impl<K: Eq + Hash + Clone> Backoff<K> {
-    /// An empty map with `policy`.
-    pub fn new(policy: BackoffPolicy) -> Self {
-        Backoff {
+impl<K: Eq + Hash + Clone> Counters<K> {
+    fn new(policy: BackoffPolicy) -> Self {
+        Counters {
             policy,
-            keys: Mutex::new(HashMap::new()),
+            keys: HashMap::new(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Failures>> {
-        // A panic while holding the lock leaves plain counters behind: still usable.
-        self.keys.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// `Err(wait)` while `key` is locked.
-    pub fn check(&self, key: &K, now: Instant) -> Result<(), Duration> {
-        match self.lock().get(key).and_then(|f| f.locked_until) {
+    fn check(&self, key: &K, now: Instant) -> Result<(), Duration> {
+        match self.keys.get(key).and_then(|f| f.locked_until) {
             Some(until) if until > now => Err(until - now),
             _ => Ok(()),
         }
     }
 
-    /// Counts a failure; returns the lock it starts, if any.
-    pub fn fail(&self, key: &K, now: Instant) -> Option<Duration> {
+    /// Counts an attempt; returns the lock it starts, if any.
+    fn count(&mut self, key: &K, now: Instant) -> Option<Duration> {
         let p = self.policy;
-        let mut keys = self.lock();
-        if keys.len() >= MAX_KEYS && !keys.contains_key(key) {
+        if self.keys.len() >= MAX_KEYS && !self.keys.contains_key(key) {
             // Shed what carries no delay: forgotten keys and keys still under the free allowance.
-            keys.retain(|_, f| {
+            self.keys.retain(|_, f| {
                 now.duration_since(f.last) < p.forget_after && f.count >= p.free_failures
             });
         }
-        let f = keys.entry(key.clone()).or_insert(Failures {
+        let f = self.keys.entry(key.clone()).or_insert(Failures {
             count: 0,
             last: now,
             locked_until: None,
@@ -80,48 +85,123 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
         Some(delay)
     }
 
-    /// Forgets `key` (a successful login).
-    pub fn succeed(&self, key: &K) {
-        self.lock().remove(key);
+    fn forget(&mut self, key: &K) {
+        self.keys.remove(key);
     }
 }
 
-/// The two login back-offs: per (account, client) with the strict policy, per account with a short cap.
+/// One back-off map under its own lock: reserve an attempt, forget the key on success.
+#[derive(Debug)]
+pub struct Backoff<K> {
+    counters: Mutex<Counters<K>>,
+}
+
+impl<K: Eq + Hash + Clone> Backoff<K> {
+    /// An empty map with `policy`.
+    pub fn new(policy: BackoffPolicy) -> Self {
+        Backoff {
+            counters: Mutex::new(Counters::new(policy)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counters<K>> {
+        // A panic while holding the lock leaves plain counters behind: still usable.
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Atomically: `Err(wait)` while `key` is locked, else counts the attempt (as a failure until
+    /// [`Backoff::succeed`]) and returns the lock that count starts for later attempts, if any.
+    pub fn reserve(&self, key: &K, now: Instant) -> Result<Option<Duration>, Duration> {
+        let mut c = self.lock();
+        c.check(key, now)?;
+        Ok(c.count(key, now))
+    }
+
+    /// Forgets `key` (a successful login).
+    pub fn succeed(&self, key: &K) {
+        self.lock().forget(key);
+    }
+}
+
+/// Who is attempting a login, as the throttle counts it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LoginClient {
+    /// A client with a valid device token for the account: the token's device id.
+    Device(String),
+    /// Any other client, by address.
+    Address(IpAddr),
+}
+
+#[derive(Debug)]
+struct LoginCounters {
+    per_device: Counters<(String, String)>,
+    per_client: Counters<(String, IpAddr)>,
+    per_account: Counters<String>,
+}
+
+/// The login back-offs: per (account, device) and per (account, address) with the strict policy,
+/// per account over untrusted clients with a short cap; all under one lock.
 #[derive(Debug)]
 pub struct LoginThrottle {
-    per_client: Backoff<(String, IpAddr)>,
-    per_account: Backoff<String>,
+    counters: Mutex<LoginCounters>,
 }
 
 impl LoginThrottle {
-    /// Throttle with the two policies.
+    /// Throttle with the two policies (devices share the per-client one).
     pub fn new(per_client: BackoffPolicy, per_account: BackoffPolicy) -> Self {
         LoginThrottle {
-            per_client: Backoff::new(per_client),
-            per_account: Backoff::new(per_account),
+            counters: Mutex::new(LoginCounters {
+                per_device: Counters::new(per_client),
+                per_client: Counters::new(per_client),
+                per_account: Counters::new(per_account),
+            }),
         }
     }
 
-    /// `Err(wait)` while logins to `account` from `client` are locked.
-    pub fn check(&self, account: &str, client: IpAddr, now: Instant) -> Result<(), Duration> {
-        let a = self.per_account.check(&account.to_string(), now);
-        let c = self.per_client.check(&(account.to_string(), client), now);
-        match (a, c) {
-            (Ok(()), Ok(())) => Ok(()),
-            (a, c) => Err(a.err().unwrap_or_default().max(c.err().unwrap_or_default())),
+    fn lock(&self) -> std::sync::MutexGuard<'_, LoginCounters> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves one password check for `account` from `client`: `Err(wait)` while a counter that
+    /// applies is locked (nothing is counted then), else every applicable counter is counted.
+    pub fn reserve(
+        &self,
+        account: &str,
+        client: &LoginClient,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let mut c = self.lock();
+        let account = account.to_string();
+        match client {
+            LoginClient::Device(id) => {
+                let key = (account, id.clone());
+                c.per_device.check(&key, now)?;
+                c.per_device.count(&key, now);
+            }
+            LoginClient::Address(ip) => {
+                let key = (account.clone(), *ip);
+                let a = c.per_account.check(&account, now);
+                let k = c.per_client.check(&key, now);
+                if a.is_err() || k.is_err() {
+                    return Err(a.err().unwrap_or_default().max(k.err().unwrap_or_default()));
+                }
+                c.per_client.count(&key, now);
+                c.per_account.count(&account, now);
+            }
         }
+        Ok(())
     }
 
-    /// Counts a failed login.
-    pub fn fail(&self, account: &str, client: IpAddr, now: Instant) {
-        self.per_client.fail(&(account.to_string(), client), now);
-        self.per_account.fail(&account.to_string(), now);
-    }
-
-    /// Resets the counters after a successful login.
-    pub fn succeed(&self, account: &str, client: IpAddr) {
-        self.per_client.succeed(&(account.to_string(), client));
-        self.per_account.succeed(&account.to_string());
+    /// Gives back the reserved attempt of a successful login: this client's counter resets.
+    /// The account-wide counter does not: an attack under way is not over because the owner got
+    /// in, and resetting it would hand the attacker a fresh allowance at every login of hers.
+    pub fn succeed(&self, account: &str, client: &LoginClient) {
+        let mut c = self.lock();
+        let account = account.to_string();
+        match client {
+            LoginClient::Device(id) => c.per_device.forget(&(account, id.clone())),
+            LoginClient::Address(ip) => c.per_client.forget(&(account, *ip)),
+        }
     }
 }
 
@@ -185,34 +265,54 @@ mod tests {
     }
 
     #[test]
-    fn delay_doubles_after_five_failures_up_to_the_cap() {
+    fn delay_doubles_after_five_attempts_up_to_the_cap() {
         let b = Backoff::new(policy());
         let t = Instant::now();
         for _ in 0..4 {
-            assert_eq!(b.fail(&"a", t), None);
+            assert_eq!(b.reserve(&"a", t), Ok(None));
         }
-        let delays: Vec<u64> = (0..13)
-            .map(|_| b.fail(&"a", t).unwrap().as_secs())
-            .collect();
-        assert_eq!(
-            delays,
-            [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900]
-        );
-        assert!(b.check(&"a", t).is_err());
-        assert!(b.check(&"a", t + Duration::from_secs(901)).is_ok());
-        assert!(b.check(&"b", t).is_ok());
+        // The fifth reservation starts the first lock; reserving while locked counts nothing.
+        assert_eq!(b.reserve(&"a", t), Ok(Some(Duration::from_secs(1))));
+        assert_eq!(b.reserve(&"a", t), Err(Duration::from_secs(1)));
+        let mut at = t;
+        let mut delays = Vec::new();
+        for _ in 0..12 {
+            at += Duration::from_secs(901);
+            delays.push(b.reserve(&"a", at).unwrap().unwrap().as_secs());
+        }
+        assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900]);
+        assert!(b.reserve(&"b", at).is_ok());
         b.succeed(&"a");
-        assert!(b.check(&"a", t).is_ok());
+        assert_eq!(b.reserve(&"a", at), Ok(None));
     }
 
     #[test]
     fn quiet_keys_are_forgotten() {
         let b = Backoff::new(policy());
         let t = Instant::now();
-        for _ in 0..5 {
-            b.fail(&"a", t);
+        for _ in 0..4 {
+            b.reserve(&"a", t).unwrap();
         }
-        assert_eq!(b.fail(&"a", t + Duration::from_secs(3600)), None);
+        assert_eq!(b.reserve(&"a", t + Duration::from_secs(3600)), Ok(None));
+    }
+
+    #[test]
+    fn a_known_device_keeps_its_own_budget_while_the_account_is_locked() {
+        let th = LoginThrottle::new(policy(), policy());
+        let t = Instant::now();
+        for i in 0..5u8 {
+            th.reserve("ann", &LoginClient::Address([10, 0, 0, i].into()), t)
+                .unwrap();
+        }
+        let stranger = LoginClient::Address([10, 0, 1, 1].into());
+        assert!(th.reserve("ann", &stranger, t).is_err());
+        let device = LoginClient::Device("d1".into());
+        assert!(th.reserve("ann", &device, t).is_ok());
+        th.succeed("ann", &device);
+        assert!(th.reserve("ann", &stranger, t).is_err());
+        assert!(th
+            .reserve("ann", &stranger, t + Duration::from_secs(2))
+            .is_ok());
     }
 
     #[test]

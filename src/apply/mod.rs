@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  generate keys and passwords, hash passwords (all cores, outside any transaction)
-//!    → transaction 1: every data change; new keys and passwords recorded *pending* (hashes only)
+//!    → transaction 1: every data change; new keys and passwords recorded *pending* (hashes only);
+//!      the sessions of users who lose a capability ended (`privileges`)
 //!    → deliver each secret through the SecretSink
 //!    → transaction 2: delivered ones marked issued, failed ones discarded; statuses
 //! ```
@@ -15,6 +16,7 @@
 
 mod finish;
 mod ops;
+mod privileges;
 
 use crate::plan::Plan;
 use crate::secrets::{PasswordParams, SecretSink, ServerKey};
@@ -94,7 +96,8 @@ pub fn apply(
     let state = store.load_state()?;
     let mut work = ops::Work::new(&state, ctx);
     work.prepare(plan)?;
-    let first = work.translate(plan);
+    let mut first = work.translate(plan);
+    first.extend(privileges::end_reduced_sessions(plan, &state, &work));
     let deliveries = std::mem::take(&mut work.deliveries);
     if deliveries.is_empty() {
         let mut all = first;

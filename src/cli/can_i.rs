@@ -72,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if decision.code == DecisionCode::Incomplete {
         bail!(
             "incomplete question: {} (see stagegate can-i --help)",
-            decision.reason
+            decision.reason()
         );
     }
     if source.principal.is_none() {

@@ -1,6 +1,6 @@
 //! The identity API as `stagegate run` serves it, in directory and Kubernetes mode alike.
 
-use crate::api::{metrics_router, serve, ApiConfig, ApiState};
+use crate::api::{serve, serve_metrics, ApiConfig, ApiState, BackoffPolicy};
 use crate::secrets::{PasswordParams, ServerKey};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -25,6 +25,21 @@ pub struct ApiArgs {
     /// Lifetime of a login session, e.g. 12h, 30m.
     #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = humantime::parse_duration)]
     pub session_ttl: Duration,
+    /// Most HTTP connections open at once; keep it well under the file descriptor limit.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub max_connections: usize,
+    /// Longest wait for a request's headers, also after a response on a kept-alive connection.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Longest time to answer one request, reading its body included (then 408).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Failed logins an account allows one client (address or known device) before delays start.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub login_free_failures: u32,
+    /// First delay after those failures; it doubles with each further failure, up to 15m.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub login_lockout: Duration,
 }
 
 /// Resolves once `rx` turns true (SIGTERM/SIGINT).
@@ -41,11 +56,25 @@ pub async fn start(
     password_params: PasswordParams,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<ApiState> {
+    let defaults = ApiConfig::default();
+    let per_client = BackoffPolicy {
+        free_failures: args.login_free_failures.max(1),
+        base: args.login_lockout,
+        cap: defaults
+            .login_backoff_per_client
+            .cap
+            .max(args.login_lockout),
+        ..defaults.login_backoff_per_client
+    };
     let config = ApiConfig {
         listen: args.listen,
         session_ttl: args.session_ttl,
         password_params,
-        ..ApiConfig::default()
+        max_connections: args.max_connections.max(1),
+        header_read_timeout: args.header_read_timeout,
+        request_timeout: args.request_timeout,
+        login_backoff_per_client: per_client,
+        ..defaults
     };
     let path = store.to_path_buf();
     let state = tokio::task::spawn_blocking(move || ApiState::open(config, &path, key))
@@ -68,10 +97,9 @@ pub async fn start(
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         println!("  metrics:    http://{}/metrics", listener.local_addr()?);
-        let app = metrics_router(state.clone());
+        let served = state.clone();
         tokio::spawn(async move {
-            let server = axum::serve(listener, app).with_graceful_shutdown(stopped(shutdown));
-            if let Err(e) = server.await {
+            if let Err(e) = serve_metrics(listener, served, stopped(shutdown)).await {
                 tracing::error!(error = %e, "metrics server failed");
             }
         });

@@ -3,9 +3,11 @@
 //! Pure: no I/O, no clock, no Kubernetes. Every front end (CLI, HTTP API,
 //! controller, PR diff) asks this module, so the table lives in one place.
 
+mod compare;
 mod decide;
 mod types;
 
+pub use compare::{capability_lost, LostCapability};
 pub use decide::{decide, transition_possible, Decision, DecisionCode, ModelRef, Request};
 pub use types::{
     Action, FromStage, Grant, ModelState, Principal, PrincipalKind, Role, Scope, Stage,

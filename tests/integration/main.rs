@@ -1,6 +1,7 @@
 //! The one integration-test binary: each module drives the real `stagegate` binary or library.
 
 mod api;
+mod api_abuse;
 mod controller;
 mod daemon;
 mod diff;

@@ -44,6 +44,19 @@ impl ApiClient {
         }
     }
 
+    /// A client for `base` whose connections come from the local address `from` (any of
+    /// 127.0.0.0/8 on Linux): how tests act as several clients of the real server.
+    pub fn from_address(base: &str, from: std::net::IpAddr) -> Self {
+        ApiClient {
+            base: base.trim_end_matches('/').to_string(),
+            http: Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .local_address(from)
+                .build()
+                .expect("reqwest client"),
+        }
+    }
+
     /// The base URL.
     #[allow(dead_code)]
     pub fn base(&self) -> &str {

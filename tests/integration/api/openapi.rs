@@ -116,7 +116,9 @@ fn the_error_schema_lists_every_code_the_server_sends() {
         E::NotFound(String::new()),
         E::MethodNotAllowed(String::new()),
         E::Conflict(String::new()),
+        E::RequestTimeout(String::new()),
         E::PayloadTooLarge(String::new()),
+        E::HeaderFieldsTooLarge(String::new()),
         E::UnsupportedMediaType(String::new()),
         E::TooManyRequests {
             message: String::new(),
