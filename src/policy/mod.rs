@@ -8,7 +8,7 @@ mod types;
 
 pub use decide::{decide, transition_possible, Decision, DecisionCode, Request};
 pub use types::{
-    Action, FromStage, Grant, ModelState, Principal, PrincipalKind, Role, Scope, Stage,
+    Action, FromStage, Grant, ModelState, Principal, PrincipalKind, Role, Scope, ScopeError, Stage,
 };
 
 #[cfg(test)]

@@ -9,5 +9,6 @@ mod foundation;
 mod helm;
 mod kube_api;
 mod layers;
+mod refused;
 mod store;
 mod support;
