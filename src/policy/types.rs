@@ -172,11 +172,11 @@ impl fmt::Display for FromStage {
     }
 }
 
+// Every scope that enters from outside (a manifest, an API body, a CLI flag) passes
+// `Scope::checked`: customer and project are DNS labels, so a scope can never spell a path
+// (`x/../y`) or a second level (`acme/fraud/extra`). (A plain comment: the doc comment
+// below is the schema description in the CRDs.)
 /// Where a binding applies or a model lives: global ⊃ customer ⊃ project.
-///
-/// Every scope that enters from outside (a manifest, an API body, a CLI flag)
-/// passes [`Scope::checked`]: customer and project are DNS labels, so a scope
-/// can never spell a path (`x/../y`) or a second level (`acme/fraud/extra`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [{"rule": "!has(self.project) || has(self.customer)", "message": "scope.project requires scope.customer"}]))]
