@@ -216,11 +216,7 @@ pub async fn authorize(
         .transpose()
         .map_err(ApiError::BadRequest)?;
     if let Some(s) = &req.scope {
-        if s.project.is_some() && s.customer.is_none() {
-            return Err(ApiError::BadRequest(
-                "scope.project requires scope.customer".into(),
-            ));
-        }
+        s.check().map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
     let question = Question {
         action: Some(action),

@@ -31,7 +31,7 @@ pub struct Args {
     /// Target stage of models:transition.
     #[arg(long)]
     pub to: Option<Stage>,
-    /// CUSTOMER[/PROJECT]: the model's scope, or the scope of a manage action.
+    /// CUSTOMER[/PROJECT] (each a DNS label; `*` = global): the model's scope, or the scope of a manage action.
     #[arg(long, value_parser = Scope::parse)]
     pub scope: Option<Scope>,
     /// Print the reason.

@@ -31,15 +31,20 @@ pub struct PlanContext<'a> {
 }
 
 /// The Secrets whose state `plan` needs: generated-password and token Secrets of the snapshot.
+///
+/// Only valid declarations count (as [`plan`] decides validity): an invalid one is never
+/// planned, and its names (a namespace such as `../x`) must not even be looked up.
 pub fn wanted_secrets(snap: &Snapshot, state: &StoreState) -> BTreeSet<(String, String)> {
+    let resolved = super::holders::with_store_holders(snap, state);
+    let invalid = resolved.invalid_keys();
     let mut out = BTreeSet::new();
-    for u in &snap.users {
+    for u in snap.users.iter().filter(|u| !invalid.contains(&u.key())) {
         if u.object.spec.password_secret_ref.is_none() {
             let s = super::users::password_secret(&u.object);
             out.insert((s.namespace, s.name));
         }
     }
-    for t in &snap.tokens {
+    for t in snap.tokens.iter().filter(|t| !invalid.contains(&t.key())) {
         out.insert((
             t.object.namespace().unwrap_or_default(),
             t.object.secret_name(),

@@ -317,3 +317,31 @@ fn a_plan_made_before_another_commit_is_refused() {
     assert!(err.to_string().contains("plan again"), "{err}");
     assert_eq!(w.store.load_state().unwrap().users.len(), 1);
 }
+
+#[test]
+fn the_holder_of_a_contested_secret_keeps_it_in_the_store_and_the_base_branch() {
+    let token = "apiVersion: stagegate.dev/v1alpha1\nkind: ApiToken\nmetadata: {name: export, namespace: t}\nspec: {role: Analyst, scope: {customer: acme}, validity: 30d, secretName: zed-password}\n";
+    let before = snap(&[("z.yaml", token)]);
+    let after = snap(&[("a.yaml", &user("zed", "")), ("z.yaml", token)]);
+    let flagged = |s: &Snapshot| -> Vec<String> {
+        s.diagnostics
+            .iter()
+            .filter(|d| d.reason == crate::snapshot::Reason::SecretNameConflict)
+            .filter_map(|d| d.name.clone())
+            .collect()
+    };
+    // By file order alone the User (a.yaml) comes first and the token is the newcomer.
+    assert_eq!(flagged(&after), ["export"]);
+    // The base branch declared the token: it holds the Secret.
+    assert_eq!(flagged(&with_base_holders(&after, &before)), ["zed"]);
+    // The store shows the token delivered there: it keeps the Secret, zed gets nothing.
+    let mut w = World::new();
+    w.apply_at(&before, T0);
+    let state = w.store.load_state().unwrap();
+    assert_eq!(flagged(&with_store_holders(&after, &state)), ["zed"]);
+    let p = w.apply_at(&after, T0);
+    assert!(!status_of(&p, "zed").ready);
+    assert!(status_of(&p, "export").ready);
+    assert!(!ops(&p).contains(&"generatePassword"), "{:?}", ops(&p));
+    assert!(!ops(&p).contains(&"createUser"), "{:?}", ops(&p));
+}

@@ -25,7 +25,7 @@ pub fn password_fingerprint(key: &ServerKey, username: &str, value: &[u8]) -> St
 pub fn password_secret(user: &User) -> SecretName {
     SecretName {
         namespace: user.namespace().unwrap_or_default(),
-        name: format!("{}-password", user.name_any()),
+        name: user.password_secret_name(),
     }
 }
 

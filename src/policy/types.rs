@@ -1,7 +1,8 @@
 //! Domain types shared by resources, store and policy.
 
+use crate::resources::names::{self, NameError};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
@@ -171,25 +172,27 @@ impl fmt::Display for FromStage {
     }
 }
 
+// Every scope that enters from outside (a manifest, an API body, a CLI flag) passes
+// `Scope::checked`: customer and project are DNS labels, so a scope can never spell a path
+// (`x/../y`) or a second level (`acme/fraud/extra`). (A plain comment: the doc comment
+// below is the schema description in the CRDs.)
 /// Where a binding applies or a model lives: global ⊃ customer ⊃ project.
-#[derive(
-    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [{"rule": "!has(self.project) || has(self.customer)", "message": "scope.project requires scope.customer"}]))]
 pub struct Scope {
     /// Customer name; absent means global.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        length(min = 1, max = names::DNS_LABEL_MAX),
+        regex(pattern = names::DNS_LABEL_PATTERN)
     )]
     pub customer: Option<String>,
     /// Project within the customer; requires `customer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        length(min = 1, max = 63),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        length(min = 1, max = names::DNS_LABEL_MAX),
+        regex(pattern = names::DNS_LABEL_PATTERN)
     )]
     pub project: Option<String>,
 }
@@ -243,24 +246,73 @@ impl Scope {
         part(&self.customer, &other.customer) && part(&self.project, &other.project)
     }
 
-    /// Parses `CUSTOMER[/PROJECT]`; empty or `*` means global.
-    pub fn parse(s: &str) -> Result<Scope, String> {
-        let s = s.trim();
-        if s.is_empty() || s == "*" || s == "/" {
+    /// A scope from its parts, each checked to be a DNS label. A project without a customer
+    /// passes (manifests report it as `ProjectWithoutCustomer`); [`Scope::check`] refuses it.
+    pub fn checked(customer: Option<String>, project: Option<String>) -> Result<Scope, ScopeError> {
+        for (part, value) in [("customer", &customer), ("project", &project)] {
+            if let Some(v) = value {
+                names::dns_label(v).map_err(|error| ScopeError::Part { part, error })?;
+            }
+        }
+        Ok(Scope { customer, project })
+    }
+
+    /// Whether the scope is whole: valid parts, and a project only within a customer.
+    pub fn check(&self) -> Result<(), ScopeError> {
+        Scope::checked(self.customer.clone(), self.project.clone())?;
+        if self.project.is_some() && self.customer.is_none() {
+            return Err(ScopeError::ProjectWithoutCustomer);
+        }
+        Ok(())
+    }
+
+    /// Parses `CUSTOMER[/PROJECT]` strictly (each part a DNS label); empty or `*` means global.
+    pub fn parse(s: &str) -> Result<Scope, ScopeError> {
+        if s.is_empty() || s == "*" {
             return Ok(Scope::global());
         }
-        let mut parts = s.splitn(2, '/');
-        let c = parts.next().unwrap_or_default();
-        let p = parts.next();
-        if c.is_empty() || p == Some("") {
-            return Err(format!(
-                "invalid scope {s:?} (expected CUSTOMER or CUSTOMER/PROJECT)"
-            ));
+        let parts: Vec<&str> = s.split('/').collect();
+        let (customer, project) = match parts.as_slice() {
+            [c] => (c.to_string(), None),
+            [c, p] => (c.to_string(), Some(p.to_string())),
+            _ => return Err(ScopeError::Shape),
+        };
+        Scope::checked(Some(customer), project)
+    }
+}
+
+/// Why a scope is refused (the message names the part and the rule).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// A customer or project that is not a DNS label.
+    #[error("scope {part} {error}")]
+    Part {
+        /// `customer` or `project`.
+        part: &'static str,
+        /// The rule it breaks.
+        error: NameError,
+    },
+    /// More than two levels, or an empty one.
+    #[error("a scope is CUSTOMER or CUSTOMER/PROJECT")]
+    Shape,
+    /// `project` without `customer`.
+    #[error("scope.project requires scope.customer")]
+    ProjectWithoutCustomer,
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The wire shape; the parts are checked before a `Scope` exists.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(default)]
+            customer: Option<String>,
+            #[serde(default)]
+            project: Option<String>,
         }
-        Ok(Scope {
-            customer: Some(c.to_string()),
-            project: p.map(str::to_string),
-        })
+        let raw = Raw::deserialize(d)?;
+        Scope::checked(raw.customer, raw.project).map_err(serde::de::Error::custom)
     }
 }
 

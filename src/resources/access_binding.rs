@@ -1,6 +1,7 @@
 //! The `AccessBinding` kind: one role for one user at one scope.
 
 use super::common::Condition;
+use super::names;
 use crate::policy::{Role, Scope};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -28,7 +29,10 @@ use serde::{Deserialize, Serialize};
 #[schemars(extend("x-kubernetes-validations" = [{"rule": "!(self.role in ['Developer', 'Deployer']) || (has(self.scope) && has(self.scope.customer))", "message": "Developer and Deployer cannot be bound globally: set scope.customer"}]))]
 pub struct AccessBindingSpec {
     /// Username the role is granted to.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(max = names::USERNAME_MAX),
+        regex(pattern = names::USERNAME_PATTERN)
+    )]
     pub user: String,
     /// Admin, Manager, Analyst, Developer or Deployer.
     pub role: Role,

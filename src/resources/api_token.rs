@@ -1,6 +1,7 @@
 //! The `ApiToken` kind: a non-human principal with its own role.
 
-use super::common::Condition;
+use super::common::{Condition, MAX_ROTATION};
+use super::names;
 use crate::policy::{Role, Scope};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -33,8 +34,12 @@ pub struct ApiTokenSpec {
     pub scope: Option<Scope>,
     /// Username accountable for the token; revoking or deleting the owner revokes the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = names::USERNAME_MAX),
+        regex(pattern = names::USERNAME_PATTERN)
+    )]
     pub owner: Option<String>,
-    /// How long a key is valid from issue: e.g. 30d, 720h, or Never.
+    /// How long a key is valid from issue: e.g. 30d, 720h, at most 10y; or Never.
     #[schemars(length(min = 1, max = 32))]
     pub validity: String,
     /// True revokes the token without deleting it.
@@ -42,13 +47,13 @@ pub struct ApiTokenSpec {
     pub revoked: bool,
     /// Increasing this number revokes the current key and issues a new one.
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = MAX_ROTATION))]
     pub rotation: u32,
     /// Secret the key is delivered to; defaults to <name>-token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+        length(min = 1, max = names::DNS_SUBDOMAIN_MAX),
+        regex(pattern = names::DNS_SUBDOMAIN_PATTERN)
     )]
     pub secret_name: Option<String>,
 }
@@ -97,10 +102,7 @@ impl ApiToken {
     /// The Secret the key goes to: spec.secretName or <name>-token.
     pub fn secret_name(&self) -> String {
         self.spec.secret_name.clone().unwrap_or_else(|| {
-            format!(
-                "{}-token",
-                self.metadata.name.as_deref().unwrap_or_default()
-            )
+            names::token_secret_name(self.metadata.name.as_deref().unwrap_or_default())
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Pieces shared by the four kinds.
 
+use super::names;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -19,13 +20,23 @@ pub type Condition = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretKeyRef {
-    /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the Secret (a DNS subdomain).
+    #[schemars(
+        length(min = 1, max = names::DNS_SUBDOMAIN_MAX),
+        regex(pattern = names::DNS_SUBDOMAIN_PATTERN)
+    )]
     pub name: String,
     /// Key within the Secret's data.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = names::SECRET_KEY_MAX),
+        regex(pattern = names::SECRET_KEY_PATTERN)
+    )]
     pub key: String,
 }
+
+/// Largest `spec.rotation` / `spec.passwordRotation`: counters people raise by hand stay far
+/// below it, and every store and API server integer holds it.
+pub const MAX_ROTATION: u32 = 1_000_000;
 
 /// Annotation giving a ModelStageRequest's request time (RFC 3339) in directory mode.
 pub const REQUESTED_AT: &str = "stagegate.dev/requested-at";

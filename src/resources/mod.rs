@@ -7,32 +7,71 @@ mod access_binding;
 mod api_token;
 mod common;
 mod model_stage_request;
+pub mod names;
 mod user;
 mod validity;
 
 pub use access_binding::{AccessBinding, AccessBindingSpec, AccessBindingStatus};
 pub use api_token::{ApiToken, ApiTokenSpec, ApiTokenStatus, TokenPhase};
-pub use common::{Condition, SecretKeyRef, API_VERSION, GROUP, KINDS, REQUESTED_AT, VERSION};
+pub use common::{
+    Condition, SecretKeyRef, API_VERSION, GROUP, KINDS, MAX_ROTATION, REQUESTED_AT, VERSION,
+};
 pub use model_stage_request::{
     ModelStageRequest, ModelStageRequestSpec, ModelStageRequestStatus, RequestPhase,
 };
 pub use user::{User, UserPhase, UserSpec, UserState, UserStatus};
 pub use validity::Validity;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, ValidationRule,
+};
 use kube::CustomResourceExt;
 
 /// The four CRDs in the order of their file names under `crds/` (so
 /// `stagegate crds | diff - <(cat crds/*.yaml)` is empty).
 pub fn crds() -> Vec<CustomResourceDefinition> {
     let mut all = vec![
-        User::crd(),
+        with_derived_name_rule(
+            User::crd(),
+            "passwordSecretRef",
+            names::PASSWORD_SECRET_SUFFIX,
+        ),
         AccessBinding::crd(),
-        ApiToken::crd(),
+        with_derived_name_rule(ApiToken::crd(), "secretName", names::TOKEN_SECRET_SUFFIX),
         ModelStageRequest::crd(),
     ];
     all.sort_by_key(crd_file_name);
     all
+}
+
+/// Adds a root CEL rule (the only place a CRD may read `metadata.name`) that keeps
+/// `<name><suffix>` within the 253-character limit unless `spec.<explicit>` names the Secret.
+fn with_derived_name_rule(
+    mut crd: CustomResourceDefinition,
+    explicit: &str,
+    suffix: &str,
+) -> CustomResourceDefinition {
+    let max = names::max_name_with_suffix(suffix);
+    let rule = ValidationRule {
+        rule: format!("has(self.spec.{explicit}) || size(self.metadata.name) <= {max}"),
+        message: Some(format!(
+            "metadata.name must be at most {max} characters: without spec.{explicit} it names Secret <name>{suffix}, at most {} characters",
+            names::DNS_SUBDOMAIN_MAX
+        )),
+        ..ValidationRule::default()
+    };
+    for version in &mut crd.spec.versions {
+        if let Some(root) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            root.x_kubernetes_validations
+                .get_or_insert_with(Vec::new)
+                .push(rule.clone());
+        }
+    }
+    crd
 }
 
 /// The CRDs as one multi-document YAML, as `stagegate crds` prints it.

@@ -1,6 +1,7 @@
 //! The `ModelStageRequest` kind: a request to move a model between stages.
 
 use super::common::Condition;
+use super::names;
 use crate::policy::{FromStage, Scope, Stage};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -38,7 +39,10 @@ pub struct ModelStageRequestSpec {
     /// Target stage: Dev, Staging or Production.
     pub to: Stage,
     /// Username of the requester.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(max = names::USERNAME_MAX),
+        regex(pattern = names::USERNAME_PATTERN)
+    )]
     pub requested_by: String,
     /// Why the move is requested.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,7 @@
 //! The `User` kind: a person who logs in.
 
-use super::common::{Condition, SecretKeyRef};
+use super::common::{Condition, SecretKeyRef, MAX_ROTATION};
+use super::names;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -27,8 +28,8 @@ pub struct UserSpec {
     /// Login name, unique in the identity store; defaults to metadata.name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9._@]*[a-z0-9])?$")
+        length(max = names::USERNAME_MAX),
+        regex(pattern = names::USERNAME_PATTERN)
     )]
     pub username: Option<String>,
     /// Name shown in the platform's UI.
@@ -46,7 +47,7 @@ pub struct UserSpec {
     pub password_secret_ref: Option<SecretKeyRef>,
     /// Without passwordSecretRef, increasing this number issues a new generated password (written once to Secret <name>-password).
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = MAX_ROTATION))]
     pub password_rotation: u32,
 }
 
@@ -93,5 +94,10 @@ impl User {
             .username
             .clone()
             .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+    }
+
+    /// The Secret a generated password is delivered to: `<name>-password`.
+    pub fn password_secret_name(&self) -> String {
+        names::password_secret_name(self.metadata.name.as_deref().unwrap_or_default())
     }
 }

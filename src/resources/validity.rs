@@ -12,15 +12,29 @@ pub enum Validity {
 }
 
 impl Validity {
-    /// Parses `Never` or a positive duration (`30d`, `720h`, `90m`, `1d 12h`).
+    /// The longest finite validity: ten years (`10y`, as humantime counts a year of 365.25
+    /// days: 87,660 hours). Anything longer is refused rather than silently never expiring;
+    /// `Never` is the only way to say never.
+    pub const MAX: Duration = Duration::from_secs(10 * 31_557_600);
+    /// The shortest validity: one minute.
+    pub const MIN: Duration = Duration::from_secs(60);
+
+    /// Parses `Never` or a duration from one minute to [`Validity::MAX`] (`30d`, `720h`,
+    /// `90m`, `1d 12h`, `10y`).
     pub fn parse(s: &str) -> Result<Validity, String> {
         let s = s.trim();
         if s == "Never" {
             return Ok(Validity::Never);
         }
         match humantime::parse_duration(s) {
-            Ok(d) if d.as_secs() >= 60 => Ok(Validity::For(d)),
-            Ok(_) => Err(format!("validity {s:?} is shorter than one minute")),
+            Ok(d) if d < Validity::MIN => Err(format!("validity {s:?} is shorter than one minute")),
+            Ok(d) if d > Validity::MAX => Err(format!(
+                "validity {s:?} is longer than the maximum of 10y (87660h); use Never for a key that does not expire"
+            )),
+            Ok(d) => Ok(Validity::For(d)),
+            Err(humantime::DurationError::NumberOverflow) => Err(format!(
+                "validity {s:?} is longer than the maximum of 10y (87660h); use Never for a key that does not expire"
+            )),
             Err(e) => Err(format!(
                 "validity {s:?} is not a duration such as 30d or 720h, or Never: {e}"
             )),
@@ -54,5 +68,26 @@ mod tests {
         assert!(Validity::parse("forever").is_err());
         assert!(Validity::parse("30").is_err());
         assert!(Validity::parse("10s").is_err());
+    }
+
+    #[test]
+    fn bounded_by_ten_years() {
+        assert_eq!(Validity::parse("10y"), Ok(Validity::For(Validity::MAX)));
+        assert_eq!(Validity::parse("87660h"), Ok(Validity::For(Validity::MAX)));
+        for long in [
+            "87661h",
+            "3653d",
+            "11y",
+            "10000y",
+            "99999999999d",
+            "18446744073709551615s",
+            "999999999999999999999999y",
+            "10y 1s",
+        ] {
+            let e = Validity::parse(long).unwrap_err();
+            assert!(e.contains("maximum"), "{long}: {e}");
+        }
+        assert!(Validity::parse("never").is_err());
+        assert!(Validity::parse("0d").is_err());
     }
 }

@@ -14,7 +14,8 @@ pub enum Reason {
     UnknownField,
     /// The object does not match the CRD's OpenAPI schema.
     SchemaViolation,
-    /// metadata.name missing or not a valid Kubernetes name.
+    /// `metadata.name` or `metadata.namespace` missing or not a valid Kubernetes name, or a
+    /// name derived from it (`<name>-password`, `<name>-token`) too long.
     InvalidName,
     /// `role` is not one of the five roles.
     UnknownRole,
@@ -36,6 +37,12 @@ pub enum Reason {
     TransitionNeverAllowed,
     /// `stagegate.dev/requested-at` is not an RFC 3339 time.
     InvalidAnnotation,
+    /// A username, or a reference to one, that no User can ever have (bad syntax).
+    InvalidUsername,
+    /// A Secret another declaration already writes or reads (the holder keeps it).
+    SecretNameConflict,
+    /// A scope customer or project that is not a DNS label.
+    InvalidScope,
 }
 
 impl Reason {
@@ -57,6 +64,9 @@ impl Reason {
             Reason::UnknownUser => "UnknownUser",
             Reason::TransitionNeverAllowed => "TransitionNeverAllowed",
             Reason::InvalidAnnotation => "InvalidAnnotation",
+            Reason::InvalidUsername => "InvalidUsername",
+            Reason::SecretNameConflict => "SecretNameConflict",
+            Reason::InvalidScope => "InvalidScope",
         }
     }
 }

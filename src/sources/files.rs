@@ -218,9 +218,6 @@ fn load_document(file: &str, _position: usize, doc: &Document, snap: &mut Snapsh
             format!("unknown apiVersion {api_version:?} (this stagegate serves {API_VERSION})"),
         );
     }
-    if let Err(why) = check_name(&name) {
-        return diag(k, ns, n, Some("metadata.name"), Reason::InvalidName, why);
-    }
     let object = Value::Object(map);
     let issues = schema::check(&kind, &object);
     if !issues.is_empty() {
@@ -255,28 +252,4 @@ fn typed<K: DeserializeOwned>(
     let object = serde_json::from_value(object).map_err(|e| e.to_string())?;
     into.push(Declared { object, source });
     Ok(())
-}
-
-/// Kubernetes object names: DNS-1123 subdomain.
-fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("metadata.name is required".into());
-    }
-    let ok = name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && name
-            .bytes()
-            .last()
-            .is_some_and(|b| b.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{name:?} is not a valid name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)"))
-    }
 }

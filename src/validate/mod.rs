@@ -3,7 +3,10 @@
 //! Every problem is a [`Diagnostic`](crate::snapshot::Diagnostic) attached to the object and field it
 //! concerns, with a stable machine-readable [`Reason`](crate::snapshot::Reason).
 
+mod claims;
+mod names;
 mod rules;
 pub mod schema;
 
+pub use claims::{secret_claims, secret_conflicts, SecretClaim, SecretUse};
 pub use rules::validate;

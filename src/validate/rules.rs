@@ -1,6 +1,7 @@
 //! Layer (b): the role policy and cross-object rules.
 
 use crate::policy::{transition_possible, Role, Scope};
+use crate::resources::names;
 use crate::resources::{ApiToken, User, Validity, REQUESTED_AT};
 use crate::snapshot::{Declared, ObjectKey, Snapshot, Source};
 use crate::snapshot::{Diagnostic, Reason, Severity};
@@ -61,20 +62,23 @@ pub fn validate(snap: &mut Snapshot) {
             }
         }
     }
+    ctx.names();
     ctx.usernames();
     ctx.token_names();
     ctx.references();
+    out.extend(super::claims::secret_conflicts(snap_ref, |_| false));
     out.sort();
     snap.diagnostics.extend(out);
 }
 
-struct Ctx<'a> {
-    snap: &'a Snapshot,
+/// What the checks share: the snapshot and the diagnostics found so far.
+pub(super) struct Ctx<'a> {
+    pub(super) snap: &'a Snapshot,
     out: &'a mut Vec<Diagnostic>,
 }
 
 impl Ctx<'_> {
-    fn push<K: Resource<DynamicType = ()>>(
+    pub(super) fn push<K: Resource<DynamicType = ()>>(
         &mut self,
         d: &Declared<K>,
         field: &str,
@@ -182,7 +186,8 @@ impl Ctx<'_> {
         }
     }
 
-    /// References to usernames no User declares: kept, take effect when the user appears.
+    /// References to usernames: one that is not a username can never resolve (an error);
+    /// one no User declares is kept and takes effect when the user appears (a warning).
     fn references(&mut self) {
         let known: BTreeSet<String> = self
             .snap
@@ -225,21 +230,27 @@ impl Ctx<'_> {
             }
         }
         for (key, source, field, user, effect) in warn {
-            let msg = format!("no User declares username {user:?}; {effect}");
+            let (reason, severity, msg) = match names::username(&user) {
+                Ok(()) => (
+                    Reason::UnknownUser,
+                    Severity::Warning,
+                    format!("no User declares username {user:?}; {effect}"),
+                ),
+                Err(e) => (
+                    Reason::InvalidUsername,
+                    Severity::Error,
+                    format!("no User can ever match it: it {e}"),
+                ),
+            };
             self.out.push(diagnostic(
-                self.snap,
-                &key,
-                &source,
-                field,
-                Reason::UnknownUser,
-                Severity::Warning,
-                msg,
+                self.snap, &key, &source, field, reason, severity, msg,
             ));
         }
     }
 }
 
-fn diagnostic(
+/// A diagnostic on the object `key`, at the line of `field` in its document.
+pub(super) fn diagnostic(
     snap: &Snapshot,
     key: &ObjectKey,
     source: &Source,

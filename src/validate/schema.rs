@@ -4,6 +4,7 @@
 //! every object schema rejects unknown fields (the API server would silently
 //! prune them, which hides typos in review).
 
+use crate::resources::names::{self, NameError, NameKind};
 use crate::resources::{crds, GROUP};
 use crate::snapshot::Reason;
 use jsonschema::error::ValidationErrorKind;
@@ -101,10 +102,54 @@ pub fn check(kind: &str, object: &Value) -> Vec<SchemaIssue> {
     let mut issues: Vec<SchemaIssue> = validator
         .iter_errors(&instance)
         .flat_map(|e| describe(&e))
+        .map(with_field_reason)
         .collect();
     issues.sort_by(|a, b| a.field.cmp(&b.field).then(a.message.cmp(&b.message)));
     issues.dedup();
+    // An empty value breaks both the length and the pattern rule: "must not be empty" says it all.
+    let empty: Vec<String> = issues
+        .iter()
+        .filter(|i| i.message == EMPTY)
+        .map(|i| i.field.clone())
+        .collect();
+    issues.retain(|i| i.message == EMPTY || !empty.contains(&i.field));
     issues
+}
+
+const EMPTY: &str = "must not be empty";
+
+/// Fields that hold a username (or a reference to one): any problem there is `InvalidUsername`.
+const USERNAME_FIELDS: [&str; 4] = [
+    "spec.username",
+    "spec.user",
+    "spec.owner",
+    "spec.requestedBy",
+];
+
+/// Gives problems with a username or a scope part their own reason: such a reference can
+/// never resolve, which a reviewer should read as more than a generic schema problem.
+fn with_field_reason(mut issue: SchemaIssue) -> SchemaIssue {
+    if issue.reason == Reason::SchemaViolation {
+        if USERNAME_FIELDS.contains(&issue.field.as_str()) {
+            issue.reason = Reason::InvalidUsername;
+        } else if issue.field.ends_with("scope.customer") || issue.field.ends_with("scope.project")
+        {
+            issue.reason = Reason::InvalidScope;
+        }
+    }
+    issue
+}
+
+/// The rule a pattern of `names` states, in words.
+fn pattern_rule(pattern: &str) -> String {
+    let kind = match pattern {
+        names::DNS_LABEL_PATTERN => NameKind::DnsLabel,
+        names::DNS_SUBDOMAIN_PATTERN => NameKind::DnsSubdomain,
+        names::USERNAME_PATTERN => NameKind::Username,
+        names::SECRET_KEY_PATTERN => NameKind::SecretKey,
+        other => return format!("does not match the pattern {other}"),
+    };
+    NameError::Syntax(kind).to_string()
 }
 
 fn describe(e: &jsonschema::ValidationError<'_>) -> Vec<SchemaIssue> {
@@ -146,8 +191,9 @@ fn describe(e: &jsonschema::ValidationError<'_>) -> Vec<SchemaIssue> {
             Reason::SchemaViolation,
             format!("must be one of {}", list(options)),
         ),
-        ValidationErrorKind::MinLength { limit: 1 } => {
-            issue(Reason::SchemaViolation, "must not be empty".into())
+        ValidationErrorKind::MinLength { limit: 1 } => issue(Reason::SchemaViolation, EMPTY.into()),
+        ValidationErrorKind::Pattern { .. } if e.instance.as_str() == Some("") => {
+            issue(Reason::SchemaViolation, EMPTY.into())
         }
         ValidationErrorKind::MinLength { limit } => issue(
             Reason::SchemaViolation,
@@ -157,17 +203,21 @@ fn describe(e: &jsonschema::ValidationError<'_>) -> Vec<SchemaIssue> {
             Reason::SchemaViolation,
             format!("must be at most {limit} characters long"),
         ),
-        ValidationErrorKind::Pattern { pattern } => issue(
-            Reason::SchemaViolation,
-            format!("does not match the pattern {pattern}"),
-        ),
+        ValidationErrorKind::Pattern { pattern } => {
+            issue(Reason::SchemaViolation, pattern_rule(pattern))
+        }
         ValidationErrorKind::Type { kind } => issue(
             Reason::SchemaViolation,
             format!("must be of type {}", type_name(kind)),
         ),
-        ValidationErrorKind::Minimum { limit } => {
-            issue(Reason::SchemaViolation, format!("must be at least {limit}"))
-        }
+        ValidationErrorKind::Minimum { limit } => issue(
+            Reason::SchemaViolation,
+            format!("must be at least {}", number(limit)),
+        ),
+        ValidationErrorKind::Maximum { limit } => issue(
+            Reason::SchemaViolation,
+            format!("must be at most {}", number(limit)),
+        ),
         ValidationErrorKind::Required { property } => vec![SchemaIssue {
             field: join(property.as_str().unwrap_or_default()),
             reason: Reason::SchemaViolation,
@@ -177,6 +227,14 @@ fn describe(e: &jsonschema::ValidationError<'_>) -> Vec<SchemaIssue> {
             Reason::SchemaViolation,
             format!("does not satisfy the schema rule at {}", e.schema_path),
         ),
+    }
+}
+
+/// A schema bound as written for people: `1000000`, not `1000000.0`.
+fn number(limit: &Value) -> String {
+    match limit.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        _ => limit.to_string(),
     }
 }
 

@@ -12,5 +12,6 @@ mod kube_api;
 mod layers;
 mod messages;
 mod operator;
+mod refused;
 mod store;
 mod support;
