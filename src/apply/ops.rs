@@ -365,8 +365,10 @@ impl<'a> Work<'a> {
                 discards,
             } => {
                 if let Some(d) = discards {
+                    // Never delivered (its Secret does not hold it): dropped, with a trace.
                     self.keys.remove(d);
                     out.push(StoreOp::DeleteTokenKey(d.clone()));
+                    out.push(self.audit(c, "token.discard", Some(json!({"keyId": d})), None));
                 }
                 let Some(nk) = self.new_keys.remove(&c.object) else {
                     return;

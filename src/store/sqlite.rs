@@ -137,8 +137,15 @@ fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
                    password_id = excluded.password_id, password_rotation = excluded.password_rotation,
                    pending_password_id = excluded.pending_password_id,
                    pending_password_hash = excluded.pending_password_hash,
-                   pending_rotation = excluded.pending_rotation, first_login = excluded.first_login,
-                   last_login = excluded.last_login, bootstrap = excluded.bootstrap,
+                   pending_rotation = excluded.pending_rotation,
+                   -- A login recorded since the apply read the row is kept (same owner: not a replacement).
+                   first_login = coalesce(excluded.first_login, CASE WHEN users.owner_kind IS excluded.owner_kind
+                     AND users.owner_namespace IS excluded.owner_namespace AND users.owner_name IS excluded.owner_name
+                     THEN users.first_login END),
+                   last_login = coalesce(excluded.last_login, CASE WHEN users.owner_kind IS excluded.owner_kind
+                     AND users.owner_namespace IS excluded.owner_namespace AND users.owner_name IS excluded.owner_name
+                     THEN users.last_login END),
+                   bootstrap = excluded.bootstrap,
                    owner_kind = excluded.owner_kind, owner_namespace = excluded.owner_namespace,
                    owner_name = excluded.owner_name, owner_source = excluded.owner_source",
                 params![
@@ -457,10 +464,23 @@ impl Store for SqliteStore {
     }
 
     fn record_login(&mut self, username: &str, at: Timestamp) -> Result<(), StoreError> {
-        self.conn.execute(
+        let tx = self.conn.transaction()?;
+        tx.execute(
             "UPDATE users SET last_login = ?2, first_login = coalesce(first_login, ?2) WHERE username = ?1",
             params![username, at.to_string()],
         )?;
+        // The status tells the truth at once: the first login makes an invited user Active.
+        tx.execute(
+            "UPDATE object_status SET phase = 'Active'
+              WHERE kind = 'User' AND phase = 'Invited' AND EXISTS (
+                SELECT 1 FROM users u WHERE u.username = ?1 AND (
+                  (u.owner_kind = 'User' AND u.owner_namespace = object_status.namespace
+                     AND u.owner_name = object_status.name)
+                  OR (u.bootstrap = 1 AND object_status.source = 'bootstrap'
+                     AND json_extract(object_status.extra_json, '$.username') = ?1)))",
+            params![username],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 }
