@@ -239,8 +239,13 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// `GET /readyz`: the store answers and the first reconcile is done.
+/// `GET /readyz`: the store answers, the first reconcile is done and the last one could run.
 pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Health>, ApiError> {
+    if let Some(why) = state.reconcile_failure() {
+        return Err(ApiError::Unavailable(format!(
+            "the last reconcile could not run: {why}"
+        )));
+    }
     if !state.is_ready() {
         return Err(ApiError::Unavailable(
             "waiting for the first reconcile".into(),

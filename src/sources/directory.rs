@@ -155,6 +155,7 @@ pub fn reconcile_with(
     now: Timestamp,
 ) -> Result<(Plan, Vec<Outcome>), DirError> {
     let sink = DirSecretSink::new(secrets_dir);
+    crate::secrets::tighten_secrets_dir(secrets_dir);
     let state = store.load_state()?;
     let plan = plan_against(snap, &state, &sink, key, now)?;
     for c in plan.data_changes() {

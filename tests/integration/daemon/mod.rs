@@ -2,7 +2,11 @@
 //! SIGTERM, and the bootstrap administrator (issues 3 and 8).
 
 mod bootstrap;
+mod fail_isolated;
+mod file_modes;
 pub(crate) mod harness;
+mod loud_failure;
+mod status_truth;
 mod watch;
 
 use crate::support;
