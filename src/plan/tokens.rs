@@ -108,6 +108,12 @@ fn plan_token(b: &mut Builder, t: &Declared<ApiToken>, keys: &[&TokenKeyRow]) {
     for k in older {
         retire(b, &key, &src, &name, k, "Rotated");
     }
+    // Why a key of this token must not work now, if it must not.
+    let revoke_why = if spec.revoked {
+        Some("Revoked")
+    } else {
+        owner_problem.as_ref().map(|p| p.2)
+    };
     let lowered = current
         .filter(|k| k.rotation > spec.rotation)
         .map(|k| lowered_note("spec.rotation", spec.rotation, k.rotation));
@@ -126,22 +132,7 @@ fn plan_token(b: &mut Builder, t: &Declared<ApiToken>, keys: &[&TokenKeyRow]) {
         Some(k) if k.state == KeyState::Pending => {
             if let SecretState::Unreadable { error } = held(b, k) {
                 // It may hold the key: neither complete nor forget it; revoke it if it must not work.
-                let why = if spec.revoked {
-                    Some("Revoked")
-                } else {
-                    owner_problem.as_ref().map(|p| p.2)
-                };
-                if let Some(why) = why {
-                    b.push(
-                        &key,
-                        &src,
-                        Op::RevokeToken {
-                            token: name.clone(),
-                            key_id: k.key_id.clone(),
-                            reason: why.into(),
-                        },
-                    );
-                }
+                revoke_if(b, &key, &src, &name, k, revoke_why);
                 let msg = format!("cannot read Secret {} that may hold pending key {}: {error}; the key is not in force until the Secret can be read", k.secret_name, k.key_id);
                 let mut st = status(t, false, "DeliveryFailed", msg, Some("SecretMissing"));
                 st.extra = extra;
@@ -177,23 +168,7 @@ fn plan_token(b: &mut Builder, t: &Declared<ApiToken>, keys: &[&TokenKeyRow]) {
         extra.insert("issuedAt".into(), k.issued_at.to_string());
         let mut revoked = k.revoked_reason.clone();
         if revoked.is_none() {
-            let why = if spec.revoked {
-                Some("Revoked")
-            } else {
-                owner_problem.as_ref().map(|p| p.2)
-            };
-            if let Some(why) = why {
-                b.push(
-                    &key,
-                    &src,
-                    Op::RevokeToken {
-                        token: name.clone(),
-                        key_id: k.key_id.clone(),
-                        reason: why.into(),
-                    },
-                );
-                revoked = Some(why.to_string());
-            }
+            revoked = revoke_if(b, &key, &src, &name, k, revoke_why).map(str::to_string);
         }
         if let Some(why) = revoked {
             let by_spec = why == "Revoked" && spec.revoked;
@@ -379,6 +354,28 @@ fn plan_token(b: &mut Builder, t: &Declared<ApiToken>, keys: &[&TokenKeyRow]) {
     b.set_status(st);
 }
 
+/// Revokes `k` when there is a reason `why`; returns it.
+fn revoke_if<'w>(
+    b: &mut Builder,
+    key: &ObjectKey,
+    src: &str,
+    name: &str,
+    k: &TokenKeyRow,
+    why: Option<&'w str>,
+) -> Option<&'w str> {
+    let why = why?;
+    b.push(
+        key,
+        src,
+        Op::RevokeToken {
+            token: name.to_string(),
+            key_id: k.key_id.clone(),
+            reason: why.into(),
+        },
+    );
+    Some(why)
+}
+
 /// What the Secret a key was delivered to holds now.
 fn held(b: &Builder, k: &TokenKeyRow) -> SecretState {
     b.secret_state(&SecretName {
@@ -424,14 +421,6 @@ fn retire(b: &mut Builder, key: &ObjectKey, src: &str, name: &str, k: &TokenKeyR
             },
         );
     } else {
-        b.push(
-            key,
-            src,
-            Op::RevokeToken {
-                token: name.to_string(),
-                key_id: k.key_id.clone(),
-                reason: why.into(),
-            },
-        );
+        revoke_if(b, key, src, name, k, Some(why));
     }
 }

@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch as channel;
 
+/// Told why a reconcile failed (e.g. to fail `/readyz` with the reason).
+pub type FailureHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Everything `run` needs from the command line and the process.
 pub struct Runtime {
     /// Validated flags.
@@ -33,7 +36,7 @@ pub struct Runtime {
     /// Called after every successful apply (e.g. to refresh the API's index).
     pub after_apply: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Called with the error when a reconcile fails (e.g. to fail `/readyz` with it).
-    pub after_failure: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub after_failure: Option<FailureHook>,
     /// The bootstrap administrator to keep (its Secret in the controller's namespace), if enabled.
     pub bootstrap: Option<crate::bootstrap::BootstrapConfig>,
     /// Turns true on SIGTERM/SIGINT.

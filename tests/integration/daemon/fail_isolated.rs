@@ -55,19 +55,6 @@ fn secret(dir: &Path, ns: &str, name: &str, key: &str) -> String {
     String::from_utf8(data[key].clone()).unwrap()
 }
 
-fn apply(ws: &Workspace) -> std::process::Output {
-    support::stagegate()
-        .args(["apply", "--dir"])
-        .arg(ws.manifests())
-        .arg("--store")
-        .arg(ws.store_path())
-        .arg("--secrets-dir")
-        .arg(ws.secrets())
-        .args(["--argon2-memory-kib", "8", "--argon2-iterations", "1"])
-        .output()
-        .unwrap()
-}
-
 /// Replaces the directory `dir` by a plain file: a fault that holds for root too.
 fn stray_file(dir: &Path) {
     std::fs::remove_dir_all(dir).unwrap();
@@ -78,7 +65,7 @@ fn stray_file(dir: &Path) {
 fn revocation_is_applied_by_apply_despite(break_path: impl Fn(&Workspace)) {
     let ws = Workspace::new();
     ws.write("org.yaml", &manifests("Active", false));
-    let o = apply(&ws);
+    let o = ws.apply();
     assert_eq!(o.status.code(), Some(0), "{}", support::stderr(&o));
     let mut store = ws.store();
     let key_id = secret(&ws.secrets(), "team", "alice-bot-token", "token")[4..16].to_string();
@@ -86,7 +73,7 @@ fn revocation_is_applied_by_apply_despite(break_path: impl Fn(&Workspace)) {
 
     break_path(&ws);
     ws.write("org.yaml", &manifests("Revoked", true));
-    let o = apply(&ws);
+    let o = ws.apply();
     let out = support::stdout(&o);
     // Object failures are object outcomes: exit 1 (not ready), never 2 (the reconcile failed).
     assert_eq!(o.status.code(), Some(1), "{out}\n{}", support::stderr(&o));
@@ -148,6 +135,30 @@ fn broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_apply_sec
     revocation_is_applied_by_apply_despite(|ws| stray_file(&ws.secrets()));
 }
 
+/// Starts the daemon on `ws` with the API on an ephemeral port; returns once it is ready.
+pub(super) fn start_ready(ws: &Workspace, bootstrap: bool) -> (Running, ApiClient) {
+    let mut flags = vec!["--listen", "127.0.0.1:0"];
+    if !bootstrap {
+        flags.push("--no-bootstrap-admin");
+    }
+    let r = ws.start(&flags);
+    let api = api_of(&r);
+    wait_for(&r, 60, "the first reconcile", || {
+        (api.get("/readyz", None).status == 200).then_some(())
+    });
+    (r, api)
+}
+
+/// Alice's session and token, over HTTP.
+fn alice_credentials(ws: &Workspace, api: &ApiClient) -> (String, String, String) {
+    let password = secret(&ws.secrets(), "team", "alice-password", "password");
+    let token = secret(&ws.secrets(), "team", "alice-bot-token", "token");
+    let session = api.session("alice", &password);
+    assert_eq!(api.whoami(&session).status, 200);
+    assert_eq!(api.whoami(&token).status, 200);
+    (password, session, token)
+}
+
 pub(super) fn api_of(r: &Running) -> ApiClient {
     let base = wait_for(r, 60, "the API address", || {
         r.stdout()
@@ -161,17 +172,9 @@ pub(super) fn api_of(r: &Running) -> ApiClient {
 fn revocation_is_applied_by_the_daemon_despite(break_path: impl Fn(&Workspace)) {
     let ws = Workspace::new();
     ws.write("org.yaml", &manifests("Active", false));
-    let r = ws.start(&["--no-bootstrap-admin", "--listen", "127.0.0.1:0"]);
-    let api = api_of(&r);
+    let (r, api) = start_ready(&ws, false);
     let store = ws.store();
-    wait_for(&r, 60, "the first reconcile", || {
-        (api.get("/readyz", None).status == 200).then_some(())
-    });
-    let password = secret(&ws.secrets(), "team", "alice-password", "password");
-    let token = secret(&ws.secrets(), "team", "alice-bot-token", "token");
-    let session = api.session("alice", &password);
-    assert_eq!(api.whoami(&session).status, 200);
-    assert_eq!(api.whoami(&token).status, 200);
+    let (password, session, token) = alice_credentials(&ws, &api);
 
     break_path(&ws);
     ws.write("org.yaml", &manifests("Revoked", true));
@@ -200,15 +203,9 @@ fn broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_run_name_
     // Only carol-bot's Secret name is at fault (ENAMETOOLONG): carol, in the same namespace, is delivered.
     let ws = Workspace::new();
     ws.write("org.yaml", &manifests("Active", false));
-    let r = ws.start(&["--no-bootstrap-admin", "--listen", "127.0.0.1:0"]);
-    let api = api_of(&r);
+    let (r, api) = start_ready(&ws, false);
     let store = ws.store();
-    wait_for(&r, 60, "the first reconcile", || {
-        (api.get("/readyz", None).status == 200).then_some(())
-    });
-    let token = secret(&ws.secrets(), "team", "alice-bot-token", "token");
-    let password = secret(&ws.secrets(), "team", "alice-password", "password");
-    let session = api.session("alice", &password);
+    let (_, session, token) = alice_credentials(&ws, &api);
     ws.write("org.yaml", &manifests("Revoked", true));
     wait_for(&r, 60, "alice's token to stop working", || {
         (api.whoami(&token).status == 401).then_some(())

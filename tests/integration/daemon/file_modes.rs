@@ -56,20 +56,13 @@ fn daemon_under_umask(umask: &str) {
     let ws = Workspace::new();
     ws.write("a.yaml", USER);
     let mut cmd = under_umask(umask);
-    cmd.args(["run", "--dir"])
-        .arg(ws.manifests())
-        .arg("--store")
-        .arg(ws.store_path())
-        .arg("--secrets-dir")
-        .arg(ws.secrets())
-        .args([
-            "--resync",
-            "1h",
-            "--no-bootstrap-admin",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--argon2-memory-kib", "8", "--argon2-iterations", "1"]);
+    cmd.arg("run").args(ws.dir_args()).args([
+        "--resync",
+        "1h",
+        "--no-bootstrap-admin",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     let r = Running::spawn(cmd, ws.tmp.path());
     wait_for(&r, 60, "ann's password", || {
         ws.secrets()
@@ -108,13 +101,8 @@ fn file_modes_looser_existing_store_and_secrets_dirs_are_tightened() {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
     }
     let o = under_umask("000")
-        .args(["apply", "--dir"])
-        .arg(ws.manifests())
-        .arg("--store")
-        .arg(ws.store_path())
-        .arg("--secrets-dir")
-        .arg(ws.secrets())
-        .args(["--argon2-memory-kib", "8", "--argon2-iterations", "1"])
+        .arg("apply")
+        .args(ws.dir_args())
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", support::stderr(&o));

@@ -3,7 +3,7 @@
 //! last-success timestamp stops moving, `stagegate status` shows it (when the
 //! store can record it), and it is retried with back-off until it works again.
 
-use super::fail_isolated::api_of;
+use super::fail_isolated::start_ready;
 use super::harness::{wait_for, Workspace};
 use crate::support;
 use stagegate::store::Store;
@@ -25,11 +25,7 @@ fn metric(text: &str, prefix: &str) -> Option<f64> {
 fn reconcile_that_cannot_run_fails_readyz_with_the_reason_manifest_dir_removed() {
     let ws = Workspace::new();
     ws.write("a.yaml", &USER.replace("NAME", "ann"));
-    let r = ws.start(&["--no-bootstrap-admin", "--listen", "127.0.0.1:0"]);
-    let api = api_of(&r);
-    wait_for(&r, 60, "the first reconcile", || {
-        (api.get("/readyz", None).status == 200).then_some(())
-    });
+    let (r, api) = start_ready(&ws, false);
     let m = api.get("/metrics", None).text;
     let first = metric(&m, "stagegate_last_successful_reconcile_timestamp_seconds").unwrap();
     assert!(first > 1.0e9, "{m}");
@@ -56,11 +52,7 @@ fn reconcile_that_cannot_run_fails_readyz_with_the_reason_manifest_dir_removed()
         Some(first)
     );
     // `status` shows it, and exits non-zero.
-    let o = support::stagegate()
-        .args(["status", "--store"])
-        .arg(ws.store_path())
-        .output()
-        .unwrap();
+    let o = ws.status();
     let out = support::stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(
@@ -76,11 +68,7 @@ fn reconcile_that_cannot_run_fails_readyz_with_the_reason_manifest_dir_removed()
     wait_for(&r, 60, "/readyz to recover", || {
         (api.get("/readyz", None).status == 200).then_some(())
     });
-    let o = support::stagegate()
-        .args(["status", "--store"])
-        .arg(ws.store_path())
-        .output()
-        .unwrap();
+    let o = ws.status();
     assert!(
         !support::stdout(&o).contains("Reconcile"),
         "{}",
@@ -94,11 +82,7 @@ fn reconcile_that_cannot_run_fails_readyz_with_the_reason_manifest_dir_removed()
 fn reconcile_that_cannot_run_fails_readyz_with_the_reason_store_locked() {
     let ws = Workspace::new();
     ws.write("a.yaml", &USER.replace("NAME", "ann"));
-    let r = ws.start(&["--no-bootstrap-admin", "--listen", "127.0.0.1:0"]);
-    let api = api_of(&r);
-    wait_for(&r, 60, "the first reconcile", || {
-        (api.get("/readyz", None).status == 200).then_some(())
-    });
+    let (r, api) = start_ready(&ws, false);
     // Another process holds the write lock: the store cannot be written (this holds for root too).
     let holder = rusqlite::Connection::open(ws.store_path()).unwrap();
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();

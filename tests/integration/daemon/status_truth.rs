@@ -4,7 +4,7 @@
 //! owner's token does not advise a rotation that does nothing, and a lowered
 //! rotation is reported.
 
-use super::fail_isolated::api_of;
+use super::fail_isolated::start_ready;
 use super::harness::{bootstrap_secret_file, wait_for, Workspace};
 use crate::support;
 use stagegate::secrets::parse_secret_manifest;
@@ -29,8 +29,7 @@ fn bootstrap_stays_visible_beside(declared_name: &str) {
         "system.yaml",
         &format!("apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata: {{name: {declared_name}, namespace: stagegate-system}}\nspec: {{username: someone-else}}\n"),
     );
-    let r = ws.start(&["--listen", "127.0.0.1:0"]);
-    let api = api_of(&r);
+    let (r, api) = start_ready(&ws, true);
     let st = wait_for(&r, 60, "the bootstrap administrator's status", || {
         status(&ws, "stagegate-system", "bootstrap:admin")
     });
@@ -50,11 +49,7 @@ fn bootstrap_stays_visible_beside(declared_name: &str) {
     api.session("someone-else", &pw);
     let st = status(&ws, "stagegate-system", declared_name).unwrap();
     assert_eq!(st.phase.as_deref(), Some("Active"), "{st:?}");
-    let o = support::stagegate()
-        .args(["status", "--store"])
-        .arg(ws.store_path())
-        .output()
-        .unwrap();
+    let o = ws.status();
     let out = support::stdout(&o);
     assert!(
         out.contains("User stagegate-system/bootstrap:admin"),
@@ -89,16 +84,7 @@ spec: {role: Manager, validity: Never, owner: ann, rotation: ROT}
 
 fn apply(ws: &Workspace, state: &str, rot: &str) {
     ws.write("org.yaml", &ORG.replace("STATE", state).replace("ROT", rot));
-    support::stagegate()
-        .args(["apply", "--dir"])
-        .arg(ws.manifests())
-        .arg("--store")
-        .arg(ws.store_path())
-        .arg("--secrets-dir")
-        .arg(ws.secrets())
-        .args(["--argon2-memory-kib", "8", "--argon2-iterations", "1"])
-        .output()
-        .unwrap();
+    ws.apply();
 }
 
 #[test]

@@ -167,6 +167,11 @@ fn check_invariants(store: &dyn Store, secrets: &Path, key: &ServerKey, stage: &
     }
 }
 
+/// One healthy reconcile of `snap`, now.
+fn reconcile_now(snap: &Snapshot, store: &mut dyn Store, secrets: &Path, key: &ServerKey) {
+    reconcile_with(snap, store, secrets, key, params(), jiff::Timestamp::now()).unwrap();
+}
+
 fn scenario(stage: &str, store_fail: Option<usize>, sink_fail: Option<usize>, after_write: bool) {
     let dir = tempfile::tempdir().unwrap();
     let secrets = dir.path().join("secrets");
@@ -232,15 +237,7 @@ fn scenario(stage: &str, store_fail: Option<usize>, sink_fail: Option<usize>, af
     assert!(state.users["ann"].password_hash.is_some());
     // And the next apply is a no-op.
     let audit = store.audit(0).unwrap().len();
-    reconcile_with(
-        &snap,
-        &mut store,
-        &secrets,
-        &key,
-        params(),
-        jiff::Timestamp::now(),
-    )
-    .unwrap();
+    reconcile_now(&snap, &mut store, &secrets, &key);
     assert_eq!(
         store.audit(0).unwrap().len(),
         audit,
@@ -316,15 +313,7 @@ fn delivered_pending_key_superseded_by_rotation_is_revoked_not_forgotten() {
     );
     let mut snap = load_text("team.yaml", &raised);
     stagegate::validate::validate(&mut snap);
-    reconcile_with(
-        &snap,
-        &mut store,
-        &secrets,
-        &key,
-        params(),
-        jiff::Timestamp::now(),
-    )
-    .unwrap();
+    reconcile_now(&snap, &mut store, &secrets, &key);
     let state = store.load_state().unwrap();
     let row = state
         .token_keys
