@@ -50,8 +50,19 @@ pub struct BootstrapConfig {
 }
 
 impl BootstrapConfig {
-    /// The key its status and audit rows carry: `User <namespace>/<username>`.
+    /// The key its status and audit rows carry: `User <namespace>/bootstrap:<username>`.
+    /// The `:` cannot appear in a Kubernetes object name, so no declared User
+    /// can take this key and hide the bootstrap administrator from `status`.
     pub fn key(&self) -> ObjectKey {
+        ObjectKey::new(
+            "User",
+            &self.namespace,
+            &format!("bootstrap:{}", self.username),
+        )
+    }
+
+    /// The key earlier versions gave its status row (`User <namespace>/<username>`), removed once seen.
+    fn legacy_key(&self) -> ObjectKey {
         ObjectKey::new("User", &self.namespace, &self.username)
     }
 }
@@ -75,6 +86,8 @@ pub enum BootstrapAction {
     SecretConflict,
     /// A user that is not the bootstrap administrator holds its username.
     NameTaken,
+    /// Its Secret could not be read or written: reported in its status, retried next reconcile.
+    DeliveryFailed,
 }
 
 /// Errors of the bootstrap step (never carry the password).
@@ -117,6 +130,13 @@ pub fn ensure_bootstrap_admin(
     now: Timestamp,
 ) -> Result<BootstrapAction, BootstrapError> {
     let state = store.load_state()?;
+    if state
+        .statuses
+        .get(&cfg.legacy_key())
+        .is_some_and(|s| s.source == BOOTSTRAP_SOURCE)
+    {
+        store.commit(&[StoreOp::DeleteStatus(cfg.legacy_key())])?;
+    }
     let admins = real_admins(&state);
     let row = state.users.get(&cfg.username);
     match row {
@@ -146,11 +166,15 @@ pub fn ensure_bootstrap_admin(
                 disable(store, cfg, u, &admins, now)
             } else if let Some(p) = &u.pending_password {
                 // A crash between recording and delivering: complete or start over.
-                match sink.state(&cfg.namespace, BOOTSTRAP_SECRET)? {
-                    SecretState::Ours { key_id } if key_id.as_deref() == Some(p.id.as_str()) => {
+                match sink.state(&cfg.namespace, BOOTSTRAP_SECRET) {
+                    Ok(SecretState::Ours { key_id })
+                        if key_id.as_deref() == Some(p.id.as_str()) =>
+                    {
                         complete(store, cfg, u, now)
                     }
-                    _ => issue(store, sink, cfg, params, now, Some(u), false),
+                    // It may hold the pending password: keep it, and say why nothing moves.
+                    Err(e) => delivery_failed(store, cfg, &e),
+                    Ok(_) => issue(store, sink, cfg, params, now, Some(u), false),
                 }
             } else if u.password_hash.is_none() {
                 // Never delivered (the delivery failed): issuing now is not a re-delivery.
@@ -204,6 +228,8 @@ fn status(
 ) -> StoreOp {
     let mut extra = BTreeMap::new();
     extra.insert("bootstrap".to_string(), "true".to_string());
+    // The store marks the first login of this username Active in this row (record_login).
+    extra.insert("username".to_string(), cfg.username.clone());
     extra.insert(
         "secretName".to_string(),
         format!("{}/{}", cfg.namespace, BOOTSTRAP_SECRET),
@@ -332,11 +358,11 @@ fn issue(
             Ok(BootstrapAction::SecretConflict)
         }
         Err(e) => {
-            // Nothing usable was created: forget the pending password, report the failure.
+            // Nothing usable was created: forget the pending password, report the failure in its status.
             row.pending_password = None;
             second.push(StoreOp::UpsertUser(Box::new(row)));
             store.commit(&second)?;
-            return Err(e.into());
+            return delivery_failed(store, cfg, &e);
         }
     };
     store.commit(&second)?;
@@ -377,6 +403,27 @@ fn complete(
     ])?;
     tracing::info!(username = %cfg.username, secret = %where_, "bootstrap administrator password delivery completed");
     Ok(BootstrapAction::Completed)
+}
+
+/// A Secret fault is the bootstrap administrator's outcome, never the reconcile's.
+fn delivery_failed(
+    store: &mut dyn Store,
+    cfg: &BootstrapConfig,
+    e: &SinkError,
+) -> Result<BootstrapAction, BootstrapError> {
+    let where_ = format!("{}/{}", cfg.namespace, BOOTSTRAP_SECRET);
+    tracing::error!(username = %cfg.username, secret = %where_, error = %e.brief(), "bootstrap administrator password not delivered; retried at the next reconcile");
+    store.commit(&[status(
+        cfg,
+        false,
+        "DeliveryFailed",
+        "Invited",
+        format!(
+            "its password could not be delivered to Secret {where_}: {}; retried at the next reconcile",
+            e.brief()
+        ),
+    )])?;
+    Ok(BootstrapAction::DeliveryFailed)
 }
 
 fn disable(

@@ -193,7 +193,14 @@ fn failed_delivery_leaves_no_usable_password_and_is_retried() {
         inner: sink.clone(),
         write_then_fail: false,
     };
-    assert!(ensure_bootstrap_admin(&mut store, &faulty, &cfg(), fast(), now()).is_err());
+    assert_eq!(
+        ensure_bootstrap_admin(&mut store, &faulty, &cfg(), fast(), now()).unwrap(),
+        BootstrapAction::DeliveryFailed
+    );
+    let st = store.statuses().unwrap();
+    assert!(st
+        .iter()
+        .any(|s| s.reason == "DeliveryFailed" && s.message.contains("injected")));
     let u = store.user("admin").unwrap().unwrap();
     assert!(!u.can_log_in() && u.pending_password.is_none());
     let a = ensure_bootstrap_admin(&mut store, &sink, &cfg(), fast(), now()).unwrap();

@@ -260,8 +260,13 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// `GET /readyz`: the store answers and the first reconcile is done; the body lists broken files.
+/// `GET /readyz`: the store answers, the first reconcile is done and the last one could run; the body lists broken files.
 pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Readiness>, ApiError> {
+    if let Some(why) = state.reconcile_failure() {
+        return Err(ApiError::Unavailable(format!(
+            "the last reconcile could not run: {why}"
+        )));
+    }
     if !state.is_ready() {
         return Err(ApiError::Unavailable(
             "waiting for the first reconcile".into(),

@@ -71,6 +71,7 @@ pub struct Metrics {
     reconciles: Family<OutcomeLabels, Counter>,
     reconcile_duration: Histogram,
     reconcile_errors: Family<ReasonLabels, Counter>,
+    last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
     objects: Family<ObjectLabels, Gauge>,
     tokens_expiring: Gauge,
     login_failures: Counter,
@@ -97,6 +98,7 @@ impl Metrics {
             reconciles: Family::default(),
             reconcile_duration: reconcile_histogram(),
             reconcile_errors: Family::default(),
+            last_success: Gauge::default(),
             objects: Family::default(),
             tokens_expiring: Gauge::default(),
             login_failures: Counter::default(),
@@ -127,6 +129,11 @@ impl Metrics {
             "reconcile_errors",
             "Reconcile errors by reason",
             m.reconcile_errors.clone(),
+        );
+        registry.register(
+            "last_successful_reconcile_timestamp_seconds",
+            "Unix time of the last reconcile that ran (0: none yet)",
+            m.last_success.clone(),
         );
         registry.register(
             "objects",
@@ -196,6 +203,12 @@ impl Metrics {
             })
             .inc();
         self.reconcile_duration.observe(duration.as_secs_f64());
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            self.last_success.set(now.as_secs_f64());
+        }
     }
 
     /// Daemon hook: one reconcile error, by machine reason.

@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     pub(crate) sessions: RwLock<SessionCache>,
     pub(crate) metrics: Metrics,
     ready: AtomicBool,
+    /// Why the last reconcile could not run, while it cannot (`/readyz` fails with it).
+    reconcile_failure: RwLock<Option<String>>,
     /// Store revision the index was built from.
     revision: AtomicI64,
     pub(crate) dummy_hash: HashValue,
@@ -94,6 +96,7 @@ impl ApiState {
                 sessions: RwLock::new(SessionCache::default()),
                 metrics: Metrics::new(),
                 ready: AtomicBool::new(false),
+                reconcile_failure: RwLock::new(None),
                 revision: AtomicI64::new(-1),
                 dummy_hash,
                 broken_files: RwLock::default(),
@@ -119,9 +122,32 @@ impl ApiState {
         &self.inner.metrics
     }
 
-    /// Marks the API ready (`/readyz` 200): call after the first reconcile.
+    /// Marks the API ready (`/readyz` 200): call after each successful reconcile.
     pub fn set_ready(&self) {
+        *self
+            .inner
+            .reconcile_failure
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         self.inner.ready.store(true, Ordering::Release);
+    }
+
+    /// Marks the API not ready because a reconcile could not run (`/readyz` 503 with `why`).
+    pub fn set_reconcile_failed(&self, why: &str) {
+        *self
+            .inner
+            .reconcile_failure
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+    }
+
+    /// Why the last reconcile could not run, while reconciles fail.
+    pub fn reconcile_failure(&self) -> Option<String> {
+        self.inner
+            .reconcile_failure
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether `set_ready` was called.

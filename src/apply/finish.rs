@@ -70,8 +70,11 @@ impl Work<'_> {
                 tracing::warn!(object = %d.object, error = %e, "secret delivery failed");
                 self.not_ready(
                     &d.object,
-                    "SecretMissing",
-                    format!("delivery to {where_} failed ({e}); retried at the next apply"),
+                    "DeliveryFailed",
+                    format!(
+                        "delivery to {where_} failed: {}; the new secret is not in force; retried at the next reconcile",
+                        e.brief()
+                    ),
                 );
             }
         }
@@ -99,10 +102,10 @@ impl Work<'_> {
             st.message = message;
             if key.kind == "ApiToken" {
                 st.phase = Some(
-                    if reason == "SecretMissing" {
-                        "SecretMissing"
-                    } else {
+                    if reason == "SecretConflict" {
                         "Revoked"
+                    } else {
+                        "SecretMissing"
                     }
                     .into(),
                 );

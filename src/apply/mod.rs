@@ -5,7 +5,16 @@
 //!    → transaction 1: every data change; new keys and passwords recorded *pending* (hashes only);
 //!      the sessions of users who lose a capability ended (`privileges`)
 //!    → deliver each secret through the SecretSink
-//!    → transaction 2: delivered ones marked issued, failed ones discarded; statuses
+//!    → transaction 2: delivered ones marked issued, conflicts discarded; statuses
+//! ```
+//!
+//! Transaction 1 holds every revocation, deletion and reduction of
+//! privileges, and it never waits on a delivery: a Secret that cannot be read
+//! or written (not a directory, permission denied, no space, an API error)
+//! becomes its own object's outcome (`DeliveryFailed`, `SecretUnreadable`)
+//! with the error, and the rest of the plan is applied in the same reconcile.
+//!
+//! ```text
 //! ```
 //!
 //! A crash between the steps leaves only pending entries, which are never
@@ -75,9 +84,6 @@ pub enum ApplyError {
     /// The store failed; the transaction in progress was rolled back.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Delivered Secrets could not be made durable; the keys stay pending.
-    #[error(transparent)]
-    Sink(#[from] crate::secrets::SinkError),
     /// Password hashing failed.
     #[error(transparent)]
     Password(#[from] crate::secrets::PasswordError),
@@ -108,14 +114,16 @@ pub fn apply(
     }
     store.commit(&first)?;
     let mut second: Vec<StoreOp> = Vec::new();
-    let results = deliver_all(sink, &deliveries);
+    let mut results = deliver_all(sink, &deliveries);
+    // A delivery is done only once durable; a namespace whose flush failed keeps its keys pending.
+    let unflushed = sink.flush();
+    for (d, result) in deliveries.iter().zip(results.iter_mut()) {
+        if let (Ok(_), Some(e)) = (&*result, unflushed.get(&d.secret.namespace)) {
+            *result = Err(e.for_secret(&d.secret.namespace, &d.secret.name));
+        }
+    }
     for (d, result) in deliveries.iter().zip(results) {
         work.delivered(d, result, &mut second);
-    }
-    if let Err(e) = sink.flush() {
-        // Not durable yet: leave everything pending; the next apply checks the Secrets again.
-        tracing::warn!(error = %e, "secret delivery could not be made durable");
-        return Err(ApplyError::Sink(e));
     }
     second.extend(work.status_ops(plan, &state));
     store.commit(&second)?;

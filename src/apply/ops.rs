@@ -463,8 +463,10 @@ impl Work<'_> {
         };
         let now = self.ctx.now;
         if let Some(d) = discards {
+            // Never delivered (its Secret does not hold it): dropped, with a trace.
             self.keys.remove(d);
             out.push(StoreOp::DeleteTokenKey(d.clone()));
+            out.push(self.audit(c, "token.discard", Some(json!({"keyId": d})), None));
         }
         let Some(nk) = self.new_keys.remove(&c.object) else {
             return;

@@ -193,11 +193,16 @@ async fn run_dir(
                 continue;
             };
             super::serve::refresh(&api).await;
-            let ok = report.result.is_ok();
-            if ok {
-                api.set_ready();
+            match &report.result {
+                Ok(_) => api.set_ready(),
+                Err(why) => {
+                    api.set_reconcile_failed(why);
+                    api.metrics()
+                        .record_reconcile_error(report.reason.unwrap_or("ReconcileFailed"));
+                }
             }
-            api.metrics().record_reconcile(report.elapsed, ok);
+            api.metrics()
+                .record_reconcile(report.elapsed, report.result.is_ok());
         }
     });
     let reconciler = daemon.run(super::serve::stopped(stop)).await?;

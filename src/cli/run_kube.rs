@@ -68,6 +68,9 @@ pub async fn run(
         });
         refreshed.set_ready();
     });
+    let failing = state.clone();
+    let after_failure: Arc<dyn Fn(&str) + Send + Sync> =
+        Arc::new(move |why: &str| failing.set_reconcile_failed(why));
     let rt = Runtime {
         settings,
         store: Arc::new(Mutex::new(store)),
@@ -75,6 +78,7 @@ pub async fn run(
         password_params: params,
         metrics: state.metrics().clone(),
         after_apply: Some(after_apply),
+        after_failure: Some(after_failure),
         bootstrap,
         shutdown: stop,
     };

@@ -62,7 +62,7 @@ fn plan_with(
     sink: &dyn SecretSink,
     now: &str,
 ) -> Plan {
-    let inv = observe(sink, wanted_secrets(s, state).iter()).unwrap();
+    let inv = observe(sink, wanted_secrets(s, state).iter());
     plan(
         s,
         state,

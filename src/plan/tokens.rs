@@ -4,6 +4,11 @@
 //! A new key is generated only at first issue and at each rotation; a revoked
 //! or expired key is never revived, and a deleted Secret is reported, not
 //! re-issued (`SecretMissing`): the owner increases `spec.rotation`.
+//!
+//! Every key that may have been delivered stays known to the store: a pending
+//! key whose Secret holds it (or whose Secret cannot be read) is completed or,
+//! when superseded, revoked with an audit row; only a pending key its Secret
+//! provably does not hold is discarded (also audited).
 
 use super::build::{status, Builder};
 use super::change::*;
@@ -103,18 +108,37 @@ fn plan_token(b: &mut Builder, t: &Declared<ApiToken>, keys: &[&TokenKeyRow]) {
     for k in older {
         retire(b, &key, &src, &name, k, "Rotated");
     }
+    // Why a key of this token must not work now, if it must not.
+    let revoke_why = if spec.revoked {
+        Some("Revoked")
+    } else {
+        owner_problem.as_ref().map(|p| p.2)
+    };
+    let lowered = current
+        .filter(|k| k.rotation > spec.rotation)
+        .map(|k| lowered_note("spec.rotation", spec.rotation, k.rotation));
 
     let mut discards = None;
     let mut live = None;
     match current {
         Some(k) if k.rotation < spec.rotation => {
-            if k.state == KeyState::Pending {
+            if k.state == KeyState::Pending && !may_hold(b, k) {
                 discards = Some(k.key_id.clone());
             } else {
                 retire(b, &key, &src, &name, k, "Rotated");
             }
         }
+        Some(k) if k.state == KeyState::Pending && k.revoked_at.is_some() => {}
         Some(k) if k.state == KeyState::Pending => {
+            if let SecretState::Unreadable { error } = held(b, k) {
+                // It may hold the key: neither complete nor forget it; revoke it if it must not work.
+                revoke_if(b, &key, &src, &name, k, revoke_why);
+                let msg = format!("cannot read Secret {} that may hold pending key {}: {error}; the key is not in force until the Secret can be read", k.secret_name, k.key_id);
+                let mut st = status(t, false, "DeliveryFailed", msg, Some("SecretMissing"));
+                st.extra = extra;
+                b.set_status(st);
+                return;
+            }
             if file
                 == (SecretState::Ours {
                     key_id: Some(k.key_id.clone()),
@@ -144,32 +168,22 @@ fn plan_token(b: &mut Builder, t: &Declared<ApiToken>, keys: &[&TokenKeyRow]) {
         extra.insert("issuedAt".into(), k.issued_at.to_string());
         let mut revoked = k.revoked_reason.clone();
         if revoked.is_none() {
-            let why = if spec.revoked {
-                Some("Revoked")
-            } else {
-                owner_problem.as_ref().map(|p| p.2)
-            };
-            if let Some(why) = why {
-                b.push(
-                    &key,
-                    &src,
-                    Op::RevokeToken {
-                        token: name.clone(),
-                        key_id: k.key_id.clone(),
-                        reason: why.into(),
-                    },
-                );
-                revoked = Some(why.to_string());
-            }
+            revoked = revoke_if(b, &key, &src, &name, k, revoke_why).map(str::to_string);
         }
         if let Some(why) = revoked {
             let by_spec = why == "Revoked" && spec.revoked;
+            // Advise only what works: a rotation issues no key while the token or its owner is revoked.
             let msg = match &owner_problem {
-                Some((_, m, _)) if why.starts_with("Owner") => format!(
-                    "key {} revoked: {m}; increase spec.rotation to issue a new key",
+                Some((_, m, "OwnerRevoked")) => format!(
+                    "key {} revoked: {m}; a new key can be issued only once the owner is Active again (then increase spec.rotation)",
                     k.key_id
                 ),
-                _ => format!(
+                Some((_, m, _)) => format!(
+                    "key {} revoked: {m}; declare the owner or change spec.owner, then increase spec.rotation to issue a new key",
+                    k.key_id
+                ),
+                None if spec.revoked => format!("key {} revoked by spec.revoked", k.key_id),
+                None => format!(
                     "key {} revoked ({why}); increase spec.rotation to issue a new key",
                     k.key_id
                 ),
@@ -263,11 +277,15 @@ fn plan_token(b: &mut Builder, t: &Declared<ApiToken>, keys: &[&TokenKeyRow]) {
                     status(t, true, "Ready", format!("key {} delivered to Secret {}", k.key_id, secret.name), Some("Active"))
                 }
                 SecretState::Foreign => status(t, false, "SecretConflict", format!("Secret {} was replaced by one stagegate did not write; key {} stays valid; increase spec.rotation for a new key", secret.name, k.key_id), Some("Active")),
+                SecretState::Unreadable { error } => status(t, false, "SecretUnreadable", format!("cannot read Secret {} holding key {}: {error}; the key stays valid", secret.name, k.key_id), Some("Active")),
                 _ => status(t, false, "SecretMissing", format!("Secret {} holding key {} is gone; it is not re-issued: increase spec.rotation to issue a new key", secret.name, k.key_id), Some("SecretMissing")),
             }
         };
         let mut st = st;
         st.extra = extra;
+        if let Some(note) = &lowered {
+            warn_lowered(&mut st, note);
+        }
         b.set_status(st);
         return;
     }
@@ -284,6 +302,17 @@ fn plan_token(b: &mut Builder, t: &Declared<ApiToken>, keys: &[&TokenKeyRow]) {
         Some((false, *reason, format!("{m}; no key is issued"), "Revoked"))
     } else if file == SecretState::Foreign {
         Some((false, "SecretConflict", format!("Secret {} exists and was not written by stagegate: it is never overwritten; delete it or set spec.secretName", secret.name), "Revoked"))
+    } else if let SecretState::Unreadable { error } = &file {
+        // A key that cannot be delivered is not generated: retried at every reconcile.
+        Some((
+            false,
+            "DeliveryFailed",
+            format!(
+                "cannot read Secret {}: {error}; no key is issued until it can be written",
+                secret.name
+            ),
+            "SecretMissing",
+        ))
     } else {
         None
     };
@@ -325,9 +354,64 @@ fn plan_token(b: &mut Builder, t: &Declared<ApiToken>, keys: &[&TokenKeyRow]) {
     b.set_status(st);
 }
 
-/// Makes sure an older key is unusable: discard if pending, revoke if issued.
+/// Revokes `k` when there is a reason `why`; returns it.
+fn revoke_if<'w>(
+    b: &mut Builder,
+    key: &ObjectKey,
+    src: &str,
+    name: &str,
+    k: &TokenKeyRow,
+    why: Option<&'w str>,
+) -> Option<&'w str> {
+    let why = why?;
+    b.push(
+        key,
+        src,
+        Op::RevokeToken {
+            token: name.to_string(),
+            key_id: k.key_id.clone(),
+            reason: why.into(),
+        },
+    );
+    Some(why)
+}
+
+/// What the Secret a key was delivered to holds now.
+fn held(b: &Builder, k: &TokenKeyRow) -> SecretState {
+    b.secret_state(&SecretName {
+        namespace: k.namespace.clone(),
+        name: k.secret_name.clone(),
+    })
+}
+
+/// Whether a pending key may have reached its Secret (it holds the key, or cannot be read).
+fn may_hold(b: &Builder, k: &TokenKeyRow) -> bool {
+    match held(b, k) {
+        SecretState::Ours { key_id } => key_id.as_deref() == Some(k.key_id.as_str()),
+        SecretState::Unreadable { .. } => true,
+        SecretState::Absent | SecretState::Foreign => false,
+    }
+}
+
+/// The warning of a rotation counter declared lower than the one in force.
+pub(super) fn lowered_note(field: &str, declared: u32, current: u32) -> String {
+    format!("{field} {declared} is lower than {current}, the rotation in force: lowering it changes nothing; increase it past {current} to rotate")
+}
+
+/// Adds the warning of a lowered rotation to a status (reason `RotationLowered` when it was otherwise ready).
+pub(super) fn warn_lowered(st: &mut crate::store::ObjectStatus, note: &str) {
+    if st.ready {
+        st.reason = "RotationLowered".into();
+    }
+    st.message = format!("{}; warning: {note}", st.message);
+}
+
+/// Makes sure an older key is unusable: discard if pending and never delivered, else revoke.
 fn retire(b: &mut Builder, key: &ObjectKey, src: &str, name: &str, k: &TokenKeyRow, why: &str) {
-    if k.state == KeyState::Pending {
+    if k.revoked_at.is_some() {
+        return;
+    }
+    if k.state == KeyState::Pending && !may_hold(b, k) {
         b.push(
             key,
             src,
@@ -336,15 +420,7 @@ fn retire(b: &mut Builder, key: &ObjectKey, src: &str, name: &str, k: &TokenKeyR
                 key_id: k.key_id.clone(),
             },
         );
-    } else if k.revoked_at.is_none() {
-        b.push(
-            key,
-            src,
-            Op::RevokeToken {
-                token: name.to_string(),
-                key_id: k.key_id.clone(),
-                reason: why.into(),
-            },
-        );
+    } else {
+        revoke_if(b, key, src, name, k, Some(why));
     }
 }

@@ -133,7 +133,7 @@ pub(super) fn plan_users(b: &mut Builder) {
             (_, Some(_)) => "Active",
             _ => "Invited",
         };
-        let st = match pw {
+        let mut st = match pw {
             Some((reason, msg)) => status(u, false, reason, msg, Some(phase)),
             None if fields.state == UserState::Revoked => status(
                 u,
@@ -150,6 +150,16 @@ pub(super) fn plan_users(b: &mut Builder) {
                 Some(phase),
             ),
         };
+        let declared = u.object.spec.password_rotation;
+        if let Some(r) = row.filter(|r| {
+            u.object.spec.password_secret_ref.is_none()
+                && r.password_source == Some(PasswordSource::Generated)
+                && r.password_rotation > declared
+        }) {
+            let note =
+                super::tokens::lowered_note("spec.passwordRotation", declared, r.password_rotation);
+            super::tokens::warn_lowered(&mut st, &note);
+        }
         b.set_status(st);
     }
     // Prune users whose declarations are gone (or now claim another username); keep protected and unmanaged ones.
@@ -199,10 +209,13 @@ fn plan_password(
                 None => format!("Secret {ns}/{} does not exist", r.name),
                 Some(_) => format!("Secret {ns}/{} has no key {:?}", r.name, r.key),
             };
-            return Some((
-                "PasswordSecretMissing",
-                format!("{what}; the user cannot log in with a password until it does"),
-            ));
+            // A deleted Secret is not a password change: the password in force stays (docs: passwordSecretRef).
+            let effect = if row.is_some_and(|r| r.password_hash.is_some()) {
+                "the password in force stays valid (and so do sessions): to stop logins, set spec.state: Revoked"
+            } else {
+                "the user cannot log in with a password until it does"
+            };
+            return Some(("PasswordSecretMissing", format!("{what}; {effect}")));
         };
         // A refused password never replaces the one in force; say which.
         if let Err(rule) = b.ctx.password_policy.check(value) {
@@ -245,7 +258,12 @@ fn plan_password(
     let rotation = u.object.spec.password_rotation;
     let where_ = format!("Secret {}/{}", secret.namespace, secret.name);
     let mut discards = None;
+    let revoked = u.object.spec.state == UserState::Revoked;
     if let Some(p) = row.and_then(|r| r.pending_password.as_ref()) {
+        if let (SecretState::Unreadable { error }, false) = (&file, revoked) {
+            // It may hold the pending password: neither complete nor forget it.
+            return Some(("DeliveryFailed", format!("cannot read {where_} that may hold a pending password: {error}; the new password is not in force until the Secret can be read")));
+        }
         if file
             == (SecretState::Ours {
                 key_id: Some(p.id.clone()),
@@ -273,16 +291,25 @@ fn plan_password(
         return match file {
             SecretState::Ours { key_id } if key_id == r.password_id => None,
             SecretState::Foreign => Some(("SecretConflict", format!("{where_} was replaced by a Secret stagegate did not write"))),
+            SecretState::Unreadable { error } => Some(("SecretUnreadable", format!("cannot read {where_} holding the generated password: {error}; the password in force stays valid"))),
             _ => Some(("SecretMissing", format!("{where_} holding the generated password is gone; it is not re-issued: increase spec.passwordRotation for a new password"))),
         };
     }
-    if u.object.spec.state == UserState::Revoked {
+    if revoked {
         discard_pending(b, &key, &src, username, discards);
         return None; // no point issuing a password to a revoked user
     }
     if file == SecretState::Foreign {
         discard_pending(b, &key, &src, username, discards);
         return Some(("SecretConflict", format!("{where_} exists and was not written by stagegate: it is never overwritten; delete it or rename the User")));
+    }
+    if let SecretState::Unreadable { error } = &file {
+        discard_pending(b, &key, &src, username, discards);
+        // A password that cannot be delivered is not generated: retried at every reconcile.
+        return Some((
+            "DeliveryFailed",
+            format!("cannot read {where_}: {error}; no password is issued until it can be written"),
+        ));
     }
     b.push(
         &key,

@@ -10,8 +10,8 @@ use std::path::{Component, Path, PathBuf};
 #[derive(Clone, Debug)]
 pub struct DirSecretSink {
     root: PathBuf,
-    /// Directories renamed into since the last flush (shared by clones): made durable once, not per file.
-    touched: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<PathBuf>>>,
+    /// Namespace directories renamed into since the last flush (shared by clones): made durable once, not per file.
+    touched: std::sync::Arc<std::sync::Mutex<BTreeMap<String, PathBuf>>>,
 }
 
 impl DirSecretSink {
@@ -117,22 +117,25 @@ impl SecretSink for DirSecretSink {
         }
     }
 
-    fn flush(&self) -> Result<(), SinkError> {
+    fn flush(&self) -> BTreeMap<String, SinkError> {
         let dirs = std::mem::take(&mut *self.touched.lock().unwrap_or_else(|e| e.into_inner()));
-        for dir in dirs {
-            // fsync of the directory makes the renames durable before keys are marked issued.
-            let d = std::fs::File::open(&dir).map_err(|source| SinkError::Io {
-                namespace: dir.display().to_string(),
-                name: String::new(),
-                source,
-            })?;
-            d.sync_all().map_err(|source| SinkError::Io {
-                namespace: dir.display().to_string(),
-                name: String::new(),
-                source,
-            })?;
+        let mut failed = BTreeMap::new();
+        for (namespace, dir) in dirs {
+            // fsync of the directory makes the renames durable before keys are marked issued;
+            // a failure concerns this namespace's Secrets only.
+            if let Err(source) = std::fs::File::open(&dir).and_then(|d| d.sync_all()) {
+                let name = String::new();
+                failed.insert(
+                    namespace.clone(),
+                    SinkError::Io {
+                        namespace,
+                        name,
+                        source,
+                    },
+                );
+            }
         }
-        Ok(())
+        failed
     }
 
     fn retire(&self, namespace: &str, name: &str, key_id: &str) -> Result<bool, SinkError> {
@@ -153,7 +156,7 @@ impl SecretSink for DirSecretSink {
             self.touched
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(dir.to_path_buf());
+                .insert(namespace.to_string(), dir.to_path_buf());
         }
         tracing::info!(%namespace, %name, %key_id, "secret removed: the key it held was deleted");
         Ok(true)
@@ -193,7 +196,7 @@ impl SecretSink for DirSecretSink {
         self.touched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(dir);
+            .insert(s.namespace.clone(), dir);
         tracing::info!(namespace = %s.namespace, name = %s.name, key_id = %s.key_id, ?result, "secret delivered");
         Ok(result)
     }

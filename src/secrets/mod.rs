@@ -23,10 +23,12 @@ pub use token::{
     ParsedToken, TokenAuthError, TokenFormatError, TOKEN_PREFIX,
 };
 mod dir_sink;
+mod modes;
 mod secret_files;
 mod sink;
 
 pub use dir_sink::{check_secrets_dir, classify_manifest, private_dir, DirSecretSink};
+pub use modes::{create_private_file, tighten, tighten_secrets_dir};
 pub use secret_files::{load_secrets_dir, parse_secret_manifest, LoadedSecrets};
 pub use sink::{
     observe, Delivery, MemorySink, OutgoingSecret, SecretInventory, SecretSink, SecretState,

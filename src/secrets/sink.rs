@@ -31,6 +31,13 @@ pub enum SecretState {
     },
     /// Something stagegate did not write: never overwritten.
     Foreign,
+    /// What is there cannot be read (the OS or API error, never a value):
+    /// whatever it holds is unknown, so a pending key it may hold is neither
+    /// completed nor forgotten, and nothing is delivered to it.
+    Unreadable {
+        /// The error, e.g. `Not a directory (os error 20)`.
+        error: String,
+    },
 }
 
 /// A Secret to deliver.
@@ -60,10 +67,16 @@ pub enum Delivery {
 }
 
 /// Errors of a sink (never carry secret values).
+///
+/// Every error of [`SecretSink::state`], [`SecretSink::deliver`] and
+/// [`SecretSink::flush`] concerns one Secret (or the Secrets of one
+/// namespace): callers make it that object's outcome and go on with the rest
+/// of the plan, so a broken path in one namespace never holds back a
+/// revocation elsewhere.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// Reading or writing failed.
-    #[error("secret {namespace}/{name}: {source}")]
+    #[error("Secret {namespace}/{name}: {source}")]
     Io {
         /// Namespace.
         namespace: String,
@@ -90,8 +103,10 @@ pub trait SecretSink: Sync {
     /// Writes `secret` if absent or ours; `Conflict` if a foreign Secret is there.
     fn deliver(&self, secret: &OutgoingSecret) -> Result<Delivery, SinkError>;
     /// Makes every delivery so far durable; apply calls it before marking keys issued.
-    fn flush(&self) -> Result<(), SinkError> {
-        Ok(())
+    /// Returns the namespaces whose deliveries could not be made durable, with the error:
+    /// those keys stay pending (the next reconcile reads their Secrets again).
+    fn flush(&self) -> BTreeMap<String, SinkError> {
+        BTreeMap::new()
     }
     /// Removes the Secret under `namespace/name` if stagegate wrote it and it still
     /// holds `key_id`, a key whose token was deleted: nothing else may use it. True
@@ -102,20 +117,48 @@ pub trait SecretSink: Sync {
     }
 }
 
+impl SinkError {
+    /// The error as one line for a status message (the OS or API error; never a secret).
+    pub fn brief(&self) -> String {
+        match self {
+            SinkError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    /// A copy for another Secret of the same namespace (a failed flush concerns all of them).
+    pub fn for_secret(&self, namespace: &str, name: &str) -> SinkError {
+        let kind = match self {
+            SinkError::Io { source, .. } => source.kind(),
+            _ => std::io::ErrorKind::Other,
+        };
+        SinkError::Io {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source: std::io::Error::new(kind, self.brief()),
+        }
+    }
+}
+
 /// The observed state of the Secrets a plan may touch, by (namespace, name).
 pub type SecretInventory = BTreeMap<(String, String), SecretState>;
 
-/// Reads the state of each named Secret through `sink`.
+/// Reads the state of each named Secret through `sink`. A Secret that cannot
+/// be read is recorded [`SecretState::Unreadable`]: it concerns its own
+/// object only, and the plan goes on for every other.
 pub fn observe<'a>(
     sink: &dyn SecretSink,
     names: impl IntoIterator<Item = &'a (String, String)>,
-) -> Result<SecretInventory, SinkError> {
+) -> SecretInventory {
     let mut inv = SecretInventory::new();
     for (ns, name) in names {
-        let st = sink.state(ns, name)?;
+        let st = sink.state(ns, name).unwrap_or_else(|e| {
+            tracing::warn!(namespace = %ns, name = %name, error = %e.brief(), "cannot read Secret");
+            SecretState::Unreadable { error: e.brief() }
+        });
         inv.insert((ns.clone(), name.clone()), st);
     }
-    Ok(inv)
+    inv
 }
 
 /// Secrets held by a [`MemorySink`]: state and data by (namespace, name).

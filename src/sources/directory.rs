@@ -114,7 +114,7 @@ pub fn plan_against(
     now: Timestamp,
 ) -> Result<Plan, DirError> {
     let wanted = wanted_secrets(snap, state);
-    let inventory = observe(sink, wanted.iter())?;
+    let inventory = observe(sink, wanted.iter());
     Ok(plan(
         snap,
         state,
@@ -157,6 +157,7 @@ pub fn reconcile_with(
     now: Timestamp,
 ) -> Result<(Plan, Vec<Outcome>), DirError> {
     let sink = DirSecretSink::new(secrets_dir);
+    crate::secrets::tighten_secrets_dir(secrets_dir);
     let state = store.load_state()?;
     let plan = plan_against(snap, &state, &sink, key, password_params.policy, now)?;
     for c in plan.data_changes() {

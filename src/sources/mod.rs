@@ -2,5 +2,6 @@
 
 pub mod directory;
 pub mod files;
+pub mod health;
 pub mod kube;
 pub mod watch;

@@ -33,18 +33,29 @@ impl SqliteStore {
         let conn = if path.as_os_str() == ":memory:" {
             Connection::open_in_memory()?
         } else {
+            let io = |p: &Path| {
+                let p = p.display().to_string();
+                move |source| StoreError::Io { path: p, source }
+            };
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
+                // Created 0700 whatever the umask; an existing one is tightened when it holds
+                // nothing but stagegate's files (never a shared directory such as /tmp or a home).
+                crate::secrets::private_dir(dir).map_err(io(dir))?;
+                if only_ours(dir, path) {
+                    crate::secrets::tighten(dir).map_err(io(dir))?;
+                }
             }
-            let fresh = !path.exists();
-            let conn = Connection::open(path)?;
-            if fresh {
-                private_file(path);
+            // The store holds password and token hashes: created 0600 before SQLite opens it (no
+            // chmod window; SQLite gives -wal/-shm the same mode), and a looser one is tightened.
+            crate::secrets::create_private_file(path).map_err(io(path))?;
+            for p in [
+                path.to_path_buf(),
+                sidecar(path, "-wal"),
+                sidecar(path, "-shm"),
+            ] {
+                crate::secrets::tighten(&p).map_err(io(&p))?;
             }
-            conn
+            Connection::open(path)?
         };
         Self::init(conn)
     }
@@ -87,15 +98,29 @@ impl SqliteStore {
     }
 }
 
-/// The store holds password and token hashes: readable by its owner only (SQLite gives -wal/-shm the same mode).
-#[cfg(unix)]
-fn private_file(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+/// Whether `dir` holds only the store at `store`, its side files, the server key and the secrets directory.
+fn only_ours(dir: &Path, store: &Path) -> bool {
+    let Some(name) = store.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return false;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().all(|e| {
+        let n = e.file_name().to_string_lossy().into_owned();
+        n == "server.key"
+            || n == "secrets"
+            || n.strip_prefix(name.as_str())
+                .is_some_and(|rest| ["", "-wal", "-shm", "-journal"].contains(&rest))
+    })
 }
 
-#[cfg(not(unix))]
-fn private_file(_path: &Path) {}
+/// `store.db-wal` and the like next to `path`.
+fn sidecar(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    s.into()
+}
 
 /// Runs one statement through the statement cache: a first apply writes thousands of rows with a handful of statements.
 fn exec(tx: &Transaction, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
@@ -258,10 +283,23 @@ impl Store for SqliteStore {
     }
 
     fn record_login(&mut self, username: &str, at: Timestamp) -> Result<(), StoreError> {
-        self.conn.execute(
+        let tx = self.conn.transaction()?;
+        tx.execute(
             "UPDATE users SET last_login = ?2, first_login = coalesce(first_login, ?2) WHERE username = ?1",
             params![username, at.to_string()],
         )?;
+        // The status tells the truth at once: the first login makes an invited user Active.
+        tx.execute(
+            "UPDATE object_status SET phase = 'Active'
+              WHERE kind = 'User' AND phase = 'Invited' AND EXISTS (
+                SELECT 1 FROM users u WHERE u.username = ?1 AND (
+                  (u.owner_kind = 'User' AND u.owner_namespace = object_status.namespace
+                     AND u.owner_name = object_status.name)
+                  OR (u.bootstrap = 1 AND object_status.source = 'bootstrap'
+                     AND json_extract(object_status.extra_json, '$.username') = ?1)))",
+            params![username],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 }

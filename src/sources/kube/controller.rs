@@ -18,6 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch as channel;
 
+/// Told why a reconcile failed (e.g. to fail `/readyz` with the reason).
+pub type FailureHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Everything `run` needs from the command line and the process.
 pub struct Runtime {
     /// Validated flags.
@@ -32,6 +35,8 @@ pub struct Runtime {
     pub metrics: Metrics,
     /// Called after every successful apply (e.g. to refresh the API's index).
     pub after_apply: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Called with the error when a reconcile fails (e.g. to fail `/readyz` with it).
+    pub after_failure: Option<FailureHook>,
     /// The bootstrap administrator to keep (its Secret in the controller's namespace), if enabled.
     pub bootstrap: Option<crate::bootstrap::BootstrapConfig>,
     /// Turns true on SIGTERM/SIGINT.
@@ -114,6 +119,7 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
     tracing::info!("caches synced; reconciling");
     let mut memory = Memory::default();
     let mut failures = 0u32;
+    let mut last_success = None;
     loop {
         let seen = shared.lock().version;
         let started = Instant::now();
@@ -126,6 +132,7 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
                     "reconciled"
                 );
                 rt.metrics.record_reconcile(started.elapsed(), true);
+                last_success = Some(crate::snapshot::now());
                 if let Some(hook) = &rt.after_apply {
                     hook();
                 }
@@ -136,6 +143,22 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
                 rt.metrics.record_reconcile(started.elapsed(), false);
                 rt.metrics.record_reconcile_error(e.reason());
                 tracing::error!(reason = e.reason(), error = %e, "reconcile failed");
+                if let Some(hook) = &rt.after_failure {
+                    hook(&e.to_string());
+                }
+                // Where `stagegate status` looks (best effort: the store may be what failed).
+                let (store, reason, message) = (rt.store.clone(), e.reason(), e.to_string());
+                let _ = tokio::task::spawn_blocking(move || {
+                    let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+                    crate::sources::health::record_failure(
+                        &mut *store,
+                        reason,
+                        &message,
+                        last_success,
+                        crate::snapshot::now(),
+                    );
+                })
+                .await;
                 // Transient errors retry with bounded exponential backoff.
                 Duration::from_millis(500 * 2u64.pow(failures.min(7))).min(settings.resync)
             }

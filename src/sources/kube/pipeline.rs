@@ -52,7 +52,7 @@ pub fn run(
 ) -> Result<Applied, PipelineError> {
     let state = store.load_state()?;
     let wanted = wanted_secrets(snap, &state);
-    let inventory = observe(sink, wanted.iter())?;
+    let inventory = observe(sink, wanted.iter());
     let plan = plan(
         snap,
         &state,

@@ -87,6 +87,9 @@ pub async fn reconcile(
     memory: &mut Memory,
 ) -> Result<Summary, ControllerError> {
     let mut summary = Summary::default();
+    // A failed request about one object is that object's problem: the others, and the core
+    // (revocations above all), go on; the first such error is returned at the end (retried).
+    let mut failed: Option<ReportError> = None;
     // Phase 1: snapshot (pure), with a copy of the objects for the report phase.
     let (built, objects) = {
         let cache = shared.lock();
@@ -96,14 +99,17 @@ pub async fn reconcile(
     for (key, value) in &objects {
         let deleting = value.pointer("/metadata/deletionTimestamp").is_some();
         if finalizer::finalized(&key.kind) && !deleting && !finalizer::has(value) {
-            finalizer::send(
+            match finalizer::send(
                 &ctx.client,
                 key,
                 finalizer::add_patch(value),
                 "add finalizer",
             )
-            .await?;
-            summary.finalizers += 1;
+            .await
+            {
+                Ok(()) => summary.finalizers += 1,
+                Err(e) => note(&mut failed, e),
+            }
         }
     }
     // Phase 3: the shared core, on a blocking thread (the sink blocks on API calls).
@@ -139,7 +145,10 @@ pub async fn reconcile(
         let Some(st) = statuses.get(key) else {
             continue;
         };
-        summary.events += publish_status(ctx, key, value, st, &mut summary).await?;
+        match publish_status(ctx, key, value, st, &mut summary).await {
+            Ok(n) => summary.events += n,
+            Err(e) => note(&mut failed, e),
+        }
     }
     for (key, why) in &built.malformed {
         let Some(value) = objects.get(key) else {
@@ -164,12 +173,25 @@ pub async fn reconcile(
             continue;
         };
         if let Some(p) = finalizer::remove_patch(value) {
-            finalizer::send(&ctx.client, key, p, "remove finalizer").await?;
-            summary.finalizers += 1;
-            tracing::info!(object = %key, "store entry removed; finalizer released");
+            match finalizer::send(&ctx.client, key, p, "remove finalizer").await {
+                Ok(()) => {
+                    summary.finalizers += 1;
+                    tracing::info!(object = %key, "store entry removed; finalizer released");
+                }
+                Err(e) => note(&mut failed, e),
+            }
         }
     }
-    Ok(summary)
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(summary),
+    }
+}
+
+/// Logs a failed request about one object and keeps the first for the reconcile's result.
+fn note(first: &mut Option<ReportError>, e: ReportError) {
+    tracing::warn!(error = %e, "request about one object failed; the others go on");
+    first.get_or_insert(e);
 }
 
 /// Patches one object's status when it changed and publishes the Events of the change.

@@ -52,15 +52,35 @@ pub struct Reconciled {
     pub objects: Vec<Outcome>,
 }
 
-/// A reconcile failure (the store or the secret sink failed; nothing was half-applied).
+/// A reconcile that could not run at all (the store or the manifests failed; nothing was
+/// half-applied). A fault of one object's Secret is never one: it is that object's outcome.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ReconcileError(pub String);
+#[error("{message}")]
+pub struct ReconcileError {
+    /// Machine reason, a bounded set used as a metrics label (`StoreError`, `ManifestsUnreadable`, ...).
+    pub reason: &'static str,
+    /// What failed, for logs, `/readyz` and `status` (never a secret).
+    pub message: String,
+}
+
+impl ReconcileError {
+    /// An error with its machine reason.
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        ReconcileError {
+            reason,
+            message: message.into(),
+        }
+    }
+}
 
 /// Turns a validated snapshot into store changes: `plan` + `apply`.
 pub trait Reconciler: Send + 'static {
     /// Plans and applies `snapshot` (already validated).
     fn reconcile(&mut self, snapshot: Snapshot) -> Result<Reconciled, ReconcileError>;
+
+    /// Told when a reconcile could not run (including when the manifests could not be read),
+    /// so it can record that where `stagegate status` looks. Best effort.
+    fn failed(&mut self, _error: &ReconcileError) {}
 }
 
 /// The result of the latest reconcile, as published to the API and hooks.
@@ -74,6 +94,8 @@ pub struct Report {
     pub elapsed: std::time::Duration,
     /// What it did, or why it failed.
     pub result: Result<Reconciled, String>,
+    /// The machine reason of a failure (a metrics label), `None` when it succeeded.
+    pub reason: Option<&'static str>,
     /// Files broken as a whole (their last good declarations were used).
     pub broken_files: Vec<String>,
 }
@@ -113,6 +135,8 @@ struct Worker<R> {
     /// Not-ready objects (key, reason) logged last time, so a resync does not repeat them.
     last_not_ready: Option<BTreeSet<(String, String)>>,
     secrets_digest: Option<[u8; 32]>,
+    /// The last reconcile could not run: the next round reconciles even if nothing changed since.
+    failed: bool,
 }
 
 /// The directory daemon: owns the cache and the reconciler.
@@ -134,6 +158,7 @@ impl<R: Reconciler> Daemon<R> {
             last_diagnostics: BTreeSet::new(),
             last_not_ready: None,
             secrets_digest: None,
+            failed: false,
         };
         Daemon {
             config,
@@ -166,9 +191,11 @@ impl<R: Reconciler> Daemon<R> {
         tokio::pin!(shutdown);
         let mut resync = tokio::time::interval(self.config.resync);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // A failed reconcile or a file still being written is retried sooner than the resync.
+        // A failed reconcile or a file still being written is retried sooner than the resync;
+        // a reconcile that keeps failing is retried less and less often (resync ticks wait too).
         let mut retry: Option<Instant> = None;
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = MIN_BACKOFF;
+        let mut failing = false;
         loop {
             let force = tokio::select! {
                 biased;
@@ -183,15 +210,23 @@ impl<R: Reconciler> Daemon<R> {
                     }
                     false
                 }
-                _ = resync.tick() => true,
+                _ = resync.tick() => {
+                    if failing && retry.is_some() {
+                        continue; // the back-off decides when the next attempt is
+                    }
+                    true
+                }
                 () = sleep_until(retry) => { retry = None; false }
             };
-            match self.reconcile(force).await? {
-                Step::Done => backoff = Duration::from_millis(500),
+            let step = self.reconcile(force).await?;
+            failing = matches!(step, Step::Failed);
+            match step {
+                Step::Done => backoff = MIN_BACKOFF,
                 Step::Unsettled => retry = Some(Instant::now() + self.config.debounce),
                 Step::Failed => {
+                    tracing::warn!(retry_in = %humantime::format_duration(backoff), "reconcile will be retried");
                     retry = Some(Instant::now() + backoff);
-                    backoff = (backoff * 2).min(self.config.resync);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -240,6 +275,11 @@ impl<R: Reconciler> Daemon<R> {
     }
 }
 
+/// First retry delay after a failed reconcile; doubled at each failure in a row.
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest delay between attempts while reconciles keep failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
 enum Step {
     Done,
     Unsettled,
@@ -252,8 +292,23 @@ impl<R: Reconciler> Worker<R> {
         let refresh = match self.cache.refresh(force) {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, "cannot read the watched directory");
-                return (Step::Failed, None);
+                // Loud: readiness, metrics and status say so, not only the log.
+                let e = ReconcileError::new(
+                    "ManifestsUnreadable",
+                    format!("cannot read the watched directory: {e}"),
+                );
+                tracing::error!(generation, error = %e, "reconcile failed; will retry");
+                self.reconciler.failed(&e);
+                let report = Report {
+                    generation,
+                    finished_at: Timestamp::now(),
+                    elapsed: Duration::ZERO,
+                    reason: Some(e.reason),
+                    result: Err(e.message),
+                    broken_files: Vec::new(),
+                };
+                self.failed = true;
+                return (Step::Failed, Some(report));
             }
         };
         for (file, event) in &refresh.changed {
@@ -271,7 +326,7 @@ impl<R: Reconciler> Worker<R> {
         let secrets = secrets_digest(&snapshot);
         let secrets_changed = self.secrets_digest != Some(secrets);
         self.secrets_digest = Some(secrets);
-        if !force && refresh.is_empty() && !secrets_changed {
+        if !force && !self.failed && refresh.is_empty() && !secrets_changed {
             let step = if refresh.unsettled.is_empty() {
                 Step::Done
             } else {
@@ -286,6 +341,7 @@ impl<R: Reconciler> Worker<R> {
         let result = self.reconciler.reconcile(snapshot);
         let elapsed = started.elapsed();
         let elapsed_ms = elapsed.as_millis() as u64;
+        self.failed = result.is_err();
         let step = match &result {
             Ok(r) => {
                 let not_ready = r.objects.iter().filter(|o| !o.ready).count();
@@ -306,7 +362,8 @@ impl<R: Reconciler> Worker<R> {
                 }
             }
             Err(e) => {
-                tracing::error!(generation, error = %e, "reconcile failed; will retry");
+                tracing::error!(generation, reason = e.reason, error = %e, "reconcile failed; will retry");
+                self.reconciler.failed(e);
                 Step::Failed
             }
         };
@@ -314,7 +371,8 @@ impl<R: Reconciler> Worker<R> {
             generation,
             finished_at: Timestamp::now(),
             elapsed,
-            result: result.map_err(|e| e.to_string()),
+            reason: result.as_ref().err().map(|e| e.reason),
+            result: result.map_err(|e| e.message),
             broken_files,
         };
         (step, Some(outcome))

@@ -6,7 +6,7 @@ use super::daemon::{AppliedChange, ReconcileError, Reconciled, Reconciler};
 use crate::bootstrap::{ensure_bootstrap_admin, BootstrapConfig};
 use crate::secrets::{DirSecretSink, PasswordParams, ServerKey};
 use crate::snapshot::Snapshot;
-use crate::sources::directory::reconcile_with;
+use crate::sources::directory::{reconcile_with, DirError};
 use crate::store::SqliteStore;
 use std::path::PathBuf;
 
@@ -17,6 +17,19 @@ pub struct StoreReconciler {
     server_key: ServerKey,
     password_params: PasswordParams,
     bootstrap: Option<BootstrapConfig>,
+    /// When a reconcile last succeeded in this process.
+    last_success: Option<jiff::Timestamp>,
+}
+
+/// The machine reason of a reconcile that could not run.
+fn reason(e: &DirError) -> &'static str {
+    match e {
+        DirError::Load(_) => "ManifestsUnreadable",
+        DirError::Store(_) | DirError::Apply(crate::apply::ApplyError::Store(_)) => "StoreError",
+        DirError::ServerKey(_) => "ServerKeyError",
+        DirError::Sink(_) => "SecretsDirUnsafe",
+        DirError::Apply(_) => "ApplyFailed",
+    }
 }
 
 impl std::fmt::Debug for StoreReconciler {
@@ -43,6 +56,7 @@ impl StoreReconciler {
             server_key,
             password_params,
             bootstrap,
+            last_success: None,
         }
     }
 
@@ -68,13 +82,16 @@ impl Reconciler for StoreReconciler {
             self.password_params,
             now,
         )
-        .map_err(|e| ReconcileError(e.to_string()))?;
+        .map_err(|e| ReconcileError::new(reason(&e), e.to_string()))?;
         // Only after a successful apply: the store now reflects the declarations.
         if let Some(cfg) = &self.bootstrap {
             let sink = DirSecretSink::new(&self.secrets_dir);
             ensure_bootstrap_admin(&mut self.store, &sink, cfg, self.password_params, now)
-                .map_err(|e| ReconcileError(format!("bootstrap administrator: {e}")))?;
+                .map_err(|e| {
+                    ReconcileError::new("BootstrapFailed", format!("bootstrap administrator: {e}"))
+                })?;
         }
+        self.last_success = Some(now);
         let changes = plan
             .data_changes()
             .map(|c| AppliedChange {
@@ -87,5 +104,15 @@ impl Reconciler for StoreReconciler {
             changes,
             objects: outcomes,
         })
+    }
+
+    fn failed(&mut self, error: &ReconcileError) {
+        crate::sources::health::record_failure(
+            &mut self.store,
+            error.reason,
+            &error.message,
+            self.last_success,
+            crate::snapshot::now(),
+        );
     }
 }

@@ -53,8 +53,15 @@ fn upsert_user(tx: &Transaction, u: &UserRow) -> Result<(), StoreError> {
            password_id = excluded.password_id, password_rotation = excluded.password_rotation,
            pending_password_id = excluded.pending_password_id,
            pending_password_hash = excluded.pending_password_hash,
-           pending_rotation = excluded.pending_rotation, first_login = excluded.first_login,
-           last_login = excluded.last_login, bootstrap = excluded.bootstrap,
+           pending_rotation = excluded.pending_rotation,
+           -- A login recorded since the apply read the row is kept (same owner: not a replacement).
+           first_login = coalesce(excluded.first_login, CASE WHEN users.owner_kind IS excluded.owner_kind
+             AND users.owner_namespace IS excluded.owner_namespace AND users.owner_name IS excluded.owner_name
+             THEN users.first_login END),
+           last_login = coalesce(excluded.last_login, CASE WHEN users.owner_kind IS excluded.owner_kind
+             AND users.owner_namespace IS excluded.owner_namespace AND users.owner_name IS excluded.owner_name
+             THEN users.last_login END),
+           bootstrap = excluded.bootstrap,
            owner_kind = excluded.owner_kind, owner_namespace = excluded.owner_namespace,
            owner_name = excluded.owner_name, owner_source = excluded.owner_source",
         params![

@@ -116,7 +116,7 @@ fn bootstrap_admin_lifecycle_in_directory_mode() {
     assert!(store.user("root").unwrap().unwrap().can_log_in());
     assert_eq!(audit_count(&store, "bootstrap.disable"), 1);
     assert_eq!(
-        status_of(&store, "User", "stagegate-system", "admin").map(|s| s.1),
+        status_of(&store, "User", "stagegate-system", "bootstrap:admin").map(|s| s.1),
         Some("BootstrapDisabled".to_string())
     );
 

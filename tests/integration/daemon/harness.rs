@@ -51,6 +51,30 @@ impl Workspace {
     pub fn read(&self, name: &str) -> String {
         std::fs::read_to_string(self.manifests().join(name)).unwrap()
     }
+    /// `--dir`, `--store`, `--secrets-dir` of this workspace and cheap password hashing.
+    pub fn dir_args(&self) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec!["--dir".into(), self.manifests().into()];
+        a.extend(["--store".into(), self.store_path().into()]);
+        a.extend(["--secrets-dir".into(), self.secrets().into()]);
+        a.extend(["--argon2-memory-kib", "8", "--argon2-iterations", "1"].map(Into::into));
+        a
+    }
+    /// `stagegate apply` of this workspace, run to the end.
+    pub fn apply(&self) -> std::process::Output {
+        support::stagegate()
+            .arg("apply")
+            .args(self.dir_args())
+            .output()
+            .unwrap()
+    }
+    /// `stagegate status` of this workspace's store.
+    pub fn status(&self) -> std::process::Output {
+        support::stagegate()
+            .args(["status", "--store"])
+            .arg(self.store_path())
+            .output()
+            .unwrap()
+    }
     /// Starts the daemon with cheap password hashing and a long resync.
     pub fn start(&self, extra: &[&str]) -> Running {
         let mut cmd = support::stagegate();

@@ -3,7 +3,11 @@
 
 mod bootstrap;
 mod credentials_policy;
+mod fail_isolated;
+mod file_modes;
 pub(crate) mod harness;
+mod loud_failure;
+mod status_truth;
 mod watch;
 
 use crate::support;

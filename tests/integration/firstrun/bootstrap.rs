@@ -51,7 +51,8 @@ fn bootstrap_admin_over_http() {
     assert!(api.allowed(&session, &q).0);
     let status = status_text(&ws);
     assert!(
-        status.contains("User stagegate-system/admin") && status.contains("BootstrapAdmin"),
+        status.contains("User stagegate-system/bootstrap:admin")
+            && status.contains("BootstrapAdmin"),
         "{status}"
     );
     assert!(!r.log().contains(&first), "the password is never logged");

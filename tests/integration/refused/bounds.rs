@@ -83,7 +83,7 @@ fn bounds_an_overlong_validity_issues_no_key_in_apply() {
     let d = Dir::new();
     d.write("t.yaml", &valid_for("forever", "100000d"));
     d.write("u.yaml", &valid_for("sane", "3650d"));
-    let (code, outcomes, _) = d.apply();
+    let (code, outcomes, _) = d.apply_json();
     assert_eq!(code, 1);
     let o = outcome(&outcomes, "ApiToken", "forever");
     assert_eq!(o["ready"], false, "{o:#}");

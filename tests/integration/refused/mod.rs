@@ -21,7 +21,7 @@ pub trait OneShot {
     /// `stagegate validate --output json` of the manifests: exit code and diagnostics.
     fn validate(&self) -> (i32, Vec<Value>);
     /// `stagegate apply --output json`: exit code, per-object outcomes, stderr.
-    fn apply(&self) -> (i32, Vec<Value>, String);
+    fn apply_json(&self) -> (i32, Vec<Value>, String);
     /// The delivered Secret file `<secrets>/<ns>/<name>.yaml`, if any.
     fn secret(&self, ns: &str, name: &str) -> Option<String>;
     /// Every file under the workspace, relative to it, sorted.
@@ -33,7 +33,7 @@ impl OneShot for Dir {
         validate(&self.manifests())
     }
 
-    fn apply(&self) -> (i32, Vec<Value>, String) {
+    fn apply_json(&self) -> (i32, Vec<Value>, String) {
         let out = run(&[
             "apply",
             "--dir",

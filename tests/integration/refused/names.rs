@@ -79,7 +79,7 @@ fn names_that_become_paths_never_reach_apply() {
     d.write("escape.yaml", &user("../outside", "mallory", ""));
     d.write("deep.yaml", &user("a/b/c", "trudy", ""));
     d.write("ok.yaml", &user("ml-platform", "grace", ""));
-    let (code, outcomes, _) = d.apply();
+    let (code, outcomes, _) = d.apply_json();
     assert_eq!(code, 1);
     for name in ["mallory", "trudy"] {
         let o = outcome(&outcomes, "User", name);

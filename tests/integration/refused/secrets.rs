@@ -123,7 +123,7 @@ fn two_objects_one_secret_only_when_they_truly_share_it() {
 fn two_objects_one_secret_the_delivered_holder_keeps_it_in_apply() {
     let d = Dir::new();
     d.write("users.yaml", &user("ml-platform", "grace", ""));
-    let (code, outcomes, err) = d.apply();
+    let (code, outcomes, err) = d.apply_json();
     assert_eq!(code, 0, "{outcomes:#?}{err}");
     let delivered = d
         .secret("ml-platform", "grace-password")
@@ -135,7 +135,7 @@ fn two_objects_one_secret_the_delivered_holder_keeps_it_in_apply() {
         "a-tokens.yaml",
         &token("ml-platform", "nightly", "  secretName: grace-password\n"),
     );
-    let (code, outcomes, _) = d.apply();
+    let (code, outcomes, _) = d.apply_json();
     assert_eq!(code, 1);
     let o = outcome(&outcomes, "ApiToken", "nightly");
     assert_eq!(o["ready"], false, "{o:#}");
@@ -152,7 +152,7 @@ fn two_objects_one_secret_the_delivered_holder_keeps_it_in_apply() {
         delivered
     );
     // A second apply changes nothing either.
-    d.apply();
+    d.apply_json();
     assert_eq!(
         d.secret("ml-platform", "grace-password").unwrap(),
         delivered
@@ -167,7 +167,7 @@ fn two_objects_one_secret_the_store_holder_wins_over_file_order() {
         "z-tokens.yaml",
         &token("ml-platform", "export", "  secretName: zed-password\n"),
     );
-    let (code, _, err) = d.apply();
+    let (code, _, err) = d.apply_json();
     assert_eq!(code, 0, "{err}");
     let delivered = d
         .secret("ml-platform", "zed-password")
@@ -176,7 +176,7 @@ fn two_objects_one_secret_the_store_holder_wins_over_file_order() {
     // User zed arrives later in a file that sorts before the token's: by file order alone
     // validate would keep zed; the store says the token holds the Secret.
     d.write("a-users.yaml", &user("ml-platform", "zed", ""));
-    let (code, outcomes, _) = d.apply();
+    let (code, outcomes, _) = d.apply_json();
     assert_eq!(code, 1);
     let zed = outcome(&outcomes, "User", "zed");
     assert_eq!(zed["ready"], false, "{zed:#}");

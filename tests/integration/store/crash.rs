@@ -106,7 +106,7 @@ impl SecretSink for FailingSink {
         }
         self.inner.deliver(s)
     }
-    fn flush(&self) -> Result<(), SinkError> {
+    fn flush(&self) -> std::collections::BTreeMap<String, SinkError> {
         self.inner.flush()
     }
 }
@@ -165,6 +165,11 @@ fn check_invariants(store: &dyn Store, secrets: &Path, key: &ServerKey, stage: &
             );
         }
     }
+}
+
+/// One healthy reconcile of `snap`, now.
+fn reconcile_now(snap: &Snapshot, store: &mut dyn Store, secrets: &Path, key: &ServerKey) {
+    reconcile_with(snap, store, secrets, key, params(), jiff::Timestamp::now()).unwrap();
 }
 
 fn scenario(stage: &str, store_fail: Option<usize>, sink_fail: Option<usize>, after_write: bool) {
@@ -239,15 +244,7 @@ fn scenario(stage: &str, store_fail: Option<usize>, sink_fail: Option<usize>, af
     assert!(state.users["ann"].password_hash.is_some());
     // And the next apply is a no-op.
     let audit = store.audit(0).unwrap().len();
-    reconcile_with(
-        &snap,
-        &mut store,
-        &secrets,
-        &key,
-        params(),
-        jiff::Timestamp::now(),
-    )
-    .unwrap();
+    reconcile_now(&snap, &mut store, &secrets, &key);
     assert_eq!(
         store.audit(0).unwrap().len(),
         audit,
@@ -278,4 +275,69 @@ fn crash_after_writing_before_reply() {
 #[test]
 fn failure_before_marking_issued() {
     scenario("commit 2 fails", Some(1), None, false);
+}
+
+/// Issue 12, item 8: a key delivered just before a crash, then superseded by a
+/// raised rotation, stays known to the store (revoked, audited), never dropped.
+#[test]
+fn delivered_pending_key_superseded_by_rotation_is_revoked_not_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    let key = ServerKey::generate();
+    let mut store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+    let sink = FailingSink {
+        inner: DirSecretSink::new(&secrets),
+        count: AtomicUsize::new(0),
+        fail_at: Some(0),
+        after_write: true,
+    };
+    let snap = snapshot();
+    let now = jiff::Timestamp::now();
+    let state = store.load_state().unwrap();
+    let plan =
+        stagegate::sources::directory::plan_against(&snap, &state, &sink.inner, &key, params().policy, now).unwrap();
+    let ctx = stagegate::apply::ApplyContext {
+        now,
+        server_key: &key,
+        password_params: params(),
+    };
+    // Every Secret is written, then the "process dies" before the store hears of it.
+    stagegate::apply::apply(&plan, &mut store, &sink, &ctx).unwrap();
+    let delivered = |name: &str| {
+        let text = std::fs::read_to_string(sink.inner.path_of("team", name)).unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        doc["stringData"]["token"].as_str().unwrap()[4..16].to_string()
+    };
+    let old = delivered("bot-a-token");
+    assert_eq!(
+        store.load_state().unwrap().token_keys[&old].state,
+        KeyState::Pending
+    );
+    // Raise the rotation, apply again.
+    let raised = MANIFESTS.replace(
+        "validity: 30d, owner: ann}",
+        "validity: 30d, owner: ann, rotation: 1}",
+    );
+    let mut snap = load_text("team.yaml", &raised);
+    stagegate::validate::validate(&mut snap);
+    reconcile_now(&snap, &mut store, &secrets, &key);
+    let state = store.load_state().unwrap();
+    let row = state
+        .token_keys
+        .get(&old)
+        .expect("the delivered key is still known");
+    assert!(
+        row.revoked_at.is_some(),
+        "the superseded delivered key is revoked"
+    );
+    let audit = store.audit(0).unwrap();
+    assert!(
+        audit.iter().any(|a| a.action == "token.revoke"
+            && a.new.as_ref().is_some_and(|n| n["keyId"] == old.as_str())),
+        "its revocation is audited"
+    );
+    let new = delivered("bot-a-token");
+    assert_ne!(new, old);
+    assert_eq!(state.token_keys[&new].state, KeyState::Issued);
+    check_invariants(&store, &secrets, &key, "after rotation");
 }
