@@ -36,6 +36,8 @@ pub enum Reason {
     TransitionNeverAllowed,
     /// `stagegate.dev/requested-at` is not an RFC 3339 time.
     InvalidAnnotation,
+    /// Two stage requests for one model at one instant (a warning: namespace/name decides).
+    SimultaneousRequests,
 }
 
 impl Reason {
@@ -57,6 +59,7 @@ impl Reason {
             Reason::UnknownUser => "UnknownUser",
             Reason::TransitionNeverAllowed => "TransitionNeverAllowed",
             Reason::InvalidAnnotation => "InvalidAnnotation",
+            Reason::SimultaneousRequests => "SimultaneousRequests",
         }
     }
 }

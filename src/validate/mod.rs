@@ -3,6 +3,7 @@
 //! Every problem is a [`Diagnostic`](crate::snapshot::Diagnostic) attached to the object and field it
 //! concerns, with a stable machine-readable [`Reason`](crate::snapshot::Reason).
 
+mod requests;
 mod rules;
 pub mod schema;
 

@@ -64,6 +64,7 @@ pub fn validate(snap: &mut Snapshot) {
     ctx.usernames();
     ctx.token_names();
     ctx.references();
+    out.extend(super::requests::simultaneous(snap_ref));
     out.sort();
     snap.diagnostics.extend(out);
 }
