@@ -1,6 +1,8 @@
 //! The one integration-test binary: each module drives the real `stagegate` binary or library.
 
 mod api;
+mod closed_loader;
+mod closed_loader_props;
 mod controller;
 mod daemon;
 mod diff;
