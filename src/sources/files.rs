@@ -168,7 +168,8 @@ pub fn read_listed(file: &Listed) -> Result<Vec<u8>, String> {
     }
     let fd = rustix::fs::open(
         &file.open,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
+        // Non-blocking: a FIFO named like a manifest must not hang the loader.
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
         Mode::empty(),
     )
     .map_err(|e| {
@@ -178,6 +179,10 @@ pub fn read_listed(file: &Listed) -> Result<Vec<u8>, String> {
             format!("cannot read the file: {}", std::io::Error::from(e))
         }
     })?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| format!("cannot read the file: {e}"))?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err("not a regular file; not read".into());
+    }
     let mut bytes = Vec::new();
     std::fs::File::from(fd)
         .read_to_end(&mut bytes)

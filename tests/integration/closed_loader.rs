@@ -263,8 +263,18 @@ fn paths_symlinks_never_lead_the_loader_out_of_the_watched_directory() {
     // A link that stays inside is read (its target is in a hidden directory, not loaded on its own).
     d.write(".shared/bob.yaml", user("bob"));
     std::os::unix::fs::symlink(m.join(".shared/bob.yaml"), m.join("bob.yaml")).unwrap();
+    // A FIFO named like a manifest is not a file to wait on.
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(m.join("pipe.yaml"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
     let (code, diags) = d.validate();
     assert_eq!(code, Some(1), "{diags:#?}");
+    assert!(diag_of(&diags, "pipe.yaml", "InvalidYaml")["message"]
+        .as_str()
+        .unwrap()
+        .contains("not a regular file"));
     for f in ["link.yaml", "teams", "dangling.yaml"] {
         let hit = diag_of(&diags, f, "InvalidYaml");
         assert!(
