@@ -2,7 +2,7 @@
 //! (`--dir`) or from the identity store (`--store`), with the same policy call.
 
 use crate::api::Index;
-use crate::plan::{answer, declared_principal, replay, Models, Question};
+use crate::plan::{answer, declared_principal, recorded_history, replay, Models, Question};
 use crate::policy::{Action, DecisionCode, Principal, Scope, Stage};
 use crate::sources::files::load_paths;
 use crate::store::{SqliteStore, Store};
@@ -13,12 +13,14 @@ use std::process::ExitCode;
 
 /// Arguments of `stagegate can-i`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["dir", "store"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["dir", "store"])))]
 pub struct Args {
     /// Directory of manifests to answer from (models come from replaying its stage requests).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// SQLite identity store to answer from (what `apply` or `run` wrote); never created.
+    /// With --dir: answer from DIR's declarations, with the stage requests this store
+    /// already decided kept in their recorded order and outcome (what apply did).
     #[arg(long, value_name = "PATH")]
     pub store: Option<PathBuf>,
     /// Username (or ApiToken name) asking.
@@ -50,9 +52,9 @@ struct Source {
 /// Prints yes or no; exit 0 yes, 1 no, 2 for an incomplete question (an error).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let source = match (&args.dir, &args.store) {
-        (Some(dir), None) => from_dir(dir, &args.as_user)?,
+        (Some(dir), store) => from_dir(dir, store.as_deref(), &args.as_user)?,
         (None, Some(store)) => from_store(store, &args.as_user)?,
-        _ => bail!("exactly one of --dir and --store is required"),
+        (None, None) => bail!("--dir or --store is required"),
     };
     let q = Question {
         action: Some(args.action),
@@ -96,15 +98,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Principals from the valid declarations; models from replaying the stage requests.
-fn from_dir(dir: &Path, name: &str) -> anyhow::Result<Source> {
+/// Principals from the valid declarations; models from replaying the stage requests
+/// (after the history `store` recorded, when given).
+fn from_dir(dir: &Path, store: Option<&Path>, name: &str) -> anyhow::Result<Source> {
     let snap = load_paths(&[dir.to_path_buf()])?;
     let errors = snap.diagnostics.iter().filter(|d| d.is_error()).count();
     if errors > 0 {
         eprintln!("warning: {errors} validation errors in {}; invalid objects are ignored (run stagegate validate)", dir.display());
     }
-    let mut models = Models::new();
-    replay(&snap, &mut models, &BTreeSet::new());
+    let (mut models, decided) = match store {
+        Some(path) => recorded_history(&open_store(path)?.load_state()?),
+        None => (Models::new(), BTreeSet::new()),
+    };
+    replay(&snap, &mut models, &decided);
     let principal = declared_principal(&snap, name);
     Ok(Source {
         principal,
@@ -115,6 +121,17 @@ fn from_dir(dir: &Path, name: &str) -> anyhow::Result<Source> {
 
 /// Principals and models as the HTTP API sees them: the index built from one store read.
 fn from_store(path: &Path, name: &str) -> anyhow::Result<Source> {
+    let store = open_store(path)?;
+    let index = Index::build(&store.load_state()?);
+    Ok(Source {
+        principal: index.principal(name, crate::snapshot::now()),
+        models: index.models().clone(),
+        origin: path.display().to_string(),
+    })
+}
+
+/// Opens an existing store; a missing one is an error, never created.
+fn open_store(path: &Path) -> anyhow::Result<SqliteStore> {
     // Opening creates a missing file; a typo must not leave an empty store behind.
     if !path.is_file() {
         bail!(
@@ -122,12 +139,5 @@ fn from_store(path: &Path, name: &str) -> anyhow::Result<Source> {
             path.display()
         );
     }
-    let store = SqliteStore::open(path)
-        .with_context(|| format!("cannot open the store {}", path.display()))?;
-    let index = Index::build(&store.load_state()?);
-    Ok(Source {
-        principal: index.principal(name, crate::snapshot::now()),
-        models: index.models().clone(),
-        origin: path.display().to_string(),
-    })
+    SqliteStore::open(path).with_context(|| format!("cannot open the store {}", path.display()))
 }

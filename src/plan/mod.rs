@@ -20,6 +20,7 @@ pub use replay::{
     decide_request, declared_principal, ordered_requests, replay, user_principals, ModelId, Models,
     RequestDecision,
 };
+pub use requests::recorded_history;
 pub use users::{password_fingerprint, password_secret};
 
 #[cfg(test)]

@@ -7,9 +7,8 @@
 use crate::policy::{
     decide, Action, FromStage, Grant, ModelState, Principal, Request, Scope, Stage,
 };
-use crate::resources::{ModelStageRequest, RequestPhase, UserState, REQUESTED_AT};
+use crate::resources::{ModelStageRequest, RequestPhase, UserState};
 use crate::snapshot::{Declared, ObjectKey, Snapshot};
-use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -104,25 +103,11 @@ pub fn declared_principal(snap: &Snapshot, name: &str) -> Option<Principal> {
         })
 }
 
-/// Sort key of a request: its time (annotation, else creationTimestamp), then file, line and name.
-fn order_key(
-    d: &Declared<ModelStageRequest>,
-) -> (
-    Option<jiff::Timestamp>,
-    Option<String>,
-    Option<usize>,
-    ObjectKey,
-) {
-    let annotated = d
-        .object
-        .annotations()
-        .get(REQUESTED_AT)
-        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-    let time = annotated.or_else(|| d.object.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    (time, d.source.file.clone(), d.source.line, d.key())
-}
-
 /// The snapshot's valid requests in the order they are decided.
+///
+/// Requests with a time come first, in time order; then those without one.
+/// Ties are broken by namespace/name, a property of the request: renaming or
+/// moving its file never changes the order (and so never a model's stage).
 pub fn ordered_requests(snap: &Snapshot) -> Vec<&Declared<ModelStageRequest>> {
     let invalid = snap.invalid_keys();
     let mut reqs: Vec<_> = snap
@@ -130,10 +115,9 @@ pub fn ordered_requests(snap: &Snapshot) -> Vec<&Declared<ModelStageRequest>> {
         .iter()
         .filter(|r| !invalid.contains(&r.key()))
         .collect();
-    // Requests with a time come first, in time order; then the rest in source order.
     reqs.sort_by_cached_key(|r| {
-        let (t, f, l, k) = order_key(r);
-        (t.is_none(), t, f, l, k)
+        let t = r.object.requested_at();
+        (t.is_none(), t, r.key())
     });
     reqs
 }

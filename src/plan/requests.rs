@@ -4,15 +4,18 @@
 use super::build::{status, Builder};
 use super::change::Op;
 use super::{replay, ModelId, Models};
-use crate::resources::RequestPhase;
+use crate::resources::{ModelStageRequestSpec, RequestPhase};
 use crate::snapshot::ObjectKey;
-use crate::store::phase_str;
+use crate::store::{phase_str, DecidedRequest, StoreState};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Decides the snapshot's new requests and sets every declared request's status.
-pub(super) fn plan_requests(b: &mut Builder) {
-    let mut models: Models = b
-        .state
+/// The model states the store recorded and the requests it already decided.
+///
+/// Decided requests are records: their order and outcome are the store's
+/// history, and only the others are replayed after them. `plan` and
+/// `can-i --dir` with a store both start here, so they agree.
+pub fn recorded_history(state: &StoreState) -> (Models, BTreeSet<ObjectKey>) {
+    let models = state
         .models
         .values()
         .map(|m| {
@@ -25,12 +28,17 @@ pub(super) fn plan_requests(b: &mut Builder) {
             )
         })
         .collect();
-    let decided: BTreeSet<ObjectKey> = b
-        .state
+    let decided = state
         .requests
         .keys()
         .map(|(ns, n)| ObjectKey::new("ModelStageRequest", ns, n))
         .collect();
+    (models, decided)
+}
+
+/// Decides the snapshot's new requests and sets every declared request's status.
+pub(super) fn plan_requests(b: &mut Builder) {
+    let (mut models, decided) = recorded_history(b.state);
     let before = models.clone();
     let decisions = replay(b.snap, &mut models, &decided);
     let sources: BTreeMap<
@@ -91,17 +99,51 @@ pub(super) fn plan_requests(b: &mut Builder) {
             continue;
         };
         let (ready, reason) = outcome(rec.phase);
-        let mut st = status(
-            r,
-            ready,
-            reason,
-            rec.message.clone(),
-            Some(phase_str(rec.phase)),
-        );
+        let mut st = match edited(rec, &r.object.spec) {
+            // The record stands; the edit is reported on the request until it is reverted.
+            Some(what) => status(
+                r,
+                false,
+                "Immutable",
+                format!("spec changed after the request was decided ({what}); the recorded decision stands ({}: {}); revert the edit, or create a new request", phase_str(rec.phase), rec.message),
+                Some(phase_str(rec.phase)),
+            ),
+            None => status(
+                r,
+                ready,
+                reason,
+                rec.message.clone(),
+                Some(phase_str(rec.phase)),
+            ),
+        };
         st.extra
             .insert("decidedAt".into(), rec.decided_at.to_string());
         b.set_status(st);
     }
+}
+
+/// What a declared spec changed against the decided record, if anything (`reason` is free text and not recorded).
+fn edited(rec: &DecidedRequest, spec: &ModelStageRequestSpec) -> Option<String> {
+    let mut changed = Vec::new();
+    if spec.model != rec.model {
+        changed.push(format!("spec.model {:?} was {:?}", spec.model, rec.model));
+    }
+    if spec.scope() != rec.scope {
+        changed.push("spec.scope".to_string());
+    }
+    if spec.from != rec.from {
+        changed.push(format!("spec.from {} was {}", spec.from, rec.from));
+    }
+    if spec.to != rec.to {
+        changed.push(format!("spec.to {} was {}", spec.to, rec.to));
+    }
+    if spec.requested_by != rec.requested_by {
+        changed.push(format!(
+            "spec.requestedBy {:?} was {:?}",
+            spec.requested_by, rec.requested_by
+        ));
+    }
+    (!changed.is_empty()).then(|| changed.join(", "))
 }
 
 fn outcome(p: RequestPhase) -> (bool, &'static str) {

@@ -89,3 +89,18 @@ impl ModelStageRequestSpec {
         self.scope.clone().unwrap_or_default()
     }
 }
+
+impl ModelStageRequest {
+    /// When the request was made: `stagegate.dev/requested-at` when it is a
+    /// valid time, else `metadata.creationTimestamp`. Requests are decided in
+    /// this order, ties broken by namespace/name (never by file names).
+    pub fn requested_at(&self) -> Option<jiff::Timestamp> {
+        let annotated = self
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(super::common::REQUESTED_AT))
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        annotated.or_else(|| self.metadata.creation_timestamp.as_ref().map(|t| t.0))
+    }
+}

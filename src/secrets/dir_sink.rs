@@ -4,6 +4,7 @@
 use super::sink::*;
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 /// Delivers Secrets as 0600 manifest files under one directory.
@@ -106,14 +107,197 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
 }
 
+/// Why the sink will not touch a path: never follows or leaves the secrets directory.
+fn refused(namespace: &str, name: &str, why: impl Into<String>) -> SinkError {
+    SinkError::Refused {
+        path: format!("{namespace}/{name}.yaml"),
+        why: why.into(),
+    }
+}
+
+/// A single plain path component: not empty, no separator or NUL, not `.`/`..`, not hidden.
+fn plain_component(part: &str) -> Result<(), String> {
+    if part.is_empty() {
+        return Err("empty name".into());
+    }
+    if part.contains(['/', '\\', '\0']) || part == "." || part == ".." {
+        return Err(format!("{part:?} would resolve outside its directory"));
+    }
+    if part.starts_with('.') {
+        return Err(format!("{part:?} is a hidden name"));
+    }
+    Ok(())
+}
+
+/// Flags of every open below the root: never through a symbolic link.
+fn no_follow() -> rustix::fs::OFlags {
+    use rustix::fs::OFlags;
+    OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY
+}
+
+impl DirSecretSink {
+    fn check_names(namespace: &str, name: &str) -> Result<(), SinkError> {
+        plain_component(namespace)
+            .and_then(|()| plain_component(name))
+            .map_err(|why| refused(namespace, name, why))
+    }
+
+    /// The root directory, or None when it does not exist (the root itself may be a link the operator chose).
+    fn open_root(&self) -> std::io::Result<Option<OwnedFd>> {
+        use rustix::fs::{Mode, OFlags};
+        match rustix::fs::open(
+            &self.root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The namespace directory, never through a symbolic link; None when absent and not `create`.
+    fn open_namespace(
+        &self,
+        root: &OwnedFd,
+        namespace: &str,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<OwnedFd>, SinkError> {
+        use rustix::fs::{Mode, OFlags};
+        let io = Self::io(namespace, name);
+        if create {
+            match rustix::fs::mkdirat(root, namespace, Mode::from_raw_mode(0o700)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(io(e.into())),
+            }
+        }
+        match rustix::fs::openat(
+            root,
+            namespace,
+            OFlags::RDONLY | OFlags::DIRECTORY | no_follow(),
+            Mode::empty(),
+        ) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(rustix::io::Errno::NOENT) if !create => Ok(None),
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => Err(refused(
+                namespace,
+                name,
+                format!("{namespace} is not a directory (a symbolic link is never followed)"),
+            )),
+            Err(e) => Err(io(e.into())),
+        }
+    }
+
+    /// The raw bytes of a Secret's file, read without following any symbolic link; None when absent.
+    ///
+    /// Refused (an error) when a name would leave the directory or a link is in the way.
+    pub fn read_raw(&self, namespace: &str, name: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        use rustix::fs::{FileType, Mode, OFlags};
+        use std::io::Read;
+        Self::check_names(namespace, name)?;
+        let io = Self::io(namespace, name);
+        let Some(root) = self.open_root().map_err(&io)? else {
+            return Ok(None);
+        };
+        let Some(dir) = self.open_namespace(&root, namespace, name, false)? else {
+            return Ok(None);
+        };
+        let fd = match rustix::fs::openat(
+            &dir,
+            format!("{name}.yaml"),
+            OFlags::RDONLY | OFlags::NONBLOCK | no_follow(),
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(rustix::io::Errno::LOOP) => {
+                return Err(refused(
+                    namespace,
+                    name,
+                    "a symbolic link is never followed",
+                ))
+            }
+            Err(e) => return Err(io(e.into())),
+        };
+        let stat = rustix::fs::fstat(&fd).map_err(|e| io(e.into()))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(refused(namespace, name, "not a regular file"));
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::from(fd)
+            .read_to_end(&mut bytes)
+            .map_err(&io)?;
+        Ok(Some(bytes))
+    }
+
+    /// Writes `text` as `<namespace>/<name>.yaml` through a 0600 temporary file in the same directory.
+    /// With `replace` false an existing entry is never replaced (`Conflict`).
+    fn write_file(
+        &self,
+        s: &OutgoingSecret,
+        text: &str,
+        replace: bool,
+    ) -> Result<(Delivery, PathBuf), SinkError> {
+        use rustix::fs::{AtFlags, Mode, OFlags};
+        let io = Self::io(&s.namespace, &s.name);
+        private_dir(&self.root).map_err(&io)?;
+        let root = self
+            .open_root()
+            .map_err(&io)?
+            .ok_or_else(|| io(std::io::ErrorKind::NotFound.into()))?;
+        let Some(dir) = self.open_namespace(&root, &s.namespace, &s.name, true)? else {
+            return Err(io(std::io::ErrorKind::NotFound.into()));
+        };
+        let target = format!("{}.yaml", s.name);
+        let tmp = format!(".stagegate-{:016x}.tmp", rand::random::<u64>());
+        let fd = rustix::fs::openat(
+            &dir,
+            &tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | no_follow(),
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| io(e.into()))?;
+        let mut file = std::fs::File::from(fd);
+        let written = file
+            .write_all(text.as_bytes())
+            .and_then(|()| file.sync_all());
+        drop(file);
+        let result = written.map_err(&io).and_then(|()| {
+            if replace {
+                // rename replaces the entry itself: a link put in the way is replaced, never written through.
+                rustix::fs::renameat(&dir, &tmp, &dir, &target)
+                    .map(|()| Delivery::Delivered)
+                    .map_err(|e| io(e.into()))
+            } else {
+                // No clobber: a file (or link) that appeared since `state` is somebody else's.
+                match rustix::fs::linkat(&dir, &tmp, &dir, &target, AtFlags::empty()) {
+                    Ok(()) => Ok(Delivery::Delivered),
+                    Err(rustix::io::Errno::EXIST) => Ok(Delivery::Conflict),
+                    Err(e) => Err(io(e.into())),
+                }
+            }
+        });
+        if !(replace && matches!(result, Ok(Delivery::Delivered))) {
+            let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+        }
+        result.map(|d| (d, self.root.join(&s.namespace)))
+    }
+}
+
 impl SecretSink for DirSecretSink {
     fn state(&self, namespace: &str, name: &str) -> Result<SecretState, SinkError> {
-        match std::fs::read_to_string(self.path_of(namespace, name)) {
-            Ok(text) => Ok(classify_manifest(&text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SecretState::Absent),
-            // Unreadable or not UTF-8: something we did not write.
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(SecretState::Foreign),
-            Err(e) => Err(Self::io(namespace, name)(e)),
+        match self.read_raw(namespace, name) {
+            Ok(None) => Ok(SecretState::Absent),
+            // Not UTF-8: something we did not write.
+            Ok(Some(bytes)) => Ok(String::from_utf8(bytes)
+                .map_or(SecretState::Foreign, |text| classify_manifest(&text))),
+            Err(SinkError::Refused { path, why }) => {
+                // Whatever is in the way was not written by stagegate: it is never read through or overwritten.
+                tracing::warn!(path = %path, why = %why, "secrets directory entry refused");
+                Ok(SecretState::Foreign)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -163,36 +347,16 @@ impl SecretSink for DirSecretSink {
     }
 
     fn deliver(&self, s: &OutgoingSecret) -> Result<Delivery, SinkError> {
-        let io = Self::io(&s.namespace, &s.name);
-        let existing = self.state(&s.namespace, &s.name)?;
+        Self::check_names(&s.namespace, &s.name)?;
+        let existing = match self.read_raw(&s.namespace, &s.name)? {
+            None => SecretState::Absent,
+            Some(bytes) => String::from_utf8(bytes)
+                .map_or(SecretState::Foreign, |text| classify_manifest(&text)),
+        };
         if existing == SecretState::Foreign {
             return Ok(Delivery::Conflict);
         }
-        let path = self.path_of(&s.namespace, &s.name);
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        private_dir(&dir).map_err(&io)?;
-        // NamedTempFile is created 0600 in the target directory, so the rename is atomic and the secret is never world-readable.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".stagegate-")
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(&io)?;
-        tmp.write_all(manifest(s).as_bytes()).map_err(&io)?;
-        tmp.as_file().sync_all().map_err(&io)?;
-        let result = if existing == SecretState::Absent {
-            // No clobber: a file that appeared since `state` is somebody else's.
-            match tmp.persist_noclobber(&path) {
-                Ok(_) => Ok(Delivery::Delivered),
-                Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
-                    Ok(Delivery::Conflict)
-                }
-                Err(e) => Err(io(e.error)),
-            }
-        } else {
-            tmp.persist(&path)
-                .map(|_| Delivery::Delivered)
-                .map_err(|e| io(e.error))
-        }?;
+        let (result, dir) = self.write_file(s, &manifest(s), existing != SecretState::Absent)?;
         self.touched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -299,6 +463,65 @@ mod tests {
         );
         assert_eq!(sink.deliver(&secret("k3")).unwrap(), Delivery::Conflict);
         assert!(!std::fs::read_to_string(&path).unwrap().contains("k3"));
+    }
+
+    #[test]
+    fn never_writes_or_reads_through_links_or_outside_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        let root = dir.path().join("secrets");
+        std::fs::create_dir_all(&root).unwrap();
+        // A namespace directory that is a link: refused for reading and writing.
+        std::os::unix::fs::symlink(&outside, root.join("team")).unwrap();
+        std::fs::write(outside.join("ci-token.yaml"), "kind: Secret\n").unwrap();
+        let sink = DirSecretSink::new(&root);
+        assert_eq!(
+            sink.state("team", "ci-token").unwrap(),
+            SecretState::Foreign
+        );
+        let err = sink.deliver(&secret("k1")).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("team/ci-token.yaml"), "{err}");
+        let err = sink.read_raw("team", "ci-token").unwrap_err();
+        assert!(matches!(err, SinkError::Refused { .. }), "{err}");
+        // A file that is a link: left alone, never written through.
+        std::fs::remove_file(root.join("team")).unwrap();
+        std::fs::create_dir_all(root.join("team")).unwrap();
+        std::os::unix::fs::symlink(
+            outside.join("ci-token.yaml"),
+            root.join("team/ci-token.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            sink.state("team", "ci-token").unwrap(),
+            SecretState::Foreign
+        );
+        assert!(matches!(
+            sink.deliver(&secret("k1")),
+            Err(SinkError::Refused { .. })
+        ));
+        assert_eq!(
+            std::fs::read_to_string(outside.join("ci-token.yaml")).unwrap(),
+            "kind: Secret\n"
+        );
+        // Names that would leave the directory are refused, whatever validation let through.
+        for (ns, name) in [
+            ("../outside", "x"),
+            ("team", "../../outside/x"),
+            ("/tmp", "x"),
+            ("..", "x"),
+            ("team", ""),
+        ] {
+            let mut s = secret("k1");
+            s.namespace = ns.into();
+            s.name = name.into();
+            assert!(
+                matches!(sink.deliver(&s), Err(SinkError::Refused { .. })),
+                "{ns}/{name}"
+            );
+            assert_eq!(sink.state(ns, name).unwrap(), SecretState::Foreign);
+        }
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
     }
 
     #[test]

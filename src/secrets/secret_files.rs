@@ -1,7 +1,8 @@
 //! Reads the Secret manifests of a secrets directory (`<dir>/<namespace>/<name>.yaml`)
 //! so `passwordSecretRef` works without a cluster.
 
-use crate::snapshot::SecretData;
+use super::{DirSecretSink, SinkError};
+use crate::snapshot::{check_nesting, decode_text, strip_bom, SecretData, MAX_NESTING};
 use crate::snapshot::{Diagnostic, Reason, Severity};
 use base64::Engine;
 use std::collections::BTreeMap;
@@ -29,6 +30,8 @@ fn warn(file: &Path, message: &str) -> Diagnostic {
 pub fn parse_secret_manifest(
     text: &str,
 ) -> Result<(Option<String>, Option<String>, SecretData), String> {
+    let text = strip_bom(text);
+    check_nesting(text, MAX_NESTING).map_err(|p| p.message)?;
     let doc: serde_yaml::Value =
         serde_yaml::from_str(text).map_err(|_| "not valid YAML".to_string())?;
     if doc["kind"].as_str() != Some("Secret") {
@@ -60,19 +63,32 @@ pub fn parse_secret_manifest(
 }
 
 /// Loads every `<dir>/<namespace>/<name>.yaml` Secret manifest; a missing directory is empty.
+///
+/// Read through the directory sink, so no symbolic link is followed: a linked
+/// namespace directory or file is skipped with a warning, never read.
 pub fn load_secrets_dir(dir: &Path) -> LoadedSecrets {
     let mut secrets = BTreeMap::new();
     let mut diags = Vec::new();
     let Ok(namespaces) = std::fs::read_dir(dir) else {
         return (secrets, diags);
     };
-    let mut ns_dirs: Vec<_> = namespaces.flatten().map(|e| e.path()).collect();
-    ns_dirs.sort();
-    for ns_dir in ns_dirs.into_iter().filter(|p| p.is_dir()) {
-        let ns = ns_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    let sink = DirSecretSink::new(dir);
+    let mut ns_dirs: Vec<_> = namespaces.flatten().collect();
+    ns_dirs.sort_by_key(|e| e.file_name());
+    for entry in ns_dirs {
+        let ns_dir = entry.path();
+        let ns = entry.file_name().to_string_lossy().into_owned();
+        if ns.starts_with('.') {
+            continue;
+        }
+        match entry.file_type() {
+            Ok(t) if t.is_symlink() => {
+                diags.push(warn(&ns_dir, "a symbolic link in the secrets directory is never followed; its Secrets are not read"));
+                continue;
+            }
+            Ok(t) if t.is_dir() => {}
+            _ => continue,
+        }
         let Ok(files) = std::fs::read_dir(&ns_dir) else {
             continue;
         };
@@ -86,10 +102,22 @@ pub fn load_secrets_dir(dir: &Path) -> LoadedSecrets {
             if stem.starts_with('.') {
                 continue; // our own temp files, editors' swap files
             }
-            let text = match std::fs::read_to_string(&f) {
-                Ok(t) => t,
+            let bytes = match sink.read_raw(&ns, stem) {
+                Ok(Some(b)) => b,
+                Ok(None) => continue,
+                Err(SinkError::Refused { why, .. }) => {
+                    diags.push(warn(&f, &format!("not read: {why}")));
+                    continue;
+                }
                 Err(e) => {
-                    diags.push(warn(&f, &format!("cannot read: {}", e.kind())));
+                    diags.push(warn(&f, &format!("cannot read: {e}")));
+                    continue;
+                }
+            };
+            let text = match decode_text(bytes) {
+                Ok(t) => t,
+                Err(p) => {
+                    diags.push(warn(&f, &p.message));
                     continue;
                 }
             };

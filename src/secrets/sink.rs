@@ -85,6 +85,14 @@ pub enum SinkError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The path would leave the secrets directory or pass through a symbolic link: nothing is read or written.
+    #[error("secret file {path} (in the secrets directory) refused: {why}")]
+    Refused {
+        /// The path relative to the secrets directory.
+        path: String,
+        /// Why.
+        why: String,
+    },
     /// The configuration is unsafe (for example secrets inside the watched directory).
     #[error("{0}")]
     Config(String),

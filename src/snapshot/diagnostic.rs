@@ -43,6 +43,8 @@ pub enum Reason {
     SecretNameConflict,
     /// A scope customer or project that is not a DNS label.
     InvalidScope,
+    /// Two stage requests for one model at one instant (a warning: namespace/name decides).
+    SimultaneousRequests,
 }
 
 impl Reason {
@@ -67,6 +69,7 @@ impl Reason {
             Reason::InvalidUsername => "InvalidUsername",
             Reason::SecretNameConflict => "SecretNameConflict",
             Reason::InvalidScope => "InvalidScope",
+            Reason::SimultaneousRequests => "SimultaneousRequests",
         }
     }
 }

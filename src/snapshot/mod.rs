@@ -12,10 +12,12 @@
 
 mod declared;
 mod diagnostic;
+mod yaml_guard;
 mod yaml_lines;
 
 pub use declared::{Declared, ObjectKey, SecretData, Snapshot, Source};
 pub use diagnostic::{Diagnostic, Reason, Severity};
+pub use yaml_guard::{check_nesting, decode_text, strip_bom, TextProblem, MAX_NESTING};
 pub use yaml_lines::{locate_field, split_documents, Document};
 
 /// `source` of the bootstrap administrator's status and audit rows: what

@@ -32,6 +32,8 @@ pub fn split_documents(text: &str) -> Vec<Document> {
             continue;
         }
         if line == "..." {
+            // An end marker: kept as a blank line so the lines after it keep their numbers.
+            current.push('\n');
             continue;
         }
         current.push_str(line);

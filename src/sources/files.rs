@@ -5,6 +5,7 @@
 //! documents still load.
 
 use crate::resources::{API_VERSION, GROUP};
+use crate::snapshot::{check_nesting, decode_text, strip_bom, MAX_NESTING};
 use crate::snapshot::{locate_field, split_documents, Document};
 use crate::snapshot::{Declared, Snapshot, Source};
 use crate::snapshot::{Diagnostic, Reason, Severity};
@@ -27,36 +28,75 @@ pub struct LoadError {
 }
 
 /// Loads every `*.yaml`/`*.yml` under `paths` (recursively, in sorted order) and validates the result.
+///
+/// Only a path that cannot be listed is an error; a file that cannot be read
+/// or decoded is that file's problem (`InvalidYaml`), and the others load.
 pub fn load_paths(paths: &[PathBuf]) -> Result<Snapshot, LoadError> {
     let mut snapshot = Snapshot::default();
     for file in manifest_files(paths)? {
-        let text = std::fs::read_to_string(&file).map_err(|cause| LoadError {
-            path: file.display().to_string(),
-            cause,
-        })?;
-        snapshot.extend(load_text(&file.display().to_string(), &text));
+        let label = file.path.display().to_string();
+        snapshot.extend(match read_listed(&file) {
+            Ok(bytes) => load_bytes(&label, bytes),
+            Err(message) => file_problem(&label, None, message),
+        });
     }
     validate::validate(&mut snapshot);
     Ok(snapshot)
 }
 
+/// One manifest file found under a watched path.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listed {
+    /// The path as found (what diagnostics and sources name).
+    pub path: PathBuf,
+    /// What to open: the path itself, or the target of a symbolic link that stays inside the root.
+    pub open: PathBuf,
+    /// Why the file is not read (a symbolic link that leaves the root, or that leads nowhere).
+    pub refused: Option<String>,
+}
+
 /// The manifest files under `paths`, sorted, recursively.
-pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
+///
+/// Symbolic links below a given path never lead out of it: a link to a file
+/// inside the same root is read (under the link's name), a link that
+/// resolves outside the root or nowhere is listed as refused (that file's
+/// problem), and links to directories are not descended into (a directory
+/// inside the root is read at its own path; one outside is refused). A path
+/// given explicitly is the user's choice and is followed.
+pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<Listed>, LoadError> {
     let mut out = Vec::new();
     for p in paths {
-        collect(p, &mut out, true)?;
+        let root = p.canonicalize().map_err(|cause| LoadError {
+            path: p.display().to_string(),
+            cause,
+        })?;
+        collect(&root, p, &mut out, true)?;
     }
     out.sort();
-    out.dedup();
+    out.dedup_by(|a, b| a.path == b.path);
     Ok(out)
 }
 
-fn collect(path: &Path, out: &mut Vec<PathBuf>, explicit: bool) -> Result<(), LoadError> {
+fn collect(
+    root: &Path,
+    path: &Path,
+    out: &mut Vec<Listed>,
+    explicit: bool,
+) -> Result<(), LoadError> {
     let err = |cause| LoadError {
         path: path.display().to_string(),
         cause,
     };
-    let meta = std::fs::metadata(path).map_err(err)?;
+    let meta = if explicit {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
+    }
+    .map_err(err)?;
+    if meta.is_symlink() {
+        collect_link(root, path, out);
+        return Ok(());
+    }
     if meta.is_dir() {
         for entry in std::fs::read_dir(path).map_err(err)? {
             let entry = entry.map_err(err)?;
@@ -65,12 +105,119 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>, explicit: bool) -> Result<(), Lo
             if name.to_string_lossy().starts_with('.') {
                 continue;
             }
-            collect(&entry.path(), out, false)?;
+            collect(root, &entry.path(), out, false)?;
         }
     } else if explicit || is_manifest(path) {
-        out.push(path.to_path_buf());
+        out.push(Listed {
+            path: path.to_path_buf(),
+            open: path.to_path_buf(),
+            refused: None,
+        });
     }
     Ok(())
+}
+
+/// A symbolic link found below `root`: read when it names a manifest file inside the root.
+fn collect_link(root: &Path, path: &Path, out: &mut Vec<Listed>) {
+    let refuse = |why: String| Listed {
+        path: path.to_path_buf(),
+        open: path.to_path_buf(),
+        refused: Some(why),
+    };
+    let target = match path.canonicalize() {
+        Ok(t) => t,
+        Err(_) if is_manifest(path) => {
+            return out.push(refuse(
+                "symbolic link that leads nowhere (its target does not exist); not read".into(),
+            ))
+        }
+        Err(_) => return,
+    };
+    let inside = target.starts_with(root);
+    if target.is_dir() {
+        if !inside {
+            out.push(refuse(format!(
+                "symbolic link to a directory outside {}; not followed",
+                root.display()
+            )));
+        }
+        tracing::debug!(path = %path.display(), "symbolic link to a directory not descended into");
+    } else if is_manifest(path) {
+        out.push(if inside {
+            Listed {
+                path: path.to_path_buf(),
+                open: target,
+                refused: None,
+            }
+        } else {
+            refuse(format!(
+                "symbolic link to a file outside {}; not read",
+                root.display()
+            ))
+        });
+    }
+}
+
+/// Reads a listed file; the message says why it could not be read.
+///
+/// The last component is opened without following symbolic links, so a file
+/// swapped for a link after listing is refused rather than read through.
+pub fn read_listed(file: &Listed) -> Result<Vec<u8>, String> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read;
+    if let Some(why) = &file.refused {
+        return Err(why.clone());
+    }
+    let fd = rustix::fs::open(
+        &file.open,
+        // Non-blocking: a FIFO named like a manifest must not hang the loader.
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        if e == rustix::io::Errno::LOOP {
+            "became a symbolic link while it was read; not read".to_string()
+        } else {
+            format!("cannot read the file: {}", std::io::Error::from(e))
+        }
+    })?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| format!("cannot read the file: {e}"))?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err("not a regular file; not read".into());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    Ok(bytes)
+}
+
+/// A file that cannot be loaded, as that file's problem: one `InvalidYaml`
+/// error, and the file marked broken so nothing it declared is pruned.
+pub fn file_problem(file: &str, line: Option<usize>, message: String) -> Snapshot {
+    let mut snap = Snapshot::default();
+    snap.diagnostics.push(Diagnostic {
+        file: Some(file.to_string()),
+        line,
+        kind: None,
+        namespace: None,
+        name: None,
+        field: None,
+        reason: Reason::InvalidYaml,
+        severity: Severity::Error,
+        message,
+    });
+    snap.broken_files.insert(file.to_string());
+    snap
+}
+
+/// Parses one file's bytes: a leading byte-order mark is dropped, and bytes
+/// that are not UTF-8 are the file's `InvalidYaml` at the line they are on.
+pub fn load_bytes(file: &str, bytes: Vec<u8>) -> Snapshot {
+    match decode_text(bytes) {
+        Ok(text) => load_text(file, &text),
+        Err(p) => file_problem(file, Some(p.line), p.message),
+    }
 }
 
 /// Whether a file name looks like a manifest.
@@ -84,7 +231,7 @@ pub fn is_manifest(path: &Path) -> bool {
 /// Parses one file's text (schema layer only; cross-object rules run in [`validate::validate`]).
 pub fn load_text(file: &str, text: &str) -> Snapshot {
     let mut snap = Snapshot::default();
-    for (position, doc) in split_documents(text).into_iter().enumerate() {
+    for (position, doc) in split_documents(strip_bom(text)).into_iter().enumerate() {
         load_document(file, position, &doc, &mut snap);
     }
     snap
@@ -114,6 +261,12 @@ fn load_document(file: &str, _position: usize, doc: &Document, snap: &mut Snapsh
             message,
         })
     };
+    // Lines of this document as file lines: the parser counts from the document's start.
+    let offset = doc.first_line - 1;
+    let last_line = offset + doc.text.lines().count().max(1);
+    if let Err(p) = check_nesting(&doc.text, MAX_NESTING) {
+        return broken(snap, file, offset + p.line, p.message);
+    }
     let value: Value =
         match serde_yaml::from_str::<serde_yaml::Value>(&doc.text).map(serde_json::to_value) {
             Ok(Ok(v)) => v,
@@ -128,20 +281,12 @@ fn load_document(file: &str, _position: usize, doc: &Document, snap: &mut Snapsh
                 )
             }
             Err(e) => {
-                let line = e.location().map(|l| doc.first_line + l.line() - 1);
-                snap.diagnostics.push(Diagnostic {
-                    file: Some(file.to_string()),
-                    line: line.or(Some(doc.first_line)),
-                    kind: None,
-                    namespace: None,
-                    name: None,
-                    field: None,
-                    reason: Reason::InvalidYaml,
-                    severity: Severity::Error,
-                    message: format!("invalid YAML: {e}"),
-                });
-                snap.broken_files.insert(file.to_string());
-                return;
+                // An error at the end of the document (an unclosed quote) is on its last line, not after it.
+                let line = e
+                    .location()
+                    .map_or(doc.first_line, |l| (offset + l.line()).min(last_line));
+                let message = format!("invalid YAML: {}", shift_lines(&e.to_string(), offset));
+                return broken(snap, file, line, message);
             }
         };
     let Value::Object(mut map) = value else {
@@ -242,6 +387,29 @@ fn load_document(file: &str, _position: usize, doc: &Document, snap: &mut Snapsh
     if let Err(e) = pushed {
         diag(k, ns, n, None, Reason::SchemaViolation, e);
     }
+}
+
+/// Records a document that does not parse: the file is broken as a whole (its last good objects are kept).
+fn broken(snap: &mut Snapshot, file: &str, line: usize, message: String) {
+    snap.extend(file_problem(file, Some(line), message));
+}
+
+/// Adds `offset` to every "line N" in a parser message, so it names file lines.
+fn shift_lines(message: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("line ") {
+        let (head, tail) = rest.split_at(at + "line ".len());
+        out.push_str(head);
+        let digits = tail.len() - tail.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        match tail[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&tail[..digits]),
+        }
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn typed<K: DeserializeOwned>(

@@ -5,6 +5,7 @@
 
 mod claims;
 mod names;
+mod requests;
 mod rules;
 pub mod schema;
 

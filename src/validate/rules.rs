@@ -67,6 +67,7 @@ pub fn validate(snap: &mut Snapshot) {
     ctx.token_names();
     ctx.references();
     out.extend(super::claims::secret_conflicts(snap_ref, |_| false));
+    out.extend(super::requests::simultaneous(snap_ref));
     out.sort();
     snap.diagnostics.extend(out);
 }

@@ -107,7 +107,7 @@ fn every_reason_has_a_fixture_reported_at_its_line() {
         for key in ["kind", "namespace", "name", "field", "severity", "message"] {
             assert!(hit.get(key).is_some(), "{reason}: JSON lacks {key}");
         }
-        let warning_only = reason == "UnknownUser";
+        let warning_only = matches!(reason.as_str(), "UnknownUser" | "SimultaneousRequests");
         assert_eq!(
             hit["severity"],
             if warning_only { "warning" } else { "error" }
@@ -134,6 +134,7 @@ fn every_reason_has_a_fixture_reported_at_its_line() {
         "RoleNotAllowedAtScope",
         "SchemaViolation",
         "SecretNameConflict",
+        "SimultaneousRequests",
         "TransitionNeverAllowed",
         "UnknownApiVersion",
         "UnknownField",

@@ -2,6 +2,8 @@
 
 mod api;
 mod api_abuse;
+mod closed_loader;
+mod closed_loader_props;
 mod controller;
 mod daemon;
 mod diff;

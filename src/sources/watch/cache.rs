@@ -8,8 +8,9 @@
 //! objects disappear; unchanged files are not re-read or re-parsed.
 
 use crate::snapshot::{Declared, Snapshot};
-use crate::snapshot::{Diagnostic, Reason, Severity};
-use crate::sources::files::{is_manifest, load_text, manifest_files};
+use crate::sources::files::{
+    file_problem, is_manifest, load_bytes, manifest_files, read_listed, Listed,
+};
 use kube::Resource;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -101,35 +102,29 @@ pub struct DirCache {
 const SETTLE_ATTEMPTS: usize = 3;
 
 enum Read {
-    Text(Stamp, String),
+    Bytes(Stamp, Vec<u8>),
     Gone,
     Unsettled,
-    Failed(std::io::Error),
+    Failed(String),
 }
 
-fn read_settled(path: &Path) -> Read {
+fn read_settled(file: &Listed) -> Read {
     for _ in 0..SETTLE_ATTEMPTS {
-        let before = match Stamp::of(path) {
+        let before = match Stamp::of(&file.open) {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Gone,
-            Err(e) => return Read::Failed(e),
+            Err(e) => return Read::Failed(format!("cannot read the file: {e}")),
         };
-        let text = match std::fs::read(path) {
+        let bytes = match read_listed(file) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Read::Gone,
-            Err(e) => return Read::Failed(e),
+            Err(_) if !file.open.exists() => return Read::Gone,
+            Err(why) => return Read::Failed(why),
         };
         // A writer still at work changes size or mtime under us: read again.
-        if Stamp::of(path).ok() != Some(before) {
+        if Stamp::of(&file.open).ok() != Some(before) {
             continue;
         }
-        return match String::from_utf8(text) {
-            Ok(t) => Read::Text(before, t),
-            Err(_) => Read::Failed(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "file is not UTF-8",
-            )),
-        };
+        return Read::Bytes(before, bytes);
     }
     Read::Unsettled
 }
@@ -163,50 +158,62 @@ impl DirCache {
     /// Re-reads the directory: files whose stamp changed (all files when `force`) are
     /// re-read, and re-parsed when their content changed.
     pub fn refresh(&mut self, force: bool) -> Result<Refresh, crate::sources::files::LoadError> {
-        let listed: BTreeSet<PathBuf> = manifest_files(std::slice::from_ref(&self.root))?
+        let listed: BTreeMap<PathBuf, Listed> = manifest_files(std::slice::from_ref(&self.root))?
             .into_iter()
+            .map(|l| (l.path.clone(), l))
             .collect();
         let mut out = Refresh::default();
         let gone: Vec<PathBuf> = self
             .files
             .keys()
-            .filter(|p| !listed.contains(*p))
+            .filter(|p| !listed.contains_key(*p))
             .cloned()
             .collect();
         for path in gone {
             self.files.remove(&path);
             out.changed.push((label(&path), FileEvent::Removed));
         }
-        for path in listed {
-            if !force {
-                let stamp = Stamp::of(&path).ok();
+        for (path, file) in listed {
+            if file.refused.is_none() && !force {
+                let stamp = Stamp::of(&file.open).ok();
                 if stamp.is_some() && self.files.get(&path).map(|e| e.stamp) == stamp {
                     continue;
                 }
             }
-            match read_settled(&path) {
+            let read = match &file.refused {
+                Some(why) => Read::Failed(why.clone()),
+                None => read_settled(&file),
+            };
+            match read {
                 Read::Gone => {
                     if self.files.remove(&path).is_some() {
                         out.changed.push((label(&path), FileEvent::Removed));
                     }
                 }
                 Read::Unsettled => out.unsettled.push(label(&path)),
-                Read::Text(stamp, text) => {
-                    if let Some(ev) = self.update(&path, stamp, &text) {
+                Read::Bytes(stamp, bytes) => {
+                    if let Some(ev) = self.update(&path, stamp, bytes) {
                         out.changed.push((label(&path), ev));
                     }
                 }
-                Read::Failed(e) => {
-                    let stamp = Stamp::of(&path).unwrap_or(Stamp {
+                Read::Failed(why) => {
+                    let stamp = Stamp::of(&file.open).unwrap_or(Stamp {
                         len: 0,
                         modified: None,
                         inode: 0,
                     });
-                    let mut snap = Snapshot::default();
+                    // The same refusal again is no news.
+                    let digest: [u8; 32] = Sha256::digest(why.as_bytes()).into();
+                    if self.files.get(&path).is_some_and(|e| e.digest == digest) {
+                        continue;
+                    }
                     let file = label(&path);
-                    snap.diagnostics.push(io_diagnostic(&file, &e));
-                    snap.broken_files.insert(file.clone());
-                    self.store(&path, stamp, [0; 32], snap);
+                    let snap = file_problem(
+                        &file,
+                        None,
+                        format!("{why}; its last good declarations are kept"),
+                    );
+                    self.store(&path, stamp, digest, snap);
                     out.changed.push((file, FileEvent::Broken));
                 }
             }
@@ -214,9 +221,9 @@ impl DirCache {
         Ok(out)
     }
 
-    /// Parses `text` into the entry of `path`; returns what happened, or None when the content is unchanged.
-    fn update(&mut self, path: &Path, stamp: Stamp, text: &str) -> Option<FileEvent> {
-        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+    /// Parses `bytes` into the entry of `path`; returns what happened, or None when the content is unchanged.
+    fn update(&mut self, path: &Path, stamp: Stamp, bytes: Vec<u8>) -> Option<FileEvent> {
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
         if let Some(e) = self.files.get_mut(path) {
             if e.digest == digest {
                 e.stamp = stamp;
@@ -224,7 +231,7 @@ impl DirCache {
             }
         }
         let existed = self.files.contains_key(path);
-        let snap = load_text(&label(path), text);
+        let snap = load_bytes(&label(path), bytes);
         let broken = !snap.broken_files.is_empty();
         self.store(path, stamp, digest, snap);
         Some(match (broken, existed) {
@@ -317,20 +324,6 @@ fn hidden(path: &Path) -> bool {
 /// `stagegate apply --dir D` and `stagegate run --dir D` attribute rows alike.
 fn label(path: &Path) -> String {
     path.display().to_string()
-}
-
-fn io_diagnostic(file: &str, e: &std::io::Error) -> Diagnostic {
-    Diagnostic {
-        file: Some(file.to_string()),
-        line: None,
-        kind: None,
-        namespace: None,
-        name: None,
-        field: None,
-        reason: Reason::InvalidYaml,
-        severity: Severity::Error,
-        message: format!("cannot read the file: {e}; its last good declarations are kept"),
-    }
 }
 
 #[cfg(test)]

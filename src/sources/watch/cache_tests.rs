@@ -1,4 +1,5 @@
 use super::*;
+use crate::snapshot::Reason;
 
 const ADA: &str = "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: ada\n  namespace: t\nspec: {}\n";
 const BOB: &str = "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: bob\n  namespace: t\nspec: {}\n";

@@ -60,7 +60,7 @@ fn the_validated_examples_do_not_see_the_workflow() {
     assert!(
         files
             .iter()
-            .all(|f| !f.to_string_lossy().contains(".github")),
+            .all(|f| !f.path.to_string_lossy().contains(".github")),
         "{files:?}"
     );
     assert!(root().join("examples/ci/README.md").is_file());
