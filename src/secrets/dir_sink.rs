@@ -180,11 +180,26 @@ impl DirSecretSink {
         ) {
             Ok(fd) => Ok(Some(fd)),
             Err(rustix::io::Errno::NOENT) if !create => Ok(None),
-            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => Err(refused(
-                namespace,
-                name,
-                format!("{namespace} is not a directory (a symbolic link is never followed)"),
-            )),
+            Err(e @ (rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR)) => {
+                // A link is never followed: what it points at is not ours (a conflict). A stray
+                // file or other non-directory is a fault of this path (the OS error), which
+                // the object reports as such (DeliveryFailed, SecretUnreadable).
+                let link =
+                    rustix::fs::statat(root, namespace, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| {
+                            rustix::fs::FileType::from_raw_mode(st.st_mode)
+                                == rustix::fs::FileType::Symlink
+                        });
+                if link {
+                    Err(refused(
+                        namespace,
+                        name,
+                        format!("{namespace} is a symbolic link, never followed"),
+                    ))
+                } else {
+                    Err(io(e.into()))
+                }
+            }
             Err(e) => Err(io(e.into())),
         }
     }

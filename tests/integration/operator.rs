@@ -297,7 +297,7 @@ fn a_broken_file_shows_in_status_readyz_and_metrics_until_fixed() {
     });
     assert_eq!(broken.len(), 1, "{broken:?}");
     assert!(broken[0]["file"].as_str().unwrap().ends_with("eve.yaml"));
-    assert_eq!(broken[0]["line"], 8);
+    assert_eq!(broken[0]["line"], 7);
     assert_eq!(broken[0]["reason"], "InvalidYaml");
     assert_eq!(api.get("/readyz", None).status, 200, "still serving");
     assert_eq!(
@@ -322,7 +322,7 @@ fn a_broken_file_shows_in_status_readyz_and_metrics_until_fixed() {
         row.contains("eve.yaml")
             && row.contains("False")
             && row.contains("InvalidYaml")
-            && row.contains("line 8:"),
+            && row.contains("line 7:"),
         "{row}"
     );
     let json: Vec<Value> =

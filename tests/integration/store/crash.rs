@@ -294,8 +294,15 @@ fn delivered_pending_key_superseded_by_rotation_is_revoked_not_forgotten() {
     let snap = snapshot();
     let now = jiff::Timestamp::now();
     let state = store.load_state().unwrap();
-    let plan =
-        stagegate::sources::directory::plan_against(&snap, &state, &sink.inner, &key, params().policy, now).unwrap();
+    let plan = stagegate::sources::directory::plan_against(
+        &snap,
+        &state,
+        &sink.inner,
+        &key,
+        params().policy,
+        now,
+    )
+    .unwrap();
     let ctx = stagegate::apply::ApplyContext {
         now,
         server_key: &key,
