@@ -34,9 +34,8 @@ use jiff::Timestamp;
 use serde_json::json;
 use std::collections::BTreeMap;
 
+pub use crate::snapshot::BOOTSTRAP_SECRET;
 use crate::snapshot::BOOTSTRAP_SOURCE;
-/// Name of the Secret its password is delivered to.
-pub const BOOTSTRAP_SECRET: &str = "stagegate-bootstrap-admin";
 /// Namespace of that Secret in directory mode: `<secrets-dir>/stagegate-system/stagegate-bootstrap-admin.yaml`.
 pub const DIR_MODE_NAMESPACE: &str = "stagegate-system";
 

@@ -34,9 +34,10 @@ pub struct StoreArgs {
     ///
     /// Every password set from a passwordSecretRef Secret must also be at
     /// most 1024 bytes (what login accepts), valid UTF-8, not empty or only
-    /// whitespace, and not one of the most common passwords. A refused
+    /// whitespace, free of control characters (a trailing newline, say), and
+    /// not one of the most common passwords. A refused
     /// password never replaces the one in force: the User is Ready=False with
-    /// reason PasswordBlank, PasswordNotUtf8, PasswordTooShort,
+    /// reason PasswordBlank, PasswordNotUtf8, PasswordControlCharacter, PasswordTooShort,
     /// PasswordTooLong or PasswordTooCommon. Generated passwords are 24
     /// characters, so they always pass.
     #[arg(long, default_value_t = PasswordPolicy::default().min_chars,

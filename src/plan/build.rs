@@ -87,9 +87,17 @@ impl<'a> Builder<'a> {
 
     /// Whether a row owned by `owner` must be kept although nothing valid declares it now.
     pub fn protected(&self, owner: &Owner) -> bool {
-        // An entry is kept while its declaration is invalid or its file is broken as a whole.
+        // An entry is kept while its file is broken as a whole (what it says now is unknown),
+        // and while its declaration is invalid, except a grant: an AccessBinding whose edit is
+        // invalid (a typo in a demotion, say) must not leave the old, broader role in force,
+        // so it is removed until it is valid again (fail closed; its sessions end with it).
+        self.broken(owner)
+            || (self.invalid.contains(&owner.key) && owner.key.kind != "AccessBinding")
+    }
+
+    /// Whether the file that declared `owner`'s entry fails to load as a whole.
+    pub fn broken(&self, owner: &Owner) -> bool {
         owner_file(&owner.source).is_some_and(|f| self.snap.broken_files.contains(f))
-            || self.invalid.contains(&owner.key)
     }
 
     pub fn secret_state(&self, s: &SecretName) -> SecretState {
@@ -328,7 +336,18 @@ fn invalid_statuses(b: &mut Builder) {
                 .as_deref()
                 .map(|f| format!("{f}: "))
                 .unwrap_or_default();
-            ("Invalid", format!("{}: {field}{}", d.reason, d.message))
+            // What an invalid declaration means for what it granted before (fail closed).
+            let effect = match key.kind.as_str() {
+                "User" => "; the user cannot log in until the declaration is valid",
+                "AccessBinding" => {
+                    "; the role it granted is withdrawn until the declaration is valid"
+                }
+                _ => "",
+            };
+            (
+                "Invalid",
+                format!("{}: {field}{}{effect}", d.reason, d.message),
+            )
         };
         b.objects.insert(
             key.clone(),

@@ -189,17 +189,26 @@ fn invalid_and_broken_declarations_keep_what_they_declared() {
         T0,
     );
     assert_eq!(w.store.grants("ann").unwrap().len(), 1);
-    // The binding becomes invalid (Developer globally): left out, not pruned, reported.
+    // The binding becomes invalid (Developer globally): fail closed, the role it granted is
+    // withdrawn (never left in force on what it said before), reported.
     let bad = binding.replace("scope: {customer: acme}", "scope: {}");
     let p = w.plan_at(&snap(&[("u.yaml", &user("ann", "")), ("b.yaml", &bad)]), T0);
-    assert!(ops(&p).is_empty(), "{:?}", ops(&p));
+    assert_eq!(ops(&p), vec!["unbind"]);
     let st = status_of(&p, "b");
     assert_eq!(st.reason, "Invalid");
     assert!(
-        st.message.starts_with("RoleNotAllowedAtScope"),
+        st.message.starts_with("RoleNotAllowedAtScope")
+            && st
+                .message
+                .ends_with("the role it granted is withdrawn until the declaration is valid"),
         "{}",
         st.message
     );
+    // The user's declaration becomes invalid: suspended (state Revoked), its row kept.
+    let bad_user = user("ann", "state: revoked");
+    let p = w.plan_at(&snap(&[("u.yaml", &bad_user), ("b.yaml", binding)]), T0);
+    assert_eq!(ops(&p), vec!["updateUser"], "{bad_user}");
+    assert!(status_of(&p, "ann").message.contains("cannot log in until"));
     // The user's file breaks: the user is kept, and so is its status.
     let s = snap(&[("u.yaml", "kind: User\nmetadata: [\n"), ("b.yaml", binding)]);
     assert!(s.broken_files.contains("u.yaml"));

@@ -172,6 +172,33 @@ pub(super) fn plan_users(b: &mut Builder) {
             continue;
         }
         if b.protected(o) {
+            if b.invalid.contains(&o.key) && r.state == UserState::Active && !b.broken(o) {
+                // Fail closed: a User whose declaration is invalid (a revocation with a typo
+                // beside it, say) is suspended until it is valid again, never left able to log
+                // in on what it said before. Its row, password and history are kept.
+                let o = o.clone();
+                let user = UserFields {
+                    username: r.username.clone(),
+                    display_name: r.display_name.clone(),
+                    email: r.email.clone(),
+                    state: UserState::Revoked,
+                };
+                b.push(
+                    &o.key,
+                    &o.source,
+                    Op::UpdateUser {
+                        username: r.username.clone(),
+                        changes: vec![FieldChange {
+                            field: "state".into(),
+                            old: state_str(r.state),
+                            new: state_str(UserState::Revoked),
+                        }],
+                        user,
+                    },
+                );
+                b.users_after.insert(r.username.clone(), UserState::Revoked);
+                continue;
+            }
             b.users_after.entry(r.username.clone()).or_insert(r.state);
             continue;
         }

@@ -64,9 +64,13 @@ impl Default for PasswordPolicy {
 /// The rule of the password policy a password breaks. Carries no part of the password.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordRule {
-    /// Empty, or only whitespace.
-    #[error("the password is empty or only whitespace")]
+    /// Empty, or only whitespace and invisible characters.
+    #[error("the password is empty or only whitespace or invisible characters")]
     Blank,
+    /// Holds a control character (NUL, a newline, ...): no one types it at a login
+    /// form; a trailing newline is the usual mistake of `echo … | base64`.
+    #[error("the password contains a control character (a trailing newline, say)")]
+    ControlCharacter,
     /// Not valid UTF-8: it could not be typed into a login form.
     #[error("the password is not valid UTF-8")]
     NotUtf8,
@@ -92,6 +96,7 @@ impl PasswordRule {
     pub fn reason(self) -> &'static str {
         match self {
             PasswordRule::Blank => "PasswordBlank",
+            PasswordRule::ControlCharacter => "PasswordControlCharacter",
             PasswordRule::NotUtf8 => "PasswordNotUtf8",
             PasswordRule::TooShort { .. } => "PasswordTooShort",
             PasswordRule::TooLong { .. } => "PasswordTooLong",
@@ -175,6 +180,13 @@ const COMMON_PASSWORDS: &[&str] = &[
     "password123!",
 ];
 
+/// Format characters that render as nothing (Unicode category Cf, the ones seen in
+/// pasted text): zero-width spaces and joiners, word joiners, the byte-order mark,
+/// the soft hyphen.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+}
+
 impl PasswordPolicy {
     /// Checks `password` (the bytes a Secret or request holds) against the
     /// policy; `Err` names the first rule it breaks. Whitespace is kept as
@@ -187,15 +199,19 @@ impl PasswordPolicy {
             });
         }
         let text = std::str::from_utf8(password).map_err(|_| PasswordRule::NotUtf8)?;
-        if text.trim().is_empty() {
+        if text.chars().all(|c| c.is_whitespace() || invisible(c)) {
             return Err(PasswordRule::Blank);
+        }
+        if text.chars().any(char::is_control) {
+            return Err(PasswordRule::ControlCharacter);
         }
         if text.chars().count() < self.min_chars {
             return Err(PasswordRule::TooShort {
                 min: self.min_chars,
             });
         }
-        let lower = text.to_lowercase();
+        // A common password padded with spaces is as guessable as the common one.
+        let lower = text.trim().to_lowercase();
         if COMMON_PASSWORDS.contains(&lower.as_str()) {
             return Err(PasswordRule::TooCommon);
         }
@@ -376,6 +392,24 @@ mod tests {
             Err("PasswordNotUtf8")
         );
         assert_eq!(check(b"Password1234"), Err("PasswordTooCommon"));
+        assert_eq!(check(b"password1234  "), Err("PasswordTooCommon"));
+        assert_eq!(
+            check("\u{200B}".repeat(12).as_bytes()),
+            Err("PasswordBlank")
+        );
+        assert_eq!(
+            check("\u{FEFF}\u{2060} \u{00AD}".repeat(4).as_bytes()),
+            Err("PasswordBlank")
+        );
+        assert_eq!(
+            check(b"correct horse battery\n"),
+            Err("PasswordControlCharacter")
+        );
+        assert_eq!(check(&[0u8; 12]), Err("PasswordControlCharacter"));
+        assert_eq!(
+            check(b"tab\tseparated words"),
+            Err("PasswordControlCharacter")
+        );
         assert_eq!(check(b"correct horse battery staple"), Ok(()));
         let lowered = PasswordPolicy { min_chars: 8 };
         assert_eq!(lowered.check(b"sunshine"), Err(PasswordRule::TooCommon));

@@ -29,6 +29,10 @@ pub const BOOTSTRAP_SOURCE: &str = "bootstrap";
 /// `/readyz` and the `stagegate_manifest_files_broken` gauge until it loads.
 pub const FILE_KIND: &str = "File";
 
+/// Name of the Secret the bootstrap administrator's password is delivered to.
+/// Reserved: no declaration may write or read a Secret of this name.
+pub const BOOTSTRAP_SECRET: &str = "stagegate-bootstrap-admin";
+
 /// The current time to whole seconds: stored times and Secret annotations stay readable.
 pub fn now() -> jiff::Timestamp {
     let now = jiff::Timestamp::now();

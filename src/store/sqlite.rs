@@ -66,11 +66,12 @@ impl SqliteStore {
     }
 
     fn init(mut conn: Connection) -> Result<Self, StoreError> {
-        // WAL lets the HTTP API read while a reconcile writes; the busy timeout rides out short write locks.
+        // WAL lets the HTTP API read while a reconcile writes; the busy timeout (set first, so
+        // switching to WAL and migrating wait for another process too) rides out short write locks.
+        conn.busy_timeout(Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;
         Ok(SqliteStore { conn })

@@ -20,7 +20,9 @@
 //! nothing already delivered is touched.
 
 use super::rules::diagnostic;
-use crate::snapshot::{Declared, Diagnostic, ObjectKey, Reason, Severity, Snapshot, Source};
+use crate::snapshot::{
+    Declared, Diagnostic, ObjectKey, Reason, Severity, Snapshot, Source, BOOTSTRAP_SECRET,
+};
 use kube::{Resource, ResourceExt};
 
 /// How a declaration uses a Secret.
@@ -143,6 +145,24 @@ pub fn secret_conflicts(snap: &Snapshot, holds: impl Fn(&SecretClaim) -> bool) -
     let mut granted: Vec<&SecretClaim> = Vec::new();
     let mut out = Vec::new();
     for c in &claims {
+        if c.secret == BOOTSTRAP_SECRET {
+            // Written by the daemon for the bootstrap administrator (whose namespace is the
+            // controller's, unknown here): reserved in every namespace, never shared.
+            let message = format!(
+                "Secret {}/{BOOTSTRAP_SECRET} is reserved for the bootstrap administrator's password; this {} is refused (choose another Secret)",
+                c.namespace, c.key.kind
+            );
+            out.push(diagnostic(
+                snap,
+                &c.key,
+                &c.source,
+                c.field,
+                Reason::SecretNameConflict,
+                Severity::Error,
+                message,
+            ));
+            continue;
+        }
         match granted.iter().find(|g| g.conflicts_with(c)) {
             Some(holder) => {
                 let message = format!(

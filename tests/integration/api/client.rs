@@ -32,15 +32,21 @@ pub struct ApiClient {
     http: Client,
 }
 
+/// Every request on a new connection: the server closes a connection after refusing a
+/// request (413, 431, 408) or at its idle timeout, and a pooled one reused in that
+/// instant fails on the client side (`IncompleteMessage`), which is not what a test checks.
+fn builder() -> reqwest::blocking::ClientBuilder {
+    Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+}
+
 impl ApiClient {
     /// A client for the server at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str) -> Self {
         ApiClient {
             base: base.trim_end_matches('/').to_string(),
-            http: Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()
-                .expect("reqwest client"),
+            http: builder().build().expect("reqwest client"),
         }
     }
 
@@ -49,8 +55,7 @@ impl ApiClient {
     pub fn from_address(base: &str, from: std::net::IpAddr) -> Self {
         ApiClient {
             base: base.trim_end_matches('/').to_string(),
-            http: Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
+            http: builder()
                 .local_address(from)
                 .build()
                 .expect("reqwest client"),

@@ -15,7 +15,7 @@ fn manifests() -> String {
     let mut text = String::from(
         "apiVersion: stagegate.dev/v1alpha1\nkind: AccessBinding\nmetadata: {name: root-admin, namespace: team}\nspec: {user: root, role: Admin}\n",
     );
-    for name in ["root", "eve", "carl", "dave", "olga"] {
+    for name in ["root", "eve", "carl", "dave", "olga", "pete", "quin"] {
         text.push_str(&format!(
             "---\napiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata: {{name: {name}, namespace: team}}\nspec: {{passwordSecretRef: {{name: {name}-pw, key: password}}}}\n"
         ));
@@ -55,13 +55,22 @@ fn credentials_policy_refuses_weak_passwords_and_keeps_the_one_in_force() {
     let ws = Workspace::new();
     ws.write("team.yaml", &manifests());
     let long = vec![b'k'; 1025];
-    let cases: [(&str, &[u8], &str); 5] = [
+    let zero_width = "\u{200B}".repeat(12);
+    let cases: [(&str, &[u8], &str); 7] = [
         ("root", b" \t  \n ", "PasswordBlank"),
         ("eve", &long, "PasswordTooLong"),
         ("carl", b"Password1234", "PasswordTooCommon"),
         // Eleven characters although 22 bytes: counted as Unicode scalar values.
         ("dave", "ñññññññññññ".as_bytes(), "PasswordTooShort"),
         ("olga", b"\xc3\x28 invalid utf-8 bytes", "PasswordNotUtf8"),
+        // The `echo secret | base64` mistake: the typed password could never match.
+        (
+            "pete",
+            b"a-long-enough-passphrase\n",
+            "PasswordControlCharacter",
+        ),
+        // Twelve zero-width spaces: as blank as spaces, though not whitespace.
+        ("quin", zero_width.as_bytes(), "PasswordBlank"),
     ];
     for (name, value, _) in &cases {
         provide(&ws, name, value);
@@ -128,7 +137,7 @@ fn credentials_policy_minimum_length_is_configurable_within_bounds() {
     let ws = Workspace::new();
     ws.write("team.yaml", &manifests());
     // 14 characters: enough by default, too few with --password-min-length 16.
-    for name in ["root", "eve", "carl", "dave", "olga"] {
+    for name in ["root", "eve", "carl", "dave", "olga", "pete", "quin"] {
         provide(&ws, name, format!("{name:x<4}-pass-ab-x").as_bytes());
     }
     let apply = |extra: &[&str]| {
@@ -146,7 +155,7 @@ fn credentials_policy_minimum_length_is_configurable_within_bounds() {
     let o = apply(&["--password-min-length", "16"]);
     assert_eq!(o.status.code(), Some(1), "{}", support::stdout(&o));
     let out = support::stdout(&o);
-    assert_eq!(out.matches("PasswordTooShort").count(), 5, "{out}");
+    assert_eq!(out.matches("PasswordTooShort").count(), 7, "{out}");
     assert!(out.contains("fewer than 16 characters"), "{out}");
     let o = apply(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", support::stdout(&o));

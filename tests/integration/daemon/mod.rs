@@ -6,6 +6,7 @@ mod credentials_policy;
 mod fail_isolated;
 mod file_modes;
 pub(crate) mod harness;
+mod invalid_edits;
 mod loud_failure;
 mod status_truth;
 mod watch;
