@@ -267,28 +267,30 @@ fn load_document(file: &str, _position: usize, doc: &Document, snap: &mut Snapsh
     if let Err(p) = check_nesting(&doc.text, MAX_NESTING) {
         return broken(snap, file, offset + p.line, p.message);
     }
-    let value: Value =
-        match serde_yaml::from_str::<serde_yaml::Value>(&doc.text).map(serde_json::to_value) {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                return diag(
-                    None,
-                    None,
-                    None,
-                    None,
-                    Reason::InvalidYaml,
-                    format!("cannot convert to JSON: {e}"),
-                )
-            }
-            Err(e) => {
-                // An error at the end of the document (an unclosed quote) is on its last line, not after it.
-                let line = e
-                    .location()
-                    .map_or(doc.first_line, |l| (offset + l.line()).min(last_line));
-                let message = format!("invalid YAML: {}", shift_lines(&e.to_string(), offset));
-                return broken(snap, file, line, message);
-            }
-        };
+    // YAML allows a byte-order mark at the start of each document, not only of the file.
+    let value: Value = match serde_yaml::from_str::<serde_yaml::Value>(strip_bom(&doc.text))
+        .map(serde_json::to_value)
+    {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            return diag(
+                None,
+                None,
+                None,
+                None,
+                Reason::InvalidYaml,
+                format!("cannot convert to JSON: {e}"),
+            )
+        }
+        Err(e) => {
+            // An error at the end of the document (an unclosed quote) is on its last line, not after it.
+            let line = e
+                .location()
+                .map_or(doc.first_line, |l| (offset + l.line()).min(last_line));
+            let message = format!("invalid YAML: {}", shift_lines(&e.to_string(), offset));
+            return broken(snap, file, line, message);
+        }
+    };
     let Value::Object(mut map) = value else {
         return diag(
             None,

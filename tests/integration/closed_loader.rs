@@ -121,6 +121,11 @@ fn encoding_bom_before_a_two_document_file_loads_both_documents() {
     );
     // A BOM before a `---` that opens the file, too.
     d.write("more.yml", format!("\u{FEFF}---\n{}", user("bob")));
+    // And a BOM at the start of a later document (YAML allows one per document).
+    d.write(
+        "late.yaml",
+        format!("{}---\n\u{FEFF}{}", user("cy"), user("dee")),
+    );
     let (code, diags) = d.validate();
     assert_eq!((code, diags.len()), (Some(0), 0), "{diags:#?}");
     let (code, outcomes, err) = d.apply();
@@ -129,6 +134,8 @@ fn encoding_bom_before_a_two_document_file_loads_both_documents() {
         ("User", "ada"),
         ("AccessBinding", "ada-admin"),
         ("User", "bob"),
+        ("User", "cy"),
+        ("User", "dee"),
     ] {
         assert!(ready(&outcomes, kind, name), "{kind} {name}: {outcomes:#?}");
     }
