@@ -3,8 +3,8 @@
 
 use super::apply::out;
 use crate::sources::directory::DEFAULT_STORE;
-use crate::store::{audit_page, parse_object, parse_since, AuditFilter, AuditRow, SqliteStore};
-use anyhow::{anyhow, bail};
+use crate::store::{audit_page, parse_object, parse_since, AuditFilter, AuditRow};
+use anyhow::anyhow;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,12 +31,6 @@ pub struct Args {
 
 /// Prints the matching entries, oldest first; exit 0 (also when none match).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if !args.store.exists() {
-        bail!(
-            "no store at {} (run stagegate apply --dir DIR first, or pass --store)",
-            args.store.display()
-        );
-    }
     let since = args
         .since
         .as_deref()
@@ -48,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         user: args.user,
         object: args.object,
     };
-    let store = SqliteStore::open(&args.store)?;
+    let store = super::open_existing_store(&args.store)?;
     let entries = audit_page(&store, &filter, 0, usize::MAX)?.entries;
     match args.output {
         super::ReportFormat::Json => out(&format!("{}\n", serde_json::to_string_pretty(&entries)?)),

@@ -5,7 +5,7 @@ use crate::api::Index;
 use crate::plan::{answer, declared_principal, recorded_history, replay, Models, Question};
 use crate::policy::{Action, DecisionCode, Principal, Scope, Stage};
 use crate::sources::files::load_paths;
-use crate::store::{SqliteStore, Store};
+use crate::store::Store;
 use anyhow::{bail, Context};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -107,7 +107,7 @@ fn from_dir(dir: &Path, store: Option<&Path>, name: &str) -> anyhow::Result<Sour
         eprintln!("warning: {errors} validation errors in {}; invalid objects are ignored (run stagegate validate)", dir.display());
     }
     let (mut models, decided) = match store {
-        Some(path) => recorded_history(&open_store(path)?.load_state()?),
+        Some(path) => recorded_history(&super::open_existing_store(path)?.load_state()?),
         None => (Models::new(), BTreeSet::new()),
     };
     replay(&snap, &mut models, &decided);
@@ -121,23 +121,11 @@ fn from_dir(dir: &Path, store: Option<&Path>, name: &str) -> anyhow::Result<Sour
 
 /// Principals and models as the HTTP API sees them: the index built from one store read.
 fn from_store(path: &Path, name: &str) -> anyhow::Result<Source> {
-    let store = open_store(path)?;
+    let store = super::open_existing_store(path)?;
     let index = Index::build(&store.load_state()?);
     Ok(Source {
         principal: index.principal(name, crate::snapshot::now()),
         models: index.models().clone(),
         origin: path.display().to_string(),
     })
-}
-
-/// Opens an existing store; a missing one is an error, never created.
-fn open_store(path: &Path) -> anyhow::Result<SqliteStore> {
-    // Opening creates a missing file; a typo must not leave an empty store behind.
-    if !path.is_file() {
-        bail!(
-            "no store at {} (run stagegate apply --dir DIR first)",
-            path.display()
-        );
-    }
-    SqliteStore::open(path).with_context(|| format!("cannot open the store {}", path.display()))
 }

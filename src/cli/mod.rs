@@ -86,6 +86,23 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Opens an existing store for a command that only reads it (`status`, `audit`,
+/// `can-i --store`); a missing one is an error, never created (opening creates a
+/// missing file, and a typo must not leave an empty store behind).
+pub(crate) fn open_existing_store(
+    path: &std::path::Path,
+) -> anyhow::Result<crate::store::SqliteStore> {
+    use anyhow::Context;
+    if !path.is_file() {
+        anyhow::bail!(
+            "no store at {} (run stagegate apply --dir DIR first, or pass --store)",
+            path.display()
+        );
+    }
+    crate::store::SqliteStore::open(path)
+        .with_context(|| format!("cannot open the store {}", path.display()))
+}
+
 /// Structured logs on stderr; `RUST_LOG` picks the level (default: warnings).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

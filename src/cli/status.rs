@@ -3,8 +3,7 @@
 use super::apply::print_outcomes;
 use crate::apply::Outcome;
 use crate::sources::directory::DEFAULT_STORE;
-use crate::store::{SqliteStore, Store};
-use anyhow::bail;
+use crate::store::Store;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,13 +20,7 @@ pub struct Args {
 
 /// Prints the stored outcomes; exit 0 when all are ready, 1 when any is not.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if !args.store.exists() {
-        bail!(
-            "no store at {} (run stagegate apply --dir DIR first, or pass --store)",
-            args.store.display()
-        );
-    }
-    let store = SqliteStore::open(&args.store)?;
+    let store = super::open_existing_store(&args.store)?;
     let outcomes: Vec<Outcome> = store.statuses()?.iter().map(Outcome::from).collect();
     print_outcomes(&outcomes, args.output)?;
     Ok(if outcomes.iter().all(|o| o.ready) {

@@ -145,47 +145,36 @@ pub fn secret_conflicts(snap: &Snapshot, holds: impl Fn(&SecretClaim) -> bool) -
     let mut granted: Vec<&SecretClaim> = Vec::new();
     let mut out = Vec::new();
     for c in &claims {
-        if c.secret == BOOTSTRAP_SECRET {
-            // Written by the daemon for the bootstrap administrator (whose namespace is the
-            // controller's, unknown here): reserved in every namespace, never shared.
-            let message = format!(
+        // The bootstrap administrator's Secret is written by the daemon in the controller's
+        // namespace (unknown here): reserved in every namespace, never a declaration's.
+        let message = if c.secret == BOOTSTRAP_SECRET {
+            format!(
                 "Secret {}/{BOOTSTRAP_SECRET} is reserved for the bootstrap administrator's password; this {} is refused (choose another Secret)",
                 c.namespace, c.key.kind
-            );
-            out.push(diagnostic(
-                snap,
-                &c.key,
-                &c.source,
-                c.field,
-                Reason::SecretNameConflict,
-                Severity::Error,
-                message,
-            ));
+            )
+        } else if let Some(holder) = granted.iter().find(|g| g.conflicts_with(c)) {
+            format!(
+                "Secret {}/{} is taken: {} ({}) {} it; a Secret has one declaring object, so this {} is refused (choose another Secret)",
+                c.namespace,
+                c.secret,
+                holder.key,
+                holder.source,
+                holder.verb(),
+                c.key.kind
+            )
+        } else {
+            granted.push(c);
             continue;
-        }
-        match granted.iter().find(|g| g.conflicts_with(c)) {
-            Some(holder) => {
-                let message = format!(
-                    "Secret {}/{} is taken: {} ({}) {} it; a Secret has one declaring object, so this {} is refused (choose another Secret)",
-                    c.namespace,
-                    c.secret,
-                    holder.key,
-                    holder.source,
-                    holder.verb(),
-                    c.key.kind
-                );
-                out.push(diagnostic(
-                    snap,
-                    &c.key,
-                    &c.source,
-                    c.field,
-                    Reason::SecretNameConflict,
-                    Severity::Error,
-                    message,
-                ));
-            }
-            None => granted.push(c),
-        }
+        };
+        out.push(diagnostic(
+            snap,
+            &c.key,
+            &c.source,
+            c.field,
+            Reason::SecretNameConflict,
+            Severity::Error,
+            message,
+        ));
     }
     out.sort();
     out
