@@ -104,7 +104,11 @@ fn credentials_policy_refuses_weak_passwords_and_keeps_the_one_in_force() {
     // A good password is taken; a weak replacement is refused and the good one stays in force.
     provide(&ws, "root", b"correct horse battery staple");
     wait_reason(&r, &ws, "root", "Ready");
-    let session = api.session("root", "correct horse battery staple");
+    // The status row is committed before the API's index is rebuilt: wait for the index.
+    let session = wait_for(&r, 60, "root's login with the new password", || {
+        let reply = api.login("root", "correct horse battery staple");
+        (reply.status == 200).then(|| reply.body["session"].as_str().unwrap().to_string())
+    });
     provide(&ws, "root", b"admin12345");
     let st = wait_reason(&r, &ws, "root", "PasswordTooShort");
     assert!(
