@@ -10,7 +10,6 @@
 //! `STAGEGATE_BENCH_DIR` picks where the store and secrets go (default: a temp dir).
 
 use rusqlite::params;
-use serde_json::json;
 use stagegate::apply::{apply, ApplyContext};
 use stagegate::secrets::{
     generate_password, hash_password, DirSecretSink, PasswordParams, ServerKey,
@@ -21,27 +20,10 @@ use stagegate::store::{SqliteStore, Store};
 use stagegate::validate::validate;
 use std::time::{Duration, Instant};
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "common/org.rs"]
+mod org;
 
-struct Scale {
-    users: usize,
-    bindings: usize,
-    tokens: usize,
-    models: usize,
-}
-
-const NS: &str = "org";
-const CUSTOMERS: usize = 100;
-const PROJECTS: usize = 5;
-
-fn customer(i: usize) -> String {
-    format!("c{:03}", i % CUSTOMERS)
-}
+use org::{customer, Scale, NS};
 
 fn declared<K: serde::de::DeserializeOwned>(v: serde_json::Value, line: usize) -> Declared<K> {
     Declared {
@@ -53,67 +35,19 @@ fn declared<K: serde::de::DeserializeOwned>(v: serde_json::Value, line: usize) -
     }
 }
 
-fn meta(name: &str) -> serde_json::Value {
-    json!({"name": name, "namespace": NS})
-}
-
-/// The organization as declarations. User i is a Developer on project (c, p1) of its customer
-/// and gets further bindings round-robin; every 1,000th binding is a global Admin.
+/// The shared organization (`benches/common/org.rs`) as in-memory declarations.
 fn organization(s: &Scale) -> Snapshot {
     let mut snap = Snapshot::default();
+    let [users, bindings, tokens, requests] = org::organization(s);
     let mut line = 1;
     let mut next = || {
         line += 1;
         line
     };
-    for i in 0..s.users {
-        snap.users.push(declared(
-            json!({"apiVersion": "stagegate.dev/v1alpha1", "kind": "User", "metadata": meta(&format!("u{i:05}")),
-                   "spec": {"displayName": format!("User {i}"), "email": format!("u{i}@example.com")}}),
-            next(),
-        ));
-    }
-    for j in 0..s.bindings {
-        let u = j % s.users;
-        let c = customer(u);
-        let (role, scope) = match j / s.users.max(1) % 5 {
-            _ if j % 1000 == 999 => ("Admin", json!({})),
-            0 => ("Developer", json!({"customer": c, "project": "p1"})),
-            1 => (
-                "Analyst",
-                json!({"customer": c, "project": format!("p{}", j % PROJECTS)}),
-            ),
-            2 => ("Deployer", json!({"customer": c, "project": "p2"})),
-            3 => ("Manager", json!({"customer": c})),
-            _ => ("Developer", json!({"customer": c, "project": "p3"})),
-        };
-        snap.bindings.push(declared(
-            json!({"apiVersion": "stagegate.dev/v1alpha1", "kind": "AccessBinding", "metadata": meta(&format!("b{j:06}")),
-                   "spec": {"user": format!("u{u:05}"), "role": role, "scope": scope}}),
-            next(),
-        ));
-    }
-    for t in 0..s.tokens {
-        let u = (t * 2) % s.users;
-        snap.tokens.push(declared(
-            json!({"apiVersion": "stagegate.dev/v1alpha1", "kind": "ApiToken", "metadata": meta(&format!("t{t:05}")),
-                   "spec": {"role": "Deployer", "scope": {"customer": customer(u), "project": "p2"},
-                            "owner": format!("u{u:05}"), "validity": "90d"}}),
-            next(),
-        ));
-    }
-    for m in 0..s.models {
-        let u = m % s.users;
-        let at = jiff::Timestamp::from_second(1_790_000_000 + m as i64).expect("valid time");
-        snap.requests.push(declared(
-            json!({"apiVersion": "stagegate.dev/v1alpha1", "kind": "ModelStageRequest",
-                   "metadata": {"name": format!("m{m:05}-deploy"), "namespace": NS,
-                                "annotations": {"stagegate.dev/requested-at": at.to_string()}},
-                   "spec": {"model": format!("m{m:05}"), "scope": {"customer": customer(u), "project": "p1"},
-                            "from": "None", "to": "Dev", "requestedBy": format!("u{u:05}"), "reason": "first deploy"}}),
-            next(),
-        ));
-    }
+    snap.users = users.into_iter().map(|v| declared(v, next())).collect();
+    snap.bindings = bindings.into_iter().map(|v| declared(v, next())).collect();
+    snap.tokens = tokens.into_iter().map(|v| declared(v, next())).collect();
+    snap.requests = requests.into_iter().map(|v| declared(v, next())).collect();
     snap
 }
 
@@ -221,12 +155,7 @@ fn raw_insert(path: &std::path::Path, s: &Scale) -> Duration {
 }
 
 fn main() {
-    let s = Scale {
-        users: env("STAGEGATE_BENCH_USERS", 10_000).max(1),
-        bindings: env("STAGEGATE_BENCH_BINDINGS", 50_000),
-        tokens: env("STAGEGATE_BENCH_TOKENS", 5_000),
-        models: env("STAGEGATE_BENCH_MODELS", 2_000),
-    };
+    let s = Scale::from_env();
     let params = PasswordParams::default();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let base = std::env::var_os("STAGEGATE_BENCH_DIR").map(std::path::PathBuf::from);

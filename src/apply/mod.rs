@@ -30,7 +30,7 @@ mod privileges;
 use crate::plan::Plan;
 use crate::secrets::{PasswordParams, SecretSink, ServerKey};
 use crate::snapshot::ObjectKey;
-use crate::store::{ObjectStatus, Store, StoreError, StoreOp};
+use crate::store::{ObjectStatus, Store, StoreError, StoreOp, StoreState};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -100,14 +100,30 @@ pub fn apply(
         return Ok(plan.objects.iter().map(Outcome::from).collect());
     }
     let state = store.load_state()?;
-    let mut work = ops::Work::new(&state, ctx);
+    apply_from(plan, &state, store, sink, ctx)
+}
+
+/// [`apply`] given `state`, the store's state the plan was made from, as the caller read it
+/// just before planning: a small change then costs no second read of the whole store. The
+/// plan's base revision still guards the commit, so a store that moved on refuses it.
+pub fn apply_from(
+    plan: &Plan,
+    state: &StoreState,
+    store: &mut dyn Store,
+    sink: &dyn SecretSink,
+    ctx: &ApplyContext<'_>,
+) -> Result<Vec<Outcome>, ApplyError> {
+    if plan.changes.is_empty() {
+        return Ok(plan.objects.iter().map(Outcome::from).collect());
+    }
+    let mut work = ops::Work::new(state, ctx);
     work.prepare(plan)?;
     let mut first = work.translate(plan);
-    first.extend(privileges::end_reduced_sessions(plan, &state, &work));
+    first.extend(privileges::end_reduced_sessions(plan, state, &work));
     let deliveries = std::mem::take(&mut work.deliveries);
     if deliveries.is_empty() {
         let mut all = first;
-        all.extend(work.status_ops(plan, &state));
+        all.extend(work.status_ops(plan, state));
         store.commit(&all)?;
         work.retire_secrets(sink);
         return Ok(work.outcomes(plan));
@@ -125,7 +141,7 @@ pub fn apply(
     for (d, result) in deliveries.iter().zip(results) {
         work.delivered(d, result, &mut second);
     }
-    second.extend(work.status_ops(plan, &state));
+    second.extend(work.status_ops(plan, state));
     store.commit(&second)?;
     work.retire_secrets(sink);
     Ok(work.outcomes(plan))

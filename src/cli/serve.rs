@@ -107,11 +107,13 @@ pub async fn start(
     Ok(state)
 }
 
-/// Reloads the API's index after an apply (blocking: runs on the blocking pool).
+/// Reloads the API's index after a reconcile when the store's revision moved (every
+/// commit bumps it); a reconcile that changed nothing costs one small query, not a
+/// reload of every user, binding and token (blocking: runs on the blocking pool).
 pub async fn refresh(state: &ApiState) {
     let s = state.clone();
-    match tokio::task::spawn_blocking(move || s.refresh()).await {
-        Ok(Ok(())) => {}
+    match tokio::task::spawn_blocking(move || s.poll_changes()).await {
+        Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "refreshing the API index failed"),
         Err(e) => tracing::warn!(error = %e, "API refresh task failed"),
     }

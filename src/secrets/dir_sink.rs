@@ -44,6 +44,11 @@ impl DirSecretSink {
     }
 }
 
+/// What a Secret file's bytes say about its owner: not UTF-8 is something stagegate did not write.
+pub fn classify_bytes(bytes: &[u8]) -> SecretState {
+    std::str::from_utf8(bytes).map_or(SecretState::Foreign, classify_manifest)
+}
+
 /// Reads a manifest's ownership: ours (with key id) when annotated managed-by stagegate, else foreign.
 pub fn classify_manifest(text: &str) -> SecretState {
     let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(text) else {
@@ -305,8 +310,7 @@ impl SecretSink for DirSecretSink {
         match self.read_raw(namespace, name) {
             Ok(None) => Ok(SecretState::Absent),
             // Not UTF-8: something we did not write.
-            Ok(Some(bytes)) => Ok(String::from_utf8(bytes)
-                .map_or(SecretState::Foreign, |text| classify_manifest(&text))),
+            Ok(Some(bytes)) => Ok(classify_bytes(&bytes)),
             Err(SinkError::Refused { path, why }) => {
                 // Whatever is in the way was not written by stagegate: it is never read through or overwritten.
                 tracing::warn!(path = %path, why = %why, "secrets directory entry refused");
@@ -365,8 +369,7 @@ impl SecretSink for DirSecretSink {
         Self::check_names(&s.namespace, &s.name)?;
         let existing = match self.read_raw(&s.namespace, &s.name)? {
             None => SecretState::Absent,
-            Some(bytes) => String::from_utf8(bytes)
-                .map_or(SecretState::Foreign, |text| classify_manifest(&text)),
+            Some(bytes) => classify_bytes(&bytes),
         };
         if existing == SecretState::Foreign {
             return Ok(Delivery::Conflict);

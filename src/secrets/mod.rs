@@ -27,9 +27,14 @@ mod modes;
 mod secret_files;
 mod sink;
 
-pub use dir_sink::{check_secrets_dir, classify_manifest, private_dir, DirSecretSink};
+pub use dir_sink::{
+    check_secrets_dir, classify_bytes, classify_manifest, private_dir, DirSecretSink,
+};
 pub use modes::{create_private_file, tighten, tighten_secrets_dir};
-pub use secret_files::{load_secrets_dir, parse_secret_manifest, LoadedSecrets};
+pub use secret_files::{
+    list_secret_files, load_secrets_dir, parse_secret_manifest, read_secret_file, FileStamp,
+    LoadedSecrets, SecretFile, SecretFileName,
+};
 pub use sink::{
     observe, Delivery, MemorySink, OutgoingSecret, SecretInventory, SecretSink, SecretState,
     SinkError, EXPIRES_AT_ANNOTATION, KEY_ID_ANNOTATION, MANAGED_BY_ANNOTATION, OWNER_ANNOTATION,

@@ -1,12 +1,13 @@
 //! Reads the Secret manifests of a secrets directory (`<dir>/<namespace>/<name>.yaml`)
 //! so `passwordSecretRef` works without a cluster.
 
-use super::{DirSecretSink, SinkError};
+use super::{classify_bytes, DirSecretSink, SecretState, SinkError};
 use crate::snapshot::{check_nesting, decode_text, strip_bom, SecretData, MAX_NESTING};
 use crate::snapshot::{Diagnostic, Reason, Severity};
 use base64::Engine;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Secret data by (namespace, name), and problems with unreadable files.
 pub type LoadedSecrets = (BTreeMap<(String, String), SecretData>, Vec<Diagnostic>);
@@ -62,17 +63,71 @@ pub fn parse_secret_manifest(
     Ok((ns, name, out))
 }
 
-/// Loads every `<dir>/<namespace>/<name>.yaml` Secret manifest; a missing directory is empty.
+/// A file's identity and version: inode, size, modification and change times.
 ///
-/// Read through the directory sink, so no symbolic link is followed: a linked
-/// namespace directory or file is skipped with a warning, never read.
-pub fn load_secrets_dir(dir: &Path) -> LoadedSecrets {
-    let mut secrets = BTreeMap::new();
+/// Equal stamps are the cheap evidence (one `stat`, no read) that a file was
+/// neither replaced nor written since: a rename gives a new inode, a write a
+/// new change time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    changed: (i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp of `path` itself (a symbolic link is not followed); None when it cannot be read.
+    pub fn of(path: &Path) -> Option<FileStamp> {
+        let m = std::fs::symlink_metadata(path).ok()?;
+        #[cfg(unix)]
+        let (inode, changed) = {
+            use std::os::unix::fs::MetadataExt;
+            (m.ino(), (m.ctime(), m.ctime_nsec()))
+        };
+        #[cfg(not(unix))]
+        let (inode, changed) = (0, (0, 0));
+        Some(FileStamp {
+            inode,
+            len: m.len(),
+            modified: m.modified().ok(),
+            changed,
+        })
+    }
+}
+
+/// One `<namespace>/<name>.yaml` found in a secrets directory.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SecretFileName {
+    /// The namespace (its directory's name).
+    pub namespace: String,
+    /// The Secret's name (the file name without `.yaml`).
+    pub name: String,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// What one Secret file holds, as directory mode reads it.
+#[derive(Clone, Debug)]
+pub struct SecretFile {
+    /// Its data for `passwordSecretRef`, when it parsed.
+    pub data: Option<SecretData>,
+    /// A problem reading it (never quoting its content).
+    pub warning: Option<Diagnostic>,
+    /// What [`DirSecretSink`]'s `state` reports for it; None when it could not be read.
+    pub state: Option<SecretState>,
+    /// A digest of what was read (or of why it was not), to tell whether it changed.
+    pub digest: [u8; 32],
+}
+
+/// The Secret files of `dir` (`<dir>/<namespace>/<name>.yaml`), sorted, with a warning for
+/// each namespace directory that is a symbolic link (never followed). A missing directory is empty.
+pub fn list_secret_files(dir: &Path) -> (Vec<SecretFileName>, Vec<Diagnostic>) {
+    let mut out = Vec::new();
     let mut diags = Vec::new();
     let Ok(namespaces) = std::fs::read_dir(dir) else {
-        return (secrets, diags);
+        return (out, diags);
     };
-    let sink = DirSecretSink::new(dir);
     let mut ns_dirs: Vec<_> = namespaces.flatten().collect();
     ns_dirs.sort_by_key(|e| e.file_name());
     for entry in ns_dirs {
@@ -94,44 +149,90 @@ pub fn load_secrets_dir(dir: &Path) -> LoadedSecrets {
         };
         let mut files: Vec<_> = files.flatten().map(|e| e.path()).collect();
         files.sort();
-        for f in files {
-            let fname = f.file_name().map(|n| n.to_string_lossy().into_owned());
+        for path in files {
+            let fname = path.file_name().map(|n| n.to_string_lossy().into_owned());
             let Some(stem) = fname.as_deref().and_then(|n| n.strip_suffix(".yaml")) else {
                 continue;
             };
             if stem.starts_with('.') {
                 continue; // our own temp files, editors' swap files
             }
-            let bytes = match sink.read_raw(&ns, stem) {
-                Ok(Some(b)) => b,
-                Ok(None) => continue,
-                Err(SinkError::Refused { why, .. }) => {
-                    diags.push(warn(&f, &format!("not read: {why}")));
-                    continue;
-                }
-                Err(e) => {
-                    diags.push(warn(&f, &format!("cannot read: {e}")));
-                    continue;
-                }
-            };
-            let text = match decode_text(bytes) {
-                Ok(t) => t,
-                Err(p) => {
-                    diags.push(warn(&f, &p.message));
-                    continue;
-                }
-            };
-            match parse_secret_manifest(&text) {
-                Ok((mns, mname, data)) => {
-                    if mns.as_deref().is_some_and(|m| m != ns)
-                        || mname.as_deref().is_some_and(|m| m != stem)
-                    {
-                        diags.push(warn(&f, "metadata.namespace/name do not match the file's path <namespace>/<name>.yaml; using the path"));
-                    }
-                    secrets.insert((ns.clone(), stem.to_string()), data);
-                }
-                Err(m) => diags.push(warn(&f, &m)),
+            out.push(SecretFileName {
+                namespace: ns.clone(),
+                name: stem.to_string(),
+                path: path.clone(),
+            });
+        }
+    }
+    (out, diags)
+}
+
+/// Reads one listed Secret file through `sink` (no symbolic link is followed); None when it is gone.
+pub fn read_secret_file(sink: &DirSecretSink, f: &SecretFileName) -> Option<SecretFile> {
+    let problem = |message: String, state: Option<SecretState>| SecretFile {
+        data: None,
+        digest: Sha256::digest(message.as_bytes()).into(),
+        warning: Some(warn(&f.path, &message)),
+        state,
+    };
+    let bytes = match sink.read_raw(&f.namespace, &f.name) {
+        Ok(Some(b)) => b,
+        Ok(None) => return None,
+        // Whatever is in the way was not written by stagegate: never read through or overwritten.
+        Err(SinkError::Refused { why, .. }) => {
+            return Some(problem(
+                format!("not read: {why}"),
+                Some(SecretState::Foreign),
+            ))
+        }
+        Err(e) => return Some(problem(format!("cannot read: {e}"), None)),
+    };
+    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+    let state = Some(classify_bytes(&bytes));
+    let text = match decode_text(bytes) {
+        Ok(t) => t,
+        Err(p) => {
+            return Some(SecretFile {
+                digest,
+                ..problem(p.message, state)
+            })
+        }
+    };
+    let mut out = SecretFile {
+        data: None,
+        warning: None,
+        state,
+        digest,
+    };
+    match parse_secret_manifest(&text) {
+        Ok((mns, mname, data)) => {
+            if mns.as_deref().is_some_and(|m| m != f.namespace)
+                || mname.as_deref().is_some_and(|m| m != f.name)
+            {
+                out.warning = Some(warn(&f.path, "metadata.namespace/name do not match the file's path <namespace>/<name>.yaml; using the path"));
             }
+            out.data = Some(data);
+        }
+        Err(m) => out.warning = Some(warn(&f.path, &m)),
+    }
+    Some(out)
+}
+
+/// Loads every `<dir>/<namespace>/<name>.yaml` Secret manifest; a missing directory is empty.
+///
+/// Read through the directory sink, so no symbolic link is followed: a linked
+/// namespace directory or file is skipped with a warning, never read.
+pub fn load_secrets_dir(dir: &Path) -> LoadedSecrets {
+    let (files, mut diags) = list_secret_files(dir);
+    let sink = DirSecretSink::new(dir);
+    let mut secrets = BTreeMap::new();
+    for f in files {
+        let Some(read) = read_secret_file(&sink, &f) else {
+            continue;
+        };
+        diags.extend(read.warning);
+        if let Some(data) = read.data {
+            secrets.insert((f.namespace, f.name), data);
         }
     }
     (secrets, diags)

@@ -2,7 +2,7 @@
 //! delivering secrets to a secrets directory. Shared by `stagegate apply`,
 //! `stagegate plan` and the directory watcher, so front ends only parse flags.
 
-use crate::apply::{apply, ApplyContext, ApplyError, Outcome};
+use crate::apply::{apply_from, ApplyContext, ApplyError, Outcome};
 use crate::plan::{plan, wanted_secrets, Plan, PlanContext};
 use crate::secrets::{
     check_secrets_dir, load_secrets_dir, observe, DirSecretSink, PasswordParams, PasswordPolicy,
@@ -156,17 +156,44 @@ pub fn reconcile_with(
     password_params: PasswordParams,
     now: Timestamp,
 ) -> Result<(Plan, Vec<Outcome>), DirError> {
-    let sink = DirSecretSink::new(secrets_dir);
-    crate::secrets::tighten_secrets_dir(secrets_dir);
     let state = store.load_state()?;
-    let plan = plan_against(snap, &state, &sink, key, password_params.policy, now)?;
+    let sink = DirSecretSink::new(secrets_dir);
+    reconcile_with_state(
+        snap,
+        store,
+        &state,
+        &sink,
+        secrets_dir,
+        key,
+        password_params,
+        now,
+    )
+}
+
+/// Plans `snap` against `state` (the store's current state, which the caller may have
+/// cached while the store did not change) and applies the plan, delivering through `sink`
+/// (the directory sink, or one answering from a cache of `secrets_dir`).
+#[allow(clippy::too_many_arguments)]
+pub fn reconcile_with_state(
+    snap: &Snapshot,
+    store: &mut dyn Store,
+    state: &StoreState,
+    sink: &dyn SecretSink,
+    secrets_dir: &Path,
+    key: &ServerKey,
+    password_params: PasswordParams,
+    now: Timestamp,
+) -> Result<(Plan, Vec<Outcome>), DirError> {
+    crate::secrets::tighten_secrets_dir(secrets_dir);
+    let plan = plan_against(snap, state, sink, key, password_params.policy, now)?;
     for c in plan.data_changes() {
         tracing::info!(kind = %c.object.kind, namespace = %c.object.namespace, name = %c.object.name, action = c.op.name(), source = %c.source, change = %crate::plan::describe(&c.op), "change");
     }
-    let outcomes = apply(
+    let outcomes = apply_from(
         &plan,
+        state,
         store,
-        &sink,
+        sink,
         &ApplyContext {
             now,
             server_key: key,

@@ -18,7 +18,7 @@ pub use model::{
 };
 pub use rows::phase_str;
 pub use schema::SCHEMA_VERSION;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, StateToken};
 
 use crate::policy::Grant;
 use jiff::Timestamp;

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod api_sessions;
+pub use api_sessions::StateToken;
 mod write;
 
 use write::write_op;

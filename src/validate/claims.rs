@@ -24,6 +24,7 @@ use crate::snapshot::{
     Declared, Diagnostic, ObjectKey, Reason, Severity, Snapshot, Source, BOOTSTRAP_SECRET,
 };
 use kube::{Resource, ResourceExt};
+use std::collections::BTreeMap;
 
 /// How a declaration uses a Secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,7 +143,10 @@ pub fn secret_claims(snap: &Snapshot) -> Vec<SecretClaim> {
 pub fn secret_conflicts(snap: &Snapshot, holds: impl Fn(&SecretClaim) -> bool) -> Vec<Diagnostic> {
     let mut claims = secret_claims(snap);
     claims.sort_by_cached_key(|c| (!holds(c), c.created, c.source.clone(), c.key.clone()));
-    let mut granted: Vec<&SecretClaim> = Vec::new();
+    // Granted claims by (namespace, Secret), in the order granted: only claims on the same
+    // Secret can conflict, so each claim is checked against those alone, not every claim
+    // granted before (15,000 claims made that 10^8 comparisons).
+    let mut granted: BTreeMap<(&str, &str), Vec<&SecretClaim>> = BTreeMap::new();
     let mut out = Vec::new();
     for c in &claims {
         // The bootstrap administrator's Secret is written by the daemon in the controller's
@@ -152,7 +156,10 @@ pub fn secret_conflicts(snap: &Snapshot, holds: impl Fn(&SecretClaim) -> bool) -
                 "Secret {}/{BOOTSTRAP_SECRET} is reserved for the bootstrap administrator's password; this {} is refused (choose another Secret)",
                 c.namespace, c.key.kind
             )
-        } else if let Some(holder) = granted.iter().find(|g| g.conflicts_with(c)) {
+        } else if let Some(holder) = granted
+            .get(&(c.namespace.as_str(), c.secret.as_str()))
+            .and_then(|g| g.iter().find(|g| g.conflicts_with(c)))
+        {
             format!(
                 "Secret {}/{} is taken: {} ({}) {} it; a Secret has one declaring object, so this {} is refused (choose another Secret)",
                 c.namespace,
@@ -163,7 +170,10 @@ pub fn secret_conflicts(snap: &Snapshot, holds: impl Fn(&SecretClaim) -> bool) -
                 c.key.kind
             )
         } else {
-            granted.push(c);
+            granted
+                .entry((c.namespace.as_str(), c.secret.as_str()))
+                .or_default()
+                .push(c);
             continue;
         };
         out.push(diagnostic(

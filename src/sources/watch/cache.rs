@@ -87,8 +87,21 @@ struct Entry {
     digest: [u8; 32],
     /// The latest parse (its diagnostics are reported).
     current: Snapshot,
-    /// The latest parse that was not broken as a whole.
+    /// While `current` is broken as a whole: the latest parse that was not. (When
+    /// `current` is good it is its own last good parse; a second copy would double
+    /// the memory the cache holds.)
     good: Option<Snapshot>,
+}
+
+impl Entry {
+    /// The latest parse that was not broken as a whole.
+    fn last_good(&self) -> Option<&Snapshot> {
+        if self.current.broken_files.is_empty() {
+            Some(&self.current)
+        } else {
+            self.good.as_ref()
+        }
+    }
 }
 
 /// The cached declarations of one directory.
@@ -96,6 +109,8 @@ struct Entry {
 pub struct DirCache {
     root: PathBuf,
     files: BTreeMap<PathBuf, Entry>,
+    /// Files parsed since the cache was made (unchanged content is never parsed again).
+    parsed: u64,
 }
 
 /// How often a file that changes while it is read is re-read before giving up for this round.
@@ -135,7 +150,13 @@ impl DirCache {
         DirCache {
             root: root.into(),
             files: BTreeMap::new(),
+            parsed: 0,
         }
+    }
+
+    /// How many times a file has been parsed since the cache was made.
+    pub fn parsed(&self) -> u64 {
+        self.parsed
     }
 
     /// The watched directory.
@@ -232,6 +253,7 @@ impl DirCache {
         }
         let existed = self.files.contains_key(path);
         let snap = load_bytes(&label(path), bytes);
+        self.parsed += 1;
         let broken = !snap.broken_files.is_empty();
         self.store(path, stamp, digest, snap);
         Some(match (broken, existed) {
@@ -244,9 +266,16 @@ impl DirCache {
     fn store(&mut self, path: &Path, stamp: Stamp, digest: [u8; 32], snap: Snapshot) {
         let broken = !snap.broken_files.is_empty();
         let good = if broken {
-            self.files.get(path).and_then(|e| e.good.clone())
+            // Moved, not cloned: the entry is replaced below.
+            self.files.remove(path).and_then(|e| {
+                if e.current.broken_files.is_empty() {
+                    Some(e.current)
+                } else {
+                    e.good
+                }
+            })
         } else {
-            Some(snap.clone())
+            None
         };
         self.files.insert(
             path.to_path_buf(),
@@ -286,7 +315,7 @@ impl DirCache {
         for e in self.files.values() {
             let mut snap = e.current.clone();
             if !snap.broken_files.is_empty() {
-                if let Some(good) = &e.good {
+                if let Some(good) = e.last_good() {
                     keep_missing(&mut snap.users, &good.users);
                     keep_missing(&mut snap.bindings, &good.bindings);
                     keep_missing(&mut snap.tokens, &good.tokens);

@@ -14,13 +14,13 @@
 
 use super::cache::DirCache;
 use super::fs_events::{self, Batch, WatchError};
+use super::secrets_cache::{SecretKey, SecretsCache};
 use crate::apply::Outcome;
-use crate::secrets::load_secrets_dir;
 use crate::snapshot::{Diagnostic, Reason};
 use crate::snapshot::{ObjectKey, Snapshot, FILE_KIND};
 use crate::validate::validate;
 use jiff::Timestamp;
-use sha2::{Digest, Sha256};
+use kube::ResourceExt;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
@@ -50,6 +50,9 @@ pub struct Reconciled {
     pub changes: Vec<AppliedChange>,
     /// The outcome of every declared object.
     pub objects: Vec<Outcome>,
+    /// Secrets it wrote or removed in the secrets directory: the daemon reads them back at
+    /// once, so the file-system events of its own writes are not taken for news.
+    pub written: BTreeSet<SecretKey>,
 }
 
 /// A reconcile that could not run at all (the store or the manifests failed; nothing was
@@ -75,8 +78,14 @@ impl ReconcileError {
 
 /// Turns a validated snapshot into store changes: `plan` + `apply`.
 pub trait Reconciler: Send + 'static {
-    /// Plans and applies `snapshot` (already validated).
-    fn reconcile(&mut self, snapshot: Snapshot) -> Result<Reconciled, ReconcileError>;
+    /// Plans and applies `snapshot` (already validated). `secrets` is the secrets directory
+    /// as read at the start of this round (when the daemon watches one): what Secrets exist
+    /// and whose they are is answered from it rather than read again.
+    fn reconcile(
+        &mut self,
+        snapshot: Snapshot,
+        secrets: Option<&SecretsCache>,
+    ) -> Result<Reconciled, ReconcileError>;
 
     /// Told when a reconcile could not run (including when the manifests could not be read),
     /// so it can record that where `stagegate status` looks. Best effort.
@@ -98,6 +107,20 @@ pub struct Report {
     pub reason: Option<&'static str>,
     /// Files broken as a whole (their last good declarations were used).
     pub broken_files: Vec<String>,
+}
+
+/// What the daemon has done since it started: rounds (each file-system batch, resync or
+/// retry) and how many of them reconciled. A round that finds no change reconciles nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Activity {
+    /// Rounds run.
+    pub rounds: u64,
+    /// Rounds that reconciled (planned and applied, or failed trying).
+    pub reconciles: u64,
+    /// Manifest files parsed (a file whose content did not change is never parsed again).
+    pub files_parsed: u64,
+    /// Secret files read from the secrets directory (one whose stamp did not change is never read again).
+    pub secret_files_read: u64,
 }
 
 /// A callback run after each reconcile (e.g. refresh the API's index).
@@ -129,12 +152,12 @@ pub enum DaemonError {
 
 struct Worker<R> {
     cache: DirCache,
-    secrets_dir: Option<PathBuf>,
+    secrets: Option<SecretsCache>,
     reconciler: R,
+    activity: Activity,
     last_diagnostics: BTreeSet<String>,
     /// Not-ready objects (key, reason) logged last time, so a resync does not repeat them.
     last_not_ready: Option<BTreeSet<(String, String)>>,
-    secrets_digest: Option<[u8; 32]>,
     /// The last reconcile could not run: the next round reconciles even if nothing changed since.
     failed: bool,
 }
@@ -145,6 +168,7 @@ pub struct Daemon<R: Reconciler> {
     worker: Option<Worker<R>>,
     generation: u64,
     tx: watch::Sender<Option<Arc<Report>>>,
+    activity: watch::Sender<Activity>,
     hooks: Vec<Hook>,
 }
 
@@ -153,11 +177,11 @@ impl<R: Reconciler> Daemon<R> {
     pub fn new(config: DaemonConfig, reconciler: R) -> Self {
         let worker = Worker {
             cache: DirCache::new(&config.dir),
-            secrets_dir: config.secrets_dir.clone(),
+            secrets: config.secrets_dir.as_ref().map(SecretsCache::new),
             reconciler,
+            activity: Activity::default(),
             last_diagnostics: BTreeSet::new(),
             last_not_ready: None,
-            secrets_digest: None,
             failed: false,
         };
         Daemon {
@@ -165,6 +189,7 @@ impl<R: Reconciler> Daemon<R> {
             worker: Some(worker),
             generation: 0,
             tx: watch::channel(None).0,
+            activity: watch::channel(Activity::default()).0,
             hooks: Vec::new(),
         }
     }
@@ -172,6 +197,11 @@ impl<R: Reconciler> Daemon<R> {
     /// The latest outcome, updated after every reconcile (None before the first).
     pub fn reports(&self) -> watch::Receiver<Option<Arc<Report>>> {
         self.tx.subscribe()
+    }
+
+    /// What the daemon has done so far, updated after every round.
+    pub fn activity(&self) -> watch::Receiver<Activity> {
+        self.activity.subscribe()
     }
 
     /// Runs `hook` after every reconcile, before the outcome is published.
@@ -262,6 +292,7 @@ impl<R: Reconciler> Daemon<R> {
         })
         .await
         .map_err(|e| DaemonError::Task(e.to_string()))?;
+        self.activity.send_replace(worker.activity);
         self.worker = Some(worker);
         let (step, outcome) = step;
         if let Some(outcome) = outcome {
@@ -289,6 +320,23 @@ enum Step {
 impl<R: Reconciler> Worker<R> {
     /// One round: refresh the cache; reconcile when forced, first, or something changed.
     fn step(&mut self, force: bool, generation: u64) -> (Step, Option<Report>) {
+        let started = std::time::Instant::now();
+        self.activity.rounds += 1;
+        let out = self.round(force, generation, started);
+        self.activity.files_parsed = self.cache.parsed();
+        self.activity.secret_files_read = self.secrets.as_ref().map_or(0, SecretsCache::reads);
+        if out.1.is_some() {
+            self.activity.reconciles += 1;
+        }
+        out
+    }
+
+    fn round(
+        &mut self,
+        force: bool,
+        generation: u64,
+        round_started: std::time::Instant,
+    ) -> (Step, Option<Report>) {
         let refresh = match self.cache.refresh(force) {
             Ok(r) => r,
             Err(e) => {
@@ -317,16 +365,16 @@ impl<R: Reconciler> Worker<R> {
         for file in &refresh.unsettled {
             tracing::debug!(file = %file, "file still being written; will re-read");
         }
-        let mut snapshot = self.cache.snapshot();
-        if let Some(dir) = &self.secrets_dir {
-            let (secrets, diags) = load_secrets_dir(dir);
-            snapshot.secrets.extend(secrets);
-            snapshot.diagnostics.extend(diags);
-        }
-        let secrets = secrets_digest(&snapshot);
-        let secrets_changed = self.secrets_digest != Some(secrets);
-        self.secrets_digest = Some(secrets);
-        if !force && !self.failed && refresh.is_empty() && !secrets_changed {
+        // Any Secret file that changed and that this process did not write is news: it may be
+        // a passwordSecretRef's new content, or a delivered Secret somebody deleted.
+        let secrets_changed = self.secrets.as_mut().map_or(0, |s| s.refresh().len());
+        let first = self.activity.reconciles == 0;
+        if !force && !first && !self.failed && refresh.is_empty() && secrets_changed == 0 {
+            tracing::debug!(
+                generation = generation - 1,
+                elapsed_ms = round_started.elapsed().as_millis() as u64,
+                "nothing changed; not reconciling"
+            );
             let step = if refresh.unsettled.is_empty() {
                 Step::Done
             } else {
@@ -334,12 +382,25 @@ impl<R: Reconciler> Worker<R> {
             };
             return (step, None);
         }
+        if secrets_changed > 0 {
+            tracing::info!(secrets = secrets_changed, "secret files changed");
+        }
+        let mut snapshot = self.cache.snapshot();
+        if let Some(cache) = &self.secrets {
+            // Only the Secrets a passwordSecretRef names are data the plan reads.
+            let (secrets, diags) = cache.loaded(&referenced_secrets(&snapshot));
+            snapshot.secrets.extend(secrets);
+            snapshot.diagnostics.extend(diags);
+        }
         validate(&mut snapshot);
         self.log_diagnostics(&snapshot.diagnostics);
         let broken_files: Vec<String> = snapshot.broken_files.iter().cloned().collect();
         let started = std::time::Instant::now();
-        let result = self.reconciler.reconcile(snapshot);
+        let result = self.reconciler.reconcile(snapshot, self.secrets.as_ref());
         let elapsed = started.elapsed();
+        if let (Ok(r), Some(cache)) = (&result, &mut self.secrets) {
+            cache.absorb(&r.written);
+        }
         let elapsed_ms = elapsed.as_millis() as u64;
         self.failed = result.is_err();
         let step = match &result {
@@ -352,6 +413,7 @@ impl<R: Reconciler> Worker<R> {
                     not_ready,
                     elapsed_ms,
                     forced = force,
+                    round_ms = round_started.elapsed().as_millis() as u64,
                     "reconciled"
                 );
                 self.log_readiness(&r.objects);
@@ -431,22 +493,16 @@ impl<R: Reconciler> Worker<R> {
     }
 }
 
-/// A digest of the Secret manifests read (kept instead of their values) to see whether any changed.
-fn secrets_digest(snapshot: &Snapshot) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for ((ns, name), data) in &snapshot.secrets {
-        for part in [ns.as_bytes(), name.as_bytes()] {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part);
-        }
-        for (k, v) in data {
-            for part in [k.as_bytes(), v.as_slice()] {
-                h.update((part.len() as u64).to_le_bytes());
-                h.update(part);
-            }
-        }
-    }
-    h.finalize().into()
+/// The Secrets the declarations' `passwordSecretRef`s name, as `plan` looks them up.
+fn referenced_secrets(snapshot: &Snapshot) -> BTreeSet<SecretKey> {
+    snapshot
+        .users
+        .iter()
+        .filter_map(|u| {
+            let r = u.object.spec.password_secret_ref.as_ref()?;
+            Some((u.object.namespace().unwrap_or_default(), r.name.clone()))
+        })
+        .collect()
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -6,7 +6,11 @@ use std::sync::Mutex;
 struct Recorder(Arc<Mutex<Vec<Vec<String>>>>);
 
 impl Reconciler for Recorder {
-    fn reconcile(&mut self, snapshot: Snapshot) -> Result<Reconciled, ReconcileError> {
+    fn reconcile(
+        &mut self,
+        snapshot: Snapshot,
+        _secrets: Option<&SecretsCache>,
+    ) -> Result<Reconciled, ReconcileError> {
         let mut users: Vec<String> = snapshot
             .users
             .iter()
@@ -21,20 +25,24 @@ impl Reconciler for Recorder {
 const USER: &str = "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: NAME\n  namespace: t\nspec: {}\n";
 
 async fn wait_for(rx: &mut watch::Receiver<Option<Arc<Report>>>, generation: u64) {
+    wait_until(rx, |o| {
+        o.as_ref().is_some_and(|o| o.generation >= generation)
+    })
+    .await;
+}
+
+/// Waits (with a deadline, so a hang fails) until what `rx` carries satisfies `done`.
+async fn wait_until<T>(rx: &mut watch::Receiver<T>, done: impl Fn(&T) -> bool) {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if rx
-                .borrow_and_update()
-                .as_ref()
-                .is_some_and(|o| o.generation >= generation)
-            {
+            if done(&rx.borrow_and_update()) {
                 return;
             }
             rx.changed().await.unwrap();
         }
     })
     .await
-    .expect("reconcile did not happen in time");
+    .expect("the daemon did not get there in time");
 }
 
 #[tokio::test]
@@ -71,4 +79,94 @@ async fn reconciles_at_start_on_change_and_stops_cleanly() {
     assert_eq!(seen.last().unwrap(), &vec!["bob".to_string()]);
     assert!(seen.contains(&vec!["ada".to_string(), "bob".to_string()]));
     assert!(*hooked.lock().unwrap() >= 3);
+}
+
+/// Delivers a password Secret per user through the daemon's cached sink, as the store
+/// reconciler does, and records the users it saw.
+#[derive(Clone, Default)]
+struct Deliverer(Recorder);
+
+impl Reconciler for Deliverer {
+    fn reconcile(
+        &mut self,
+        snapshot: Snapshot,
+        secrets: Option<&SecretsCache>,
+    ) -> Result<Reconciled, ReconcileError> {
+        let sink = secrets
+            .expect("the daemon watches a secrets directory")
+            .sink();
+        for u in &snapshot.users {
+            let secret = crate::secrets::OutgoingSecret {
+                namespace: "t".into(),
+                name: format!("{}-password", u.key().name),
+                data: [(
+                    "password".to_string(),
+                    crate::secrets::SecretValue::from_string("generated-password".into()),
+                )]
+                .into(),
+                key_id: "k1".into(),
+                expires_at: None,
+                owner: u.key(),
+            };
+            crate::secrets::SecretSink::deliver(&sink, &secret).unwrap();
+        }
+        let written = sink.written();
+        let mut out = self.0.reconcile(snapshot, None)?;
+        out.written = written;
+        Ok(out)
+    }
+}
+
+#[tokio::test]
+async fn own_secret_writes_and_unchanged_files_do_not_reconcile() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(manifests.join("a.yaml"), USER.replace("NAME", "ada")).unwrap();
+    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+    let rec = Deliverer::default();
+    let config = DaemonConfig {
+        dir: manifests.clone(),
+        secrets_dir: Some(dir.path().join("secrets")),
+        resync: Duration::from_secs(3600),
+        debounce: Duration::from_millis(50),
+    };
+    let daemon = Daemon::new(config, rec.clone());
+    let mut reports = daemon.reports();
+    let mut activity = daemon.activity();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(daemon.run(async {
+        let _ = stop_rx.await;
+    }));
+    wait_for(&mut reports, 1).await;
+    // The delivery raises file-system events: a round runs, finds only its own write, and
+    // neither reconciles nor reads the file again (it was read back right after the write).
+    wait_until(&mut activity, |a| a.rounds >= 2).await;
+    let a = *activity.borrow();
+    assert_eq!(a.reconciles, 1, "{a:?}");
+    assert_eq!(a.secret_files_read, 1, "{a:?}");
+    assert_eq!(a.files_parsed, 1, "{a:?}");
+    // The same content written again (a new inode, a new mtime): read, not parsed, no reconcile.
+    let rounds = a.rounds;
+    let tmp = manifests.join(".a.yaml.tmp");
+    std::fs::write(&tmp, USER.replace("NAME", "ada")).unwrap();
+    std::fs::rename(&tmp, manifests.join("a.yaml")).unwrap();
+    wait_until(&mut activity, |a| a.rounds > rounds).await;
+    let a = *activity.borrow();
+    assert_eq!((a.reconciles, a.files_parsed), (1, 1), "{a:?}");
+    // A real edit is parsed and applied; its delivery again costs no further reconcile.
+    std::fs::write(manifests.join("b.yaml"), USER.replace("NAME", "bob")).unwrap();
+    wait_for(&mut reports, 2).await;
+    let rounds = activity.borrow().rounds;
+    wait_until(&mut activity, |a| a.rounds > rounds).await;
+    let a = *activity.borrow();
+    assert_eq!((a.reconciles, a.files_parsed), (2, 2), "{a:?}");
+    stop_tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    let seen = rec.0 .0.lock().unwrap().clone();
+    assert_eq!(
+        seen.last().unwrap(),
+        &vec!["ada".to_string(), "bob".to_string()]
+    );
+    assert!(dir.path().join("secrets/t/bob-password.yaml").exists());
 }

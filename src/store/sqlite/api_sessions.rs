@@ -20,4 +20,25 @@ impl SqliteStore {
     pub fn current_revision(&self) -> Result<i64, StoreError> {
         Ok(super::revision(&self.conn)?)
     }
+
+    /// Evidence that nothing in the database changed: equal tokens taken from this store
+    /// mean no connection wrote in between (SQLite's `data_version` moves when another
+    /// connection commits, `total_changes` when this one writes). Unlike the revision it
+    /// also sees writes that do not bump it (logins, sessions, self-service).
+    pub fn state_token(&self) -> Result<StateToken, StoreError> {
+        let data_version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        Ok(StateToken {
+            data_version,
+            own_changes: self.conn.total_changes(),
+        })
+    }
+}
+
+/// See [`SqliteStore::state_token`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateToken {
+    data_version: i64,
+    own_changes: u64,
 }

@@ -77,7 +77,13 @@ impl Workspace {
     }
     /// Starts the daemon with cheap password hashing and a long resync.
     pub fn start(&self, extra: &[&str]) -> Running {
+        self.start_logging(extra, "info")
+    }
+
+    /// [`Workspace::start`] with `RUST_LOG` set to `filter`.
+    pub fn start_logging(&self, extra: &[&str], filter: &str) -> Running {
         let mut cmd = support::stagegate();
+        cmd.env("RUST_LOG", filter);
         cmd.args(["run", "--dir"])
             .arg(self.manifests())
             .arg("--store")
@@ -113,8 +119,11 @@ impl Running {
     pub fn spawn(mut cmd: std::process::Command, logs: &Path) -> Running {
         let log = logs.join(format!("daemon-{}.log", rand_suffix()));
         let out = logs.join(format!("daemon-{}.out", rand_suffix()));
+        // A test that counts debug lines sets its own filter.
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info");
+        }
         let child = cmd
-            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())

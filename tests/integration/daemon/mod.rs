@@ -8,6 +8,7 @@ mod file_modes;
 pub(crate) mod harness;
 mod invalid_edits;
 mod loud_failure;
+mod quiet;
 mod status_truth;
 mod watch;
 
