@@ -66,7 +66,8 @@ impl SecretsCache {
         let (listed, listing) = list_secret_files(self.sink.root());
         let mut changed = BTreeSet::new();
         if listing != self.listing {
-            // A namespace directory that became (or stopped being) a link: its files' fate changed.
+            // A namespace directory that became (or stopped being) a link: its files' fate
+            // changed. Reported under an empty key, which no Secret file can have.
             changed.insert((String::new(), String::new()));
             self.listing = listing;
         }
@@ -98,7 +99,9 @@ impl SecretsCache {
     }
 
     /// Re-reads `keys` (Secrets this process has just written or removed) so that the
-    /// file-system events of those writes find nothing new.
+    /// file-system events of those writes find nothing new. Somebody else's edit of one of
+    /// these very files in the instant between the write and this read would be taken for
+    /// ours; the next resync plans with what the file then holds.
     pub fn absorb<'a>(&mut self, keys: impl IntoIterator<Item = &'a SecretKey>) {
         for (ns, name) in keys {
             let f = SecretFileName {
