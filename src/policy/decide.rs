@@ -204,6 +204,16 @@ pub fn transition_possible(from: Option<Stage>, to: Stage) -> bool {
 /// Decides `req` for `principal`: allowed when any of its grants allows it.
 /// Allocates nothing; the reason is rendered by [`Decision::reason`].
 pub fn decide<'a>(principal: &'a Principal, req: &Request<'a>) -> Decision<'a> {
+    decide_with(principal, req, true)
+}
+
+/// [`decide`], reading the packed grants when `packed` and the principal has them; both ways
+/// give the same decision (a property test holds them to it).
+pub(super) fn decide_with<'a>(
+    principal: &'a Principal,
+    req: &Request<'a>,
+    packed: bool,
+) -> Decision<'a> {
     let target = req.model.map(|m| m.scope).or(req.scope).unwrap_or(&GLOBAL);
     let decision =
         |grant: Option<&'a Grant>, (allowed, code, rule): (bool, DecisionCode, Rule)| Decision {
@@ -222,11 +232,18 @@ pub fn decide<'a>(principal: &'a Principal, req: &Request<'a>) -> Decision<'a> {
     // a user must not inherit that user's "own model" rights.
     let who = (principal.kind == PrincipalKind::User).then_some(principal.name.as_str());
     let mut best: Option<(&'a Grant, (bool, DecisionCode, Rule))> = None;
-    for g in principal
-        .grants
-        .iter()
-        .filter(|g| g.role.allowed_at(&g.scope) && g.scope.covers(target))
-    {
+    let grants = principal.grants();
+    // The packed grants answer which grants apply without reading their scopes' strings; the
+    // grants themselves answer the same when a scope was too long to pack.
+    let packed = principal.packed().filter(|_| packed);
+    let applies = |i: usize, g: &Grant| match packed {
+        Some(p) => p[i].applies_to(target),
+        None => g.role.allowed_at(&g.scope) && g.scope.covers(target),
+    };
+    for (i, g) in grants.iter().enumerate() {
+        if !applies(i, g) {
+            continue;
+        }
         let d = decide_grant(g.role, who, req);
         if d.0 {
             return decision(Some(g), d);

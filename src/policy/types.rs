@@ -407,6 +407,9 @@ pub enum PrincipalKind {
 }
 
 /// Who asks: a user with its bindings, or a token with its own role.
+///
+/// The grants are read through [`Principal::grants`] and replaced through
+/// [`Principal::set_grants`], so that the packed copy `decide` reads stays in step with them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     /// User or token.
@@ -414,26 +417,123 @@ pub struct Principal {
     /// Username or token name: what model ownership is recorded against.
     pub name: String,
     /// Roles held, each at a scope.
-    pub grants: Vec<Grant>,
+    grants: Vec<Grant>,
+    /// The grants packed for deciding (see [`PackedGrant`]); `None` when a scope part is too
+    /// long to pack, and then `decide` reads `grants`.
+    #[serde(skip)]
+    packed: Option<Box<[PackedGrant]>>,
 }
 
 impl Principal {
     /// A user principal.
     pub fn user(name: &str, grants: Vec<Grant>) -> Self {
-        Principal {
-            kind: PrincipalKind::User,
-            name: name.to_string(),
-            grants,
-        }
+        Principal::new(PrincipalKind::User, name, grants)
     }
 
     /// A token principal.
     pub fn token(name: &str, grant: Grant) -> Self {
+        Principal::new(PrincipalKind::Token, name, vec![grant])
+    }
+
+    fn new(kind: PrincipalKind, name: &str, grants: Vec<Grant>) -> Self {
         Principal {
-            kind: PrincipalKind::Token,
+            kind,
             name: name.to_string(),
-            grants: vec![grant],
+            packed: PackedGrant::pack(&grants),
+            grants,
         }
+    }
+
+    /// Roles held, each at a scope.
+    pub fn grants(&self) -> &[Grant] {
+        &self.grants
+    }
+
+    /// Replaces the roles held.
+    pub fn set_grants(&mut self, grants: Vec<Grant>) {
+        self.packed = PackedGrant::pack(&grants);
+        self.grants = grants;
+    }
+
+    /// The packed grants, in the order of [`Principal::grants`] (`None`: read the grants).
+    pub(super) fn packed(&self) -> Option<&[PackedGrant]> {
+        self.packed.as_deref()
+    }
+}
+
+/// Longest scope part a [`PackedGrant`] holds inline.
+const LABEL_INLINE: usize = 22;
+
+/// A scope part held inline, so that comparing it follows no pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Label {
+    len: u8,
+    bytes: [u8; LABEL_INLINE],
+}
+
+impl Label {
+    fn new(s: &str) -> Option<Label> {
+        let mut bytes = [0; LABEL_INLINE];
+        bytes.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
+        Some(Label {
+            len: s.len() as u8,
+            bytes,
+        })
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// One grant as `decide` reads it: the role, whether it may be held at its scope, and the scope's
+/// parts inline. A principal's packed grants sit in one allocation, so deciding reads the grants
+/// without following a pointer per scope part (the cost of a decision on a large organization
+/// is mostly such memory reads). Packing only copies; [`PackedGrant::applies_to`] answers exactly
+/// what [`Role::allowed_at`] and [`Scope::covers`] answer for the grant it was packed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PackedGrant {
+    /// The grant's role.
+    pub(super) role: Role,
+    /// `role.allowed_at(scope)`, and the scope is not a project without a customer.
+    usable: bool,
+    customer: Option<Label>,
+    project: Option<Label>,
+}
+
+impl PackedGrant {
+    /// Packs every grant, or none when a scope part is longer than the inline space.
+    fn pack(grants: &[Grant]) -> Option<Box<[PackedGrant]>> {
+        grants.iter().map(PackedGrant::new).collect()
+    }
+
+    fn new(g: &Grant) -> Option<PackedGrant> {
+        // `None`: too long to pack; `Some(None)`: no such part.
+        let label = |part: &Option<String>| match part.as_deref() {
+            None => Some(None),
+            Some(s) => Label::new(s).map(Some),
+        };
+        Some(PackedGrant {
+            role: g.role,
+            usable: g.role.allowed_at(&g.scope)
+                && !(g.scope.customer.is_none() && g.scope.project.is_some()),
+            customer: label(&g.scope.customer)?,
+            project: label(&g.scope.project)?,
+        })
+    }
+
+    /// Whether the grant counts for `target`: its role may be held at its scope, and its scope
+    /// covers `target` (the same scope or anything below it).
+    pub(super) fn applies_to(&self, target: &Scope) -> bool {
+        let part = |mine: &Option<Label>, theirs: &Option<String>| match mine {
+            None => true,
+            Some(m) => theirs
+                .as_ref()
+                .is_some_and(|t| m.as_bytes() == t.as_bytes()),
+        };
+        self.usable
+            && part(&self.customer, &target.customer)
+            && part(&self.project, &target.project)
     }
 }
 

@@ -8,6 +8,7 @@ mod file_modes;
 pub(crate) mod harness;
 mod invalid_edits;
 mod loud_failure;
+mod rate_limits;
 mod status_truth;
 mod watch;
 
