@@ -79,8 +79,9 @@ pub struct Index {
     tokens: HashMap<String, TokenEntry>,
     models: Models,
     /// Models by name: a question names one model, so only that name's entries (usually one)
-    /// are resolved and handed to the policy.
-    by_name: HashMap<Box<str>, Vec<ModelState>>,
+    /// are resolved and handed to the policy. A fast hash, and the one model of a name held in
+    /// the table itself: looking a model up reads as little memory as it can.
+    by_name: HashMap<Box<str>, Named, foldhash::fast::RandomState>,
     /// Never matches: verified against when a key id is unknown, so timing does not reveal which exist.
     dummy_hmac: HashValue,
 }
@@ -147,13 +148,23 @@ impl Index {
             .values()
             .map(|m| (model_id(m), m.state()))
             .collect();
-        let mut by_name: HashMap<Box<str>, Vec<ModelState>> = HashMap::new();
+        let mut named: HashMap<Box<str>, Vec<ModelState>> = HashMap::new();
         for (id, m) in &models {
-            by_name
+            named
                 .entry(id.name.as_str().into())
                 .or_default()
                 .push(m.clone());
         }
+        let by_name = named
+            .into_iter()
+            .map(|(name, mut all)| match (all.pop(), all.is_empty()) {
+                (Some(one), true) => (name, Named::One(one)),
+                (last, _) => {
+                    all.extend(last);
+                    (name, Named::Many(all))
+                }
+            })
+            .collect();
         Index {
             users,
             tokens,
@@ -252,7 +263,7 @@ impl Index {
             .model
             .as_deref()
             .and_then(|n| self.by_name.get(n))
-            .map_or(&[][..], Vec::as_slice);
+            .map_or(&[][..], Named::as_slice);
         answer_among(principal, models, q)
     }
 
@@ -273,6 +284,22 @@ impl Index {
             )
             .allowed
         })
+    }
+}
+
+/// The models of one name: nearly always one, held inline.
+#[derive(Debug)]
+enum Named {
+    One(ModelState),
+    Many(Vec<ModelState>),
+}
+
+impl Named {
+    fn as_slice(&self) -> &[ModelState] {
+        match self {
+            Named::One(m) => std::slice::from_ref(m),
+            Named::Many(all) => all,
+        }
     }
 }
 

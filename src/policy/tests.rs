@@ -473,18 +473,21 @@ mod packed_grants {
         #[test]
         fn packed_and_unpacked_grants_decide_alike(
             token in any::<bool>(),
-            grants in proptest::collection::vec(grant(), 0..6),
+            // Up to 8: more than are packed.
+            grants in proptest::collection::vec(grant(), 0..8),
+            // Names too long to pack, too.
+            name in prop_oneof![Just("alan"), Just("maria"), Just("a-very-long-user-name")],
             action in 0..Action::ALL.len(),
             target in scope(),
-            owner in prop_oneof![Just("alan"), Just("maria")],
+            owner in prop_oneof![Just("alan"), Just("maria"), Just("a-very-long-user-name"), Just("a-very-long-user-nam")],
             from in stage(),
             to in stage(),
             with_model in any::<bool>(),
         ) {
             let p = if token && !grants.is_empty() {
-                Principal::token("alan", grants[0].clone())
+                Principal::token(name, grants[0].clone())
             } else {
-                Principal::user("alan", grants)
+                Principal::user(name, grants)
             };
             let m = model("m", target.clone(), owner, from);
             let req = Request {

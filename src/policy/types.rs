@@ -418,10 +418,9 @@ pub struct Principal {
     pub name: String,
     /// Roles held, each at a scope.
     grants: Vec<Grant>,
-    /// The grants packed for deciding (see [`PackedGrant`]); `None` when a scope part is too
-    /// long to pack, and then `decide` reads `grants`.
+    /// The name and grants packed for deciding (see [`Packed`]).
     #[serde(skip)]
-    packed: Option<Box<[PackedGrant]>>,
+    packed: Packed,
 }
 
 impl Principal {
@@ -439,7 +438,7 @@ impl Principal {
         Principal {
             kind,
             name: name.to_string(),
-            packed: PackedGrant::pack(&grants),
+            packed: Packed::new(name, &grants),
             grants,
         }
     }
@@ -451,21 +450,33 @@ impl Principal {
 
     /// Replaces the roles held.
     pub fn set_grants(&mut self, grants: Vec<Grant>) {
-        self.packed = PackedGrant::pack(&grants);
+        self.packed = Packed::new(&self.name, &grants);
         self.grants = grants;
     }
 
     /// The packed grants, in the order of [`Principal::grants`] (`None`: read the grants).
     pub(super) fn packed(&self) -> Option<&[PackedGrant]> {
-        self.packed.as_deref()
+        self.packed
+            .whole
+            .then(|| &self.packed.grants[..usize::from(self.packed.len)])
+    }
+
+    /// Whether `owner` is this principal's name, read from the packed copy when it has one.
+    pub(super) fn is_named(&self, owner: &str) -> bool {
+        match &self.packed.name {
+            Some(n) => n.as_bytes() == owner.as_bytes(),
+            None => self.name == owner,
+        }
     }
 }
 
-/// Longest scope part a [`PackedGrant`] holds inline.
-const LABEL_INLINE: usize = 22;
+/// Most grants a principal holds packed; one with more is decided from its grants.
+const PACKED_GRANTS: usize = 6;
+/// Longest name or scope part held inline.
+const LABEL_INLINE: usize = 15;
 
-/// A scope part held inline, so that comparing it follows no pointer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A short string held inline, so that comparing it follows no pointer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Label {
     len: u8,
     bytes: [u8; LABEL_INLINE],
@@ -486,11 +497,45 @@ impl Label {
     }
 }
 
-/// One grant as `decide` reads it: the role, whether it may be held at its scope, and the scope's
-/// parts inline. A principal's packed grants sit in one allocation, so deciding reads the grants
-/// without following a pointer per scope part (the cost of a decision on a large organization
-/// is mostly such memory reads). Packing only copies; [`PackedGrant::applies_to`] answers exactly
-/// what [`Role::allowed_at`] and [`Scope::covers`] answer for the grant it was packed from.
+/// What `decide` reads of a principal, held inside it: the name and up to [`PACKED_GRANTS`]
+/// grants with their scopes' parts inline. A decision on a large organization costs mostly
+/// memory reads; reading the principal's grants this way follows no pointer at all (the
+/// grants themselves are a list of scopes of strings: three pointers deep). Packing only
+/// copies: [`PackedGrant::applies_to`] answers what [`Role::allowed_at`] and [`Scope::covers`]
+/// answer for the grant it was packed from, and a property test holds `decide` to that.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Packed {
+    /// Every grant is packed (none too long, not too many).
+    whole: bool,
+    len: u8,
+    /// The name, when short enough.
+    name: Option<Label>,
+    grants: [PackedGrant; PACKED_GRANTS],
+}
+
+impl Packed {
+    fn new(name: &str, grants: &[Grant]) -> Packed {
+        let mut p = Packed {
+            name: Label::new(name),
+            ..Packed::default()
+        };
+        if grants.len() > PACKED_GRANTS {
+            return p;
+        }
+        for (slot, g) in p.grants.iter_mut().zip(grants) {
+            let Some(packed) = PackedGrant::new(g) else {
+                return p;
+            };
+            *slot = packed;
+        }
+        p.len = grants.len() as u8;
+        p.whole = true;
+        p
+    }
+}
+
+/// One grant as `decide` reads it: the role, whether it may be held at its scope, and the
+/// scope's parts inline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct PackedGrant {
     /// The grant's role.
@@ -501,12 +546,18 @@ pub(super) struct PackedGrant {
     project: Option<Label>,
 }
 
-impl PackedGrant {
-    /// Packs every grant, or none when a scope part is longer than the inline space.
-    fn pack(grants: &[Grant]) -> Option<Box<[PackedGrant]>> {
-        grants.iter().map(PackedGrant::new).collect()
+impl Default for PackedGrant {
+    fn default() -> Self {
+        PackedGrant {
+            role: Role::Admin,
+            usable: false,
+            customer: None,
+            project: None,
+        }
     }
+}
 
+impl PackedGrant {
     fn new(g: &Grant) -> Option<PackedGrant> {
         // `None`: too long to pack; `Some(None)`: no such part.
         let label = |part: &Option<String>| match part.as_deref() {
