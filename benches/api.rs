@@ -1,6 +1,9 @@
 //! API benchmark at the 10,000-user scale: decisions per second on the
 //! in-memory index (one thread), token verifications per second, and
-//! `/v1/authorize` requests per second over loopback with N connections.
+//! `/v1/authorize` requests per second over loopback with N keep-alive
+//! connections, with the product's default configuration, side by side with a
+//! bare axum handler answering a JSON body of the same size (same run, same
+//! load generator, same requests).
 //!
 //! `cargo bench --bench api` (release). Environment: `BENCH_SECS` per phase
 //! (default 3), `BENCH_CONNECTIONS` (default 32).
@@ -16,9 +19,11 @@ use stagegate::secrets::{generate_key, hash_password, PasswordParams, SecretValu
 use stagegate::store::{
     BindingRow, KeyState, ModelRow, SqliteStore, Store, StoreOp, StoreState, TokenKeyRow, UserRow,
 };
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const USERS: usize = 10_000;
 const BINDINGS: usize = 50_000;
@@ -220,6 +225,152 @@ fn to_ops(state: &StoreState) -> Vec<StoreOp> {
     ops
 }
 
+/// What one load run measured.
+struct Load {
+    ok: u64,
+    failed: u64,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Load {
+    fn per_sec(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The `p` quantile of the latencies (sorted by `drive`).
+    fn percentile(&self, p: f64) -> Duration {
+        let i = ((self.latencies.len() as f64 * p) as usize)
+            .min(self.latencies.len().saturating_sub(1));
+        self.latencies.get(i).copied().unwrap_or_default()
+    }
+}
+
+/// Reads one HTTP/1.1 response (head, then `Content-Length` bytes) into `buf`; returns its status.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    buf.clear();
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).unwrap_or_default();
+            let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let length: usize = head
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.trim().parse().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                if stream.read_buf(buf).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+            return Ok(status);
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+/// The load generator, identical for every target: `requests.len()` keep-alive connections,
+/// each sending its own pre-built requests in order, one at a time, for `secs`.
+fn drive(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    requests: &Arc<Vec<Vec<Vec<u8>>>>,
+    secs: f64,
+) -> Load {
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs_f64(secs);
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..requests.len())
+            .map(|c| {
+                let requests = requests.clone();
+                tokio::spawn(async move {
+                    let mut stream = TcpStream::connect(addr).await.expect("connect");
+                    stream.set_nodelay(true).expect("nodelay");
+                    let (mut ok, mut failed, mut lat) = (0u64, 0u64, Vec::new());
+                    let mut buf = Vec::with_capacity(4096);
+                    for req in requests[c].iter().cycle() {
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        let t = Instant::now();
+                        stream.write_all(req).await.expect("write");
+                        let status = read_response(&mut stream, &mut buf).await.expect("read");
+                        lat.push(t.elapsed());
+                        if status == 200 {
+                            ok += 1;
+                        } else {
+                            failed += 1;
+                        }
+                    }
+                    (ok, failed, lat)
+                })
+            })
+            .collect();
+        let mut load = Load {
+            ok: 0,
+            failed: 0,
+            elapsed: Duration::ZERO,
+            latencies: Vec::new(),
+        };
+        for t in tasks {
+            let (ok, failed, lat) = t.await.expect("load task");
+            load.ok += ok;
+            load.failed += failed;
+            load.latencies.extend(lat);
+        }
+        load.elapsed = start.elapsed();
+        load.latencies.sort_unstable();
+        load
+    })
+}
+
+/// The same requests for every target: `POST /v1/authorize` with a token and a `models:view` body.
+fn requests(tokens: &[String], connections: usize) -> Arc<Vec<Vec<Vec<u8>>>> {
+    Arc::new(
+        (0..connections)
+            .map(|c| {
+                let mut rng = StdRng::seed_from_u64(c as u64);
+                (0..2048)
+                    .map(|_| {
+                        let token = &tokens[rng.random_range(0..tokens.len())];
+                        let body = json!({"action": "models:view", "model": format!("model-{}", rng.random_range(0..MODELS))})
+                            .to_string();
+                        format!(
+                            "POST /v1/authorize HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {token}\r\n\
+                             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .into_bytes()
+                    })
+                    .collect()
+            })
+            .collect(),
+    )
+}
+
+/// A server on its own 2-thread runtime; stops when `stop` is sent.
+fn spawn_server<F>(
+    serve: impl FnOnce(tokio::net::TcpListener) -> F,
+) -> (tokio::runtime::Runtime, SocketAddr)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    rt.spawn(serve(listener));
+    (rt, addr)
+}
+
 fn bench_http(state: &StoreState, key: &ServerKey, tokens: &[String], secs: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("store.db");
@@ -228,93 +379,88 @@ fn bench_http(state: &StoreState, key: &ServerKey, tokens: &[String], secs: u64)
         .commit(&to_ops(state))
         .expect("commit");
     let start = Instant::now();
-    let config = ApiConfig {
-        password_params: PasswordParams::insecure_fast_for_tests(),
-        rate_limit: None,
-        poll_interval: None,
-        ..ApiConfig::default()
-    };
+    // The product's defaults: the address rate limit on, no limit per authenticated caller.
+    let config = ApiConfig::default();
     let api = ApiState::open(config, &path, key.clone()).expect("api state");
     println!(
         "refresh from SQLite (read + build): {:>9.1} ms",
         start.elapsed().as_secs_f64() * 1e3
     );
     api.set_ready();
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let listener = server_rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = server_rt.spawn(serve(listener, api, async {
-        stopped.await.ok();
-    }));
+    let (server_rt, addr) = spawn_server(|listener| async move {
+        serve(listener, api, async {
+            stopped.await.ok();
+        })
+        .await
+        .ok();
+    });
 
     let connections = env_or("BENCH_CONNECTIONS", 32) as usize;
+    let requests = requests(tokens, connections);
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let latencies = client_rt.block_on(async {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(connections)
-            .build()
-            .expect("client");
-        let url = format!("http://{addr}/v1/authorize");
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        let mut tasks = Vec::new();
-        for c in 0..connections {
-            let (client, url, done, failed) =
-                (client.clone(), url.clone(), done.clone(), failed.clone());
-            let tokens: Vec<String> = tokens.iter().skip(c).step_by(connections).cloned().collect();
-            tasks.push(tokio::spawn(async move {
-                let mut rng = StdRng::seed_from_u64(c as u64);
-                let mut lat = Vec::new();
-                while Instant::now() < deadline {
-                    let token = &tokens[rng.random_range(0..tokens.len())];
-                    let body = json!({"action": "models:view", "model": format!("model-{}", rng.random_range(0..MODELS))});
-                    let t = Instant::now();
-                    let ok = client
-                        .post(&url)
-                        .bearer_auth(token)
-                        .json(&body)
-                        .send()
-                        .await
-                        .map(|r| r.status().is_success())
-                        .unwrap_or(false);
-                    lat.push(t.elapsed());
-                    let counter = if ok { &done } else { &failed };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-                lat
-            }));
-        }
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await.expect("load task"));
-        }
-        all
+    // The bare handler answers with a body as long as stagegate's answer to the first request.
+    let sample = client_rt.block_on(async {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(&requests[0][0]).await.expect("write");
+        let mut buf = Vec::new();
+        read_response(&mut stream, &mut buf).await.expect("read");
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("head") + 4;
+        buf.split_off(end)
     });
-    let n = done.load(Ordering::Relaxed);
-    let mut lat = latencies;
-    lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)));
+    let skeleton = json!({"allowed": true, "code": "Allowed", "reason": ""}).to_string();
+    let body = json!({"allowed": true, "code": "Allowed", "reason": "x".repeat(sample.len().saturating_sub(skeleton.len()))});
+    let (bare_stop, bare_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (bare_rt, bare_addr) = spawn_server(|listener| async move {
+        let app = axum::Router::new().route(
+            "/v1/authorize",
+            axum::routing::post(move |_body: axum::body::Bytes| {
+                let body = body.clone();
+                async move { axum::Json(body) }
+            }),
+        );
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                bare_stopped.await.ok();
+            })
+            .await
+            .ok();
+    });
+
+    // Warm both up, then measure each for the same time with the same load generator.
+    drive(&client_rt, bare_addr, &requests, 0.5);
+    drive(&client_rt, addr, &requests, 0.5);
+    let bare = drive(&client_rt, bare_addr, &requests, secs as f64);
+    let ours = drive(&client_rt, addr, &requests, secs as f64);
     println!(
-        "POST /v1/authorize over loopback:   {:>12}  ({connections} connections, {n} ok, {} failed, p50 {:?}, p99 {:?})",
-        rate(n, Duration::from_secs(secs)),
-        failed.load(Ordering::Relaxed),
-        pct(0.5).copied().unwrap_or_default(),
-        pct(0.99).copied().unwrap_or_default(),
+        "bare axum handler, same JSON size:  {:>12}  ({connections} connections, {} ok, {} failed, {} body bytes, p50 {:?}, p99 {:?})",
+        rate(bare.ok, bare.elapsed),
+        bare.ok,
+        bare.failed,
+        sample.len(),
+        bare.percentile(0.5),
+        bare.percentile(0.99),
+    );
+    println!(
+        "POST /v1/authorize, default config: {:>12}  ({connections} connections, {} ok, {} failed, p50 {:?}, p99 {:?})",
+        rate(ours.ok, ours.elapsed),
+        ours.ok,
+        ours.failed,
+        ours.percentile(0.5),
+        ours.percentile(0.99),
+    );
+    println!(
+        "stagegate / bare axum:              {:>9.0} %  (goal: at least 70 %)",
+        100.0 * ours.per_sec() / bare.per_sec()
     );
     stop.send(()).ok();
-    server_rt.block_on(server).ok();
+    bare_stop.send(()).ok();
+    drop(server_rt);
+    drop(bare_rt);
 }
 
 fn main() {

@@ -13,15 +13,17 @@ use crate::store::{SessionRow, Store};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use jiff::{SignedDuration, Timestamp};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    /// Who, with the grants that apply to this request.
-    pub principal: Principal,
+    /// Who, with the grants that apply to this request (shared with the index or session cache).
+    pub principal: Arc<Principal>,
     /// When the credential stops working; none = never (a token with `validity: Never`).
     pub expires_at: Option<Timestamp>,
     /// Hash of the session id, for a session caller.
@@ -37,8 +39,9 @@ impl Caller {
     }
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+/// The bearer credential of a request, if it has one.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -50,7 +53,12 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let credential = bearer(parts).ok_or_else(ApiError::unauthenticated)?;
+        // The rate limit authenticates callers on the decision routes to pick their bucket; the
+        // handler takes that caller instead of checking the credential a second time.
+        if let Some(caller) = parts.extensions.remove::<Caller>() {
+            return Ok(caller);
+        }
+        let credential = bearer(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
         state.authenticate(credential, Timestamp::now())
     }
 }
@@ -86,24 +94,24 @@ impl ApiState {
             return Err(ApiError::unauthenticated());
         }
         let hash = session_hash(&self.inner.key, credential);
-        let session = self
+        let (principal, expires_at) = self
             .inner
             .sessions
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&hash)
-            .cloned()
+            .map(|s| (s.principal.clone(), s.expires_at))
             .ok_or_else(ApiError::unauthenticated)?;
         // Revocation and deletion take effect at once, even before the session cache is reloaded.
         let index = self.index();
-        let user = index.user(&session.username).filter(|u| u.active());
-        if session.expires_at <= now || user.is_none() {
+        let user = index.user(&principal.name).filter(|u| u.active());
+        if expires_at <= now || user.is_none() {
             return Err(ApiError::unauthenticated());
         }
         Ok(Caller {
             bootstrap: user.is_some_and(|u| u.bootstrap),
-            principal: Principal::user(&session.username, session.grants),
-            expires_at: Some(session.expires_at),
+            principal,
+            expires_at: Some(expires_at),
             session_hash: Some(hash),
         })
     }

@@ -18,12 +18,12 @@ pub struct BackoffPolicy {
     pub forget_after: Duration,
 }
 
-/// Per-client request rate limit (token bucket keyed by peer IP address).
+/// A request rate limit: a token bucket per key (a client address, or an authenticated caller).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RateLimitConfig {
-    /// Sustained requests per second per client.
+    /// Sustained requests per second per key.
     pub per_second: f64,
-    /// Bucket size: requests a client may send at once.
+    /// Bucket size: requests a key may send at once.
     pub burst: u32,
 }
 
@@ -59,8 +59,13 @@ pub struct ApiConfig {
     pub max_headers: usize,
     /// Most bytes of request header names and values together (then 431).
     pub max_header_bytes: usize,
-    /// Request rate limit per client; `None` disables it (benchmarks).
+    /// Request rate limit per client address for everything but an authenticated caller on a
+    /// decision route: login, logout, audit, and any request without a valid credential.
+    /// `None` disables it (tests).
     pub rate_limit: Option<RateLimitConfig>,
+    /// Request rate limit per authenticated caller (API token, or user over all its sessions) on
+    /// the decision routes (`/v1/authorize`, `/v1/models`, `/v1/whoami`); `None`: unlimited.
+    pub caller_rate_limit: Option<RateLimitConfig>,
     /// How often to look for applies made by other processes (store revision); `None` = never.
     pub poll_interval: Option<Duration>,
 }
@@ -95,10 +100,13 @@ impl Default for ApiConfig {
             max_connections: 512,
             max_headers: 100,
             max_header_bytes: 16 * 1024,
+            // Anonymous and login traffic: a person or a script, never a platform component.
             rate_limit: Some(RateLimitConfig {
                 per_second: 50.0,
                 burst: 100,
             }),
+            // A model gateway asks for every request it serves: its rate is the platform's.
+            caller_rate_limit: None,
             poll_interval: Some(Duration::from_secs(5)),
         }
     }

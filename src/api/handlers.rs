@@ -186,7 +186,7 @@ pub async fn logout(State(state): State<ApiState>, caller: Caller) -> Result<Sta
 pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
     let roles = caller
         .principal
-        .grants
+        .grants()
         .iter()
         .map(|Grant { role, scope }| RoleGrant {
             role: *role,

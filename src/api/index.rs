@@ -2,13 +2,14 @@
 //! password hashes, token keys by key id, and models. Built from a
 //! [`StoreState`] after each apply and swapped in whole; no SQL per request.
 
-use crate::plan::{answer, ModelId, Models, Question, QuestionError};
-use crate::policy::{decide, Action, Decision, Grant, Principal, Request};
+use crate::plan::{answer_among, ModelId, Models, Question, QuestionError};
+use crate::policy::{decide, Action, Decision, Grant, ModelState, Principal, Request};
 use crate::resources::UserState;
 use crate::secrets::{parse_token, verify, HashValue, ServerKey, TokenFormatError};
 use crate::store::{KeyState, ModelRow, StoreState};
 use jiff::Timestamp;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A user as login and session checks need it.
 #[derive(Clone, Debug)]
@@ -45,6 +46,8 @@ pub struct TokenEntry {
     pub expires_at: Option<Timestamp>,
     /// Accountable user, if any.
     pub owner_user: Option<String>,
+    /// The token as a principal, built once: each request shares it instead of copying it.
+    pub principal: Arc<Principal>,
 }
 
 /// Why a presented API token was refused.
@@ -64,7 +67,7 @@ pub struct TokenIdentity {
     /// Public key id.
     pub key_id: String,
     /// The principal (token name and its one grant).
-    pub principal: Principal,
+    pub principal: Arc<Principal>,
     /// End of validity; none = never.
     pub expires_at: Option<Timestamp>,
 }
@@ -75,8 +78,10 @@ pub struct Index {
     users: HashMap<String, UserEntry>,
     tokens: HashMap<String, TokenEntry>,
     models: Models,
-    /// Models by name: a question names one model, so the policy only needs that name's entries.
-    by_name: HashMap<String, Models>,
+    /// Models by name: a question names one model, so only that name's entries (usually one)
+    /// are resolved and handed to the policy. A fast hash, and the one model of a name held in
+    /// the table itself: looking a model up reads as little memory as it can.
+    by_name: HashMap<Box<str>, Named, foldhash::fast::RandomState>,
     /// Never matches: verified against when a key id is unknown, so timing does not reveal which exist.
     dummy_hmac: HashValue,
 }
@@ -133,6 +138,7 @@ impl Index {
                         live: t.state == KeyState::Issued && t.revoked_at.is_none(),
                         expires_at: t.expires_at,
                         owner_user: t.owner_user.clone(),
+                        principal: Arc::new(Principal::token(&t.token_name, t.grant())),
                     },
                 )
             })
@@ -142,13 +148,23 @@ impl Index {
             .values()
             .map(|m| (model_id(m), m.state()))
             .collect();
-        let mut by_name: HashMap<String, Models> = HashMap::new();
+        let mut named: HashMap<Box<str>, Vec<ModelState>> = HashMap::new();
         for (id, m) in &models {
-            by_name
-                .entry(id.name.clone())
+            named
+                .entry(id.name.as_str().into())
                 .or_default()
-                .insert(id.clone(), m.clone());
+                .push(m.clone());
         }
+        let by_name = named
+            .into_iter()
+            .map(|(name, mut all)| match (all.pop(), all.is_empty()) {
+                (Some(one), true) => (name, Named::One(one)),
+                (last, _) => {
+                    all.extend(last);
+                    (name, Named::Many(all))
+                }
+            })
+            .collect();
         Index {
             users,
             tokens,
@@ -207,7 +223,7 @@ impl Index {
         }
         Ok(TokenIdentity {
             key_id: parsed.key_id,
-            principal: Principal::token(&entry.name, entry.grant.clone()),
+            principal: entry.principal.clone(),
             expires_at: entry.expires_at,
         })
     }
@@ -241,15 +257,14 @@ impl Index {
         principal: &'a Principal,
         q: &'a Question,
     ) -> Result<Decision<'a>, QuestionError> {
-        // `answer` resolves the model by name (and scope) among the models it is given; handing it
-        // only the models of that name gives the same answer without scanning every model.
-        static NONE: Models = Models::new();
+        // `answer_among` resolves the model by name (and scope) among the models it is given;
+        // handing it only the models of that name gives the same answer without a scan.
         let models = q
             .model
             .as_deref()
             .and_then(|n| self.by_name.get(n))
-            .unwrap_or(&NONE);
-        answer(principal, models, q)
+            .map_or(&[][..], Named::as_slice);
+        answer_among(principal, models, q)
     }
 
     /// The models `principal` may see (DESIGN §3), sorted by scope and name.
@@ -269,6 +284,22 @@ impl Index {
             )
             .allowed
         })
+    }
+}
+
+/// The models of one name: nearly always one, held inline.
+#[derive(Debug)]
+enum Named {
+    One(ModelState),
+    Many(Vec<ModelState>),
+}
+
+impl Named {
+    fn as_slice(&self) -> &[ModelState] {
+        match self {
+            Named::One(m) => std::slice::from_ref(m),
+            Named::Many(all) => all,
+        }
     }
 }
 
@@ -344,14 +375,14 @@ mod tests {
         let dan = index.principal("dan", now).expect("dan is active");
         assert_eq!(dan.kind, PrincipalKind::User);
         assert_eq!(
-            dan.grants,
+            dan.grants(),
             [Grant {
                 role: Role::Developer,
                 scope: Scope::customer("acme")
             }]
         );
         let ci = index.principal("ci", now).expect("ci is a live token");
-        assert_eq!((ci.kind, ci.grants.len()), (PrincipalKind::Token, 1));
+        assert_eq!((ci.kind, ci.grants().len()), (PrincipalKind::Token, 1));
         for nobody in ["gone", "old", "new", "orphan", "unknown"] {
             assert!(index.principal(nobody, now).is_none(), "{nobody}");
         }

@@ -3,12 +3,14 @@
 //! limit, a JSON 500 for panics, and the JSON error body on every error
 //! response whatever layer produced it.
 
+use super::auth::bearer;
 use super::error::ApiError;
 use super::state::ApiState;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
@@ -17,6 +19,9 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Routes never rate limited: probes and scrapes must not be refused under load.
 const UNLIMITED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+/// Routes that read only the in-memory index: an authenticated caller there is limited per
+/// caller (`ApiConfig::caller_rate_limit`, unlimited by default), never per address.
+const DECISION_ROUTES: [&str; 3] = ["/v1/authorize", "/v1/models", "/v1/whoami"];
 
 fn valid_request_id(v: &HeaderValue) -> bool {
     let b = v.as_bytes();
@@ -142,20 +147,46 @@ pub async fn json_errors(resp: Response) -> Response {
     Response::from_parts(parts, body)
 }
 
-/// Refuses requests over the client's rate with 429 and `Retry-After`.
-pub async fn rate_limit(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    if let Some(limiter) = &state.inner.rate_limiter {
-        let route = route_of(&req);
-        if !UNLIMITED.contains(&route.as_str()) {
-            if let Err(wait) = limiter.take(peer_ip(&req), Instant::now()) {
-                state.metrics().request_throttled();
-                return ApiError::TooManyRequests {
-                    message: "request rate limit exceeded".into(),
-                    retry_after: wait,
-                }
-                .into_response();
-            }
+/// Refuses requests over their rate with 429 and `Retry-After`.
+///
+/// An authenticated caller on a decision route is counted per caller, when a caller limit is
+/// configured; the caller is handed on to the handler, so the credential is checked once.
+/// Everything else but probes (login, logout, audit, and any request without a valid
+/// credential) is counted per client address with the strict limit.
+pub async fn rate_limit(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    if UNLIMITED.contains(&route) {
+        return next.run(req).await;
+    }
+    let now = Instant::now();
+    let caller = DECISION_ROUTES
+        .contains(&route)
+        .then(|| bearer(req.headers()))
+        .flatten()
+        .and_then(|credential| state.authenticate(credential, Timestamp::now()).ok());
+    let verdict = match &caller {
+        Some(c) => state
+            .inner
+            .caller_limiter
+            .as_ref()
+            .map_or(Ok(()), |l| l.take(c.kind(), &c.principal.name, now)),
+        None => state
+            .inner
+            .rate_limiter
+            .as_ref()
+            .map_or(Ok(()), |l| l.take(&peer_ip(&req), now)),
+    };
+    if let Err(wait) = verdict {
+        state.metrics().request_throttled();
+        return ApiError::TooManyRequests {
+            message: "request rate limit exceeded".into(),
+            retry_after: wait,
         }
+        .into_response();
+    }
+    if let Some(c) = caller {
+        req.extensions_mut().insert(c);
     }
     next.run(req).await
 }

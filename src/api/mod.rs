@@ -39,7 +39,7 @@ pub use middleware::REQUEST_ID;
 pub use readiness::{BrokenFile, Readiness};
 pub use sessions::{session_hash, SESSION_PREFIX};
 pub use state::{ApiState, StateError};
-pub use throttle::{Backoff, LoginClient, LoginThrottle, RateLimiter};
+pub use throttle::{Backoff, CallerLimiter, LoginClient, LoginThrottle, RateLimiter};
 
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;

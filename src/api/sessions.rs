@@ -1,11 +1,12 @@
 //! Login sessions: random 256-bit ids handed to the client once, stored and
 //! cached only as an HMAC under the server key, with the grants held at login.
 
-use crate::policy::Grant;
+use crate::policy::{Grant, Principal};
 use crate::secrets::{HashValue, SecretValue, ServerKey};
 use crate::store::SessionRow;
 use jiff::Timestamp;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Prefix of session ids, so they are told apart from API tokens and found by secret scanners.
 pub const SESSION_PREFIX: &str = "sgs_";
@@ -37,6 +38,8 @@ pub struct SessionEntry {
     pub grants: Vec<Grant>,
     /// Expiry.
     pub expires_at: Timestamp,
+    /// The user with those grants, built once: each request shares it instead of copying it.
+    pub principal: Arc<Principal>,
 }
 
 impl From<&SessionRow> for SessionEntry {
@@ -45,6 +48,7 @@ impl From<&SessionRow> for SessionEntry {
             username: r.username.clone(),
             grants: r.grants.clone(),
             expires_at: r.expires_at,
+            principal: Arc::new(Principal::user(&r.username, r.grants.clone())),
         }
     }
 }

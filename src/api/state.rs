@@ -9,7 +9,7 @@ use super::index::Index;
 use super::metrics::Metrics;
 use super::readiness::{broken_files, BrokenFile};
 use super::sessions::{SessionCache, SessionEntry};
-use super::throttle::{LoginThrottle, RateLimiter};
+use super::throttle::{CallerLimiter, LoginThrottle, RateLimiter};
 use crate::policy::capability_lost;
 use crate::secrets::{generate_password, hash_password, HashValue, PasswordError, ServerKey};
 use crate::snapshot::FILE_KIND;
@@ -53,6 +53,7 @@ pub(crate) struct Inner {
     pub(crate) login_slots: Arc<tokio::sync::Semaphore>,
     pub(crate) login_throttle: LoginThrottle,
     pub(crate) rate_limiter: Option<RateLimiter>,
+    pub(crate) caller_limiter: Option<CallerLimiter>,
     /// Manifest files that failed to load, as of the last refresh (for `/readyz`).
     broken_files: RwLock<Vec<BrokenFile>>,
 }
@@ -89,6 +90,7 @@ impl ApiState {
                     config.login_backoff_per_account,
                 ),
                 rate_limiter: config.rate_limit.map(RateLimiter::new),
+                caller_limiter: config.caller_rate_limit.map(CallerLimiter::new),
                 config,
                 key,
                 store,

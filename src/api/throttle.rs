@@ -1,5 +1,6 @@
-//! Throttling: exponential back-off of failed logins, and a token-bucket
-//! request rate limit per client.
+//! Throttling: exponential back-off of failed logins, and token-bucket
+//! request rate limits per client address (anonymous and login traffic) and,
+//! when configured, per authenticated caller (decision routes).
 //!
 //! A login *reserves* its attempt before the password is verified: the check
 //! and the count are one step under one lock, so however many requests a
@@ -17,6 +18,8 @@
 //! forgotten. See `docs/api.md` for the policy and its limits.
 
 use super::config::{BackoffPolicy, RateLimitConfig};
+use crate::policy::PrincipalKind;
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -211,14 +214,15 @@ struct Bucket {
     at: Instant,
 }
 
-/// Token bucket per client address.
+/// Token bucket per key: a client address (`IpAddr`), or a caller's name (`String`, looked up
+/// by `&str` so a request allocates only when its caller is new).
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     config: RateLimitConfig,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
-impl RateLimiter {
+impl<K: Eq + Hash> RateLimiter<K> {
     /// A limiter with `config`.
     pub fn new(config: RateLimitConfig) -> Self {
         RateLimiter {
@@ -227,19 +231,31 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `client`; `Err(wait)` when the bucket is empty.
-    pub fn take(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// Takes one token for `key`; `Err(wait)` when the bucket is empty.
+    pub fn take<Q>(&self, key: &Q, now: Instant) -> Result<(), Duration>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let rate = self.config.per_second.max(f64::MIN_POSITIVE);
         let burst = f64::from(self.config.burst.max(1));
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= MAX_KEYS && !buckets.contains_key(&client) {
+        if buckets.len() >= MAX_KEYS && !buckets.contains_key(key) {
             // A full bucket is the same as no bucket: drop those.
             buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
         }
-        let b = buckets.entry(client).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
+        if !buckets.contains_key(key) {
+            buckets.insert(
+                key.to_owned(),
+                Bucket {
+                    tokens: burst,
+                    at: now,
+                },
+            );
+        }
+        let Some(b) = buckets.get_mut(key) else {
+            return Ok(());
+        };
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
         b.at = now;
         if b.tokens >= 1.0 {
@@ -247,6 +263,31 @@ impl RateLimiter {
             Ok(())
         } else {
             Err(Duration::from_secs_f64((1.0 - b.tokens) / rate))
+        }
+    }
+}
+
+/// Buckets per authenticated caller: a user (over all its sessions) or an API token, by name.
+#[derive(Debug)]
+pub struct CallerLimiter {
+    users: RateLimiter<String>,
+    tokens: RateLimiter<String>,
+}
+
+impl CallerLimiter {
+    /// A limiter giving every caller `config`.
+    pub fn new(config: RateLimitConfig) -> Self {
+        CallerLimiter {
+            users: RateLimiter::new(config),
+            tokens: RateLimiter::new(config),
+        }
+    }
+
+    /// Takes one token for the caller `name` of `kind`; `Err(wait)` when its bucket is empty.
+    pub fn take(&self, kind: PrincipalKind, name: &str, now: Instant) -> Result<(), Duration> {
+        match kind {
+            PrincipalKind::User => self.users.take(name, now),
+            PrincipalKind::Token => self.tokens.take(name, now),
         }
     }
 }
@@ -323,11 +364,32 @@ mod tests {
         });
         let ip: IpAddr = [10, 0, 0, 1].into();
         let t = Instant::now();
-        assert!(r.take(ip, t).is_ok());
-        assert!(r.take(ip, t).is_ok());
-        let wait = r.take(ip, t).unwrap_err();
+        assert!(r.take(&ip, t).is_ok());
+        assert!(r.take(&ip, t).is_ok());
+        let wait = r.take(&ip, t).unwrap_err();
         assert!(wait <= Duration::from_millis(100));
-        assert!(r.take([10, 0, 0, 2].into(), t).is_ok());
-        assert!(r.take(ip, t + Duration::from_millis(100)).is_ok());
+        assert!(r.take(&IpAddr::from([10, 0, 0, 2]), t).is_ok());
+        assert!(r.take(&ip, t + Duration::from_millis(100)).is_ok());
+    }
+
+    #[test]
+    fn callers_are_limited_by_name_each_with_its_own_bucket() {
+        let r: RateLimiter<String> = RateLimiter::new(RateLimitConfig {
+            per_second: 1.0,
+            burst: 1,
+        });
+        let t = Instant::now();
+        assert!(r.take("gateway", t).is_ok());
+        assert!(r.take("gateway", t).is_err());
+        assert!(r.take("console", t).is_ok());
+        assert!(r.take("gateway", t + Duration::from_secs(1)).is_ok());
+        // A user and a token may share a name; they are different callers.
+        let c = CallerLimiter::new(RateLimitConfig {
+            per_second: 1.0,
+            burst: 1,
+        });
+        assert!(c.take(PrincipalKind::User, "ci", t).is_ok());
+        assert!(c.take(PrincipalKind::Token, "ci", t).is_ok());
+        assert!(c.take(PrincipalKind::Token, "ci", t).is_err());
     }
 }

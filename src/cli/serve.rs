@@ -1,6 +1,6 @@
 //! The identity API as `stagegate run` serves it, in directory and Kubernetes mode alike.
 
-use crate::api::{serve, serve_metrics, ApiConfig, ApiState, BackoffPolicy};
+use crate::api::{serve, serve_metrics, ApiConfig, ApiState, BackoffPolicy, RateLimitConfig};
 use crate::secrets::{PasswordParams, ServerKey};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -40,6 +40,56 @@ pub struct ApiArgs {
     /// First delay after those failures; it doubles with each further failure, up to 15m.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
     pub login_lockout: Duration,
+    /// Requests per second per client address for login, logout, audit and any request
+    /// without a valid credential; 0 turns the limit off.
+    #[arg(
+        long,
+        value_name = "RATE",
+        default_value_t = 50.0,
+        env = "STAGEGATE_ADDRESS_RATE_LIMIT"
+    )]
+    pub address_rate_limit: f64,
+    /// Requests a client address may send at once before --address-rate-limit applies.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        env = "STAGEGATE_ADDRESS_BURST"
+    )]
+    pub address_burst: u32,
+    /// Requests per second per authenticated caller (API token, or user over all its sessions)
+    /// on /v1/authorize, /v1/models and /v1/whoami; 0 (the default) means no limit.
+    #[arg(
+        long,
+        value_name = "RATE",
+        default_value_t = 0.0,
+        env = "STAGEGATE_CALLER_RATE_LIMIT"
+    )]
+    pub caller_rate_limit: f64,
+    /// Requests a caller may send at once before --caller-rate-limit applies (default: twice the rate).
+    #[arg(long, value_name = "N", env = "STAGEGATE_CALLER_BURST")]
+    pub caller_burst: Option<u32>,
+}
+
+impl ApiArgs {
+    /// The two request rate limits (per address, per caller) these flags ask for.
+    pub fn rate_limits(&self) -> (Option<RateLimitConfig>, Option<RateLimitConfig>) {
+        let limit = |rate: f64, burst: u32| {
+            (rate > 0.0).then_some(RateLimitConfig {
+                per_second: rate,
+                burst: burst.max(1),
+            })
+        };
+        let caller_burst = self.caller_burst.unwrap_or_else(|| {
+            (self.caller_rate_limit * 2.0)
+                .ceil()
+                .min(f64::from(u32::MAX)) as u32
+        });
+        (
+            limit(self.address_rate_limit, self.address_burst),
+            limit(self.caller_rate_limit, caller_burst),
+        )
+    }
 }
 
 /// Resolves once `rx` turns true (SIGTERM/SIGINT).
@@ -66,8 +116,11 @@ pub async fn start(
             .max(args.login_lockout),
         ..defaults.login_backoff_per_client
     };
+    let (rate_limit, caller_rate_limit) = args.rate_limits();
     let config = ApiConfig {
         listen: args.listen,
+        rate_limit,
+        caller_rate_limit,
         session_ttl: args.session_ttl,
         password_params,
         max_connections: args.max_connections.max(1),

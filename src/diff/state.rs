@@ -125,7 +125,7 @@ impl Tree {
     pub fn grants(&self, who: &PrincipalRef) -> BTreeSet<Grant> {
         self.principals
             .get(who)
-            .map(|p| p.grants.iter().cloned().collect())
+            .map(|p| p.grants().iter().cloned().collect())
             .unwrap_or_default()
     }
 }

@@ -14,7 +14,7 @@ mod users;
 
 pub use build::{owner_file, plan, wanted_secrets, PlanContext};
 pub use change::{Change, FieldChange, Hidden, Op, Plan, SecretName, TokenFields, UserFields};
-pub use question::{answer, resolve_model, Question, QuestionError};
+pub use question::{answer, answer_among, resolve_among, resolve_model, Question, QuestionError};
 pub use render::{describe, marker};
 pub use replay::{
     decide_request, declared_principal, ordered_requests, replay, user_principals, ModelId, Models,

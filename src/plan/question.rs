@@ -1,7 +1,9 @@
 //! Authorization questions (`can-i`, `/v1/authorize`): resolve the model, then ask the policy.
 
 use super::Models;
-use crate::policy::{decide, Action, Decision, ModelRef, Principal, Request, Scope, Stage};
+use crate::policy::{
+    decide, Action, Decision, ModelRef, ModelState, Principal, Request, Scope, Stage,
+};
 
 /// An authorization question about one action.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -40,14 +42,28 @@ pub fn resolve_model<'a>(
     name: &'a str,
     scope: Option<&'a Scope>,
 ) -> Result<ModelRef<'a>, QuestionError> {
+    resolve_among(models.values(), name, scope)
+}
+
+/// [`resolve_model`] among `candidates`: any models, of which those named `name` count. The API
+/// index hands over only the models of that name, so the answer costs no scan of every model.
+pub fn resolve_among<'a, I>(
+    candidates: I,
+    name: &'a str,
+    scope: Option<&'a Scope>,
+) -> Result<ModelRef<'a>, QuestionError>
+where
+    I: IntoIterator<Item = &'a ModelState>,
+    I::IntoIter: Clone,
+{
     static GLOBAL: Scope = Scope {
         customer: None,
         project: None,
     };
-    let mut found = models
-        .iter()
-        .filter(|(id, _)| id.name == name && scope.is_none_or(|s| &id.scope == s))
-        .map(|(_, m)| m);
+    let candidates = candidates.into_iter();
+    let mut found = candidates
+        .clone()
+        .filter(|m| m.name == name && scope.is_none_or(|s| &m.scope == s));
     match (found.next(), found.next()) {
         (Some(one), None) => Ok(one.into()),
         (None, _) => Ok(ModelRef {
@@ -58,10 +74,9 @@ pub fn resolve_model<'a>(
         }),
         (Some(_), Some(_)) => Err(QuestionError::Ambiguous {
             name: name.to_string(),
-            scopes: models
-                .iter()
-                .filter(|(id, _)| id.name == name)
-                .map(|(id, _)| id.scope.to_string())
+            scopes: candidates
+                .filter(|m| m.name == name)
+                .map(|m| m.scope.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
@@ -74,11 +89,24 @@ pub fn answer<'a>(
     models: &'a Models,
     q: &'a Question,
 ) -> Result<Decision<'a>, QuestionError> {
+    answer_among(principal, models.values(), q)
+}
+
+/// [`answer`] with the question's model resolved among `candidates` (see [`resolve_among`]).
+pub fn answer_among<'a, I>(
+    principal: &'a Principal,
+    candidates: I,
+    q: &'a Question,
+) -> Result<Decision<'a>, QuestionError>
+where
+    I: IntoIterator<Item = &'a ModelState>,
+    I::IntoIter: Clone,
+{
     let action = q.action.ok_or(QuestionError::NoAction)?;
     let model = q
         .model
         .as_deref()
-        .map(|name| resolve_model(models, name, q.scope.as_ref()))
+        .map(|name| resolve_among(candidates, name, q.scope.as_ref()))
         .transpose()?;
     let to =
         q.to.or((action == Action::ModelsDeploy).then_some(Stage::Dev));

@@ -57,17 +57,22 @@ pub fn user_principals(snap: &Snapshot) -> BTreeMap<String, Principal> {
             )
         })
         .collect();
+    let mut grants: BTreeMap<String, Vec<Grant>> =
+        out.keys().map(|k| (k.clone(), Vec::new())).collect();
     for b in snap.bindings.iter().filter(|b| !invalid.contains(&b.key())) {
-        if let Some(p) = out.get_mut(&b.object.spec.user) {
-            p.grants.push(Grant {
+        if let Some(p) = grants.get_mut(&b.object.spec.user) {
+            p.push(Grant {
                 role: b.object.spec.role,
                 scope: b.object.spec.scope(),
             });
         }
     }
-    for p in out.values_mut() {
-        p.grants.sort();
-        p.grants.dedup();
+    for (name, mut g) in grants {
+        g.sort();
+        g.dedup();
+        if let Some(p) = out.get_mut(&name) {
+            p.set_grants(g);
+        }
     }
     out
 }

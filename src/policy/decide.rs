@@ -204,6 +204,16 @@ pub fn transition_possible(from: Option<Stage>, to: Stage) -> bool {
 /// Decides `req` for `principal`: allowed when any of its grants allows it.
 /// Allocates nothing; the reason is rendered by [`Decision::reason`].
 pub fn decide<'a>(principal: &'a Principal, req: &Request<'a>) -> Decision<'a> {
+    decide_with(principal, req, true)
+}
+
+/// [`decide`], reading the packed grants when `packed` and the principal has them; both ways
+/// give the same decision (a property test holds them to it).
+pub(super) fn decide_with<'a>(
+    principal: &'a Principal,
+    req: &Request<'a>,
+    packed: bool,
+) -> Decision<'a> {
     let target = req.model.map(|m| m.scope).or(req.scope).unwrap_or(&GLOBAL);
     let decision =
         |grant: Option<&'a Grant>, (allowed, code, rule): (bool, DecisionCode, Rule)| Decision {
@@ -220,14 +230,24 @@ pub fn decide<'a>(principal: &'a Principal, req: &Request<'a>) -> Decision<'a> {
     }
     // Models are owned by users (the requester of their first deploy); a token named like
     // a user must not inherit that user's "own model" rights.
-    let who = (principal.kind == PrincipalKind::User).then_some(principal.name.as_str());
+    let who = (principal.kind == PrincipalKind::User).then_some(Who { principal, packed });
     let mut best: Option<(&'a Grant, (bool, DecisionCode, Rule))> = None;
-    for g in principal
-        .grants
-        .iter()
-        .filter(|g| g.role.allowed_at(&g.scope) && g.scope.covers(target))
-    {
-        let d = decide_grant(g.role, who, req);
+    let grants = principal.grants();
+    // The packed grants say which grants apply, and with which role, without reading the grants'
+    // memory; the grants themselves answer the same when they could not be packed.
+    let packed = principal.packed().filter(|_| packed);
+    for (i, g) in grants.iter().enumerate() {
+        let (role, applies) = match packed {
+            Some(p) => (p[i].role, p[i].applies_to(target)),
+            None => (
+                g.role,
+                g.role.allowed_at(&g.scope) && g.scope.covers(target),
+            ),
+        };
+        if !applies {
+            continue;
+        }
+        let d = decide_grant(role, who, req);
         if d.0 {
             return decision(Some(g), d);
         }
@@ -277,8 +297,26 @@ fn precheck(req: &Request<'_>) -> Option<(bool, DecisionCode, Rule)> {
     }
 }
 
+/// The user asking, for the rules about its own models (tokens own none).
+#[derive(Clone, Copy)]
+struct Who<'a> {
+    principal: &'a Principal,
+    /// Compare with the packed copy of the name (see [`decide_with`]).
+    packed: bool,
+}
+
+impl Who<'_> {
+    /// Whether a model owned by `owner` is this user's.
+    fn owns(&self, owner: Option<&str>) -> bool {
+        owner.is_some_and(|o| match self.packed {
+            true => self.principal.is_named(o),
+            false => self.principal.name == o,
+        })
+    }
+}
+
 /// One grant's answer: (allowed, code, the rule that decided). DESIGN §3's table.
-fn decide_grant(role: Role, who: Option<&str>, req: &Request<'_>) -> (bool, DecisionCode, Rule) {
+fn decide_grant(role: Role, who: Option<Who<'_>>, req: &Request<'_>) -> (bool, DecisionCode, Rule) {
     use Role::*;
     use Stage::*;
     let allow = |rule| (true, DecisionCode::Allowed, rule);
@@ -293,7 +331,7 @@ fn decide_grant(role: Role, who: Option<&str>, req: &Request<'_>) -> (bool, Deci
             let Some(m) = req.model else {
                 return deny(DecisionCode::Incomplete, Rule::Incomplete);
             };
-            let own = who.is_some() && m.owner == who;
+            let own = who.is_some_and(|w| w.owns(m.owner));
             let Some(stage) = m.stage else {
                 return deny(DecisionCode::ModelMissing, Rule::ModelMissing);
             };
@@ -320,7 +358,7 @@ fn decide_grant(role: Role, who: Option<&str>, req: &Request<'_>) -> (bool, Deci
             let (Some(m), Some(to)) = (req.model, req.to) else {
                 return deny(DecisionCode::Incomplete, Rule::Incomplete);
             };
-            let own = who.is_some() && m.owner == who;
+            let own = who.is_some_and(|w| w.owns(m.owner));
             let Some(from) = m.stage else {
                 // None → Dev: a first deploy.
                 return decide_grant(

@@ -429,3 +429,91 @@ fn a_token_named_like_a_user_does_not_own_that_users_models() {
     assert!(!moves(&t, &m, Stage::Staging).allowed);
     assert!(view(&user("alan", Role::Analyst, fraud()), &m).allowed);
 }
+
+/// The packed grants `decide` reads give the decision the grants themselves give, on random
+/// principals (also with malformed and unpackably long scopes) and random requests.
+mod packed_grants {
+    use super::super::decide::decide_with;
+    use super::*;
+    use proptest::prelude::*;
+
+    fn label() -> impl Strategy<Value = String> {
+        // Short names that collide often, names that share a prefix, and one too long to pack.
+        prop_oneof![
+            Just("acme".to_string()),
+            Just("acme2".to_string()),
+            Just("globex".to_string()),
+            Just("a".repeat(22)),
+            Just("a".repeat(23)),
+        ]
+    }
+
+    fn scope() -> impl Strategy<Value = Scope> {
+        (proptest::option::of(label()), proptest::option::of(label()))
+            .prop_map(|(customer, project)| Scope { customer, project })
+    }
+
+    fn grant() -> impl Strategy<Value = Grant> {
+        (0..Role::ALL.len(), scope()).prop_map(|(r, scope)| Grant {
+            role: Role::ALL[r],
+            scope,
+        })
+    }
+
+    fn stage() -> impl Strategy<Value = Option<Stage>> {
+        proptest::option::of(prop_oneof![
+            Just(Stage::Dev),
+            Just(Stage::Staging),
+            Just(Stage::Production)
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn packed_and_unpacked_grants_decide_alike(
+            token in any::<bool>(),
+            // Up to 8: more than are packed.
+            grants in proptest::collection::vec(grant(), 0..8),
+            // Names too long to pack, too.
+            name in prop_oneof![Just("alan"), Just("maria"), Just("a-very-long-user-name")],
+            action in 0..Action::ALL.len(),
+            target in scope(),
+            owner in prop_oneof![Just("alan"), Just("maria"), Just("a-very-long-user-name"), Just("a-very-long-user-nam")],
+            from in stage(),
+            to in stage(),
+            with_model in any::<bool>(),
+        ) {
+            let p = if token && !grants.is_empty() {
+                Principal::token(name, grants[0].clone())
+            } else {
+                Principal::user(name, grants)
+            };
+            let m = model("m", target.clone(), owner, from);
+            let req = Request {
+                action: Action::ALL[action],
+                scope: Some(&target),
+                model: with_model.then(|| (&m).into()),
+                to,
+            };
+            let fast = rendered(decide_with(&p, &req, true));
+            let slow = rendered(decide_with(&p, &req, false));
+            prop_assert_eq!(
+                (fast.allowed, fast.code, fast.reason),
+                (slow.allowed, slow.code, slow.reason)
+            );
+        }
+    }
+
+    #[test]
+    fn set_grants_repacks() {
+        let mut p = user("alan", Role::Analyst, fraud());
+        let m = model("m", fraud(), "x", Some(Stage::Production));
+        assert!(!view(&p, &m).allowed);
+        p.set_grants(vec![Grant {
+            role: Role::Deployer,
+            scope: fraud(),
+        }]);
+        assert!(view(&p, &m).allowed);
+    }
+}

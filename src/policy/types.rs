@@ -407,6 +407,9 @@ pub enum PrincipalKind {
 }
 
 /// Who asks: a user with its bindings, or a token with its own role.
+///
+/// The grants are read through [`Principal::grants`] and replaced through
+/// [`Principal::set_grants`], so that the packed copy `decide` reads stays in step with them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     /// User or token.
@@ -414,26 +417,174 @@ pub struct Principal {
     /// Username or token name: what model ownership is recorded against.
     pub name: String,
     /// Roles held, each at a scope.
-    pub grants: Vec<Grant>,
+    grants: Vec<Grant>,
+    /// The name and grants packed for deciding (see [`Packed`]).
+    #[serde(skip)]
+    packed: Packed,
 }
 
 impl Principal {
     /// A user principal.
     pub fn user(name: &str, grants: Vec<Grant>) -> Self {
-        Principal {
-            kind: PrincipalKind::User,
-            name: name.to_string(),
-            grants,
-        }
+        Principal::new(PrincipalKind::User, name, grants)
     }
 
     /// A token principal.
     pub fn token(name: &str, grant: Grant) -> Self {
+        Principal::new(PrincipalKind::Token, name, vec![grant])
+    }
+
+    fn new(kind: PrincipalKind, name: &str, grants: Vec<Grant>) -> Self {
         Principal {
-            kind: PrincipalKind::Token,
+            kind,
             name: name.to_string(),
-            grants: vec![grant],
+            packed: Packed::new(name, &grants),
+            grants,
         }
+    }
+
+    /// Roles held, each at a scope.
+    pub fn grants(&self) -> &[Grant] {
+        &self.grants
+    }
+
+    /// Replaces the roles held.
+    pub fn set_grants(&mut self, grants: Vec<Grant>) {
+        self.packed = Packed::new(&self.name, &grants);
+        self.grants = grants;
+    }
+
+    /// The packed grants, in the order of [`Principal::grants`] (`None`: read the grants).
+    pub(super) fn packed(&self) -> Option<&[PackedGrant]> {
+        self.packed
+            .whole
+            .then(|| &self.packed.grants[..usize::from(self.packed.len)])
+    }
+
+    /// Whether `owner` is this principal's name, read from the packed copy when it has one.
+    pub(super) fn is_named(&self, owner: &str) -> bool {
+        match &self.packed.name {
+            Some(n) => n.as_bytes() == owner.as_bytes(),
+            None => self.name == owner,
+        }
+    }
+}
+
+/// Most grants a principal holds packed; one with more is decided from its grants.
+const PACKED_GRANTS: usize = 6;
+/// Longest name or scope part held inline.
+const LABEL_INLINE: usize = 15;
+
+/// A short string held inline, so that comparing it follows no pointer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Label {
+    len: u8,
+    bytes: [u8; LABEL_INLINE],
+}
+
+impl Label {
+    fn new(s: &str) -> Option<Label> {
+        let mut bytes = [0; LABEL_INLINE];
+        bytes.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
+        Some(Label {
+            len: s.len() as u8,
+            bytes,
+        })
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// What `decide` reads of a principal, held inside it: the name and up to [`PACKED_GRANTS`]
+/// grants with their scopes' parts inline. A decision on a large organization costs mostly
+/// memory reads; reading the principal's grants this way follows no pointer at all (the
+/// grants themselves are a list of scopes of strings: three pointers deep). Packing only
+/// copies: [`PackedGrant::applies_to`] answers what [`Role::allowed_at`] and [`Scope::covers`]
+/// answer for the grant it was packed from, and a property test holds `decide` to that.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Packed {
+    /// Every grant is packed (none too long, not too many).
+    whole: bool,
+    len: u8,
+    /// The name, when short enough.
+    name: Option<Label>,
+    grants: [PackedGrant; PACKED_GRANTS],
+}
+
+impl Packed {
+    fn new(name: &str, grants: &[Grant]) -> Packed {
+        let mut p = Packed {
+            name: Label::new(name),
+            ..Packed::default()
+        };
+        if grants.len() > PACKED_GRANTS {
+            return p;
+        }
+        for (slot, g) in p.grants.iter_mut().zip(grants) {
+            let Some(packed) = PackedGrant::new(g) else {
+                return p;
+            };
+            *slot = packed;
+        }
+        p.len = grants.len() as u8;
+        p.whole = true;
+        p
+    }
+}
+
+/// One grant as `decide` reads it: the role, whether it may be held at its scope, and the
+/// scope's parts inline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct PackedGrant {
+    /// The grant's role.
+    pub(super) role: Role,
+    /// `role.allowed_at(scope)`, and the scope is not a project without a customer.
+    usable: bool,
+    customer: Option<Label>,
+    project: Option<Label>,
+}
+
+impl Default for PackedGrant {
+    fn default() -> Self {
+        PackedGrant {
+            role: Role::Admin,
+            usable: false,
+            customer: None,
+            project: None,
+        }
+    }
+}
+
+impl PackedGrant {
+    fn new(g: &Grant) -> Option<PackedGrant> {
+        // `None`: too long to pack; `Some(None)`: no such part.
+        let label = |part: &Option<String>| match part.as_deref() {
+            None => Some(None),
+            Some(s) => Label::new(s).map(Some),
+        };
+        Some(PackedGrant {
+            role: g.role,
+            usable: g.role.allowed_at(&g.scope)
+                && !(g.scope.customer.is_none() && g.scope.project.is_some()),
+            customer: label(&g.scope.customer)?,
+            project: label(&g.scope.project)?,
+        })
+    }
+
+    /// Whether the grant counts for `target`: its role may be held at its scope, and its scope
+    /// covers `target` (the same scope or anything below it).
+    pub(super) fn applies_to(&self, target: &Scope) -> bool {
+        let part = |mine: &Option<Label>, theirs: &Option<String>| match mine {
+            None => true,
+            Some(m) => theirs
+                .as_ref()
+                .is_some_and(|t| m.as_bytes() == t.as_bytes()),
+        };
+        self.usable
+            && part(&self.customer, &target.customer)
+            && part(&self.project, &target.project)
     }
 }
 

@@ -1,7 +1,9 @@
-//! Failed-login back-off and the per-client request rate limit, with short windows.
+//! Failed-login back-off and the request rate limits (per address, per caller), with short windows.
 
 use super::harness::{fast_backoff, org_server, test_config};
+use serde_json::json;
 use stagegate::api::{ApiConfig, RateLimitConfig};
+use stagegate::policy::{Role, Scope};
 use std::time::Duration;
 
 #[test]
@@ -82,4 +84,74 @@ fn the_request_rate_limit_answers_429_with_retry_after_but_spares_probes() {
     for path in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(c.get(path, None).status, 200, "{path}");
     }
+}
+
+/// Issue 19: a token or session on the decision routes is not held to the address limit;
+/// bad credentials, login and the other routes are.
+#[test]
+fn authenticated_decisions_pass_the_address_limit_that_holds_everything_else() {
+    let srv = org_server(ApiConfig {
+        // Refills once per 1000 s: only the burst counts, however slow the test runs.
+        rate_limit: Some(RateLimitConfig {
+            per_second: 0.001,
+            burst: 4,
+        }),
+        ..test_config()
+    });
+    let (op, token, _) = srv.token("gateway", Role::Deployer, Scope::customer("acme"), None);
+    srv.apply(vec![op]);
+    let c = &srv.client;
+    let ada = c.session("ada", "ada-password"); // 1 of the address burst
+    let q = json!({"action": "models:view", "model": "fraud-prod"});
+    for i in 0..150 {
+        assert_eq!(c.authorize(&token, &q).status, 200, "token request {i}");
+        assert_eq!(
+            c.get("/v1/models", Some(&ada)).status,
+            200,
+            "session request {i}"
+        );
+    }
+    assert_eq!(c.whoami(&ada).status, 200);
+    // A well-formed token that does not verify is anonymous traffic: 2, 3 of the burst.
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    assert_eq!(c.authorize(&forged, &q).status, 401);
+    assert_eq!(c.get("/v1/whoami", Some("not-a-credential")).status, 401);
+    // Audit is not a decision route: counted per address even with a session (4 of 4).
+    assert_eq!(c.get("/v1/audit", Some(&ada)).status, 200);
+    assert_eq!(c.get("/v1/audit", Some(&ada)).status, 429);
+    assert_eq!(c.authorize(&forged, &q).status, 429);
+    assert_eq!(c.login("dan", "dan-password").status, 429);
+    // The decision routes still answer their callers.
+    assert_eq!(c.authorize(&token, &q).status, 200);
+}
+
+#[test]
+fn a_caller_limit_gives_each_token_and_user_its_own_bucket() {
+    let srv = org_server(ApiConfig {
+        caller_rate_limit: Some(RateLimitConfig {
+            per_second: 0.001,
+            burst: 2,
+        }),
+        ..test_config()
+    });
+    let (a, ta, _) = srv.token("a", Role::Deployer, Scope::customer("acme"), None);
+    let (b, tb, _) = srv.token("b", Role::Deployer, Scope::customer("acme"), None);
+    srv.apply(vec![a, b]);
+    let c = &srv.client;
+    let q = json!({"action": "models:view", "model": "fraud-prod"});
+    assert_eq!(c.authorize(&ta, &q).status, 200);
+    assert_eq!(c.whoami(&ta).status, 200);
+    let refused = c.authorize(&ta, &q);
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(c.authorize(&tb, &q).status, 200);
+    // Two sessions of one user share the user's bucket.
+    let s1 = c.session("dan", "dan-password");
+    let s2 = c.session("dan", "dan-password");
+    assert_eq!(c.whoami(&s1).status, 200);
+    assert_eq!(c.whoami(&s2).status, 200);
+    assert_eq!(c.whoami(&s1).status, 429);
+    assert_eq!(c.whoami(&c.session("ada", "ada-password")).status, 200);
+    let m = c.get("/metrics", None).text;
+    assert!(m.contains("stagegate_requests_throttled_total 2"), "{m}");
 }

@@ -49,7 +49,7 @@ fn manifests(state: &str, newcomers: bool) -> String {
     s
 }
 
-fn secret(dir: &Path, ns: &str, name: &str, key: &str) -> String {
+pub(super) fn secret(dir: &Path, ns: &str, name: &str, key: &str) -> String {
     let text = std::fs::read_to_string(dir.join(ns).join(format!("{name}.yaml"))).unwrap();
     let (_, _, data) = parse_secret_manifest(&text).unwrap();
     String::from_utf8(data[key].clone()).unwrap()
@@ -137,10 +137,18 @@ fn broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_apply_sec
 
 /// Starts the daemon on `ws` with the API on an ephemeral port; returns once it is ready.
 pub(super) fn start_ready(ws: &Workspace, bootstrap: bool) -> (Running, ApiClient) {
+    let flags: &[&str] = if bootstrap {
+        &[]
+    } else {
+        &["--no-bootstrap-admin"]
+    };
+    start_ready_with(ws, flags)
+}
+
+/// [`start_ready`] with more flags (no bootstrap flag given: the default).
+pub(super) fn start_ready_with(ws: &Workspace, extra: &[&str]) -> (Running, ApiClient) {
     let mut flags = vec!["--listen", "127.0.0.1:0"];
-    if !bootstrap {
-        flags.push("--no-bootstrap-admin");
-    }
+    flags.extend_from_slice(extra);
     let r = ws.start(&flags);
     let api = api_of(&r);
     wait_for(&r, 60, "the first reconcile", || {

@@ -9,6 +9,7 @@ pub(crate) mod harness;
 mod invalid_edits;
 mod loud_failure;
 mod quiet;
+mod rate_limits;
 mod status_truth;
 mod watch;
 

@@ -81,6 +81,27 @@ fn rendered_args_parse_with_the_cli_and_mean_what_the_values_say() {
                 .get(name)
                 .unwrap_or_else(|| panic!("{what}: no container port {name}"))
         };
+        // The rate limits are the values' (0: none; a caller burst of 0: twice the rate).
+        let num = |k: &str| v["api"][k].as_f64().expect(k);
+        let limit = |rate: f64, burst: f64| {
+            (rate > 0.0).then_some(stagegate::api::RateLimitConfig {
+                per_second: rate,
+                burst: burst as u32,
+            })
+        };
+        let caller_burst = if num("callerBurst") > 0.0 {
+            num("callerBurst")
+        } else {
+            2.0 * num("callerRateLimit")
+        };
+        assert_eq!(
+            run.api.rate_limits(),
+            (
+                limit(num("addressRateLimit"), num("addressBurst")),
+                limit(num("callerRateLimit"), caller_burst)
+            ),
+            "{what}: rate limits"
+        );
         let api: SocketAddr = run.api.listen;
         assert!(
             api.ip().is_unspecified(),
