@@ -44,13 +44,13 @@ fn customer(i: usize) -> String {
 }
 
 fn declared<K: serde::de::DeserializeOwned>(v: serde_json::Value, line: usize) -> Declared<K> {
-    Declared {
-        object: serde_json::from_value(v).expect("generated object deserializes"),
-        source: Source {
+    Declared::new(
+        serde_json::from_value(v).expect("generated object deserializes"),
+        Source {
             file: Some("generated.yaml".into()),
             line: Some(line),
         },
-    }
+    )
 }
 
 fn meta(name: &str) -> serde_json::Value {

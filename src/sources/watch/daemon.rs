@@ -114,6 +114,8 @@ pub struct DaemonConfig {
     pub resync: Duration,
     /// Quiet period before a burst of file events is handled.
     pub debounce: Duration,
+    /// Refuse declarations outside every pinned access domain (`--require-access-domain`).
+    pub require_access_domain: bool,
 }
 
 /// Errors that stop the daemon.
@@ -130,6 +132,7 @@ pub enum DaemonError {
 struct Worker<R> {
     cache: DirCache,
     secrets_dir: Option<PathBuf>,
+    require_access_domain: bool,
     reconciler: R,
     last_diagnostics: BTreeSet<String>,
     /// Not-ready objects (key, reason) logged last time, so a resync does not repeat them.
@@ -154,6 +157,7 @@ impl<R: Reconciler> Daemon<R> {
         let worker = Worker {
             cache: DirCache::new(&config.dir),
             secrets_dir: config.secrets_dir.clone(),
+            require_access_domain: config.require_access_domain,
             reconciler,
             last_diagnostics: BTreeSet::new(),
             last_not_ready: None,
@@ -318,6 +322,7 @@ impl<R: Reconciler> Worker<R> {
             tracing::debug!(file = %file, "file still being written; will re-read");
         }
         let mut snapshot = self.cache.snapshot();
+        snapshot.domains.required = self.require_access_domain;
         if let Some(dir) = &self.secrets_dir {
             let (secrets, diags) = load_secrets_dir(dir);
             snapshot.secrets.extend(secrets);

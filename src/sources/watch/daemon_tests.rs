@@ -47,6 +47,7 @@ async fn reconciles_at_start_on_change_and_stops_cleanly() {
         secrets_dir: None,
         resync: Duration::from_secs(3600),
         debounce: Duration::from_millis(50),
+        require_access_domain: false,
     };
     let mut daemon = Daemon::new(config, rec.clone());
     let hooked = Arc::new(Mutex::new(0u64));
