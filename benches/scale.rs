@@ -26,13 +26,13 @@ mod org;
 use org::{customer, Scale, NS};
 
 fn declared<K: serde::de::DeserializeOwned>(v: serde_json::Value, line: usize) -> Declared<K> {
-    Declared {
-        object: serde_json::from_value(v).expect("generated object deserializes"),
-        source: Source {
+    Declared::new(
+        serde_json::from_value(v).expect("generated object deserializes"),
+        Source {
             file: Some("generated.yaml".into()),
             line: Some(line),
         },
-    }
+    )
 }
 
 /// The shared organization (`benches/common/org.rs`) as in-memory declarations.

@@ -44,6 +44,12 @@ pub struct StoreArgs {
           value_parser = clap::value_parser!(u16).range(MIN_PASSWORD_CHARS_FLOOR as i64..=GENERATED_PASSWORD_CHARS as i64)
               .map(usize::from))]
     pub password_min_length: usize,
+    /// Refuse (and report) every declaration made outside a pinned access
+    /// domain: in a namespace no AccessDomain pins, or in a file outside every
+    /// folder `access-domains.yaml` pins (the platform pins its own folder, or
+    /// namespace, to the global scope `{}`).
+    #[arg(long, env = "STAGEGATE_REQUIRE_ACCESS_DOMAIN")]
+    pub require_access_domain: bool,
 }
 
 impl StoreArgs {
@@ -55,6 +61,7 @@ impl StoreArgs {
             secrets_dir: self.secrets_dir.clone(),
             server_key_file: self.server_key_file.clone(),
             password_params: self.password_params(),
+            require_access_domain: self.require_access_domain,
         }
     }
 

@@ -182,6 +182,7 @@ async fn run_dir(
             secrets_dir: Some(o.secrets_dir.clone()),
             resync: mode.resync,
             debounce: Duration::from_millis(300),
+            require_access_domain: o.require_access_domain,
         },
         reconciler,
     );

@@ -24,7 +24,8 @@ pub async fn run(
     let client = ::kube::Client::try_default()
         .await
         .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?;
-    let settings = args.settings(client.default_namespace(), resync)?;
+    let mut settings = args.settings(client.default_namespace(), resync)?;
+    settings.require_access_domain = store_args.require_access_domain;
     // Its Secret goes to the controller's namespace, as `stagegate-bootstrap-admin`.
     let bootstrap = bootstrap.map(|username| BootstrapConfig {
         username,

@@ -4,7 +4,7 @@ use super::ReportFormat;
 use crate::render::plural;
 use crate::resources::KINDS;
 use crate::snapshot::Snapshot;
-use crate::sources::files::load_paths;
+use crate::sources::files::load_paths_with;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +18,9 @@ pub struct Args {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t)]
     pub output: ReportFormat,
+    /// Report every declaration outside a pinned access domain as an error (as `run --require-access-domain` refuses it).
+    #[arg(long)]
+    pub require_access_domain: bool,
 }
 
 /// Objects of the four kinds that were checked: the typed ones, and those whose
@@ -40,7 +43,7 @@ fn checked_objects(snap: &Snapshot) -> usize {
 
 /// Exit 0 when there are no errors (warnings allowed), 1 when any error.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let snap = load_paths(&args.paths)?;
+    let snap = load_paths_with(&args.paths, args.require_access_domain)?;
     let mut diags = snap.diagnostics.clone();
     diags.sort_by(|a, b| (&a.file, a.line, &a.reason).cmp(&(&b.file, b.line, &b.reason)));
     match args.output {

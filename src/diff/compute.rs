@@ -33,7 +33,9 @@ pub fn diff(base: &Snapshot, head: &Snapshot, opts: &DiffOptions) -> PermissionD
 
     let principals = principal_changes(&base_tree, &head_tree, &base_caps, &head_caps);
     let tokens = token_changes(&base_tree, &head_tree);
-    let escalations = escalation::find(&base_tree, &head_tree, &base_caps, &head_caps, opts);
+    let mut escalations = escalation::find(&base_tree, &head_tree, &base_caps, &head_caps, opts);
+    escalations.extend(super::domains::escalations(base, head));
+    escalations.sort();
     let (requests, request_warnings, models_before, models_after) = requests(base, head);
     let models = model_changes(&base_tree, &head_tree, &models_before, &models_after);
 

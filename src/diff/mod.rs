@@ -16,6 +16,7 @@
 
 mod capability;
 mod compute;
+mod domains;
 mod escalation;
 mod markdown;
 mod state;

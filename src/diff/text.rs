@@ -41,6 +41,7 @@ pub fn render_text(d: &PermissionDiff) -> String {
             let kind = match p.principal.kind {
                 PrincipalType::User => "user",
                 PrincipalType::Token => "token",
+                PrincipalType::Domain => "domain",
             };
             let _ = writeln!(out, "  {} ({kind}): {}", p.principal.name, p.change);
             for r in &p.roles_gained {

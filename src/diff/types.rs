@@ -163,6 +163,8 @@ pub enum PrincipalType {
     User,
     /// An API token with its own role.
     Token,
+    /// An access domain (a namespace or folder) whose pin, or declarations, change.
+    Domain,
 }
 
 /// Names a principal: users by username, tokens by name.
@@ -183,6 +185,14 @@ impl PrincipalRef {
         }
     }
 
+    /// An access domain by name (`folder tenants/acme`, `namespace acme`).
+    pub fn domain(name: &str) -> Self {
+        PrincipalRef {
+            kind: PrincipalType::Domain,
+            name: name.to_string(),
+        }
+    }
+
     /// A token by name.
     pub fn token(name: &str) -> Self {
         PrincipalRef {
@@ -198,6 +208,7 @@ impl fmt::Display for PrincipalRef {
         match self.kind {
             PrincipalType::User => f.write_str(&self.name),
             PrincipalType::Token => write!(f, "token:{}", self.name),
+            PrincipalType::Domain => write!(f, "domain:{}", self.name),
         }
     }
 }
@@ -219,6 +230,10 @@ pub enum EscalationKind {
     LongValidity,
     /// An active token whose owner is absent or names no declared user: nobody is accountable.
     OwnerMissing,
+    /// An access domain's pin is wider than before, or gone (its declarations reach further).
+    DomainWidened,
+    /// A declaration moves out of its access domain to one that admits more (or to no pin).
+    LeavesDomain,
 }
 
 impl EscalationKind {
@@ -232,6 +247,8 @@ impl EscalationKind {
             EscalationKind::NewAdminToken => "NewAdminToken",
             EscalationKind::LongValidity => "LongValidity",
             EscalationKind::OwnerMissing => "OwnerMissing",
+            EscalationKind::DomainWidened => "DomainWidened",
+            EscalationKind::LeavesDomain => "LeavesDomain",
         }
     }
 }

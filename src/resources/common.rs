@@ -12,6 +12,8 @@ pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "stagegate.dev/v1alpha1";
 /// The four kinds, in dependency order.
 pub const KINDS: [&str; 4] = ["User", "AccessBinding", "ApiToken", "ModelStageRequest"];
+/// The access-domain kinds: they say where the four kinds may be declared, and are not stored.
+pub const DOMAIN_KINDS: [&str; 2] = ["AccessDomain", "AccessDelegation"];
 
 /// A status condition in the shape of Kubernetes API conventions (KEP-1623).
 pub type Condition = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

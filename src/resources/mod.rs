@@ -4,6 +4,7 @@
 //! (`stagegate crds`); a test fails when the files drift.
 
 mod access_binding;
+mod access_domain;
 mod api_token;
 mod common;
 mod model_stage_request;
@@ -12,9 +13,14 @@ mod user;
 mod validity;
 
 pub use access_binding::{AccessBinding, AccessBindingSpec, AccessBindingStatus};
+pub use access_domain::{
+    AccessDelegation, AccessDelegationSpec, AccessDomain, AccessDomainSpec, DOMAINS_FILE,
+    FOLDER_PATTERN,
+};
 pub use api_token::{ApiToken, ApiTokenSpec, ApiTokenStatus, TokenPhase};
 pub use common::{
-    Condition, SecretKeyRef, API_VERSION, GROUP, KINDS, MAX_ROTATION, REQUESTED_AT, VERSION,
+    Condition, SecretKeyRef, API_VERSION, DOMAIN_KINDS, GROUP, KINDS, MAX_ROTATION, REQUESTED_AT,
+    VERSION,
 };
 pub use model_stage_request::{
     ModelStageRequest, ModelStageRequestSpec, ModelStageRequestStatus, RequestPhase,
@@ -27,7 +33,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-/// The four CRDs in the order of their file names under `crds/` (so
+/// The CRDs (the four kinds and the two access-domain kinds) in the order of their file names under `crds/` (so
 /// `stagegate crds | diff - <(cat crds/*.yaml)` is empty).
 pub fn crds() -> Vec<CustomResourceDefinition> {
     let mut all = vec![
@@ -39,6 +45,8 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         AccessBinding::crd(),
         with_derived_name_rule(ApiToken::crd(), "secretName", names::TOKEN_SECRET_SUFFIX),
         ModelStageRequest::crd(),
+        AccessDomain::crd(),
+        AccessDelegation::crd(),
     ];
     all.sort_by_key(crd_file_name);
     all

@@ -1,5 +1,6 @@
 //! The snapshot: every declared object, typed, with where it came from.
 
+use super::domain::{Domain, DomainDeclarations};
 use super::Diagnostic;
 use crate::resources::{AccessBinding, ApiToken, ModelStageRequest, User};
 use kube::ResourceExt;
@@ -66,6 +67,20 @@ pub struct Declared<K> {
     pub object: K,
     /// Where it came from.
     pub source: Source,
+    /// The access domain it was declared in, as `validate` resolved it
+    /// (`None`: unpinned, today's global meaning, or not validated yet).
+    pub domain: Option<Domain>,
+}
+
+impl<K> Declared<K> {
+    /// A declaration from `source`, its domain not resolved yet.
+    pub fn new(object: K, source: Source) -> Self {
+        Declared {
+            object,
+            source,
+            domain: None,
+        }
+    }
 }
 
 impl<K: kube::Resource<DynamicType = ()>> Declared<K> {
@@ -103,6 +118,8 @@ pub struct Snapshot {
     pub broken_files: BTreeSet<String>,
     /// Text of each loaded document by (file, first line), so later checks can point at a field's line.
     pub documents: BTreeMap<(String, usize), String>,
+    /// Access-domain pins and delegations, and how declarations are placed in domains.
+    pub domains: DomainDeclarations,
 }
 
 impl Snapshot {
@@ -141,6 +158,9 @@ impl Snapshot {
         self.diagnostics.extend(other.diagnostics);
         self.broken_files.extend(other.broken_files);
         self.documents.extend(other.documents);
+        self.domains.pins.extend(other.domains.pins);
+        self.domains.delegations.extend(other.domains.delegations);
+        self.domains.roots.extend(other.domains.roots);
     }
 
     /// The line of `field` in the document `source` points at, or the document's line.

@@ -45,6 +45,9 @@ pub enum Reason {
     InvalidScope,
     /// Two stage requests for one model at one instant (a warning: namespace/name decides).
     SimultaneousRequests,
+    /// A declaration its access domain may not make (a grant, token or model outside the
+    /// domain's pin, a User claimed elsewhere, a pin or delegation where none may be made).
+    OutsideAccessDomain,
 }
 
 impl Reason {
@@ -70,6 +73,7 @@ impl Reason {
             Reason::SecretNameConflict => "SecretNameConflict",
             Reason::InvalidScope => "InvalidScope",
             Reason::SimultaneousRequests => "SimultaneousRequests",
+            Reason::OutsideAccessDomain => "OutsideAccessDomain",
         }
     }
 }

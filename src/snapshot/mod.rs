@@ -1,7 +1,8 @@
 //! The pipeline's shared vocabulary: what every layer above speaks.
 //!
 //! Declarations and where they came from ([`ObjectKey`], [`Source`],
-//! [`Declared`], [`Snapshot`], [`SecretData`]), the problems found in them
+//! [`Declared`], [`Snapshot`], [`SecretData`], and the access [`Domain`]
+//! each declaration was made in), the problems found in them
 //! ([`Diagnostic`], [`Reason`], [`Severity`]), the line arithmetic that points
 //! a problem at its field ([`locate_field`]) and the clock ([`now`]).
 //!
@@ -12,11 +13,13 @@
 
 mod declared;
 mod diagnostic;
+mod domain;
 mod yaml_guard;
 mod yaml_lines;
 
 pub use declared::{Declared, ObjectKey, SecretData, Snapshot, Source};
 pub use diagnostic::{Diagnostic, Reason, Severity};
+pub use domain::{narrowness, within, Domain, DomainDeclarations, Places};
 pub use yaml_guard::{check_nesting, decode_text, strip_bom, TextProblem, MAX_NESTING};
 pub use yaml_lines::{locate_field, split_documents, Document};
 

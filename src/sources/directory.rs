@@ -9,7 +9,7 @@ use crate::secrets::{
     SecretSink, ServerKey, ServerKeyError, SinkError,
 };
 use crate::snapshot::Snapshot;
-use crate::sources::files::{load_paths, LoadError};
+use crate::sources::files::{load_paths_with, LoadError};
 use crate::store::{SqliteStore, Store, StoreError, StoreState};
 use jiff::Timestamp;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,8 @@ pub struct DirOptions {
     pub server_key_file: Option<PathBuf>,
     /// argon2id cost.
     pub password_params: PasswordParams,
+    /// Refuse declarations outside every pinned access domain (`--require-access-domain`).
+    pub require_access_domain: bool,
 }
 
 impl DirOptions {
@@ -43,6 +45,7 @@ impl DirOptions {
             secrets_dir: PathBuf::from(DEFAULT_SECRETS_DIR),
             server_key_file: None,
             password_params: PasswordParams::default(),
+            require_access_domain: false,
         }
     }
 
@@ -84,9 +87,10 @@ pub enum DirError {
 }
 
 /// The validated snapshot of `dir`, with the Secrets of `secrets_dir` available to `passwordSecretRef`.
-pub fn load_snapshot(dir: &Path, secrets_dir: &Path) -> Result<Snapshot, DirError> {
+pub fn load_snapshot(opts: &DirOptions) -> Result<Snapshot, DirError> {
+    let (dir, secrets_dir) = (opts.dir.as_path(), opts.secrets_dir.as_path());
     check_secrets_dir(dir, secrets_dir)?;
-    let mut snap = load_paths(&[dir.to_path_buf()])?;
+    let mut snap = load_paths_with(&[dir.to_path_buf()], opts.require_access_domain)?;
     let (secrets, diags) = load_secrets_dir(secrets_dir);
     snap.secrets.extend(secrets);
     snap.diagnostics.extend(diags);
@@ -129,7 +133,7 @@ pub fn plan_against(
 
 /// One reconcile: load, plan, apply. Creates the store and server key when absent.
 pub fn reconcile(opts: &DirOptions, now: Timestamp) -> Result<Reconciled, DirError> {
-    let snapshot = load_snapshot(&opts.dir, &opts.secrets_dir)?;
+    let snapshot = load_snapshot(opts)?;
     let key = ServerKey::load_or_create(&opts.key_file())?;
     let mut store = SqliteStore::open(&opts.store)?;
     reconcile_with(
@@ -205,7 +209,7 @@ pub fn reconcile_with_state(
 
 /// The plan apply would perform, changing nothing: no store or key file is created.
 pub fn plan_dir(opts: &DirOptions, now: Timestamp) -> Result<(Snapshot, Plan), DirError> {
-    let snapshot = load_snapshot(&opts.dir, &opts.secrets_dir)?;
+    let snapshot = load_snapshot(opts)?;
     let state = if opts.store.exists() {
         SqliteStore::open(&opts.store)?.load_state()?
     } else {

@@ -32,7 +32,20 @@ pub struct LoadError {
 /// Only a path that cannot be listed is an error; a file that cannot be read
 /// or decoded is that file's problem (`InvalidYaml`), and the others load.
 pub fn load_paths(paths: &[PathBuf]) -> Result<Snapshot, LoadError> {
+    load_paths_with(paths, false)
+}
+
+/// [`load_paths`], refusing declarations outside every pinned access domain
+/// when `require_domains` (`--require-access-domain`). Each directory given is
+/// a root whose `access-domains.yaml` pins its folders.
+pub fn load_paths_with(paths: &[PathBuf], require_domains: bool) -> Result<Snapshot, LoadError> {
     let mut snapshot = Snapshot::default();
+    snapshot.domains.required = require_domains;
+    snapshot.domains.roots = paths
+        .iter()
+        .filter(|p| p.is_dir())
+        .map(|p| root_label(p))
+        .collect();
     for file in manifest_files(paths)? {
         let label = file.path.display().to_string();
         snapshot.extend(match read_listed(&file) {
@@ -220,6 +233,16 @@ pub fn load_bytes(file: &str, bytes: Vec<u8>) -> Snapshot {
     }
 }
 
+/// A watched root as its files' labels start (`examples/tenants` for
+/// `examples/tenants/`), so access-domain folders are read relative to it.
+pub fn root_label(root: &Path) -> String {
+    let label = root.display().to_string();
+    match label.trim_end_matches('/') {
+        "" => label,
+        trimmed => trimmed.to_string(),
+    }
+}
+
 /// Whether a file name looks like a manifest.
 pub fn is_manifest(path: &Path) -> bool {
     matches!(
@@ -339,12 +362,16 @@ fn load_document(file: &str, _position: usize, doc: &Document, snap: &mut Snapsh
             "metadata must be a mapping".into(),
         );
     };
-    let namespace = meta
-        .entry("namespace")
-        .or_insert_with(|| Value::String("default".into()))
-        .as_str()
-        .unwrap_or("default")
-        .to_string();
+    // An AccessDomain is cluster-scoped: it has no namespace to default.
+    let namespace = if kind == "AccessDomain" {
+        String::new()
+    } else {
+        meta.entry("namespace")
+            .or_insert_with(|| Value::String("default".into()))
+            .as_str()
+            .unwrap_or("default")
+            .to_string()
+    };
     let name = meta
         .get("name")
         .and_then(Value::as_str)
@@ -384,6 +411,8 @@ fn load_document(file: &str, _position: usize, doc: &Document, snap: &mut Snapsh
         "AccessBinding" => typed(object, source, &mut snap.bindings),
         "ApiToken" => typed(object, source, &mut snap.tokens),
         "ModelStageRequest" => typed(object, source, &mut snap.requests),
+        "AccessDomain" => typed(object, source, &mut snap.domains.pins),
+        "AccessDelegation" => typed(object, source, &mut snap.domains.delegations),
         _ => Err(format!("unknown kind {kind:?}")),
     };
     if let Err(e) = pushed {
@@ -420,6 +449,6 @@ fn typed<K: DeserializeOwned>(
     into: &mut Vec<Declared<K>>,
 ) -> Result<(), String> {
     let object = serde_json::from_value(object).map_err(|e| e.to_string())?;
-    into.push(Declared { object, source });
+    into.push(Declared::new(object, source));
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! concerns, with a stable machine-readable [`Reason`](crate::snapshot::Reason).
 
 mod claims;
+mod domains;
 mod names;
 mod requests;
 mod rules;

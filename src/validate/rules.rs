@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub fn validate(snap: &mut Snapshot) {
     let mut out = Vec::new();
     dedup(snap, &mut out);
+    // First: the checks below may read each declaration's resolved access domain.
+    super::domains::check(snap, &mut out);
     let snap_ref: &Snapshot = snap;
     let mut ctx = Ctx {
         snap: snap_ref,
@@ -120,12 +122,14 @@ impl Ctx<'_> {
         }
     }
 
-    /// Two Users claiming one username: the older keeps it (creation time, then file order).
+    /// Two Users claiming one username: one declared outside every access domain (the
+    /// platform's) keeps it, else the older (creation time, then file order).
     fn usernames(&mut self) {
         let snap = self.snap;
         let mut users: Vec<&Declared<User>> = snap.users.iter().collect();
         users.sort_by_key(|d| {
             (
+                crate::snapshot::narrowness(d.domain.as_ref()),
                 d.object.meta().creation_timestamp.as_ref().map(|t| t.0),
                 d.source.clone(),
                 d.key(),

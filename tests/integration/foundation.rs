@@ -46,13 +46,22 @@ fn crds_carry_category_columns_and_rules() {
             crd.spec.names.categories.as_deref(),
             Some(&["stagegate".to_string()][..])
         );
-        assert_eq!(crd.spec.scope, "Namespaced");
+        // The access-domain kinds carry no status: they are read, never reported on.
+        let access_domain =
+            crd.spec.names.kind.starts_with("Access") && crd.spec.names.kind != "AccessBinding";
+        let scope = if crd.spec.names.kind == "AccessDomain" {
+            "Cluster"
+        } else {
+            "Namespaced"
+        };
+        assert_eq!(crd.spec.scope, scope);
         let v = &crd.spec.versions[0];
         assert!(
-            v.subresources
-                .as_ref()
-                .and_then(|s| s.status.as_ref())
-                .is_some(),
+            access_domain
+                || v.subresources
+                    .as_ref()
+                    .and_then(|s| s.status.as_ref())
+                    .is_some(),
             "status subresource"
         );
         assert!(v
@@ -130,6 +139,7 @@ fn every_reason_has_a_fixture_reported_at_its_line() {
         "InvalidScope",
         "InvalidUsername",
         "InvalidYaml",
+        "OutsideAccessDomain",
         "ProjectWithoutCustomer",
         "RoleNotAllowedAtScope",
         "SchemaViolation",

@@ -7,6 +7,7 @@ mod closed_loader_props;
 mod controller;
 mod daemon;
 mod diff;
+mod domains;
 mod firstrun;
 mod foundation;
 mod helm;

@@ -78,7 +78,7 @@ to confine it.
 */}}
 {{- define "stagegate.reconcileRules" -}}
 - apiGroups: ["stagegate.dev"]
-  resources: ["users", "accessbindings", "apitokens", "modelstagerequests"]
+  resources: ["users", "accessbindings", "apitokens", "modelstagerequests", "accessdelegations"]
   verbs: ["list", "watch"]
 # The cleanup finalizer (stage requests carry none).
 - apiGroups: ["stagegate.dev"]

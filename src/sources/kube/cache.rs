@@ -34,6 +34,8 @@ pub struct Cache {
     synced: Vec<Feed>,
     /// Bumped on every change.
     pub version: u64,
+    /// Refuse declarations in namespaces no AccessDomain pins (`--require-access-domain`).
+    pub require_access_domain: bool,
 }
 
 impl Cache {
@@ -136,7 +138,10 @@ pub fn key_of(kind: &str, value: &Value) -> Option<ObjectKey> {
     let meta = value.get("metadata")?;
     Some(ObjectKey::new(
         kind,
-        meta.get("namespace")?.as_str()?,
+        // Cluster-scoped objects (AccessDomain) have no namespace.
+        meta.get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
         meta.get("name")?.as_str()?,
     ))
 }

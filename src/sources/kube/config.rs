@@ -37,6 +37,8 @@ pub struct Settings {
     pub controller_namespace: String,
     /// Lease holder identity.
     pub identity: String,
+    /// Refuse declarations in namespaces no AccessDomain pins (`--require-access-domain`).
+    pub require_access_domain: bool,
 }
 
 /// A flag combination that cannot work.
@@ -83,6 +85,7 @@ impl KubeArgs {
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| default_namespace.to_string()),
             identity,
+            require_access_domain: false,
         })
     }
 }

@@ -91,6 +91,7 @@ pub async fn run(client: Client, rt: Runtime) -> Result<(), RunError> {
 /// One leadership term: watchers plus the reconcile loop. Dropping it stops both.
 async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
     let shared = Shared::new();
+    shared.lock().require_access_domain = settings.require_access_domain;
     let feeds = watch::feeds(settings);
     let tasks = watch::spawn(client, &feeds, &shared);
     let _abort = AbortOnDrop(tasks);

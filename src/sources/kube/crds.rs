@@ -1,4 +1,4 @@
-//! Start-up check that the four CRDs are served, through discovery (no RBAC needed).
+//! Start-up check that the CRDs (the four kinds and the two access-domain kinds) are served, through discovery (no RBAC needed).
 
 use crate::resources::{GROUP, VERSION};
 use kube::Client;
@@ -14,9 +14,16 @@ pub enum CrdError {
     Discovery(#[source] kube::Error),
 }
 
-/// Checks that `stagegate.dev/v1alpha1` serves the four kinds.
+/// Checks that `stagegate.dev/v1alpha1` serves every kind the controller watches.
 pub async fn check(client: &Client) -> Result<(), CrdError> {
-    let wanted = ["users", "accessbindings", "apitokens", "modelstagerequests"];
+    let wanted = [
+        "users",
+        "accessbindings",
+        "apitokens",
+        "modelstagerequests",
+        "accessdomains",
+        "accessdelegations",
+    ];
     let list = match client
         .list_api_group_resources(&format!("{GROUP}/{VERSION}"))
         .await

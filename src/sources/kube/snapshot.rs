@@ -6,7 +6,7 @@
 //! pruned) and is reported; stage requests are ordered by creation time.
 
 use super::cache::Cache;
-use crate::snapshot::{Declared, ObjectKey, SecretData, Snapshot, Source};
+use crate::snapshot::{Declared, ObjectKey, Places, SecretData, Snapshot, Source};
 use crate::snapshot::{Diagnostic, Reason, Severity};
 use crate::validate::{self, schema};
 use serde::de::DeserializeOwned;
@@ -35,6 +35,8 @@ pub fn source_of(key: &ObjectKey) -> Source {
 /// Builds and validates the snapshot of everything in `cache`.
 pub fn build(cache: &Cache) -> Built {
     let mut out = Built::default();
+    out.snapshot.domains.places = Places::Namespaces;
+    out.snapshot.domains.required = cache.require_access_domain;
     let mut requests = Vec::new();
     for (key, value) in &cache.objects {
         if value.pointer("/metadata/deletionTimestamp").is_some() {
@@ -85,6 +87,8 @@ fn convert(
         "User" => snap.users.push(typed(value, source)?),
         "AccessBinding" => snap.bindings.push(typed(value, source)?),
         "ApiToken" => snap.tokens.push(typed(value, source)?),
+        "AccessDomain" => snap.domains.pins.push(typed(value, source)?),
+        "AccessDelegation" => snap.domains.delegations.push(typed(value, source)?),
         "ModelStageRequest" => {
             let created = value
                 .pointer("/metadata/creationTimestamp")
@@ -122,7 +126,7 @@ fn typed<K: DeserializeOwned>(value: &Value, source: Source) -> Result<Declared<
                 why
             }
         })?;
-    Ok(Declared { object, source })
+    Ok(Declared::new(object, source))
 }
 
 /// The data of the Secrets that Users reference through passwordSecretRef.

@@ -12,7 +12,7 @@
 
 use super::cache::{key_of, Feed, Shared};
 use super::config::Settings;
-use crate::resources::{API_VERSION, KINDS};
+use crate::resources::{API_VERSION, DOMAIN_KINDS, KINDS};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::DynamicObject;
@@ -31,7 +31,12 @@ pub fn feeds(settings: &Settings) -> Vec<Feed> {
         settings.namespaces.iter().cloned().map(Some).collect()
     };
     let mut out = Vec::new();
-    for kind in KINDS.iter().copied().chain(["Secret"]) {
+    // AccessDomains are cluster-scoped: one feed, whatever namespaces are watched.
+    out.push(Feed {
+        kind: DOMAIN_KINDS[0],
+        namespace: None,
+    });
+    for kind in KINDS.iter().copied().chain([DOMAIN_KINDS[1], "Secret"]) {
         for ns in &scopes {
             out.push(Feed {
                 kind,

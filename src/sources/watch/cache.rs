@@ -320,6 +320,8 @@ impl DirCache {
                     keep_missing(&mut snap.bindings, &good.bindings);
                     keep_missing(&mut snap.tokens, &good.tokens);
                     keep_missing(&mut snap.requests, &good.requests);
+                    keep_missing(&mut snap.domains.pins, &good.domains.pins);
+                    keep_missing(&mut snap.domains.delegations, &good.domains.delegations);
                     for (k, v) in &good.documents {
                         snap.documents.entry(k.clone()).or_insert_with(|| v.clone());
                     }
@@ -327,6 +329,8 @@ impl DirCache {
             }
             out.extend(snap);
         }
+        // Its `access-domains.yaml` pins folders, as `load_paths` reads them.
+        out.domains.roots = vec![crate::sources::files::root_label(&self.root)];
         out
     }
 }

@@ -137,6 +137,8 @@ pub struct DaemonConfig {
     pub resync: Duration,
     /// Quiet period before a burst of file events is handled.
     pub debounce: Duration,
+    /// Refuse declarations outside every pinned access domain (`--require-access-domain`).
+    pub require_access_domain: bool,
 }
 
 /// Errors that stop the daemon.
@@ -153,6 +155,7 @@ pub enum DaemonError {
 struct Worker<R> {
     cache: DirCache,
     secrets: Option<SecretsCache>,
+    require_access_domain: bool,
     reconciler: R,
     activity: Activity,
     last_diagnostics: BTreeSet<String>,
@@ -178,6 +181,7 @@ impl<R: Reconciler> Daemon<R> {
         let worker = Worker {
             cache: DirCache::new(&config.dir),
             secrets: config.secrets_dir.as_ref().map(SecretsCache::new),
+            require_access_domain: config.require_access_domain,
             reconciler,
             activity: Activity::default(),
             last_diagnostics: BTreeSet::new(),
@@ -386,6 +390,7 @@ impl<R: Reconciler> Worker<R> {
             tracing::info!(secrets = secrets_changed, "secret files changed");
         }
         let mut snapshot = self.cache.snapshot();
+        snapshot.domains.required = self.require_access_domain;
         if let Some(cache) = &self.secrets {
             // Only the Secrets a passwordSecretRef names are data the plan reads.
             let (secrets, diags) = cache.loaded(&referenced_secrets(&snapshot));

@@ -55,6 +55,7 @@ async fn reconciles_at_start_on_change_and_stops_cleanly() {
         secrets_dir: None,
         resync: Duration::from_secs(3600),
         debounce: Duration::from_millis(50),
+        require_access_domain: false,
     };
     let mut daemon = Daemon::new(config, rec.clone());
     let hooked = Arc::new(Mutex::new(0u64));
@@ -130,6 +131,7 @@ async fn own_secret_writes_and_unchanged_files_do_not_reconcile() {
         secrets_dir: Some(dir.path().join("secrets")),
         resync: Duration::from_secs(3600),
         debounce: Duration::from_millis(50),
+        require_access_domain: false,
     };
     let daemon = Daemon::new(config, rec.clone());
     let mut reports = daemon.reports();

@@ -35,7 +35,9 @@ fn directory_outcomes(dir: &Path) -> Outcomes {
     ]);
     let list: Vec<Value> = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("apply output ({e}): {}", support::stderr(&out)));
+    // `kubectl apply -f examples` is not recursive: examples/tenants/ is directory mode's only.
     list.iter()
+        .filter(|o| o["namespace"] == "ml-platform")
         .map(|o| {
             (
                 (

@@ -69,8 +69,8 @@ fn rendered_manifests_parse_and_meet_the_restricted_profile() {
         assert_eq!(count("Service"), 1, "{what}: Service");
         assert_eq!(
             count("CustomResourceDefinition"),
-            4,
-            "{what}: the four CRDs"
+            6,
+            "{what}: the four CRDs and the two access-domain CRDs"
         );
     }
 }
