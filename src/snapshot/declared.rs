@@ -160,6 +160,7 @@ impl Snapshot {
         self.documents.extend(other.documents);
         self.domains.pins.extend(other.domains.pins);
         self.domains.delegations.extend(other.domains.delegations);
+        self.domains.unreadable.extend(other.domains.unreadable);
         self.domains.roots.extend(other.domains.roots);
     }
 

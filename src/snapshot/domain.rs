@@ -33,6 +33,10 @@ pub struct DomainDeclarations {
     pub pins: Vec<Declared<AccessDomain>>,
     /// AccessDelegation objects.
     pub delegations: Vec<Declared<AccessDelegation>>,
+    /// Cluster mode: namespaces named by AccessDomain objects the source could
+    /// not read (schema errors). Each is closed until its pin is fixed: a lost
+    /// pin must never read as "global".
+    pub unreadable: Vec<String>,
     /// Every pinned domain as `validate` resolved it (platform pins, delegated
     /// and closed sub-domains), by name: what `diff` compares.
     pub resolved: Vec<Domain>,
@@ -56,11 +60,12 @@ impl Domain {
         self.scope.as_ref().is_some_and(|s| s.covers(scope))
     }
 
-    /// The pin as words: `acme/fraud`, `global`, or `nothing (not delegated yet)`.
+    /// The pin as words: `acme/fraud`, `global`, or `nothing` (a sub-domain not
+    /// delegated yet, or a place whose pin has errors; `pinned_by` says which).
     pub fn pin(&self) -> String {
         match &self.scope {
             Some(s) => s.to_string(),
-            None => "nothing (a sub-domain not delegated yet)".into(),
+            None => "nothing".into(),
         }
     }
 }

@@ -356,6 +356,9 @@ impl Resolver<'_> {
                 }
             }
         }
+        if snap.domains.places == Places::Namespaces {
+            self.close_refused_namespaces();
+        }
         // A sub-domain nobody has delegated yet admits nothing: its team cannot
         // act with the customer's reach before the customer hands it a project.
         for (ns, by) in subdomains {
@@ -364,6 +367,41 @@ impl Resolver<'_> {
                 name: place.name(),
                 scope: None,
                 pinned_by: by,
+            });
+        }
+    }
+
+    /// Cluster mode: a namespace whose AccessDomain was refused or could not be
+    /// read, and that no other pin covers, admits nothing until the pin is
+    /// fixed. A pin's mistake must never widen its namespace to global (in
+    /// directory mode `closed_roots` does the same for pin files with errors).
+    fn close_refused_namespaces(&mut self) {
+        let snap = self.snap;
+        let refused = snap.domains.pins.iter().filter_map(|d| {
+            let name = d.object.name_any();
+            let has_error = self.out.iter().chain(&snap.diagnostics).any(|x| {
+                x.is_error()
+                    && x.kind.as_deref() == Some("AccessDomain")
+                    && x.name.as_deref() == Some(name.as_str())
+            });
+            let ns = d.object.spec.namespace.clone()?;
+            has_error.then(|| (ns, format!("AccessDomain {name}")))
+        });
+        let unreadable = snap.domains.unreadable.iter().map(|ns| {
+            (
+                ns.clone(),
+                "an AccessDomain that could not be read".to_string(),
+            )
+        });
+        let closed: Vec<(String, String)> = refused.chain(unreadable).collect();
+        for (ns, by) in closed {
+            let place = Place::Namespace(ns);
+            self.pins.0.entry(place.clone()).or_insert_with(|| Domain {
+                name: place.name(),
+                scope: None,
+                pinned_by: format!(
+                    "{by}, which has errors (nothing in the namespace applies until it is fixed)"
+                ),
             });
         }
     }
@@ -656,3 +694,7 @@ impl Checker<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "domains_tests.rs"]
+mod tests;

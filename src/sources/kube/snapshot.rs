@@ -55,6 +55,13 @@ pub fn build(cache: &Cache) -> Built {
                 severity: Severity::Error,
                 message: why.clone(),
             });
+            if key.kind == "AccessDomain" {
+                // The pin could not be read: close the namespace it names rather than let it
+                // fall back to global.
+                if let Some(ns) = value.pointer("/spec/namespace").and_then(Value::as_str) {
+                    out.snapshot.domains.unreadable.push(ns.to_string());
+                }
+            }
             out.malformed.push((key.clone(), why));
         }
     }
