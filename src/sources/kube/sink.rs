@@ -12,6 +12,7 @@
 
 use super::cache::Shared;
 use super::config::Settings;
+use super::leader::Fence;
 use super::{failpoint, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::resources::API_VERSION;
 use crate::secrets::{
@@ -34,6 +35,7 @@ pub struct KubeSecretSink {
     handle: tokio::runtime::Handle,
     shared: Arc<Shared>,
     settings: Arc<Settings>,
+    fence: Fence,
 }
 
 /// Whether a Secret was written by stagegate, and with which key id.
@@ -64,12 +66,33 @@ impl KubeSecretSink {
         handle: tokio::runtime::Handle,
         shared: Arc<Shared>,
         settings: Arc<Settings>,
+        fence: Fence,
     ) -> Self {
         KubeSecretSink {
             client,
             handle,
             shared,
             settings,
+            fence,
+        }
+    }
+
+    /// Refuses a write unless this replica is still sure it holds the Lease:
+    /// an apply that outlives the leadership delivers nothing more.
+    fn fenced(&self, namespace: &str, name: &str) -> Result<(), SinkError> {
+        if self.fence.holds() {
+            Ok(())
+        } else {
+            tracing::warn!(
+                namespace,
+                name,
+                "not writing the Secret: leadership is no longer certain"
+            );
+            Err(io_err(
+                namespace,
+                name,
+                "not written: this replica is no longer sure it holds the Lease",
+            ))
         }
     }
 
@@ -146,6 +169,7 @@ impl KubeSecretSink {
             }),
             ..Default::default()
         };
+        self.fenced(&ns, &name)?;
         match self.handle.block_on(self.api(&ns).delete(&name, &dp)) {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -162,6 +186,7 @@ impl KubeSecretSink {
             ..Default::default()
         };
         let manifest = self.manifest(s);
+        self.fenced(&s.namespace, &s.name)?;
         match self
             .handle
             .block_on(self.api(&s.namespace).create(&pp, &manifest))
