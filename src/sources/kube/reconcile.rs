@@ -91,6 +91,8 @@ pub async fn reconcile(
     let mut summary = Summary::default();
     // A failed request about one object is that object's problem: it gets a Warning Event,
     // the others and the core (revocations above all) go on, and the loop retries soon.
+    // Referenced password Secrets: their data, read by name when they changed.
+    super::watch::fetch_passwords(&ctx.client, shared).await;
     // Phase 1: snapshot (pure), with a copy of the objects for the report phase.
     let (built, objects) = {
         let cache = shared.lock();

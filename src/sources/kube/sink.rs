@@ -38,9 +38,9 @@ pub struct KubeSecretSink {
     fence: Fence,
 }
 
-/// Whether a Secret was written by stagegate, and with which key id.
-pub fn classify(secret: &Secret) -> SecretState {
-    let ann = secret.metadata.annotations.as_ref();
+/// Whether a Secret (by its metadata) was written by stagegate, and with which key id.
+pub fn classify(meta: &ObjectMeta) -> SecretState {
+    let ann = meta.annotations.as_ref();
     let get = |k: &str| ann.and_then(|a| a.get(k));
     if get(MANAGED_BY_ANNOTATION).map(String::as_str) == Some(MANAGED_BY) {
         SecretState::Ours {
@@ -100,8 +100,8 @@ impl KubeSecretSink {
         Api::namespaced(self.client.clone(), namespace)
     }
 
-    /// The Secret under `namespace/name`, from the cache when watched.
-    fn current(&self, namespace: &str, name: &str) -> Result<Option<Secret>, SinkError> {
+    /// The metadata of the Secret under `namespace/name`, from the cache when watched.
+    fn current(&self, namespace: &str, name: &str) -> Result<Option<ObjectMeta>, SinkError> {
         if self.settings.watches(namespace) {
             let cache = self.shared.lock();
             return Ok(cache
@@ -110,7 +110,8 @@ impl KubeSecretSink {
                 .cloned());
         }
         self.handle
-            .block_on(self.api(namespace).get_opt(name))
+            .block_on(self.api(namespace).get_metadata_opt(name))
+            .map(|m| m.map(|m| m.metadata))
             .map_err(|e| io_err(namespace, name, e))
     }
 
@@ -157,15 +158,15 @@ impl KubeSecretSink {
     }
 
     /// Deletes our previous Secret (rotation), only if it is still the one we saw.
-    fn delete_ours(&self, old: &Secret) -> Result<(), SinkError> {
+    fn delete_ours(&self, old: &ObjectMeta) -> Result<(), SinkError> {
         let (ns, name) = (
-            old.metadata.namespace.clone().unwrap_or_default(),
-            old.metadata.name.clone().unwrap_or_default(),
+            old.namespace.clone().unwrap_or_default(),
+            old.name.clone().unwrap_or_default(),
         );
         let dp = DeleteParams {
             preconditions: Some(Preconditions {
-                uid: old.metadata.uid.clone(),
-                resource_version: old.metadata.resource_version.clone(),
+                uid: old.uid.clone(),
+                resource_version: old.resource_version.clone(),
             }),
             ..Default::default()
         };
@@ -192,7 +193,7 @@ impl KubeSecretSink {
             .block_on(self.api(&s.namespace).create(&pp, &manifest))
         {
             Ok(created) => {
-                self.shared.update(|c| c.put_secret(created));
+                self.shared.update(|c| c.put_secret(created.metadata));
                 failpoint::hit("after-secret-create");
                 tracing::info!(namespace = %s.namespace, name = %s.name, key_id = %s.key_id, "secret created");
                 Ok(Delivery::Delivered)
@@ -201,9 +202,9 @@ impl KubeSecretSink {
                 // Somebody created it since we looked: see whose it is.
                 let now = self
                     .handle
-                    .block_on(self.api(&s.namespace).get_opt(&s.name))
+                    .block_on(self.api(&s.namespace).get_metadata_opt(&s.name))
                     .map_err(|e| io_err(&s.namespace, &s.name, e))?;
-                match now.as_ref().map(classify) {
+                match now.as_ref().map(|m| classify(&m.metadata)) {
                     Some(SecretState::Ours { key_id }) if key_id.as_deref() == Some(&s.key_id) => {
                         Ok(Delivery::Delivered)
                     }

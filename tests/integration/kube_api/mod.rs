@@ -268,6 +268,21 @@ impl KubeApiServer {
         self.shared.log.lock().expect("log lock").clear();
     }
 
+    /// Create an object straight in the store (`group` "" for core), bypassing
+    /// HTTP and the log: bulk setup such as benchmarks (benches/kube_secrets.rs).
+    #[allow(dead_code)]
+    pub fn create_object(&self, group: &str, plural: &str, namespace: &str, body: Value) {
+        let mut store = self.shared.store.lock().expect("store lock");
+        let rt = store
+            .registry
+            .storage(group, plural)
+            .expect("a served resource")
+            .clone();
+        store
+            .create(&rt, namespace, body, &store::WriteOpts::default())
+            .expect("a valid object");
+    }
+
     /// Drop the watch history, so that resuming any earlier resourceVersion gets 410 Gone.
     pub fn compact(&self) {
         self.shared.store.lock().expect("store lock").compact();
