@@ -122,6 +122,44 @@ fn template(values: Option<&Path>, extra: &[&str]) -> Run {
     render_py(&args)
 }
 
+/// The chart's ServiceAccount and RBAC objects, rendered for release
+/// namespace `namespace` with `values` files, as one YAML stream for
+/// `kubectl apply` (the controller end-to-end tests run under them).
+pub(crate) fn render_rbac(namespace: &str, values: &[&Path]) -> String {
+    let chart = chart();
+    let mut args = vec![
+        "template",
+        chart.to_str().expect("UTF-8 path"),
+        "--name",
+        RELEASE,
+        "--namespace",
+        namespace,
+    ];
+    for v in values {
+        args.extend(["-f", v.to_str().expect("UTF-8 path")]);
+    }
+    let run = render_py(&args);
+    assert!(run.ok, "rendering the chart failed:\n{}", run.stderr);
+    let kinds = [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ];
+    let mut out = String::new();
+    for doc in serde_yaml::Deserializer::from_str(&run.stdout) {
+        let Ok(value) = <Value as serde::Deserialize>::deserialize(doc) else {
+            continue;
+        };
+        if kinds.iter().any(|k| value["kind"] == *k) {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml::to_string(&value).expect("YAML"));
+        }
+    }
+    out
+}
+
 /// Renders and parses every document, failing on anything unknown.
 fn render(values: Option<&Path>) -> Vec<Object> {
     let run = template(values, &["--include-crds"]);

@@ -1,11 +1,20 @@
 //! What the watchers have seen: the four kinds as raw JSON (so a malformed
-//! object is still visible and can be reported) and Secrets, shared between
-//! the watch tasks, the reconcile loop and the Secret sink.
+//! object is still visible and can be reported), the metadata of Secrets
+//! (never their data: a cluster's Helm release Secrets alone can weigh
+//! gigabytes), and the data of the Secrets Users reference for passwords,
+//! fetched by name when their metadata changes. Shared between the watch
+//! tasks, the reconcile loop and the Secret sink.
+//!
+//! Only a change that matters wakes the reconcile loop: any change of the
+//! four kinds, and of a Secret stagegate wrote, one a User references, or one
+//! at a name a declaration would write to (a conflict).
 
+use crate::resources::names;
 use crate::snapshot::ObjectKey;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One watch stream's scope: a kind (or Secrets) in one namespace or all.
@@ -28,8 +37,10 @@ impl Feed {
 pub struct Cache {
     /// Objects of the four kinds, by key.
     pub objects: BTreeMap<ObjectKey, Value>,
-    /// Secrets in watched namespaces (and ones the controller wrote), by (namespace, name).
-    pub secrets: BTreeMap<(String, String), Secret>,
+    /// Metadata of Secrets in watched namespaces (and ones the controller wrote), by (namespace, name).
+    pub secrets: BTreeMap<(String, String), ObjectMeta>,
+    /// Referenced password Secrets as fetched: by (namespace, name), with the resourceVersion read.
+    pub passwords: BTreeMap<(String, String), Secret>,
     /// Feeds whose first list is complete.
     synced: Vec<Feed>,
     /// Bumped on every change.
@@ -47,11 +58,11 @@ impl Cache {
         self.mark_synced(feed);
     }
 
-    /// Replaces every Secret a feed covers.
-    pub fn replace_secrets(&mut self, feed: &Feed, items: Vec<Secret>) {
+    /// Replaces the metadata of every Secret a feed covers.
+    pub fn replace_secrets(&mut self, feed: &Feed, items: Vec<ObjectMeta>) {
         self.secrets.retain(|(ns, _), _| !feed.covers("Secret", ns));
-        for s in items {
-            self.put_secret(s);
+        for m in items {
+            self.put_secret(m);
         }
         self.mark_synced(feed);
     }
@@ -68,19 +79,90 @@ impl Cache {
         self.version += 1;
     }
 
-    /// Adds or replaces a Secret.
-    pub fn put_secret(&mut self, s: Secret) {
-        let ns = s.metadata.namespace.clone().unwrap_or_default();
-        let name = s.metadata.name.clone().unwrap_or_default();
-        self.secrets.insert((ns, name), s);
-        self.version += 1;
+    /// Adds or replaces a Secret's metadata (kept lean: no managed fields, no
+    /// `last-applied-configuration`, which would hold the data again); a
+    /// change that matters bumps the version.
+    pub fn put_secret(&mut self, meta: ObjectMeta) {
+        let meta = lean(meta);
+        let id = (
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        );
+        let matters = ours(&meta) || self.secrets.get(&id).is_some_and(ours) || self.relevant(&id);
+        self.secrets.insert(id, meta);
+        if matters {
+            self.version += 1;
+        }
     }
 
     /// Forgets a Secret.
     pub fn remove_secret(&mut self, namespace: &str, name: &str) {
-        self.secrets
-            .remove(&(namespace.to_string(), name.to_string()));
-        self.version += 1;
+        let id = (namespace.to_string(), name.to_string());
+        let was_ours = self.secrets.remove(&id).as_ref().is_some_and(ours);
+        self.passwords.remove(&id);
+        if was_ours || self.relevant(&id) {
+            self.version += 1;
+        }
+    }
+
+    /// Whether a declaration reads (passwordSecretRef) or would write the Secret `id`.
+    fn relevant(&self, id: &(String, String)) -> bool {
+        self.objects.iter().any(|(k, v)| {
+            k.namespace == id.0
+                && match k.kind.as_str() {
+                    "User" => match v
+                        .pointer("/spec/passwordSecretRef/name")
+                        .and_then(Value::as_str)
+                    {
+                        Some(r) => r == id.1,
+                        None => names::password_secret_name(&k.name) == id.1,
+                    },
+                    "ApiToken" => match v.pointer("/spec/secretName").and_then(Value::as_str) {
+                        Some(s) => s == id.1,
+                        None => names::token_secret_name(&k.name) == id.1,
+                    },
+                    _ => false,
+                }
+        })
+    }
+
+    /// The Secrets Users reference for passwords: (namespace, name).
+    pub fn referenced(&self) -> BTreeSet<(String, String)> {
+        self.objects
+            .iter()
+            .filter(|(k, _)| k.kind == "User")
+            .filter_map(|(k, v)| {
+                let name = v.pointer("/spec/passwordSecretRef/name")?.as_str()?;
+                Some((k.namespace.clone(), name.to_string()))
+            })
+            .collect()
+    }
+
+    /// Referenced Secrets whose fetched data is missing or older than their metadata.
+    pub fn stale_passwords(&self) -> Vec<(String, String)> {
+        self.referenced()
+            .into_iter()
+            .filter(|id| match (self.secrets.get(id), self.passwords.get(id)) {
+                (Some(meta), Some(fetched)) => {
+                    meta.resource_version != fetched.metadata.resource_version
+                }
+                (Some(_), None) => true,
+                (None, _) => false,
+            })
+            .collect()
+    }
+
+    /// Records a fetched referenced Secret (or its absence).
+    pub fn put_password(&mut self, id: (String, String), secret: Option<Secret>) {
+        match secret {
+            Some(s) => {
+                self.passwords.insert(id, s);
+            }
+            None => {
+                self.passwords.remove(&id);
+            }
+        }
+        // No version bump: the reconcile that fetched it snapshots it next.
     }
 
     fn mark_synced(&mut self, feed: &Feed) {
@@ -103,6 +185,26 @@ impl Cache {
             .as_str()
             .map(str::to_string)
     }
+}
+
+/// kubectl's copy of what it applied: for a Secret, its data again.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Secret metadata without managed fields and kubectl's last-applied copy.
+pub fn lean(mut meta: ObjectMeta) -> ObjectMeta {
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+    meta
+}
+
+/// Whether stagegate wrote the Secret (its annotation says so).
+fn ours(meta: &ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::secrets::MANAGED_BY_ANNOTATION))
+        .is_some_and(|v| v == super::MANAGED_BY)
 }
 
 /// The cache shared by the watch tasks, the reconcile loop and the sink.
@@ -130,6 +232,20 @@ impl Shared {
     pub fn update(&self, f: impl FnOnce(&mut Cache)) {
         f(&mut self.lock());
         self.changed.notify_one();
+    }
+
+    /// Applies `f` and wakes the reconcile loop only when it changed something
+    /// that matters (the version moved): an unrelated Secret costs no reconcile.
+    pub fn update_if_changed(&self, f: impl FnOnce(&mut Cache)) {
+        let moved = {
+            let mut cache = self.lock();
+            let before = cache.version;
+            f(&mut cache);
+            cache.version != before
+        };
+        if moved {
+            self.changed.notify_one();
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::cache::Shared;
 use super::config::Settings;
-use super::leader::Elector;
+use super::leader::{self, Elector, Fence};
 use super::reconcile::{self, Context, Memory};
 use super::sink::KubeSecretSink;
 use super::{crds, watch, FIELD_MANAGER};
@@ -57,11 +57,13 @@ pub async fn run(client: Client, rt: Runtime) -> Result<(), RunError> {
     let settings = Arc::new(rt.settings.clone());
     tracing::info!(namespaces = ?settings.namespaces, controller_namespace = %settings.controller_namespace, identity = %settings.identity, "controller starting");
     let (leader_tx, mut leader_rx) = channel::channel(false);
+    let fence = Fence::new();
     let elector = Elector::new(
         client.clone(),
         &settings.controller_namespace,
         &settings.identity,
         settings.lease_duration,
+        fence.clone(),
     );
     let election = tokio::spawn(elector.run(leader_tx, rt.shutdown.clone()));
     let mut shutdown = rt.shutdown.clone();
@@ -70,11 +72,20 @@ pub async fn run(client: Client, rt: Runtime) -> Result<(), RunError> {
             r = leader_rx.wait_for(|l| *l) => if r.is_err() { break },
             _ = shutdown.wait_for(|s| *s) => break,
         }
+        if !fence.holds() {
+            // A term that lapsed before the elector's pending attempt reported: wait for its verdict.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            continue;
+        }
         rt.metrics.set_leader(true);
-        let term = lead(&client, &rt, &settings);
+        let term = lead(&client, &rt, &settings, &fence);
         tokio::select! {
             _ = term => {}
             _ = leader_rx.wait_for(|l| !*l) => tracing::warn!("lost the Lease: stopped reconciling"),
+            _ = leader::lapsed(&fence) => tracing::warn!("the Lease was not renewed in time: stopped reconciling"),
             _ = shutdown.wait_for(|s| *s) => {}
         }
         rt.metrics.set_leader(false);
@@ -89,7 +100,7 @@ pub async fn run(client: Client, rt: Runtime) -> Result<(), RunError> {
 }
 
 /// One leadership term: watchers plus the reconcile loop. Dropping it stops both.
-async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
+async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>, fence: &Fence) {
     let shared = Shared::new();
     shared.lock().require_access_domain = settings.require_access_domain;
     let feeds = watch::feeds(settings);
@@ -111,6 +122,7 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
             tokio::runtime::Handle::current(),
             shared.clone(),
             settings.clone(),
+            fence.clone(),
         ),
     };
     // Wait for every watcher's first list: planning on a partial view would prune.
@@ -126,7 +138,6 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
         let started = Instant::now();
         let wait = match reconcile::reconcile(&ctx, &shared, &mut memory).await {
             Ok(summary) => {
-                failures = 0;
                 tracing::info!(
                     ?summary,
                     elapsed_ms = started.elapsed().as_millis() as u64,
@@ -137,7 +148,14 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
                 if let Some(hook) = &rt.after_apply {
                     hook();
                 }
-                settings.resync
+                if summary.object_failures > 0 {
+                    // Some objects' requests failed (each reported on its object): retry them soon.
+                    failures += 1;
+                    backoff(failures, settings.resync)
+                } else {
+                    failures = 0;
+                    settings.resync
+                }
             }
             Err(e) => {
                 failures += 1;
@@ -160,8 +178,7 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
                     );
                 })
                 .await;
-                // Transient errors retry with bounded exponential backoff.
-                Duration::from_millis(500 * 2u64.pow(failures.min(7))).min(settings.resync)
+                backoff(failures, settings.resync)
             }
         };
         if shared.lock().version == seen {
@@ -169,6 +186,11 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>) {
         }
         debounce(&shared, settings.debounce).await;
     }
+}
+
+/// Transient errors retry with bounded exponential backoff, never later than the resync.
+fn backoff(failures: u32, resync: Duration) -> Duration {
+    Duration::from_millis(500 * 2u64.pow(failures.min(7))).min(resync)
 }
 
 /// Waits for a change of the cache, at most `timeout` (the resync period).

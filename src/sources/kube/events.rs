@@ -39,9 +39,19 @@ impl Notice {
     }
 }
 
-fn truncate(s: &str) -> String {
-    // events.k8s.io limits a note to 1 kB.
-    s.chars().take(1000).collect()
+/// events.k8s.io rejects a note longer than 1,024 bytes (bytes of UTF-8, not characters).
+pub const NOTE_LIMIT: usize = 1024;
+
+/// `s` cut to at most [`NOTE_LIMIT`] bytes at a character boundary, with `…` marking the cut.
+pub fn truncate(s: &str) -> String {
+    if s.len() <= NOTE_LIMIT {
+        return s.to_string();
+    }
+    let mut end = NOTE_LIMIT - '…'.len_utf8();
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 fn field<'a>(status: Option<&'a Value>, name: &str) -> Option<&'a str> {
@@ -169,6 +179,22 @@ mod tests {
         let n = derive(Some(&cur), &missing);
         assert_eq!(reasons(n.clone()), ["SecretMissing"]);
         assert!(n[0].warning);
+    }
+
+    #[test]
+    fn notes_are_cut_on_bytes_at_a_character_boundary() {
+        for text in [
+            "é".repeat(700),
+            "🙂".repeat(300),
+            format!("a{}", "日本".repeat(400)),
+        ] {
+            let cut = truncate(&text);
+            assert!(cut.len() <= NOTE_LIMIT, "{} bytes", cut.len());
+            assert!(cut.ends_with('…'));
+            assert!(text.starts_with(cut.trim_end_matches('…')));
+        }
+        let exact = "x".repeat(NOTE_LIMIT);
+        assert_eq!(truncate(&exact), exact);
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct Summary {
     pub events: usize,
     /// Finalizers added or removed.
     pub finalizers: usize,
+    /// Requests about single objects that failed (each reported on its object; retried soon).
+    pub object_failures: usize,
 }
 
 fn reference(value: &Value) -> ObjectReference {
@@ -87,9 +89,10 @@ pub async fn reconcile(
     memory: &mut Memory,
 ) -> Result<Summary, ControllerError> {
     let mut summary = Summary::default();
-    // A failed request about one object is that object's problem: the others, and the core
-    // (revocations above all), go on; the first such error is returned at the end (retried).
-    let mut failed: Option<ReportError> = None;
+    // A failed request about one object is that object's problem: it gets a Warning Event,
+    // the others and the core (revocations above all) go on, and the loop retries soon.
+    // Referenced password Secrets: their data, read by name when they changed.
+    super::watch::fetch_passwords(&ctx.client, shared).await;
     // Phase 1: snapshot (pure), with a copy of the objects for the report phase.
     let (built, objects) = {
         let cache = shared.lock();
@@ -108,7 +111,7 @@ pub async fn reconcile(
             .await
             {
                 Ok(()) => summary.finalizers += 1,
-                Err(e) => note(&mut failed, e),
+                Err(e) => object_failed(ctx, value, e, &mut summary).await,
             }
         }
     }
@@ -147,7 +150,7 @@ pub async fn reconcile(
         };
         match publish_status(ctx, key, value, st, &mut summary).await {
             Ok(n) => summary.events += n,
-            Err(e) => note(&mut failed, e),
+            Err(e) => object_failed(ctx, value, e, &mut summary).await,
         }
     }
     for (key, why) in &built.malformed {
@@ -178,20 +181,31 @@ pub async fn reconcile(
                     summary.finalizers += 1;
                     tracing::info!(object = %key, "store entry removed; finalizer released");
                 }
-                Err(e) => note(&mut failed, e),
+                Err(e) => object_failed(ctx, value, e, &mut summary).await,
             }
         }
     }
-    match failed {
-        Some(e) => Err(e.into()),
-        None => Ok(summary),
-    }
+    Ok(summary)
 }
 
-/// Logs a failed request about one object and keeps the first for the reconcile's result.
-fn note(first: &mut Option<ReportError>, e: ReportError) {
+/// Reports a failed request about one object on that object (a Warning Event
+/// naming what failed), and counts it so the loop retries soon.
+async fn object_failed(ctx: &Context, value: &Value, e: ReportError, summary: &mut Summary) {
     tracing::warn!(error = %e, "request about one object failed; the others go on");
-    first.get_or_insert(e);
+    summary.object_failures += 1;
+    let ReportError::Api { verb, source, .. } = &e;
+    let reason = match *verb {
+        "add finalizer" | "remove finalizer" => "FinalizerFailed",
+        _ => "StatusFailed",
+    };
+    let notice = events::Notice {
+        warning: true,
+        reason: reason.into(),
+        action: "Reconcile",
+        note: format!("{verb} failed: {source}; retried at the next reconcile"),
+    };
+    publish(ctx, value, &notice).await;
+    summary.events += 1;
 }
 
 /// Patches one object's status when it changed and publishes the Events of the change.

@@ -12,6 +12,7 @@
 
 use super::cache::Shared;
 use super::config::Settings;
+use super::leader::Fence;
 use super::{failpoint, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::resources::API_VERSION;
 use crate::secrets::{
@@ -34,11 +35,12 @@ pub struct KubeSecretSink {
     handle: tokio::runtime::Handle,
     shared: Arc<Shared>,
     settings: Arc<Settings>,
+    fence: Fence,
 }
 
-/// Whether a Secret was written by stagegate, and with which key id.
-pub fn classify(secret: &Secret) -> SecretState {
-    let ann = secret.metadata.annotations.as_ref();
+/// Whether a Secret (by its metadata) was written by stagegate, and with which key id.
+pub fn classify(meta: &ObjectMeta) -> SecretState {
+    let ann = meta.annotations.as_ref();
     let get = |k: &str| ann.and_then(|a| a.get(k));
     if get(MANAGED_BY_ANNOTATION).map(String::as_str) == Some(MANAGED_BY) {
         SecretState::Ours {
@@ -64,12 +66,33 @@ impl KubeSecretSink {
         handle: tokio::runtime::Handle,
         shared: Arc<Shared>,
         settings: Arc<Settings>,
+        fence: Fence,
     ) -> Self {
         KubeSecretSink {
             client,
             handle,
             shared,
             settings,
+            fence,
+        }
+    }
+
+    /// Refuses a write unless this replica is still sure it holds the Lease:
+    /// an apply that outlives the leadership delivers nothing more.
+    fn fenced(&self, namespace: &str, name: &str) -> Result<(), SinkError> {
+        if self.fence.holds() {
+            Ok(())
+        } else {
+            tracing::warn!(
+                namespace,
+                name,
+                "not writing the Secret: leadership is no longer certain"
+            );
+            Err(io_err(
+                namespace,
+                name,
+                "not written: this replica is no longer sure it holds the Lease",
+            ))
         }
     }
 
@@ -77,8 +100,8 @@ impl KubeSecretSink {
         Api::namespaced(self.client.clone(), namespace)
     }
 
-    /// The Secret under `namespace/name`, from the cache when watched.
-    fn current(&self, namespace: &str, name: &str) -> Result<Option<Secret>, SinkError> {
+    /// The metadata of the Secret under `namespace/name`, from the cache when watched.
+    fn current(&self, namespace: &str, name: &str) -> Result<Option<ObjectMeta>, SinkError> {
         if self.settings.watches(namespace) {
             let cache = self.shared.lock();
             return Ok(cache
@@ -87,7 +110,8 @@ impl KubeSecretSink {
                 .cloned());
         }
         self.handle
-            .block_on(self.api(namespace).get_opt(name))
+            .block_on(self.api(namespace).get_metadata_opt(name))
+            .map(|m| m.map(|m| m.metadata))
             .map_err(|e| io_err(namespace, name, e))
     }
 
@@ -134,18 +158,19 @@ impl KubeSecretSink {
     }
 
     /// Deletes our previous Secret (rotation), only if it is still the one we saw.
-    fn delete_ours(&self, old: &Secret) -> Result<(), SinkError> {
+    fn delete_ours(&self, old: &ObjectMeta) -> Result<(), SinkError> {
         let (ns, name) = (
-            old.metadata.namespace.clone().unwrap_or_default(),
-            old.metadata.name.clone().unwrap_or_default(),
+            old.namespace.clone().unwrap_or_default(),
+            old.name.clone().unwrap_or_default(),
         );
         let dp = DeleteParams {
             preconditions: Some(Preconditions {
-                uid: old.metadata.uid.clone(),
-                resource_version: old.metadata.resource_version.clone(),
+                uid: old.uid.clone(),
+                resource_version: old.resource_version.clone(),
             }),
             ..Default::default()
         };
+        self.fenced(&ns, &name)?;
         match self.handle.block_on(self.api(&ns).delete(&name, &dp)) {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -162,12 +187,13 @@ impl KubeSecretSink {
             ..Default::default()
         };
         let manifest = self.manifest(s);
+        self.fenced(&s.namespace, &s.name)?;
         match self
             .handle
             .block_on(self.api(&s.namespace).create(&pp, &manifest))
         {
             Ok(created) => {
-                self.shared.update(|c| c.put_secret(created));
+                self.shared.update(|c| c.put_secret(created.metadata));
                 failpoint::hit("after-secret-create");
                 tracing::info!(namespace = %s.namespace, name = %s.name, key_id = %s.key_id, "secret created");
                 Ok(Delivery::Delivered)
@@ -176,9 +202,9 @@ impl KubeSecretSink {
                 // Somebody created it since we looked: see whose it is.
                 let now = self
                     .handle
-                    .block_on(self.api(&s.namespace).get_opt(&s.name))
+                    .block_on(self.api(&s.namespace).get_metadata_opt(&s.name))
                     .map_err(|e| io_err(&s.namespace, &s.name, e))?;
-                match now.as_ref().map(classify) {
+                match now.as_ref().map(|m| classify(&m.metadata)) {
                     Some(SecretState::Ours { key_id }) if key_id.as_deref() == Some(&s.key_id) => {
                         Ok(Delivery::Delivered)
                     }

@@ -145,7 +145,11 @@ fn referenced_secrets(cache: &Cache, snap: &Snapshot) -> BTreeMap<(String, Strin
         };
         let ns = u.object.metadata.namespace.clone().unwrap_or_default();
         let id = (ns, r.name.clone());
-        let Some(secret) = cache.secrets.get(&id) else {
+        // Present (metadata) and fetched: a deleted Secret's old data is never used.
+        if !cache.secrets.contains_key(&id) {
+            continue;
+        }
+        let Some(secret) = cache.passwords.get(&id) else {
             continue;
         };
         let mut data: SecretData = secret
@@ -198,7 +202,11 @@ status: {phase: Active, conditions: []}
             "metadata: {name: ada-pw, namespace: t}\ndata: {password: czNjcjN0}\n",
         )
         .unwrap();
-        cache.put_secret(secret);
+        cache.put_secret(secret.metadata.clone());
+        let id = ("t".to_string(), "ada-pw".to_string());
+        assert_eq!(cache.stale_passwords(), std::slice::from_ref(&id));
+        cache.put_password(id, Some(secret));
+        assert!(cache.stale_passwords().is_empty());
         let built = build(&cache);
         assert!(built.malformed.is_empty(), "{:?}", built.malformed);
         assert_eq!(built.snapshot.users.len(), 1);

@@ -5,10 +5,13 @@
 //! The four kinds are watched as `DynamicObject`, so an object that does not
 //! match our types still arrives and is reported by the snapshot phase
 //! instead of breaking the stream. Secrets are watched in the watched
-//! namespaces: the owned ones tell us whether a delivered Secret still exists
-//! (SecretMissing) and whose a Secret is (SecretConflict), the referenced ones
-//! carry passwords; a label selector could not narrow the RBAC needed (list
-//! and watch on Secrets either way), and referenced Secrets carry no label.
+//! namespaces by metadata only (`metadata_watcher`): whether a delivered
+//! Secret still exists (SecretMissing) and whose a Secret is (SecretConflict)
+//! need only names and annotations. The data of a Secret a User references
+//! for its password is fetched by name when its resourceVersion changes
+//! ([`fetch_passwords`]); nothing else's data is ever held. (A label
+//! selector would not do: referenced Secrets carry no label of ours, and a
+//! foreign Secret in the way must be seen.)
 
 use super::cache::{key_of, Feed, Shared};
 use super::config::Settings;
@@ -16,6 +19,7 @@ use crate::resources::{API_VERSION, DOMAIN_KINDS, KINDS};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::DynamicObject;
+use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
@@ -108,7 +112,8 @@ async fn watch_kind(client: Client, feed: Feed, shared: Arc<Shared>) {
 }
 
 async fn watch_secrets(client: Client, feed: Feed, shared: Arc<Shared>) {
-    let api: Api<Secret> = match &feed.namespace {
+    // An Api of PartialObjectMeta lists and watches metadata only.
+    let api: Api<PartialObjectMeta<Secret>> = match &feed.namespace {
         Some(ns) => Api::namespaced(client, ns),
         None => Api::all(client),
     };
@@ -119,19 +124,37 @@ async fn watch_secrets(client: Client, feed: Feed, shared: Arc<Shared>) {
     while let Some(event) = stream.next().await {
         match event {
             Ok(Event::Init) => buffer.clear(),
-            Ok(Event::InitApply(s)) => buffer.push(s),
+            Ok(Event::InitApply(s)) => buffer.push(super::cache::lean(s.metadata)),
             Ok(Event::InitDone) => {
                 let items = std::mem::take(&mut buffer);
                 shared.update(|c| c.replace_secrets(&feed, items));
             }
-            Ok(Event::Apply(s)) => shared.update(|c| c.put_secret(s)),
+            Ok(Event::Apply(s)) => shared.update_if_changed(|c| c.put_secret(s.metadata)),
             Ok(Event::Delete(s)) => {
                 let ns = s.metadata.namespace.unwrap_or_default();
                 let name = s.metadata.name.unwrap_or_default();
-                shared.update(|c| c.remove_secret(&ns, &name));
+                shared.update_if_changed(|c| c.remove_secret(&ns, &name));
             }
             Err(e) => {
                 tracing::warn!(namespace = ?feed.namespace, error = %e, "Secret watch failed; retrying with backoff")
+            }
+        }
+    }
+}
+
+/// Fetches the data of referenced password Secrets that are new or changed
+/// since they were last read (a Secret that is gone is forgotten).
+pub async fn fetch_passwords(client: &Client, shared: &Shared) {
+    let stale = shared.lock().stale_passwords();
+    for (ns, name) in stale {
+        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        match api.get_opt(&name).await {
+            Ok(found) => {
+                let mut cache = shared.lock();
+                cache.put_password((ns, name), found);
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %ns, name = %name, error = %e, "could not read a referenced password Secret; retried at the next reconcile")
             }
         }
     }

@@ -139,3 +139,74 @@ fn event_reasons(c: &Cluster, name: &str) -> Vec<String> {
         .filter_map(|e| e["reason"].as_str().map(str::to_string))
         .collect()
 }
+
+const TWO_KINDS: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+---
+apiVersion: stagegate.dev/v1alpha1
+kind: ApiToken
+metadata: {name: bot, namespace: team}
+spec: {role: Admin, validity: 30d}
+---
+apiVersion: stagegate.dev/v1alpha1
+kind: User
+metadata: {name: ada, namespace: team}
+spec: {displayName: Ada}
+"#;
+
+/// A finalizer patch refused for one kind (the chart's rule narrowed) is that
+/// object's failure: it gets a Warning Event, everything else reconciles and
+/// the controller stays ready.
+#[test]
+fn a_refused_finalizer_patch_is_reported_on_its_object_only() {
+    let c = Cluster::start();
+    c.edit_rbac(|docs| {
+        let role = docs
+            .iter_mut()
+            .find(|d| d["kind"] == "ClusterRole")
+            .expect("the chart's ClusterRole");
+        let rule = role["rules"]
+            .as_array_mut()
+            .and_then(|rules| {
+                rules.iter_mut().find(|r| {
+                    r["verbs"] == serde_json::json!(["patch"]) && r["resources"][0] == "users"
+                })
+            })
+            .expect("the finalizer rule");
+        let resources = rule["resources"].as_array_mut().expect("resources");
+        resources.retain(|r| r != "apitokens");
+    });
+    let f = c.dir.path().join("objects.yaml");
+    std::fs::write(&f, TWO_KINDS).unwrap();
+    c.kubectl(&["apply", "-f", s(&f)]);
+    let ctl = c.controller("ctrl-f", &[]);
+
+    wait_for(30, "FinalizerFailed Event on bot", Some(&ctl), || {
+        event_reasons(&c, "bot")
+            .contains(&"FinalizerFailed".to_string())
+            .then_some(())
+    });
+    let ada = wait_for(30, "ada Ready with its finalizer", Some(&ctl), || {
+        let v = get(&c, "user", "ada");
+        (reason(&v) == "Ready" && v["metadata"]["finalizers"][0] == "stagegate.dev/cleanup")
+            .then_some(v)
+    });
+    assert!(observed(&ada));
+    let refused = c.forbidden();
+    assert!(
+        refused
+            .iter()
+            .all(|r| r.resource.as_deref() == Some("apitokens")),
+        "{refused:#?}"
+    );
+    assert!(!refused.is_empty());
+    // One object's failure is not the controller's: it stays ready.
+    wait_status(&ctl, &format!("{}/readyz", ctl.api_url()), None, 200);
+    assert!(
+        !ctl.log().contains("reconcile failed"),
+        "{}",
+        ctl.log_tail()
+    );
+}

@@ -40,17 +40,22 @@ fn user_ready_for_generation(c: &Cluster, g: i64) -> bool {
         == Some(g)
 }
 
-#[test]
-fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
+/// A cluster with user ada in namespace team, and controller ctrl-a holding the Lease.
+fn cluster_led_by_a() -> (Cluster, Controller) {
     let c = Cluster::start();
     let f = c.dir.path().join("user.yaml");
     std::fs::write(&f, USER).unwrap();
     c.kubectl(&["apply", "-f", s(&f)]);
-
     let a = c.controller("ctrl-a", &[]);
     wait_for(30, "a leads", Some(&a), || {
         (holder(&c).as_deref() == Some("ctrl-a")).then_some(())
     });
+    (c, a)
+}
+
+#[test]
+fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
+    let (c, a) = cluster_led_by_a();
     wait_for(30, "ada reconciled by a", Some(&a), || {
         user_ready_for_generation(&c, 1).then_some(())
     });
@@ -116,5 +121,90 @@ fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
         user_ready_for_generation(&c, 3).then_some(())
     });
     assert!(b.reconciles() > 0);
+    c.check_rbac();
+}
+
+fn token_manifest(name: &str) -> String {
+    format!(
+        "apiVersion: stagegate.dev/v1alpha1\nkind: ApiToken\nmetadata: {{name: {name}, namespace: team}}\nspec: {{role: Admin, validity: 30d}}\n"
+    )
+}
+
+fn secret_exists(c: &Cluster, name: &str) -> bool {
+    c.server
+        .kubectl(&["get", "secret", name, "-n", "team"])
+        .success()
+}
+
+/// The leader's Lease requests hang (a partition between it and the API
+/// server, its other requests unaffected): it stops reconciling and
+/// delivering when its renew deadline passes, before the other replica can
+/// take over, and every Secret after the hand-over comes from the new leader.
+#[test]
+fn a_leader_whose_lease_requests_hang_stops_delivering_before_the_other_takes_over() {
+    let (c, a) = cluster_led_by_a();
+    let t1 = c.dir.path().join("t1.yaml");
+    std::fs::write(&t1, token_manifest("one")).unwrap();
+    c.kubectl(&["apply", "-f", s(&t1)]);
+    wait_for(30, "a delivers one-token", Some(&a), || {
+        secret_exists(&c, "one-token").then_some(())
+    });
+    let b = c.controller("ctrl-b", &[]);
+    wait_status(&b, &format!("{}/readyz", b.api_url()), None, 200);
+
+    // a's Lease requests now hang for an hour; everything else it sends is served.
+    c.server
+        .delay_lease_requests(&a.token, Some(Duration::from_secs(3600)));
+    wait_for(30, "a steps down", Some(&a), || {
+        a.log()
+            .contains("not renewed in time: stopped reconciling")
+            .then_some(())
+    });
+    let stepped_down = c.server.requests().len();
+    let a_reconciles = a.reconciles();
+    wait_for(30, "b leads", Some(&b), || {
+        (holder(&c).as_deref() == Some("ctrl-b")).then_some(())
+    });
+    let t2 = c.dir.path().join("t2.yaml");
+    std::fs::write(&t2, token_manifest("two")).unwrap();
+    c.kubectl(&["apply", "-f", s(&t2)]);
+    wait_for(30, "b delivers two-token", Some(&b), || {
+        secret_exists(&c, "two-token").then_some(())
+    });
+
+    let log = c.server.requests();
+    let writes_by = |token: &str, from: usize| -> Vec<String> {
+        log[from..]
+            .iter()
+            .filter(|r| r.token.as_deref() == Some(token))
+            .filter(|r| r.resource.as_deref() == Some("secrets"))
+            .filter(|r| matches!(r.verb.as_str(), "create" | "delete"))
+            .map(|r| format!("{} {}", r.verb, r.path))
+            .collect()
+    };
+    // b's first Lease write (its takeover) comes after a stopped.
+    let takeover = log
+        .iter()
+        .position(|r| {
+            r.token.as_deref() == Some(b.token.as_str())
+                && r.resource.as_deref() == Some("leases")
+                && matches!(r.verb.as_str(), "update" | "create")
+                && r.status < 300
+        })
+        .expect("b wrote the Lease");
+    assert!(
+        takeover >= stepped_down,
+        "b took over before a stepped down"
+    );
+    assert!(
+        writes_by(&a.token, stepped_down).is_empty(),
+        "a wrote Secrets after stepping down: {:#?}",
+        writes_by(&a.token, stepped_down)
+    );
+    assert_eq!(
+        writes_by(&b.token, takeover),
+        ["create /api/v1/namespaces/team/secrets"]
+    );
+    assert_eq!(a.reconciles(), a_reconciles, "a reconciles no more");
     c.check_rbac();
 }

@@ -1,16 +1,21 @@
 //! End-to-end tests of `stagegate run --kube`: the real binary and the real
 //! kubectl against the in-process API server (`kube_api`).
 //!
-//! Every test records the (verb, resource) pairs the controller used and
-//! checks them against `tests/fixtures/rbac/controller-api-calls.txt`, which
-//! the Helm chart's RBAC is checked against.
+//! The server enforces RBAC: each test cluster holds the ServiceAccount,
+//! Roles and bindings rendered from the Helm chart (cluster-wide, or
+//! namespaced with `ci/namespaced-values.yaml`), and the controller runs with
+//! that ServiceAccount's token, so a rule the chart lacks is a 403 here as
+//! in a real cluster. kubectl runs as the cluster administrator. Every test
+//! also records the (verb, resource) pairs the controller used and checks
+//! them against `tests/fixtures/rbac/controller-api-calls.txt`.
 
 mod e2e;
 mod edge;
 mod leader;
+mod namespaced;
 mod restart;
 
-use crate::kube_api::{KubeApiServer, RecordedRequest};
+use crate::kube_api::{Identity, KubeApiServer, RecordedRequest};
 use crate::support;
 use serde_json::Value;
 use stagegate::store::{SqliteStore, Store, StoreState};
@@ -23,42 +28,116 @@ use std::time::{Duration, Instant};
 pub const ALL_KINDS: &str =
     "users.stagegate.dev,accessbindings.stagegate.dev,apitokens.stagegate.dev,modelstagerequests.stagegate.dev";
 
-/// A test API server with the CRDs installed, and a private temp directory.
+/// The controller's (and the Helm release's) namespace.
+pub const CONTROLLER_NAMESPACE: &str = "stagegate-system";
+
+/// How the chart is installed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Mode {
+    /// Default values: one ClusterRole, every namespace watched.
+    ClusterWide,
+    /// `ci/namespaced-values.yaml` with `watchNamespaces` set to these (the
+    /// release namespace not among them): Roles only.
+    Namespaced(Vec<String>),
+}
+
+/// A test API server with the CRDs and the chart's RBAC installed, and a private temp directory.
 pub struct Cluster {
     /// The server.
     pub server: KubeApiServer,
-    /// Temp dir: kubeconfig, store, logs.
+    /// Temp dir: kubeconfigs, store, logs.
     pub dir: tempfile::TempDir,
-    /// Kubeconfig for child processes.
-    pub kubeconfig: PathBuf,
+    /// How the chart's RBAC was rendered.
+    pub mode: Mode,
+    /// The rendered ServiceAccount, Roles and bindings (applied with kubectl).
+    pub rbac: PathBuf,
+    /// The chart's ServiceAccount the controller runs as.
+    pub service_account: String,
     /// Requests taken out of the server's log by [`Cluster::clear_log`], kept for the RBAC check.
     seen: std::cell::RefCell<Vec<RecordedRequest>>,
 }
 
 impl Cluster {
-    /// Starts a server and installs the CRDs with `kubectl apply -f crds/`.
+    /// A cluster-wide install: [`Cluster::start_with`] with [`Mode::ClusterWide`].
     pub fn start() -> Self {
+        Self::start_with(Mode::ClusterWide)
+    }
+
+    /// Starts a server, installs the CRDs with `kubectl apply -f crds/`, creates
+    /// the controller's namespace (and the watched ones) and applies the RBAC
+    /// rendered from the chart for `mode`.
+    pub fn start_with(mode: Mode) -> Self {
         let server = KubeApiServer::start();
         let dir = tempfile::tempdir().expect("temp dir");
-        let kubeconfig = server.write_kubeconfig(dir.path());
         let crds = support::root().join("crds");
         server
             .kubectl(&["apply", "-f", crds.to_str().unwrap_or_default()])
             .assert_success();
-        // The controller's own namespace (its Lease lives there).
-        let ns = dir.path().join("controller-namespace.yaml");
-        std::fs::write(
-            &ns,
-            "apiVersion: v1\nkind: Namespace\nmetadata: {name: stagegate-system}\n",
-        )
-        .expect("write namespace manifest");
+        let mut namespaces = vec![CONTROLLER_NAMESPACE.to_string()];
+        let mut values = Vec::new();
+        if let Mode::Namespaced(watched) = &mode {
+            namespaces.extend(watched.iter().cloned());
+            let own = dir.path().join("watched-values.yaml");
+            std::fs::write(&own, format!("watchNamespaces: {watched:?}\n")).expect("write values");
+            values = vec![
+                support::root().join("charts/stagegate/ci/namespaced-values.yaml"),
+                own,
+            ];
+        }
+        let ns = dir.path().join("namespaces.yaml");
+        let docs: Vec<String> = namespaces
+            .iter()
+            .map(|n| format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {n}}}\n"))
+            .collect();
+        std::fs::write(&ns, docs.join("---\n")).expect("write namespace manifest");
         server.kubectl(&["apply", "-f", s(&ns)]).assert_success();
+        let values: Vec<&Path> = values.iter().map(PathBuf::as_path).collect();
+        let rendered = crate::helm::render_rbac(CONTROLLER_NAMESPACE, &values);
+        let rbac = dir.path().join("rbac.yaml");
+        std::fs::write(&rbac, &rendered).expect("write rendered RBAC");
+        server.kubectl(&["apply", "-f", s(&rbac)]).assert_success();
+        let service_account = serde_yaml::Deserializer::from_str(&rendered)
+            .filter_map(|d| <Value as serde::Deserialize>::deserialize(d).ok())
+            .find(|v| v["kind"] == "ServiceAccount")
+            .and_then(|v| v["metadata"]["name"].as_str().map(str::to_string))
+            .expect("the chart renders a ServiceAccount");
         Cluster {
             server,
             dir,
-            kubeconfig,
+            mode,
+            rbac,
+            service_account,
             seen: Default::default(),
         }
+    }
+
+    /// Changes the applied chart RBAC with `edit` (on its parsed documents) and
+    /// applies the result; returns what `edit` returns.
+    pub fn edit_rbac<T>(&self, edit: impl FnOnce(&mut Vec<Value>) -> T) -> T {
+        let text = std::fs::read_to_string(&self.rbac).expect("read rendered RBAC");
+        let mut docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+            .filter_map(|d| <Value as serde::Deserialize>::deserialize(d).ok())
+            .collect();
+        let out = edit(&mut docs);
+        let yaml: Vec<String> = docs
+            .iter()
+            .map(|d| serde_yaml::to_string(d).expect("YAML"))
+            .collect();
+        std::fs::write(&self.rbac, yaml.join("---\n")).expect("write edited RBAC");
+        self.kubectl(&["apply", "-f", s(&self.rbac)]);
+        out
+    }
+
+    /// A kubeconfig with a fresh token of the chart's ServiceAccount, and the token.
+    pub fn service_account_kubeconfig(&self, file: &str) -> (PathBuf, String) {
+        let token = self.server.token_for(Identity::service_account(
+            CONTROLLER_NAMESPACE,
+            &self.service_account,
+        ));
+        let path = self
+            .server
+            .write_kubeconfig_with_token(self.dir.path(), file, &token);
+        (path, token)
     }
 
     /// Starts a fresh request log (the old one still counts for the RBAC check).
@@ -94,9 +173,13 @@ impl Cluster {
             .expect("read the store")
     }
 
-    /// Starts `stagegate run --kube` with `identity` and extra environment.
+    /// Starts `stagegate run --kube` with `identity` and extra environment,
+    /// as the chart's ServiceAccount (its own token), watching what the mode watches.
     pub fn controller(&self, identity: &str, env: &[(&str, &str)]) -> Controller {
-        let log = self.dir.path().join(format!("{identity}-{}.log", now_ms()));
+        let started = now_ms();
+        let (kubeconfig, token) =
+            self.service_account_kubeconfig(&format!("{identity}-{started}.kubeconfig"));
+        let log = self.dir.path().join(format!("{identity}-{started}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         // stdout (where the listeners are announced) and stderr share the log: one offset, one order.
         let out = file.try_clone().expect("log file");
@@ -115,35 +198,79 @@ impl Cluster {
                 "--resync",
                 "60s",
             ])
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("POD_NAMESPACE", "stagegate-system")
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAMESPACE", CONTROLLER_NAMESPACE)
             .env("POD_NAME", identity)
             .env("RUST_LOG", "info,kube=warn")
             .env("STAGEGATE_METRICS_LISTEN", "127.0.0.1:0")
             .env_remove("STAGEGATE_FAILPOINT")
             .stdout(out)
             .stderr(file);
+        if let Mode::Namespaced(watched) = &self.mode {
+            for n in watched {
+                cmd.args(["--namespace", n]);
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start stagegate run --kube");
-        Controller { child, log }
+        Controller { child, log, token }
     }
 
-    /// The controller's requests logged so far (kubectl's left out).
+    /// The controller's requests the server refused with 403.
+    pub fn forbidden(&self) -> Vec<RecordedRequest> {
+        self.controller_requests()
+            .into_iter()
+            .filter(|r| r.status == 403)
+            .collect()
+    }
+
+    /// The controller's requests logged so far (the ServiceAccount's; kubectl's left out).
     pub fn controller_requests(&self) -> Vec<RecordedRequest> {
         self.server
             .requests()
             .into_iter()
-            .filter(|r| !r.user_agent.as_deref().unwrap_or("").starts_with("kubectl"))
+            .filter(|r| self.is_controller(r))
             .collect()
     }
 
-    /// Fails when the controller used a (verb, resource) not in the RBAC list.
+    fn is_controller(&self, r: &RecordedRequest) -> bool {
+        let sa = format!(
+            "system:serviceaccount:{CONTROLLER_NAMESPACE}:{}",
+            self.service_account
+        );
+        r.user.as_deref() == Some(sa.as_str())
+    }
+
+    /// Fails when the controller used a (verb, resource) not in the RBAC list,
+    /// or when the server refused one of its requests (403).
     pub fn check_rbac(&self) {
         let allowed = rbac_list();
         let mut all = self.seen.borrow().clone();
         all.extend(self.server.requests());
+        // Every request the controller sent carried the ServiceAccount's token.
+        let anonymous: Vec<String> = all
+            .iter()
+            .filter(|r| !r.user_agent.as_deref().unwrap_or("").starts_with("kubectl"))
+            .filter(|r| !self.is_controller(r))
+            .map(|r| format!("{} {} as {:?}", r.verb, r.path, r.user))
+            .collect();
+        assert!(
+            anonymous.is_empty(),
+            "requests not made as the chart's ServiceAccount: {anonymous:#?}"
+        );
+        all.retain(|r| self.is_controller(r));
+        assert!(!all.is_empty(), "the controller sent no request");
+        let refused: Vec<String> = all
+            .iter()
+            .filter(|r| r.status == 403)
+            .map(|r| format!("{} {} {}", r.verb, r.path, r.query))
+            .collect();
+        assert!(
+            refused.is_empty(),
+            "the rendered chart RBAC refused the controller: {refused:#?}"
+        );
         let used = used_calls(&all);
         eprintln!("controller API calls: {used:#?}");
         let missing: Vec<&String> = used.difference(&allowed).collect();
@@ -161,6 +288,8 @@ pub struct Controller {
     pub child: Child,
     /// Its stdout and stderr.
     pub log: PathBuf,
+    /// Its bearer token (the chart's ServiceAccount).
+    pub token: String,
 }
 
 impl Controller {

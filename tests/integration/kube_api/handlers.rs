@@ -9,6 +9,7 @@ use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use super::auth::{self, Tokens};
 use super::deletion::DeleteOpts;
 use super::discovery;
 use super::patch::{self, PatchKind};
@@ -49,6 +50,10 @@ pub struct RecordedRequest {
     pub user_agent: Option<String>,
     /// HTTP status answered (200 for watches, whose errors come in-stream).
     pub status: u16,
+    /// The authenticated user name.
+    pub user: Option<String>,
+    /// The bearer token sent, to tell two clients of one user apart.
+    pub token: Option<String>,
 }
 
 impl RecordedRequest {
@@ -68,6 +73,11 @@ pub struct Shared {
     pub log: Mutex<Vec<RecordedRequest>>,
     /// `host:port` the server listens on.
     pub address: String,
+    /// Bearer tokens and whom they authenticate.
+    pub tokens: Mutex<Tokens>,
+    /// Lease requests made with these bearer tokens wait this long before
+    /// being served (leader-election fencing tests).
+    pub lease_delay: Mutex<HashMap<String, std::time::Duration>>,
 }
 
 fn json_response(code: u16, body: &Value) -> Response {
@@ -130,6 +140,9 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         accept: header(header::ACCEPT),
         user_agent: header(header::USER_AGENT),
         status: 0,
+        user: None,
+        token: header(header::AUTHORIZATION)
+            .and_then(|v| v.strip_prefix("Bearer ").map(str::to_string)),
     };
     let segments: Vec<&str> = parts
         .uri
@@ -137,14 +150,52 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    let response = route(
-        &shared,
-        &parts.method,
-        &segments,
-        &query,
-        &bytes,
-        &mut record,
-    );
+    let attrs = auth::attributes(parts.method.as_str(), parts.uri.path(), &query);
+    if attrs.resource_request && attrs.resource == "leases" {
+        let token = header(header::AUTHORIZATION).unwrap_or_default();
+        let token = token.strip_prefix("Bearer ").unwrap_or_default();
+        let delay = shared
+            .lease_delay
+            .lock()
+            .expect("lease delay lock")
+            .get(token)
+            .copied();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+    }
+    let admitted = {
+        let store = shared.store.lock().expect("store lock");
+        let tokens = shared.tokens.lock().expect("tokens lock");
+        auth::authenticate(&tokens, &store, &parts.headers).and_then(|user| {
+            record.user = Some(user.name.clone());
+            auth::authorize(&store, &user, &attrs)
+        })
+    };
+    let response = match admitted {
+        Ok(()) => route(
+            &shared,
+            &parts.method,
+            &segments,
+            &query,
+            &bytes,
+            &mut record,
+        ),
+        Err(e) => {
+            if attrs.resource_request {
+                record.verb = attrs.verb.clone();
+                record.group = Some(attrs.group.clone());
+                record.resource = Some(if attrs.subresource.is_empty() {
+                    attrs.resource.clone()
+                } else {
+                    format!("{}/{}", attrs.resource, attrs.subresource)
+                });
+                record.namespace = (!attrs.namespace.is_empty()).then(|| attrs.namespace.clone());
+                record.name = (!attrs.name.is_empty()).then(|| attrs.name.clone());
+            }
+            error_response(&e)
+        }
+    };
     record.status = response.status().as_u16();
     if record.verb.is_empty() {
         record.verb = parts.method.as_str().to_lowercase();
@@ -275,6 +326,7 @@ fn resource(
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         field_manager: query.get("fieldManager").cloned(),
         strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
+        force: query.get("force").is_some_and(|v| v == "true"),
     };
     let selectors = || -> Result<(LabelSelector, FieldSelector), ApiError> {
         let bad = |e: String| ApiError::plain(400, "BadRequest", e);

@@ -32,11 +32,13 @@
 //! crate fits: `kube-fake-client` and `tower-test` mocks are in-memory
 //! services behind a kube `Client`, which kubectl cannot talk to.
 
+mod auth;
 mod defaults;
 mod deletion;
 mod discovery;
 mod events;
 mod handlers;
+mod limits;
 mod patch;
 mod protobuf;
 mod registry;
@@ -57,6 +59,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use auth::Tokens;
+pub use auth::{Identity, ADMIN_TOKEN};
 pub use handlers::RecordedRequest;
 use handlers::Shared;
 use store::Store;
@@ -112,10 +116,14 @@ impl KubeApiServer {
             .set_nonblocking(true)
             .expect("non-blocking listener");
         let addr = listener.local_addr().expect("local address");
+        let mut store = Store::new();
+        auth::bootstrap_policy(&mut store);
         let shared = Arc::new(Shared {
-            store: Mutex::new(Store::new()),
+            store: Mutex::new(store),
             log: Mutex::new(Vec::new()),
             address: addr.to_string(),
+            tokens: Mutex::new(Tokens::new()),
+            lease_delay: Mutex::new(Default::default()),
         });
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = shared.clone();
@@ -162,17 +170,42 @@ impl KubeApiServer {
     }
 
     /// Write a kubeconfig pointing at this server (context namespace
-    /// `default`, no credentials) as `dir/kubeconfig`, and return its path.
+    /// `default`, the administrator's token) as `dir/kubeconfig`, and return its path.
     pub fn write_kubeconfig(&self, dir: &Path) -> PathBuf {
-        let path = dir.join("kubeconfig");
+        self.write_kubeconfig_with_token(dir, "kubeconfig", ADMIN_TOKEN)
+    }
+
+    /// Write `dir/<file>`: a kubeconfig for this server that authenticates with `token`.
+    pub fn write_kubeconfig_with_token(&self, dir: &Path, file: &str, token: &str) -> PathBuf {
+        let path = dir.join(file);
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n\
-             users:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    \
+             users:\n- name: test\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    \
              user: test\n    namespace: default\ncurrent-context: test\n",
             self.url()
         );
         std::fs::write(&path, text).expect("write kubeconfig");
         path
+    }
+
+    /// A new bearer token for `identity` (a ServiceAccount's is refused once
+    /// the ServiceAccount is gone, as a real server refuses it).
+    pub fn token_for(&self, identity: Identity) -> String {
+        self.shared
+            .tokens
+            .lock()
+            .expect("tokens lock")
+            .issue(identity)
+    }
+
+    /// Makes every Lease request made with `token` wait `delay` before it is
+    /// served (`None`: no delay), as a partitioned API server would for one replica.
+    pub fn delay_lease_requests(&self, token: &str, delay: Option<std::time::Duration>) {
+        let mut delays = self.shared.lease_delay.lock().expect("lease delay lock");
+        match delay {
+            Some(d) => delays.insert(token.to_string(), d),
+            None => delays.remove(token),
+        };
     }
 
     /// A `kubectl` command for this server (private kubeconfig and discovery
@@ -202,9 +235,17 @@ impl KubeApiServer {
         }
     }
 
-    /// A kube-rs configuration for this server (default namespace `default`).
+    /// A kube-rs configuration for this server (default namespace `default`), as the administrator.
     pub fn kube_config(&self) -> kube::Config {
-        kube::Config::new(self.url().parse().expect("server URL is a valid URI"))
+        self.kube_config_with_token(ADMIN_TOKEN)
+    }
+
+    /// A kube-rs configuration that authenticates with `token`.
+    pub fn kube_config_with_token(&self, token: &str) -> kube::Config {
+        let mut config = kube::Config::new(self.url().parse().expect("server URL is a valid URI"));
+        config.auth_info =
+            serde_json::from_value(serde_json::json!({ "token": token })).expect("auth info");
+        config
     }
 
     /// A kube-rs client; call it inside a tokio runtime (the client spawns a worker).
@@ -225,6 +266,21 @@ impl KubeApiServer {
     /// Forget the logged requests.
     pub fn clear_requests(&self) {
         self.shared.log.lock().expect("log lock").clear();
+    }
+
+    /// Create an object straight in the store (`group` "" for core), bypassing
+    /// HTTP and the log: bulk setup such as benchmarks (benches/kube_secrets.rs).
+    #[allow(dead_code)]
+    pub fn create_object(&self, group: &str, plural: &str, namespace: &str, body: Value) {
+        let mut store = self.shared.store.lock().expect("store lock");
+        let rt = store
+            .registry
+            .storage(group, plural)
+            .expect("a served resource")
+            .clone();
+        store
+            .create(&rt, namespace, body, &store::WriteOpts::default())
+            .expect("a valid object");
     }
 
     /// Drop the watch history, so that resuming any earlier resourceVersion gets 410 Gone.

@@ -32,6 +32,63 @@ impl PatchKind {
     }
 }
 
+/// The managers other than `me` that wrote `current` (status writers left
+/// out) and the fields `patch` would change, when a server-side apply without
+/// `force` must be refused. Field ownership is not tracked here, so every
+/// earlier manager is taken to own every field it wrote; a field set to the
+/// value it already has is shared, not a conflict, as in kube-apiserver.
+pub fn apply_conflicts(
+    current: &Value,
+    patch: &Value,
+    me: Option<&str>,
+) -> Result<(), (Vec<String>, Vec<String>)> {
+    let mut managers: Vec<String> = current["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.get("subresource").is_none())
+        .filter_map(|e| e["manager"].as_str())
+        .filter(|m| Some(*m) != me)
+        .map(str::to_string)
+        .collect();
+    managers.dedup();
+    if managers.is_empty() {
+        return Ok(());
+    }
+    let mut changed = Vec::new();
+    changed_fields(current, patch, "", &mut changed);
+    if changed.is_empty() {
+        Ok(())
+    } else {
+        Err((managers, changed))
+    }
+}
+
+/// Paths (`.spec.versions`) where `patch` sets a value `current` does not hold;
+/// lists are compared whole, server-owned metadata is left out.
+fn changed_fields(current: &Value, patch: &Value, path: &str, out: &mut Vec<String>) {
+    let Value::Object(fields) = patch else {
+        if current != patch {
+            out.push(path.to_string());
+        }
+        return;
+    };
+    for (k, v) in fields {
+        if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "status") {
+            continue;
+        }
+        if path == ".metadata" && !matches!(k.as_str(), "labels" | "annotations") {
+            continue;
+        }
+        let here = format!("{path}.{k}");
+        match current.get(k) {
+            Some(c) if v.is_object() && c.is_object() => changed_fields(c, v, &here, out),
+            Some(c) if c == v => {}
+            _ => out.push(here),
+        }
+    }
+}
+
 /// Parse a patch body; apply patches are YAML (of which JSON is a subset).
 pub fn parse_body(kind: PatchKind, body: &[u8]) -> Result<Value, String> {
     match kind {

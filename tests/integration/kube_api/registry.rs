@@ -86,12 +86,35 @@ fn builtin(
     }
 }
 
+const RBAC: &str = "rbac.authorization.k8s.io";
+
 /// The built-in kinds: what the controller and kubectl touch besides CRs.
 pub fn builtins() -> Vec<ResourceType> {
     vec![
         builtin("", "v1", "namespaces", "Namespace", false, &["ns"], true),
         builtin("", "v1", "secrets", "Secret", true, &[], false),
         builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"], false),
+        builtin(
+            "",
+            "v1",
+            "serviceaccounts",
+            "ServiceAccount",
+            true,
+            &["sa"],
+            false,
+        ),
+        builtin(RBAC, "v1", "roles", "Role", true, &[], false),
+        builtin(RBAC, "v1", "rolebindings", "RoleBinding", true, &[], false),
+        builtin(RBAC, "v1", "clusterroles", "ClusterRole", false, &[], false),
+        builtin(
+            RBAC,
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            &[],
+            false,
+        ),
         builtin("", "v1", "events", "Event", true, &["ev"], false),
         builtin(
             "events.k8s.io",

@@ -92,6 +92,44 @@ impl ApiError {
         }
     }
 
+    /// 409: a server-side apply would change fields other managers own
+    /// (worded as kube-apiserver's, which kubectl follows with its
+    /// `--force-conflicts` advice).
+    pub fn apply_conflict(
+        rt: &ResourceType,
+        name: &str,
+        managers: &[String],
+        fields: &[String],
+    ) -> Self {
+        let n = fields.len();
+        let plural = if n == 1 { "" } else { "s" };
+        let who: Vec<String> = managers
+            .iter()
+            .map(|m| format!("\"{m}\" using {}", rt.api_version()))
+            .collect();
+        let listed = if n == 1 {
+            format!(" {}", fields[0])
+        } else {
+            fields.iter().map(|f| format!("\n- {f}")).collect()
+        };
+        let message = format!(
+            "Apply failed with {n} conflict{plural}: conflict{plural} with {}:{listed}",
+            who.join(", ")
+        );
+        let causes: Vec<Value> = fields
+            .iter()
+            .map(|f| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", who.join(", ")), "field": f}))
+            .collect();
+        ApiError {
+            code: 409,
+            reason: "Conflict",
+            message,
+            details: Some(
+                json!({"name": name, "group": rt.group, "kind": rt.plural, "causes": causes}),
+            ),
+        }
+    }
+
     /// A failure that concerns no particular object.
     pub fn plain(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         ApiError {

@@ -49,6 +49,8 @@ pub struct WriteOpts {
     pub field_manager: Option<String>,
     /// `fieldValidation=Strict`: unknown fields are an error rather than pruned.
     pub strict: bool,
+    /// `force=true` on a server-side apply: take fields over from other managers.
+    pub force: bool,
 }
 
 /// One change, as watches deliver it.
@@ -144,7 +146,7 @@ fn spec_part(obj: &Value, rt: &ResourceType) -> Value {
 /// Apply a custom resource's schema (pruning, defaults, validation) to a write.
 fn admit(rt: &ResourceType, name: &str, obj: &mut Value, opts: &WriteOpts) -> Result<(), ApiError> {
     let Some(schema) = &rt.schema else {
-        return Ok(());
+        return super::limits::admit(rt, name, obj);
     };
     schema::admit(schema, obj, opts.strict).map_err(|why| match why {
         schema::Rejection::Invalid(causes) => ApiError::invalid_fields(rt, name, &causes),
@@ -470,6 +472,11 @@ impl Store {
             return Err(ApiError::not_found(rt, name));
         };
         let base = Self::present(rt, &current);
+        if kind == PatchKind::Apply && !opts.force {
+            super::patch::apply_conflicts(&base, patch, opts.field_manager.as_deref()).map_err(
+                |(managers, fields)| ApiError::apply_conflict(rt, name, &managers, &fields),
+            )?;
+        }
         let patched =
             super::patch::apply(kind, &base, patch).map_err(|e| ApiError::invalid(rt, name, &e))?;
         if !patched.is_object() {

@@ -2,6 +2,7 @@
 
 mod kube_client;
 mod kubectl;
+mod rbac;
 
 use std::path::{Path, PathBuf};
 
