@@ -263,6 +263,24 @@ fn examples_reconcile_like_directory_mode_and_follow_kubectl_changes() {
     let w = writes(&c.controller_requests());
     assert!(w.is_empty(), "no write expected, got {w:#?}");
     c.check_rbac();
+    // Secrets are listed and watched by metadata only: no Secret's data in the cluster is
+    // sent to (or cached by) the controller, as a real API server does for this Accept header.
+    let wholesale: Vec<String> = c
+        .controller_requests()
+        .iter()
+        .filter(|r| r.resource.as_deref() == Some("secrets"))
+        .filter(|r| r.verb == "list" || r.verb == "watch")
+        .filter(|r| {
+            !r.accept
+                .as_deref()
+                .is_some_and(|a| a.contains("as=PartialObjectMetadata"))
+        })
+        .map(|r| format!("{} {}?{} accept {:?}", r.verb, r.path, r.query, r.accept))
+        .collect();
+    assert!(
+        wholesale.is_empty(),
+        "Secrets listed or watched with their data: {wholesale:#?}"
+    );
 
     // A binding's role changes.
     c.kubectl(&[

@@ -355,7 +355,8 @@ fn resource(
             };
             let table = (t.rt.custom && table::wanted(record.accept.as_deref()))
                 .then(|| query.get("includeObject").cloned());
-            let w = WatchRequest { rt: t.rt, namespace: t.namespace, labels, fields, table };
+            let metadata_only = table.is_none() && table::metadata_wanted(record.accept.as_deref());
+            let w = WatchRequest { rt: t.rt, namespace: t.namespace, labels, fields, table, metadata_only };
             drop(store);
             return Response::builder()
                 .header(header::CONTENT_TYPE, "application/json")
@@ -368,6 +369,16 @@ fn resource(
                 let include = query.get("includeObject").map(String::as_str);
                 return table::render(&t.rt, &items, store.resource_version(), include);
             }
+            if table::metadata_wanted(record.accept.as_deref()) {
+                // Metadata only, as kube-apiserver answers `as=PartialObjectMetadataList`.
+                let items: Vec<Value> = items.iter().map(table::partial).collect();
+                return json!({
+                    "kind": "PartialObjectMetadataList",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": {"resourceVersion": store.resource_version().to_string()},
+                    "items": items,
+                });
+            }
             json!({
                 "kind": t.rt.list_kind,
                 "apiVersion": t.rt.api_version(),
@@ -379,6 +390,8 @@ fn resource(
             if t.rt.custom && t.sub == Sub::Main && table::wanted(record.accept.as_deref()) {
                 let include = query.get("includeObject").map(String::as_str);
                 table::render(&t.rt, &[obj], store.resource_version(), include)
+            } else if table::metadata_wanted(record.accept.as_deref()) {
+                table::partial(&obj)
             } else {
                 obj
             }

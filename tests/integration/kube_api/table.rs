@@ -13,6 +13,18 @@ pub fn wanted(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| a.contains("as=Table"))
 }
 
+/// Whether the `Accept` header asks for metadata only
+/// (`as=PartialObjectMetadata` or `as=PartialObjectMetadataList`, as kube-rs's
+/// `metadata_watcher` and `kubectl get -o name` send).
+pub fn metadata_wanted(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("as=PartialObjectMetadata"))
+}
+
+/// `object` as a `meta.k8s.io/v1` PartialObjectMetadata: its metadata only.
+pub fn partial(object: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"]})
+}
+
 /// A Table of `objects` with the type's printer columns (Name and Age when it declares none).
 pub fn render(
     rt: &ResourceType,
@@ -45,7 +57,7 @@ pub fn render(
             let object = match include {
                 Some("Object") => o.clone(),
                 Some("None") => Value::Null,
-                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}),
+                _ => partial(o),
             };
             json!({"cells": cells, "object": object})
         })

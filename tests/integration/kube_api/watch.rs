@@ -33,6 +33,8 @@ pub struct WatchRequest {
     pub fields: FieldSelector,
     /// Send objects as one-row Tables (`kubectl get -w`), with this `includeObject`.
     pub table: Option<Option<String>>,
+    /// Send metadata only (`as=PartialObjectMetadata`).
+    pub metadata_only: bool,
 }
 
 impl WatchRequest {
@@ -40,7 +42,11 @@ impl WatchRequest {
     /// definitions only the stream's first Table carries, as kube-apiserver does.
     fn shape(&self, obj: Value, first: &mut bool) -> Value {
         let Some(include) = &self.table else {
-            return obj;
+            return if self.metadata_only {
+                super::table::partial(&obj)
+            } else {
+                obj
+            };
         };
         let rv = obj["metadata"]["resourceVersion"]
             .as_str()

@@ -588,3 +588,52 @@ async fn kube_controller_reconciles_across_namespaces() {
         "{watched:?}"
     );
 }
+
+/// `as=PartialObjectMetadata[List]` is answered with metadata only, as
+/// kube-apiserver does: a Secret's data never crosses the wire to a client
+/// that asked for its metadata.
+#[tokio::test]
+async fn metadata_only_requests_get_no_secret_data() {
+    let server = KubeApiServer::start();
+    let client = server.client();
+    let secrets: Api<Secret> = Api::default_namespaced(client.clone());
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "helm-release", "labels": {"owner": "helm"}},
+        "stringData": {"release": "not-for-stagegate"},
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let ask = |path: &str, accept: &str| {
+        axum::http::Request::get(path)
+            .header(axum::http::header::ACCEPT, accept)
+            .body(Vec::new())
+            .unwrap()
+    };
+    let meta = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+    let list = client
+        .request_text(ask("/api/v1/namespaces/default/secrets", meta))
+        .await
+        .unwrap();
+    let one = client
+        .request_text(ask(
+            "/api/v1/namespaces/default/secrets/helm-release",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        ))
+        .await
+        .unwrap();
+    for text in [&list, &one] {
+        assert!(text.contains("helm-release"), "{text}");
+        assert!(!text.contains("\"data\""), "data sent: {text}");
+    }
+    assert!(list.contains("\"PartialObjectMetadataList\""), "{list}");
+    // kube-rs's metadata-only watcher sees the object, labels included.
+    let meta_api: Api<kube::core::PartialObjectMeta<Secret>> = Api::default_namespaced(client);
+    let listed = meta_api.list(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items[0].labels()["owner"], "helm");
+    // A plain request still gets the whole Secret.
+    let whole = secrets.get("helm-release").await.unwrap();
+    assert!(whole.data.is_some_and(|d| d.contains_key("release")));
+}
