@@ -157,7 +157,7 @@ impl Metrics {
         );
         registry.register(
             "requests_throttled",
-            "Requests refused by the per-client rate limit",
+            "Requests refused by a request-rate limit (per client address, or per authenticated caller on the decision routes)",
             m.requests_throttled.clone(),
         );
         registry.register("sessions", "Live login sessions", m.sessions.clone());
