@@ -152,7 +152,9 @@ fn the_readme_try_it_block_works_from_a_fresh_clone() {
         .and_then(|(_, rest)| rest.split_once('}'))
         .expect("the password in the command")
         .0;
-    let maria = api.login("maria", password);
-    assert_eq!(maria.status, 200, "{}", maria.text);
+    // The status is committed before the API's index is refreshed: wait for the index.
+    wait_for(&r, 60, "maria's login with the provided password", || {
+        (api.login("maria", password).status == 200).then_some(())
+    });
     assert_eq!(r.terminate().code(), Some(0));
 }
