@@ -15,6 +15,7 @@ use crate::resources::{AccessDelegation, AccessDomain, User, DOMAINS_FILE};
 use crate::snapshot::{
     Declared, Diagnostic, Domain, ObjectKey, Places, Reason, Severity, Snapshot,
 };
+use kube::core::object::HasSpec;
 use kube::{Resource, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -86,102 +87,63 @@ pub(super) fn check(snap: &mut Snapshot, out: &mut Vec<Diagnostic>) {
         r.pins
     };
     snap.domains.resolved = resolved.0.values().cloned().collect();
-    let domain_of = |place: Option<Place>| -> (Option<Place>, Option<Domain>) {
-        let domain = place
-            .as_ref()
-            .and_then(|p| resolved.lookup(p))
-            .map(|(_, d)| d.clone());
-        (place, domain)
-    };
     let snap_ref: &Snapshot = snap;
-    let users: Vec<_> = snap_ref
-        .users
-        .iter()
-        .map(|d| domain_of(place_of(snap_ref, d)))
-        .collect();
-    let bindings: Vec<_> = snap_ref
-        .bindings
-        .iter()
-        .map(|d| domain_of(place_of(snap_ref, d)))
-        .collect();
-    let tokens: Vec<_> = snap_ref
-        .tokens
-        .iter()
-        .map(|d| domain_of(place_of(snap_ref, d)))
-        .collect();
-    let requests: Vec<_> = snap_ref
-        .requests
-        .iter()
-        .map(|d| domain_of(place_of(snap_ref, d)))
-        .collect();
-    let delegations: Vec<_> = snap_ref
-        .domains
-        .delegations
-        .iter()
-        .map(|d| domain_of(place_of(snap_ref, d)))
-        .collect();
+    let users = resolve_each(snap_ref, &resolved, &snap_ref.users);
+    let bindings = resolve_each(snap_ref, &resolved, &snap_ref.bindings);
+    let tokens = resolve_each(snap_ref, &resolved, &snap_ref.tokens);
+    let requests = resolve_each(snap_ref, &resolved, &snap_ref.requests);
+    let delegations = resolve_each(snap_ref, &resolved, &snap_ref.domains.delegations);
     {
         let mut c = Checker {
             snap: snap_ref,
             out,
         };
-        for (d, (place, dom)) in snap_ref.bindings.iter().zip(&bindings) {
-            let s = &d.object.spec;
+        c.scoped_each(&snap_ref.bindings, &bindings, "spec.role", |s| {
             let what = format!("grants {} to {} at {}", s.role, s.user, s.scope());
-            c.scoped(
-                d,
-                place,
-                dom,
-                &s.scope(),
-                s.scope.is_some(),
-                "spec.role",
-                &what,
-            );
-        }
-        for (d, (place, dom)) in snap_ref.tokens.iter().zip(&tokens) {
-            let s = &d.object.spec;
+            (s.scope(), s.scope.is_some(), what)
+        });
+        c.scoped_each(&snap_ref.tokens, &tokens, "spec.role", |s| {
             let what = format!("is a {} token at {}", s.role, s.scope());
-            c.scoped(
-                d,
-                place,
-                dom,
-                &s.scope(),
-                s.scope.is_some(),
-                "spec.role",
-                &what,
-            );
-        }
-        for (d, (place, dom)) in snap_ref.requests.iter().zip(&requests) {
-            let s = &d.object.spec;
+            (s.scope(), s.scope.is_some(), what)
+        });
+        c.scoped_each(&snap_ref.requests, &requests, "spec.model", |s| {
             let what = format!("moves model {} at {}", s.model, s.scope());
-            c.scoped(
-                d,
-                place,
-                dom,
-                &s.scope(),
-                s.scope.is_some(),
-                "spec.model",
-                &what,
-            );
-        }
+            (s.scope(), s.scope.is_some(), what)
+        });
         for (d, (place, dom)) in snap_ref.users.iter().zip(&users) {
             c.placed(d, place, dom);
         }
         c.usernames(&users);
     }
-    for (d, (_, dom)) in snap.users.iter_mut().zip(users) {
-        d.domain = dom;
-    }
-    for (d, (_, dom)) in snap.bindings.iter_mut().zip(bindings) {
-        d.domain = dom;
-    }
-    for (d, (_, dom)) in snap.tokens.iter_mut().zip(tokens) {
-        d.domain = dom;
-    }
-    for (d, (_, dom)) in snap.requests.iter_mut().zip(requests) {
-        d.domain = dom;
-    }
-    for (d, (_, dom)) in snap.domains.delegations.iter_mut().zip(delegations) {
+    record(&mut snap.users, users);
+    record(&mut snap.bindings, bindings);
+    record(&mut snap.tokens, tokens);
+    record(&mut snap.requests, requests);
+    record(&mut snap.domains.delegations, delegations);
+}
+
+/// Each declaration's place and the domain resolved for it, in order.
+fn resolve_each<K: Resource<DynamicType = ()>>(
+    snap: &Snapshot,
+    pins: &Pins,
+    items: &[Declared<K>],
+) -> Vec<(Option<Place>, Option<Domain>)> {
+    items
+        .iter()
+        .map(|d| {
+            let place = place_of(snap, d);
+            let domain = place
+                .as_ref()
+                .and_then(|p| pins.lookup(p))
+                .map(|(_, dom)| dom.clone());
+            (place, domain)
+        })
+        .collect()
+}
+
+/// Records on each declaration the domain `resolve_each` found for it.
+fn record<K>(items: &mut [Declared<K>], resolved: Vec<(Option<Place>, Option<Domain>)>) {
+    for (d, (_, dom)) in items.iter_mut().zip(resolved) {
         d.domain = dom;
     }
 }
@@ -614,29 +576,30 @@ impl Checker<'_> {
         }
     }
 
-    /// A grant, token or model at `scope` must lie inside the domain's pin.
-    #[allow(clippy::too_many_arguments)]
-    fn scoped<K: Resource<DynamicType = ()>>(
+    /// A grant, token or model at its scope must lie inside the domain's pin,
+    /// for every declaration of one kind. `describe` gives a spec's scope,
+    /// whether the scope was written, and what the declaration does.
+    fn scoped_each<K: Resource<DynamicType = ()> + HasSpec>(
         &mut self,
-        d: &Declared<K>,
-        place: &Option<Place>,
-        dom: &Option<Domain>,
-        scope: &Scope,
-        has_scope: bool,
+        items: &[Declared<K>],
+        resolved: &[(Option<Place>, Option<Domain>)],
         fallback_field: &str,
-        what: &str,
+        describe: impl Fn(&K::Spec) -> (Scope, bool, String),
     ) {
-        if !self.placed(d, place, dom) {
-            return;
-        }
-        if let Some(dom) = dom.as_ref().filter(|dom| !dom.admits(scope)) {
-            let field = if has_scope {
-                "spec.scope"
-            } else {
-                fallback_field
-            };
-            let msg = format!("{} {what}, outside its access domain: {dom}", d.key().kind);
-            self.error(d, field, msg);
+        for (d, (place, dom)) in items.iter().zip(resolved) {
+            if !self.placed(d, place, dom) {
+                continue;
+            }
+            let (scope, has_scope, what) = describe(d.object.spec());
+            if let Some(dom) = dom.as_ref().filter(|dom| !dom.admits(&scope)) {
+                let field = if has_scope {
+                    "spec.scope"
+                } else {
+                    fallback_field
+                };
+                let msg = format!("{} {what}, outside its access domain: {dom}", d.key().kind);
+                self.error(d, field, msg);
+            }
         }
     }
 
