@@ -348,7 +348,7 @@ pub fn audit(nav: &Nav, page: &AuditPage, q: &AuditQueryView) -> Markup {
                     @for e in &page.entries {
                         tr {
                             td { (e.id) }
-                            td { (when(e.at)) }
+                            td.when { (when(e.at)) }
                             td { (e.action) }
                             td { (e.object) }
                             td { code { (e.source) } }

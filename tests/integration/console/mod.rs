@@ -52,6 +52,11 @@ struct Org {
 
 impl Org {
     fn start() -> Org {
+        Org::start_with(&[])
+    }
+
+    /// [`Org::start`] with extra `stagegate run` flags.
+    fn start_with(extra: &[&str]) -> Org {
         let ws = Workspace::new();
         support::copy_dir(&support::root().join("examples"), &ws.manifests());
         ws.write("extra.yaml", EXTRA);
@@ -62,7 +67,7 @@ impl Org {
             "password",
             MARIA_PASSWORD,
         );
-        let run = ws.start(&[]);
+        let run = ws.start(extra);
         let base = ready_client(&run).base().to_string();
         Org { ws, run, base }
     }
@@ -466,4 +471,74 @@ fn console_pages_pass_accessibility_basics() {
     check("forbidden");
     b.goto(&org.url("/account"));
     check("account");
+}
+
+/// The cookies' attributes over plain HTTP, and `Secure` once `--public-url` is https
+/// (TLS ends at a proxy in front); a `--public-url` that is no http(s) URL is refused.
+#[test]
+fn console_cookies_are_secure_behind_an_https_public_url() {
+    let set_cookies = |org: &Org, user: &str, password: &str| -> Vec<String> {
+        let h = http();
+        let page = h.get(org.url("/login")).send().unwrap();
+        let nonce = page.headers()["set-cookie"].to_str().unwrap().to_string();
+        let html = page.text().unwrap();
+        let csrf = html
+            .split_once("name=\"csrf\" value=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .expect("the login form's CSRF token")
+            .0
+            .to_string();
+        let mut all = vec![nonce.clone()];
+        let cookie = nonce.split(';').next().unwrap().to_string();
+        let r = wait_for(&org.run, 60, "a login", || {
+            let r = h
+                .post(org.url("/login"))
+                .header("cookie", &cookie)
+                .form(&[("username", user), ("password", password), ("csrf", &csrf)])
+                .send()
+                .unwrap();
+            (r.status() == 303).then_some(r)
+        });
+        all.extend(
+            r.headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string()),
+        );
+        all
+    };
+
+    let plain = Org::start();
+    let cookies = set_cookies(&plain, "maria", MARIA_PASSWORD);
+    assert_eq!(cookies.len(), 4, "{cookies:?}");
+    for c in &cookies {
+        assert!(c.contains("; HttpOnly; SameSite=Strict"), "{c}");
+        assert!(!c.contains("Secure"), "{c}");
+    }
+    assert!(cookies
+        .iter()
+        .any(|c| c.starts_with("stagegate_session=sgs_") && c.contains("Path=/;")));
+    drop(plain);
+
+    let proxied = Org::start_with(&["--public-url", "https://stagegate.example.com/"]);
+    let cookies = set_cookies(&proxied, "maria", MARIA_PASSWORD);
+    for c in &cookies {
+        assert!(c.ends_with("; HttpOnly; SameSite=Strict; Secure"), "{c}");
+    }
+    drop(proxied);
+
+    let ws = Workspace::new();
+    let o = support::stagegate()
+        .args(["run", "--dir"])
+        .arg(ws.manifests())
+        .args(["--public-url", "ftp://stagegate.example.com"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        support::stderr(&o)
+            .contains("\"ftp://stagegate.example.com\" is not an http:// or https:// URL"),
+        "{}",
+        support::stderr(&o)
+    );
 }
