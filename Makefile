@@ -17,8 +17,11 @@ test: test-deps
 	$(CARGO) test --locked
 
 ## Python packages the chart tests need (Helm's Go SDK via helm-python-sdk),
-## installed into $(VENV).
+## installed into $(VENV); Chromium and its WebDriver for the console tests
+## (Debian packages, installed only when missing).
 test-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update && apt-get install -y chromium chromium-driver; }
 	@[ -x $(PYTHON) ] || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
 

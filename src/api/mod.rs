@@ -14,6 +14,7 @@
 mod audit;
 mod auth;
 mod config;
+mod console;
 mod devices;
 mod error;
 mod handlers;
@@ -28,6 +29,7 @@ mod throttle;
 
 pub use auth::{Caller, Login};
 pub use config::{ApiConfig, BackoffPolicy, RateLimitConfig};
+pub use console::SESSION_COOKIE;
 pub use devices::DEVICE_PREFIX;
 pub use error::{ApiError, ErrorBody};
 pub use handlers::{
@@ -100,6 +102,7 @@ pub fn router(state: ApiState) -> Router {
     let timeout = state.config().request_timeout;
     routes()
         .router
+        .merge(console::router())
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -69,6 +69,22 @@ pub struct ApiArgs {
     /// Requests a caller may send at once before --caller-rate-limit applies (default: twice the rate).
     #[arg(long, value_name = "N", env = "STAGEGATE_CALLER_BURST")]
     pub caller_burst: Option<u32>,
+    /// The URL people reach the API and web console at, e.g. https://stagegate.example.com
+    /// (behind a TLS proxy): an https URL makes the console's cookies Secure.
+    #[arg(long, value_name = "URL", env = "STAGEGATE_PUBLIC_URL", value_parser = public_url)]
+    pub public_url: Option<String>,
+}
+
+/// Accepts an absolute http:// or https:// URL.
+fn public_url(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    match lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+    {
+        Some(rest) if !rest.is_empty() => Ok(s.trim_end_matches('/').to_string()),
+        _ => Err(format!("{s:?} is not an http:// or https:// URL")),
+    }
 }
 
 impl ApiArgs {
@@ -127,6 +143,7 @@ pub async fn start(
         header_read_timeout: args.header_read_timeout,
         request_timeout: args.request_timeout,
         login_backoff_per_client: per_client,
+        public_url: args.public_url.clone(),
         ..defaults
     };
     let path = store.to_path_buf();
