@@ -171,12 +171,14 @@ pub fn reconcile_with(
         key,
         password_params,
         now,
+        None,
     )
 }
 
 /// Plans `snap` against `state` (the store's current state, which the caller may have
 /// cached while the store did not change) and applies the plan, delivering through `sink`
-/// (the directory sink, or one answering from a cache of `secrets_dir`).
+/// (the directory sink, or one answering from a cache of `secrets_dir`). With `public_url`
+/// (`run --public-url`), delivered invitations also hold a ready-to-open acceptance URL.
 #[allow(clippy::too_many_arguments)]
 pub fn reconcile_with_state(
     snap: &Snapshot,
@@ -187,6 +189,7 @@ pub fn reconcile_with_state(
     key: &ServerKey,
     password_params: PasswordParams,
     now: Timestamp,
+    public_url: Option<&str>,
 ) -> Result<(Plan, Vec<Outcome>), DirError> {
     crate::secrets::tighten_secrets_dir(secrets_dir);
     let plan = plan_against(snap, state, sink, key, password_params.policy, now)?;
@@ -202,6 +205,7 @@ pub fn reconcile_with_state(
             now,
             server_key: key,
             password_params,
+            public_url,
         },
     )?;
     Ok((plan, outcomes))

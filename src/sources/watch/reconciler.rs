@@ -29,6 +29,8 @@ pub struct StoreReconciler {
     state: Option<(StateToken, StoreState)>,
     /// How many times the whole state was read (a figure for tests).
     state_reads: u64,
+    /// `run --public-url`: invitation Secrets also hold an acceptance URL.
+    public_url: Option<String>,
 }
 
 /// The machine reason of a reconcile that could not run.
@@ -69,7 +71,14 @@ impl StoreReconciler {
             last_success: None,
             state: None,
             state_reads: 0,
+            public_url: None,
         }
+    }
+
+    /// Delivered invitations also hold an acceptance URL under this base (`run --public-url`).
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url;
+        self
     }
 
     /// The store (read access for hooks and tests).
@@ -133,6 +142,7 @@ impl Reconciler for StoreReconciler {
             &self.server_key,
             self.password_params,
             now,
+            self.public_url.as_deref(),
         )
         .map_err(|e| ReconcileError::new(reason(&e), e.to_string()))?;
         // Only after a successful apply: the store now reflects the declarations.
