@@ -24,6 +24,8 @@ pub struct UserEntry {
     pub grants: Vec<Grant>,
     /// The bootstrap administrator (issue 8), not a declared user.
     pub bootstrap: bool,
+    /// When the person chose the password in force (self-service); none for a declared one.
+    pub password_chosen_at: Option<Timestamp>,
 }
 
 impl UserEntry {
@@ -108,6 +110,7 @@ impl Index {
                         password_hash: u.password_hash.clone(),
                         grants: Vec::new(),
                         bootstrap: u.bootstrap,
+                        password_chosen_at: u.password_chosen_at,
                     },
                 )
             })

@@ -11,6 +11,7 @@
 //! The hot path (token check, session check, decision) reads only the
 //! in-memory index; SQL runs at login, logout and refresh.
 
+mod account;
 mod audit;
 mod auth;
 mod config;
@@ -27,6 +28,7 @@ mod sessions;
 mod state;
 mod throttle;
 
+pub use account::{Account, SessionList, SessionView};
 pub use auth::{Caller, Login};
 pub use config::{ApiConfig, BackoffPolicy, RateLimitConfig};
 pub use console::SESSION_COOKIE;
@@ -82,6 +84,20 @@ fn routes() -> Routes {
     .add(Method::POST, "/v1/authorize", handlers::authorize)
     .add(Method::GET, "/v1/models", handlers::models)
     .add(Method::GET, "/v1/audit", audit::audit)
+    .add(Method::POST, "/v1/invitations/accept", account::accept)
+    .add(Method::GET, "/v1/invitations/accept", account::accept_page)
+    .add(Method::GET, "/v1/account", account::account)
+    .add(
+        Method::POST,
+        "/v1/account/password",
+        account::change_password,
+    )
+    .add(Method::GET, "/v1/account/sessions", account::sessions)
+    .add(
+        Method::DELETE,
+        "/v1/account/sessions/{id}",
+        account::end_session,
+    )
     .add(Method::GET, "/healthz", handlers::healthz)
     .add(Method::GET, "/readyz", handlers::readyz)
     .add(Method::GET, "/metrics", handlers::metrics)

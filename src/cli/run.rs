@@ -154,6 +154,11 @@ async fn run_dir(
         );
     }
     println!("  server key: {}", o.key_file().display());
+    if let Some(url) = &api.public_url {
+        println!(
+            "  public url: {url}  (invitation Secrets hold <url>/v1/invitations/accept#code=...)"
+        );
+    }
     tracing::info!(
         dir = %o.dir.display(),
         store = %o.store.display(),
@@ -161,6 +166,7 @@ async fn run_dir(
         resync = %humantime::format_duration(mode.resync),
         "starting directory daemon"
     );
+    let public_url = api.public_url.clone();
     let api = super::serve::start(
         api,
         &o.store,
@@ -175,7 +181,8 @@ async fn run_dir(
         server_key,
         o.password_params,
         mode.bootstrap.clone(),
-    );
+    )
+    .with_public_url(public_url);
     let daemon = Daemon::new(
         DaemonConfig {
             dir: o.dir.clone(),

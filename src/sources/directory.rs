@@ -171,6 +171,7 @@ pub fn reconcile_with(
         key,
         password_params,
         now,
+        None,
     )
     .map(|(plan, outcomes, _)| (plan, outcomes))
 }
@@ -187,7 +188,8 @@ pub struct Timings {
 /// Plans `snap` against `state` (the store's current state, which the caller may have
 /// cached while the store did not change) and applies the plan, delivering through `sink`
 /// (the directory sink, or one answering from a cache of `secrets_dir`); says how long
-/// planning and applying took.
+/// planning and applying took. With `public_url` (`run --public-url`), delivered
+/// invitations also hold a ready-to-open acceptance URL.
 #[allow(clippy::too_many_arguments)]
 pub fn reconcile_with_state(
     snap: &Snapshot,
@@ -198,6 +200,7 @@ pub fn reconcile_with_state(
     key: &ServerKey,
     password_params: PasswordParams,
     now: Timestamp,
+    public_url: Option<&str>,
 ) -> Result<(Plan, Vec<Outcome>, Timings), DirError> {
     crate::secrets::tighten_secrets_dir(secrets_dir);
     let started = std::time::Instant::now();
@@ -216,6 +219,7 @@ pub fn reconcile_with_state(
             now,
             server_key: key,
             password_params,
+            public_url,
         },
     )?;
     let timings = Timings {

@@ -145,11 +145,34 @@ pub(super) fn user_row(r: &Row) -> rusqlite::Result<UserRow> {
         password_id: r.get("password_id")?,
         password_rotation: r.get("password_rotation")?,
         pending_password: pending,
+        password_chosen_at: ts_opt(r, "password_chosen_at")?,
+        invitation: invitation(r)?,
         first_login: ts_opt(r, "first_login")?,
         last_login: ts_opt(r, "last_login")?,
         bootstrap: r.get("bootstrap")?,
         owner: owner(r)?,
     })
+}
+
+fn invitation(r: &Row) -> rusqlite::Result<Option<InvitationRow>> {
+    let Some(id) = r.get::<_, Option<String>>("invitation_id")? else {
+        return Ok(None);
+    };
+    Ok(Some(InvitationRow {
+        id,
+        code_hmac: HashValue::new(
+            r.get::<_, Option<String>>("invitation_hmac")?
+                .unwrap_or_default(),
+        ),
+        rotation: r.get::<_, Option<u32>>("invitation_rotation")?.unwrap_or(0),
+        issued_at: ts(r, "invitation_issued_at")?,
+        expires_at: ts(r, "invitation_expires_at")?,
+        state: match r.get::<_, Option<String>>("invitation_state")?.as_deref() {
+            Some("issued") => InvitationState::Issued,
+            Some("accepted") => InvitationState::Accepted,
+            _ => InvitationState::Pending,
+        },
+    }))
 }
 
 pub(super) fn binding_row(r: &Row) -> rusqlite::Result<BindingRow> {

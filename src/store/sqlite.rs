@@ -13,7 +13,7 @@ mod api_sessions;
 pub use api_sessions::StateToken;
 mod write;
 
-use write::write_op;
+use write::{chosen_password, write_op};
 
 /// The SQLite identity store.
 pub struct SqliteStore {
@@ -303,6 +303,42 @@ impl Store for SqliteStore {
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn user_by_invitation(&self, invitation_id: &str) -> Result<Option<UserRow>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT * FROM users WHERE invitation_id = ?1",
+                [invitation_id],
+                user_row,
+            )
+            .optional()?)
+    }
+
+    fn set_chosen_password(&mut self, p: &ChosenPassword) -> Result<bool, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if !chosen_password(&tx, p)? {
+            return Ok(false);
+        }
+        // A plan made from the row before this change is refused (Stale) and made again.
+        exec(
+            &tx,
+            "UPDATE store_meta SET value = value + 1 WHERE key = 'revision'",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn user_sessions(&self, username: &str) -> Result<Vec<SessionRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT * FROM sessions WHERE username = ?1 ORDER BY created_at")?;
+        let rows = stmt.query_map([username], session_row)?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }
 

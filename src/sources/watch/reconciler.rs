@@ -37,6 +37,8 @@ pub struct StoreReconciler {
     /// After a successful round that wrote nothing: the store's token then, and the
     /// first token-key expiry after it (None: none pending). Cleared by any other round.
     settled: Option<(StateToken, Option<jiff::Timestamp>)>,
+    /// `run --public-url`: invitation Secrets also hold an acceptance URL.
+    public_url: Option<String>,
 }
 
 /// The machine reason of a reconcile that could not run.
@@ -78,7 +80,14 @@ impl StoreReconciler {
             state: None,
             state_reads: 0,
             settled: None,
+            public_url: None,
         }
+    }
+
+    /// Delivered invitations also hold an acceptance URL under this base (`run --public-url`).
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url;
+        self
     }
 
     /// The store (read access for hooks and tests).
@@ -176,6 +185,7 @@ impl Reconciler for StoreReconciler {
             &self.server_key,
             self.password_params,
             now,
+            self.public_url.as_deref(),
         )
         .map_err(|e| ReconcileError::new(reason(&e), e.to_string()))?;
         // Only after a successful apply: the store now reflects the declarations.
