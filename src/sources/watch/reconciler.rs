@@ -8,8 +8,8 @@
 //! process or another, makes the next round read the state again.
 //!
 //! After a round that wrote nothing it also knows when the same inputs could
-//! next plan differently: when a stored token key expires (the only input of
-//! `plan` that moves with the clock). Until then, or until something writes to
+//! next plan differently: when a stored token key or an unaccepted invitation
+//! expires (the only inputs of `plan` that move with the clock). Until then, or until something writes to
 //! the store, the daemon's resync need not plan again (see [`Reconciler::settled`]).
 
 use super::daemon::{AppliedChange, ReconcileError, Reconciled, Reconciler};
@@ -145,17 +145,20 @@ impl StoreReconciler {
     }
 }
 
-/// The first moment after `now` at which a stored token key expires: `plan` marks a key
-/// `Expired` by comparing its expiry with the clock, so from then on the same inputs plan
-/// differently. (A key whose declared validity moved is an update the plan applies, which
-/// writes to the store.)
+/// The first moment after `now` at which a stored token key or an unaccepted invitation
+/// expires: `plan` marks a key `Expired`, and reports an invitation `InvitationExpired`, by
+/// comparing its expiry with the clock, so from then on the same inputs plan differently.
+/// (A key whose declared validity moved is an update the plan applies, which writes to the
+/// store.)
 fn next_expiry(state: &StoreState, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
-    state
-        .token_keys
+    let keys = state.token_keys.values().filter_map(|k| k.expires_at);
+    let invitations = state
+        .users
         .values()
-        .filter_map(|k| k.expires_at)
-        .filter(|e| *e > now)
-        .min()
+        .filter_map(|u| u.invitation.as_ref())
+        .filter(|i| i.state != crate::store::InvitationState::Accepted)
+        .map(|i| i.expires_at);
+    keys.chain(invitations).filter(|e| *e > now).min()
 }
 
 impl Reconciler for StoreReconciler {

@@ -94,3 +94,29 @@ fn a_key_that_never_expires_leaves_it_settled_and_a_change_unsettles_it() {
     assert!(!changed.changes.is_empty());
     assert!(!rec.settled(crate::snapshot::now()));
 }
+
+#[test]
+fn an_unaccepted_invitation_unsettles_it_when_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rec = reconciler(dir.path(), false);
+    let invited = ORG
+        .replace("spec: {}", "spec:\n  invitation:\n    validity: 2d")
+        .replace("VALIDITY", "Never");
+    let snap = || {
+        let mut snap = crate::sources::files::load_text("org.yaml", &invited);
+        crate::validate::validate(&mut snap);
+        assert!(
+            !snap.diagnostics.iter().any(|d| d.is_error()),
+            "{:?}",
+            snap.diagnostics
+        );
+        snap
+    };
+    rec.reconcile(snap(), None).unwrap();
+    rec.reconcile(snap(), None).unwrap();
+    let now = crate::snapshot::now();
+    let day = jiff::SignedDuration::from_hours(24);
+    assert!(rec.settled(now.checked_add(day).unwrap()));
+    // At the invitation's expiry the same inputs plan InvitationExpired: plan again.
+    assert!(!rec.settled(now.checked_add(day * 3).unwrap()));
+}
