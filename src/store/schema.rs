@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Migrations in order; index + 1 is the schema version after running it. Never edit a shipped one.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
     username              TEXT PRIMARY KEY,

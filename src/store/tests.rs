@@ -170,14 +170,18 @@ fn a_store_from_a_newer_build_is_refused() {
 fn migrations_run_forward_from_an_older_schema() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    let s = SqliteStore::open(&path).unwrap();
-    // Roll the file back to schema 1, as an older build left it.
-    s.conn_for_tests()
-        .execute_batch("DROP TABLE store_meta; PRAGMA user_version = 1;")
-        .unwrap();
-    drop(s);
+    // A file as the first build left it: schema 1 only, holding a user.
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(super::schema::MIGRATIONS[0]).unwrap();
+    old.execute_batch(
+        "INSERT INTO users (username, state) VALUES ('old', 'Active'); PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(old);
     let mut s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.load_state().unwrap().revision, 0);
+    let state = s.load_state().unwrap();
+    assert_eq!(state.revision, 0);
+    assert!(state.users.contains_key("old"), "rows survive the migrations");
     s.commit(&[StoreOp::UpsertUser(Box::new(UserRow::new("x", None)))])
         .unwrap();
     assert_eq!(s.load_state().unwrap().revision, 1);
