@@ -8,9 +8,8 @@
 //! store's [`StateToken`] after a round that wrote nothing, and when the same
 //! inputs could next plan differently: when a stored token key or an unaccepted
 //! invitation expires (the only inputs of `plan` that move with the clock).
-//! Until then, or until
-//! something (this process or another) writes to the store, the daemon's
-//! resync need not plan again (see [`Reconciler::settled`]).
+//! Until then, or until something (this process or another) writes to the
+//! store, the daemon's resync need not plan again (see [`Reconciler::settled`]).
 
 use super::daemon::{AppliedChange, ReconcileError, Reconciled, Reconciler};
 use super::secrets_cache::SecretsCache;
