@@ -181,7 +181,10 @@ fn migrations_run_forward_from_an_older_schema() {
     let mut s = SqliteStore::open(&path).unwrap();
     let state = s.load_state().unwrap();
     assert_eq!(state.revision, 0);
-    assert!(state.users.contains_key("old"), "rows survive the migrations");
+    assert!(
+        state.users.contains_key("old"),
+        "rows survive the migrations"
+    );
     s.commit(&[StoreOp::UpsertUser(Box::new(UserRow::new("x", None)))])
         .unwrap();
     assert_eq!(s.load_state().unwrap().revision, 1);
