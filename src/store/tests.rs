@@ -1,4 +1,5 @@
-//! Unit tests of the SQLite store: round trips, transactions, append-only audit.
+//! Unit tests of the store: round trips, transactions, append-only audit, run
+//! against SQLite and against a real PostgreSQL server (same test bodies).
 
 use super::*;
 use crate::policy::{Role, Scope, Stage};
@@ -16,9 +17,39 @@ fn t(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
+/// A fresh PostgreSQL store (its own database on the test server).
+fn pg() -> PgStore {
+    PgStore::open(PgTarget::parse(&pg::test_server::database(), false).unwrap()).unwrap()
+}
+
+/// One fresh store of each kind, named.
+fn both_stores() -> Vec<(&'static str, AnyStore)> {
+    vec![
+        ("sqlite", AnyStore::in_memory().unwrap()),
+        ("postgres", pg().into()),
+    ]
+}
+
+/// Runs a raw statement (tests of the database's own guards).
+fn raw(s: &AnyStore, sql: &str) -> Result<(), String> {
+    match s {
+        AnyStore::Sqlite(s) => s
+            .conn_for_tests()
+            .execute_batch(sql)
+            .map_err(|e| e.to_string()),
+        AnyStore::Postgres(s) => s.raw_for_tests(sql).map_err(|e| e.to_string()),
+    }
+}
+
 #[test]
 fn round_trips_every_table() {
-    let mut s = SqliteStore::in_memory().unwrap();
+    for (name, s) in both_stores() {
+        eprintln!("store: {name}");
+        round_trips(s);
+    }
+}
+
+fn round_trips(mut s: AnyStore) {
     let mut u = UserRow::new("alice", owner("User", "alice"));
     u.password_hash = Some(HashValue::new("$argon2id$x".into()));
     u.password_source = Some(PasswordSource::Generated);
@@ -76,7 +107,13 @@ fn round_trips_every_table() {
 
 #[test]
 fn commit_is_all_or_nothing() {
-    let mut s = SqliteStore::in_memory().unwrap();
+    for (name, s) in both_stores() {
+        eprintln!("store: {name}");
+        all_or_nothing(s);
+    }
+}
+
+fn all_or_nothing(mut s: AnyStore) {
     let u = UserRow::new("bob", None);
     let req = DecidedRequest {
         namespace: "default".into(),
@@ -104,7 +141,13 @@ fn commit_is_all_or_nothing() {
 
 #[test]
 fn audit_is_append_only_and_sessions_cascade() {
-    let mut s = SqliteStore::in_memory().unwrap();
+    for (name, s) in both_stores() {
+        eprintln!("store: {name}");
+        append_only(s);
+    }
+}
+
+fn append_only(mut s: AnyStore) {
     let a = AuditRow {
         id: 0,
         at: t("2026-01-01T00:00:00Z"),
@@ -120,10 +163,9 @@ fn audit_is_append_only_and_sessions_cascade() {
     ])
     .unwrap();
     assert_eq!(s.audit(0).unwrap().len(), 1);
-    assert!(s
-        .conn_for_tests()
-        .execute("DELETE FROM audit_log", [])
-        .is_err());
+    assert!(raw(&s, "DELETE FROM audit_log").is_err());
+    assert!(raw(&s, "UPDATE audit_log SET action = 'x'").is_err());
+    assert_eq!(s.audit(0).unwrap().len(), 1);
     let sess = SessionRow {
         id_hash: HashValue::new("h".into()),
         username: "carol".into(),
@@ -189,4 +231,74 @@ fn migrations_run_forward_from_an_older_schema() {
             found: 1
         }
     ));
+}
+
+#[test]
+fn postgres_refuses_a_plan_made_before_another_process_committed() {
+    let url = pg::test_server::database();
+    let open = || PgStore::open(PgTarget::parse(&url, false).unwrap()).unwrap();
+    let (mut a, mut b) = (open(), open());
+    let seen = a.load_state().unwrap().revision;
+    // Another process (its own connection) commits first.
+    b.commit(&[StoreOp::UpsertUser(Box::new(UserRow::new("x", None)))])
+        .unwrap();
+    let err = a
+        .commit(&[
+            StoreOp::ExpectRevision(seen),
+            StoreOp::UpsertUser(Box::new(UserRow::new("y", None))),
+        ])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Stale { .. }), "{err}");
+    assert!(a.user("y").unwrap().is_none());
+    // Concurrent commits from several connections are all counted: the row lock orders them.
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let mut s = open();
+            std::thread::spawn(move || {
+                for j in 0..5 {
+                    let name = format!("u{i}-{j}");
+                    s.commit(&[StoreOp::UpsertUser(Box::new(UserRow::new(&name, None)))])
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(a.load_state().unwrap().revision, seen + 21);
+    assert_eq!(a.count("users").unwrap(), 21);
+}
+
+#[test]
+fn postgres_schema_is_versioned_and_a_newer_one_is_refused() {
+    let url = pg::test_server::database();
+    let open = || PgStore::open(PgTarget::parse(&url, false).unwrap());
+    let s = open().unwrap();
+    // Reopening finds the schema in place and migrates nothing.
+    drop(open().unwrap());
+    s.raw_for_tests(&format!(
+        "UPDATE stagegate_schema SET version = {}",
+        SCHEMA_VERSION + 1
+    ))
+    .unwrap();
+    assert!(matches!(open(), Err(StoreError::NewerSchema { .. })));
+}
+
+#[test]
+fn an_unreachable_postgres_is_reported_with_the_password_redacted() {
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target =
+        PgTarget::parse(&format!("postgres://u:hunter2@127.0.0.1:{port}/db"), false).unwrap();
+    let store = PgStore::unopened(target);
+    let err = store.current_revision().unwrap_err().to_string();
+    assert!(
+        err.contains("unreachable") && !err.contains("hunter2"),
+        "{err}"
+    );
 }

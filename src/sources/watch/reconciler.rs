@@ -3,7 +3,7 @@
 //! bootstrap-administrator step.
 //!
 //! The store's state is kept between reconciles while the store does not change
-//! (see [`SqliteStore::state_token`]): a round with nothing to apply reads no
+//! (see [`AnyStore::state_token`]): a round with nothing to apply reads no
 //! table. It is an input cache, never a second model: any write, by this
 //! process or another, makes the next round read the state again.
 
@@ -13,12 +13,12 @@ use crate::bootstrap::{ensure_bootstrap_admin, ensure_bootstrap_admin_in, Bootst
 use crate::secrets::{DirSecretSink, PasswordParams, SecretSink, ServerKey};
 use crate::snapshot::Snapshot;
 use crate::sources::directory::{reconcile_with_state, DirError};
-use crate::store::{SqliteStore, StateToken, Store, StoreError, StoreState};
+use crate::store::{AnyStore, StateToken, Store, StoreError, StoreState};
 use std::path::PathBuf;
 
 /// Plans and applies into an owned store, delivering secrets to a directory.
 pub struct StoreReconciler {
-    store: SqliteStore,
+    store: AnyStore,
     secrets_dir: PathBuf,
     server_key: ServerKey,
     password_params: PasswordParams,
@@ -54,7 +54,7 @@ impl std::fmt::Debug for StoreReconciler {
 impl StoreReconciler {
     /// A reconciler writing to `store` and delivering to `secrets_dir`; `bootstrap` keeps a bootstrap administrator.
     pub fn new(
-        store: SqliteStore,
+        store: AnyStore,
         secrets_dir: PathBuf,
         server_key: ServerKey,
         password_params: PasswordParams,
@@ -73,7 +73,7 @@ impl StoreReconciler {
     }
 
     /// The store (read access for hooks and tests).
-    pub fn store(&self) -> &SqliteStore {
+    pub fn store(&self) -> &AnyStore {
         &self.store
     }
 
@@ -104,7 +104,7 @@ impl StoreReconciler {
     }
 
     /// Gives the store back (dropping it closes the database).
-    pub fn into_store(self) -> SqliteStore {
+    pub fn into_store(self) -> AnyStore {
         self.store
     }
 }

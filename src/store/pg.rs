@@ -1,0 +1,516 @@
+//! `PgStore`: the identity store in a PostgreSQL database, so several stagegate
+//! processes (API replicas, a reconciler on another machine) share one store.
+//!
+//! # Concurrency
+//!
+//! Every [`Store::commit`] runs in one READ COMMITTED transaction whose first statement
+//! locks the `revision` row of `store_meta` (`SELECT ... FOR UPDATE`). Commits therefore
+//! run one at a time across every process, and each one reads the revision (and every
+//! row) after the previous commit finished: a plan made from an older state fails its
+//! `ExpectRevision` with [`StoreError::Stale`] exactly as in SQLite, which serializes
+//! writers with its file lock. SERIALIZABLE was not chosen: it would abort the API's
+//! concurrent session and login writes with serialization failures that every caller
+//! would have to retry, while the one row lock gives the same order deterministically
+//! and never blocks readers. [`Store::load_state`] reads in one REPEATABLE READ, READ ONLY
+//! transaction, so `plan` sees one consistent snapshot.
+//!
+//! # Connection
+//!
+//! One connection per `PgStore` (callers already serialize store use behind a mutex, so
+//! a pool would hold idle connections and add nothing). A lost connection is reopened
+//! by the next call; opening retries with backoff. The sync `postgres` client runs its
+//! own small runtime, so like SQLite it must be called from blocking code (the API and
+//! the daemons call the store from `spawn_blocking`), never from an async task.
+
+use super::model::*;
+use super::rows::*;
+use super::write::{write_op, Writer, BUMP_REVISION};
+use super::{StateToken, Store, StoreError};
+use crate::policy::Grant;
+use jiff::Timestamp;
+use postgres::types::ToSql;
+use postgres::{Client, IsolationLevel, NoTls, Row, Statement};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+mod schema;
+mod target;
+#[doc(hidden)]
+pub mod test_server;
+
+pub use target::{is_url, redact, PgTarget, PASSWORD_ENV, PASSWORD_FILE_ENV};
+
+/// How long opening keeps retrying an unreachable server before giving up.
+const OPEN_RETRY_FOR: Duration = Duration::from_secs(30);
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        // A server error's DETAIL can quote row values (a duplicate key's hash, say): only the
+        // severity, message and code are kept, which name constraints and tables, not values.
+        let text = match e.as_db_error() {
+            Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+            None => e.to_string(),
+        };
+        StoreError::Postgres(text)
+    }
+}
+
+/// The open connection and its prepared statements (valid for that connection only).
+struct Conn {
+    client: Option<Client>,
+    stmts: HashMap<&'static str, Statement>,
+}
+
+/// The PostgreSQL identity store.
+pub struct PgStore {
+    target: PgTarget,
+    conn: Mutex<Conn>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("target", &self.target.to_string())
+            .finish()
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Closing the sync client blocks on its runtime, which panics on an async worker
+        // thread: dropped there, the connection is closed on a thread of its own.
+        let client = self
+            .conn
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .client
+            .take();
+        if let Some(client) = client {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                std::thread::spawn(move || drop(client));
+            }
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects to `target` (retrying with backoff for up to 30 s) and migrates the schema.
+    pub fn open(target: PgTarget) -> Result<Self, StoreError> {
+        let store = Self::unopened(target);
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match store.with(schema::migrate) {
+                Ok(()) => return Ok(store),
+                Err(e @ StoreError::Unreachable(_)) if started.elapsed() < OPEN_RETRY_FOR => {
+                    tracing::warn!(store = %store.target, error = %e, retry_in = ?delay, "store unreachable");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A store that has not connected yet (the first call connects).
+    pub(super) fn unopened(target: PgTarget) -> Self {
+        PgStore {
+            target,
+            conn: Mutex::new(Conn {
+                client: None,
+                stmts: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Runs raw SQL (tests of the database's own guards).
+    #[cfg(test)]
+    pub(super) fn raw_for_tests(&self, sql: &str) -> Result<(), StoreError> {
+        self.with(|c| Ok(c.batch_execute(sql)?))
+    }
+
+    /// The server this store talks to, password redacted.
+    pub fn target(&self) -> &PgTarget {
+        &self.target
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Conn> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the connection, reconnecting first when it was lost.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        f(connected(&self.target, &mut conn)?)
+    }
+
+    /// Number of rows in a table (tests and diagnostics).
+    pub fn count(&self, table: &str) -> Result<i64, StoreError> {
+        if !super::TABLES.contains(&table) {
+            return Err(corrupt("count", format!("unknown table {table}")));
+        }
+        self.with(|c| {
+            Ok(c.query_one(&format!("SELECT count(*) FROM {table}"), &[])?
+                .get(0))
+        })
+    }
+
+    /// Every stored session, oldest first (ids are only stored hashed).
+    pub fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
+        self.with(|c| {
+            decode_all(
+                "sessions",
+                c.query("SELECT * FROM sessions ORDER BY created_at, id_hash", &[])?,
+                session_row,
+            )
+        })
+    }
+
+    /// See [`super::AnyStore::sessions_marker`].
+    pub fn sessions_marker(&self) -> Result<super::SessionsMarker, StoreError> {
+        self.with(|c| {
+            let r = c.query_one(super::SESSIONS_MARKER, &[])?;
+            Ok((r.try_get(0)?, r.try_get(1)?))
+        })
+    }
+
+    /// The store revision (bumped by every commit).
+    pub fn current_revision(&self) -> Result<i64, StoreError> {
+        self.with(revision)
+    }
+
+    /// A token that never equals another: PostgreSQL offers no cheap "nothing was written by
+    /// any session" probe, so callers caching the state read it again every time.
+    pub fn state_token(&self) -> Result<StateToken, StoreError> {
+        Ok(StateToken::never_equal())
+    }
+
+    /// Runs `sql` with `args` and decodes each row with `f`.
+    fn select<T>(
+        &self,
+        table: &'static str,
+        sql: &str,
+        args: &[&(dyn ToSql + Sync)],
+        f: fn(&Row) -> ColResult<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.with(|c| decode_all(table, c.query(sql, args)?, f))
+    }
+
+    fn select_one<T>(
+        &self,
+        table: &'static str,
+        sql: &str,
+        key: &str,
+        f: fn(&Row) -> ColResult<T>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.select(table, sql, &[&key], f)?.into_iter().next())
+    }
+}
+
+/// The open client of `conn`, connecting first when there is none or it was lost.
+fn connected<'c>(target: &PgTarget, conn: &'c mut Conn) -> Result<&'c mut Client, StoreError> {
+    if conn.client.as_ref().is_none_or(Client::is_closed) {
+        conn.stmts.clear();
+        conn.client = None;
+        let client = target
+            .config()
+            .connect(NoTls)
+            .map_err(|e| StoreError::Unreachable(format!("{target}: {}", StoreError::from(e))))?;
+        conn.client = Some(client);
+    }
+    Ok(conn.client.as_mut().expect("connected above"))
+}
+
+fn revision(c: &mut impl postgres::GenericClient) -> Result<i64, StoreError> {
+    Ok(
+        c.query_one("SELECT value FROM store_meta WHERE key = 'revision'", &[])?
+            .get(0),
+    )
+}
+
+fn decode_all<T>(
+    table: &'static str,
+    rows: Vec<Row>,
+    f: fn(&Row) -> ColResult<T>,
+) -> Result<Vec<T>, StoreError> {
+    rows.iter()
+        .map(|r| f(r).map_err(|d| corrupt(table, d)))
+        .collect()
+}
+
+impl Cols for Row {
+    fn opt_text(&self, c: &str) -> ColResult<Option<String>> {
+        self.try_get(c).map_err(|e| format!("{c}: {e}"))
+    }
+    fn opt_int(&self, c: &str) -> ColResult<Option<i64>> {
+        self.try_get(c).map_err(|e| format!("{c}: {e}"))
+    }
+    fn flag(&self, c: &str) -> ColResult<bool> {
+        self.try_get(c).map_err(|e| format!("{c}: {e}"))
+    }
+}
+
+/// The PostgreSQL side of a commit: `?N` becomes `$N`, statements are prepared once per connection.
+struct PgWriter<'a, 't> {
+    tx: &'a mut postgres::Transaction<'t>,
+    stmts: &'a mut HashMap<&'static str, Statement>,
+}
+
+impl Writer for PgWriter<'_, '_> {
+    fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<u64, StoreError> {
+        let stmt = match self.stmts.get(sql) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.tx.prepare(&sql.replace('?', "$"))?;
+                self.stmts.insert(sql, s.clone());
+                s
+            }
+        };
+        let owned: Vec<Box<dyn ToSql + Sync>> = args
+            .into_iter()
+            .map(|v| -> Box<dyn ToSql + Sync> {
+                match v {
+                    Val::Text(t) => Box::new(t),
+                    Val::Int(i) => Box::new(i),
+                    Val::Bool(b) => Box::new(b),
+                }
+            })
+            .collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| &**b).collect();
+        Ok(self.tx.execute(&stmt, &refs)?)
+    }
+    fn revision(&mut self) -> Result<i64, StoreError> {
+        revision(&mut *self.tx)
+    }
+}
+
+impl Store for PgStore {
+    fn load_state(&self) -> Result<StoreState, StoreError> {
+        self.with(|c| {
+            let mut tx = c
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let mut state = StoreState::default();
+            let users = tx.query("SELECT * FROM users", &[])?;
+            let bindings = tx.query("SELECT * FROM bindings ORDER BY id", &[])?;
+            let keys = tx.query("SELECT * FROM token_keys", &[])?;
+            let models = tx.query("SELECT * FROM models", &[])?;
+            let requests = tx.query("SELECT * FROM stage_requests", &[])?;
+            let statuses = tx.query("SELECT * FROM object_status", &[])?;
+            state.revision = revision(&mut tx)?;
+            tx.commit()?;
+            for u in decode_all("users", users, user_row)? {
+                state.users.insert(u.username.clone(), u);
+            }
+            state.bindings = decode_all("bindings", bindings, binding_row)?;
+            state.bindings.sort();
+            for t in decode_all("token_keys", keys, token_row)? {
+                state.token_keys.insert(t.key_id.clone(), t);
+            }
+            for m in decode_all("models", models, model_row)? {
+                state.models.insert((m.scope.clone(), m.name.clone()), m);
+            }
+            for r in decode_all("stage_requests", requests, request_row)? {
+                state
+                    .requests
+                    .insert((r.namespace.clone(), r.name.clone()), r);
+            }
+            for s in decode_all("object_status", statuses, status_row)? {
+                state.statuses.insert(s.key.clone(), s);
+            }
+            Ok(state)
+        })
+    }
+
+    fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        connected(&self.target, conn)?;
+        let Conn { client, stmts } = conn;
+        let client = client.as_mut().expect("connected above");
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()?;
+        // The row lock that orders commits across processes (see the module comment).
+        tx.query_one(
+            "SELECT value FROM store_meta WHERE key = 'revision' FOR UPDATE",
+            &[],
+        )?;
+        let mut w = PgWriter { tx: &mut tx, stmts };
+        for op in ops {
+            write_op(&mut w, op)?;
+        }
+        w.exec(BUMP_REVISION, vec![])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn user(&self, username: &str) -> Result<Option<UserRow>, StoreError> {
+        self.select_one(
+            "users",
+            "SELECT * FROM users WHERE username = $1",
+            username,
+            user_row,
+        )
+    }
+
+    fn grants(&self, username: &str) -> Result<Vec<Grant>, StoreError> {
+        Ok(super::grants_of_bindings(self.select(
+            "bindings",
+            "SELECT * FROM bindings WHERE username = $1 ORDER BY id",
+            &[&username],
+            binding_row,
+        )?))
+    }
+
+    fn token_key(&self, key_id: &str) -> Result<Option<TokenKeyRow>, StoreError> {
+        self.select_one(
+            "token_keys",
+            "SELECT * FROM token_keys WHERE key_id = $1",
+            key_id,
+            token_row,
+        )
+    }
+
+    fn models(&self) -> Result<Vec<ModelRow>, StoreError> {
+        // COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
+        self.select(
+            "models",
+            r#"SELECT * FROM models ORDER BY scope_customer COLLATE "C", scope_project COLLATE "C", name COLLATE "C""#,
+            &[],
+            model_row,
+        )
+    }
+
+    fn statuses(&self) -> Result<Vec<ObjectStatus>, StoreError> {
+        self.select(
+            "object_status",
+            r#"SELECT * FROM object_status ORDER BY kind COLLATE "C", namespace COLLATE "C", name COLLATE "C""#,
+            &[],
+            status_row,
+        )
+    }
+
+    fn audit(&self, after: i64) -> Result<Vec<AuditRow>, StoreError> {
+        self.select(
+            "audit_log",
+            "SELECT * FROM audit_log WHERE id > $1 ORDER BY id",
+            &[&after],
+            audit_row,
+        )
+    }
+
+    fn create_session(&mut self, s: &SessionRow) -> Result<(), StoreError> {
+        let grants =
+            serde_json::to_string(&s.grants).map_err(|e| corrupt("sessions", e.to_string()))?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO sessions (id_hash, username, grants_json, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &s.id_hash.expose(),
+                    &s.username,
+                    &grants,
+                    &s.created_at.to_string(),
+                    &s.expires_at.to_string(),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
+        self.select_one(
+            "sessions",
+            "SELECT * FROM sessions WHERE id_hash = $1",
+            id_hash,
+            session_row,
+        )
+    }
+
+    fn delete_session(&mut self, id_hash: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute("DELETE FROM sessions WHERE id_hash = $1", &[&id_hash])?;
+            Ok(())
+        })
+    }
+
+    fn record_login(&mut self, username: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "UPDATE users SET last_login = $2, first_login = coalesce(first_login, $2)
+                  WHERE username = $1",
+                &[&username, &at.to_string()],
+            )?;
+            // The status tells the truth at once: the first login makes an invited user Active.
+            tx.execute(
+                "UPDATE object_status SET phase = 'Active'
+                  WHERE kind = 'User' AND phase = 'Invited' AND EXISTS (
+                    SELECT 1 FROM users u WHERE u.username = $1 AND (
+                      (u.owner_kind = 'User' AND u.owner_namespace = object_status.namespace
+                         AND u.owner_name = object_status.name)
+                      OR (u.bootstrap AND object_status.source = 'bootstrap'
+                         AND (object_status.extra_json::jsonb ->> 'username') = $1)))",
+                &[&username],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+}
+
+/// Key of the advisory lock a directory-mode reconciler holds ("stagegate-rec" in ASCII).
+const RECONCILE_LOCK: i64 = 0x7374_6167_6572_6563;
+
+/// The right to reconcile into a shared PostgreSQL store in directory mode: a session-level
+/// advisory lock held by one connection. Only its holder reconciles; when the holder dies its
+/// connection closes, the server releases the lock, and another process takes it.
+#[derive(Debug)]
+pub struct ReconcileLock {
+    conn: PgStore,
+}
+
+impl ReconcileLock {
+    /// A lock on `target`, not yet taken (no connection yet).
+    pub fn new(target: PgTarget) -> Self {
+        ReconcileLock {
+            conn: PgStore::unopened(target),
+        }
+    }
+
+    /// Takes the lock when it is free; true when this process holds it.
+    pub fn try_acquire(&self) -> Result<bool, StoreError> {
+        if self.held()? {
+            return Ok(true);
+        }
+        self.conn.with(|c| {
+            Ok(
+                c.query_one("SELECT pg_try_advisory_lock($1)", &[&RECONCILE_LOCK])?
+                    .get(0),
+            )
+        })
+    }
+
+    /// Whether this process still holds the lock (false once its connection was lost: a
+    /// reconnected session holds nothing).
+    pub fn held(&self) -> Result<bool, StoreError> {
+        self.conn.with(|c| {
+            Ok(c.query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
+                   AND pid = pg_backend_pid() AND granted)",
+                &[],
+            )?
+            .get(0))
+        })
+    }
+}
