@@ -159,7 +159,15 @@ fn raw_insert(path: &std::path::Path, s: &Scale) -> Duration {
 
 fn main() {
     let s = Scale::from_env();
-    let params = PasswordParams::default();
+    // `STAGEGATE_BENCH_ARGON2_MEMORY_KIB` / `_ITERATIONS` make hashing cheap for quick runs.
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
+    let params = PasswordParams {
+        m_cost: env("STAGEGATE_BENCH_ARGON2_MEMORY_KIB")
+            .unwrap_or(PasswordParams::default().m_cost),
+        t_cost: env("STAGEGATE_BENCH_ARGON2_ITERATIONS")
+            .unwrap_or(PasswordParams::default().t_cost),
+        ..PasswordParams::default()
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let base = std::env::var_os("STAGEGATE_BENCH_DIR").map(std::path::PathBuf::from);
     let tmp = match &base {

@@ -17,7 +17,8 @@
 //! # Connection
 //!
 //! One connection per `PgStore` (callers already serialize store use behind a mutex, so
-//! a pool would hold idle connections and add nothing). A lost connection is reopened
+//! a pool would hold idle connections and add nothing). A commit's writes go to the server
+//! in large batches (see `PgWriter`), not one round trip per row. A lost connection is reopened
 //! by the next call; opening retries with backoff. The sync `postgres` client runs its
 //! own small runtime, so like SQLite it must be called from blocking code (the API and
 //! the daemons call the store from `spawn_blocking`), never from an async task.
@@ -29,8 +30,8 @@ use super::{StateToken, Store, StoreError};
 use crate::policy::Grant;
 use jiff::Timestamp;
 use postgres::types::ToSql;
-use postgres::{Client, IsolationLevel, NoTls, Row, Statement};
-use std::collections::HashMap;
+use postgres::{Client, IsolationLevel, NoTls, Row};
+use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -56,10 +57,9 @@ impl From<postgres::Error> for StoreError {
     }
 }
 
-/// The open connection and its prepared statements (valid for that connection only).
+/// The connection, when open.
 struct Conn {
     client: Option<Client>,
-    stmts: HashMap<&'static str, Statement>,
 }
 
 /// The PostgreSQL identity store.
@@ -117,10 +117,7 @@ impl PgStore {
     pub(super) fn unopened(target: PgTarget) -> Self {
         PgStore {
             target,
-            conn: Mutex::new(Conn {
-                client: None,
-                stmts: HashMap::new(),
-            }),
+            conn: Mutex::new(Conn { client: None }),
         }
     }
 
@@ -214,7 +211,6 @@ impl PgStore {
 /// The open client of `conn`, connecting first when there is none or it was lost.
 fn connected<'c>(target: &PgTarget, conn: &'c mut Conn) -> Result<&'c mut Client, StoreError> {
     if conn.client.as_ref().is_none_or(Client::is_closed) {
-        conn.stmts.clear();
         conn.client = None;
         let client = target
             .config()
@@ -254,36 +250,71 @@ impl Cols for Row {
     }
 }
 
-/// The PostgreSQL side of a commit: `?N` becomes `$N`, statements are prepared once per connection.
+/// Statements sent to the server in one round trip.
+const BATCH: usize = 2000;
+
+/// The PostgreSQL side of a commit. A first apply writes tens of thousands of rows, and one
+/// round trip per statement would dominate it: statements are collected, their values
+/// written as SQL literals, and sent in batches of [`BATCH`] through the simple query
+/// protocol (one round trip each). Quoting is exact for TEXT (standard_conforming_strings is
+/// forced on in the transaction, so only `'` is special), integers and booleans are the
+/// only other values. The server runs a batch in order and stops at the first failure,
+/// which aborts the transaction: all or nothing, as before.
 struct PgWriter<'a, 't> {
     tx: &'a mut postgres::Transaction<'t>,
-    stmts: &'a mut HashMap<&'static str, Statement>,
+    batch: String,
+    pending: usize,
+}
+
+impl PgWriter<'_, '_> {
+    /// Sends the collected statements.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending > 0 {
+            self.tx.batch_execute(&self.batch)?;
+            self.batch.clear();
+            self.pending = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Appends `sql` with each `?N` replaced by the SQL literal of `args[N - 1]`.
+fn inline(out: &mut String, sql: &str, args: &[Val]) {
+    let mut pieces = sql.split('?');
+    out.push_str(pieces.next().unwrap_or_default());
+    for piece in pieces {
+        let digits = piece.bytes().take_while(u8::is_ascii_digit).count();
+        let n: usize = piece[..digits]
+            .parse()
+            .expect("write statements number their parameters");
+        match &args[n - 1] {
+            Val::Text(None) | Val::Int(None) => out.push_str("NULL"),
+            Val::Text(Some(t)) => {
+                out.push('\'');
+                out.push_str(&t.replace('\'', "''"));
+                out.push('\'');
+            }
+            Val::Int(Some(i)) => {
+                let _ = write!(out, "{i}");
+            }
+            Val::Bool(b) => out.push_str(if *b { "TRUE" } else { "FALSE" }),
+        }
+        out.push_str(&piece[digits..]);
+    }
 }
 
 impl Writer for PgWriter<'_, '_> {
-    fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<u64, StoreError> {
-        let stmt = match self.stmts.get(sql) {
-            Some(s) => s.clone(),
-            None => {
-                let s = self.tx.prepare(&sql.replace('?', "$"))?;
-                self.stmts.insert(sql, s.clone());
-                s
-            }
-        };
-        let owned: Vec<Box<dyn ToSql + Sync>> = args
-            .into_iter()
-            .map(|v| -> Box<dyn ToSql + Sync> {
-                match v {
-                    Val::Text(t) => Box::new(t),
-                    Val::Int(i) => Box::new(i),
-                    Val::Bool(b) => Box::new(b),
-                }
-            })
-            .collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| &**b).collect();
-        Ok(self.tx.execute(&stmt, &refs)?)
+    fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<(), StoreError> {
+        inline(&mut self.batch, sql, &args);
+        self.batch.push_str(";\n");
+        self.pending += 1;
+        if self.pending >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
     }
     fn revision(&mut self) -> Result<i64, StoreError> {
+        self.flush()?;
         revision(&mut *self.tx)
     }
 }
@@ -334,8 +365,7 @@ impl Store for PgStore {
         }
         let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
         connected(&self.target, conn)?;
-        let Conn { client, stmts } = conn;
-        let client = client.as_mut().expect("connected above");
+        let client = conn.client.as_mut().expect("connected above");
         let mut tx = client
             .build_transaction()
             .isolation_level(IsolationLevel::ReadCommitted)
@@ -345,11 +375,18 @@ impl Store for PgStore {
             "SELECT value FROM store_meta WHERE key = 'revision' FOR UPDATE",
             &[],
         )?;
-        let mut w = PgWriter { tx: &mut tx, stmts };
+        // The batches below quote text as standard SQL does; make sure the server reads it so.
+        tx.batch_execute("SET LOCAL standard_conforming_strings = on")?;
+        let mut w = PgWriter {
+            tx: &mut tx,
+            batch: String::new(),
+            pending: 0,
+        };
         for op in ops {
             write_op(&mut w, op)?;
         }
         w.exec(BUMP_REVISION, vec![])?;
+        w.flush()?;
         tx.commit()?;
         Ok(())
     }

@@ -169,12 +169,11 @@ fn one<T>(
 struct SqliteWriter<'a>(&'a Transaction<'a>);
 
 impl Writer for SqliteWriter<'_> {
-    fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<u64, StoreError> {
-        let n = self
-            .0
+    fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<(), StoreError> {
+        self.0
             .prepare_cached(sql)?
             .execute(rusqlite::params_from_iter(args))?;
-        Ok(n as u64)
+        Ok(())
     }
     fn revision(&mut self) -> Result<i64, StoreError> {
         Ok(revision(self.0)?)

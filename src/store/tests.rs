@@ -52,6 +52,8 @@ fn round_trips_every_table() {
 fn round_trips(mut s: AnyStore) {
     let mut u = UserRow::new("alice", owner("User", "alice"));
     u.password_hash = Some(HashValue::new("$argon2id$x".into()));
+    // Quotes, backslashes and parameter-like text are data, in both stores.
+    u.display_name = Some("O'Brien \\ ?1 $1 ''; DROP TABLE users; --".into());
     u.password_source = Some(PasswordSource::Generated);
     u.pending_password = Some(PendingPassword {
         id: "abc".into(),

@@ -12,8 +12,8 @@ use crate::store::StoreError;
 
 /// One open write transaction of either database.
 pub(super) trait Writer {
-    /// Runs one statement with `args` bound to `?1..?N`; returns the rows changed.
-    fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<u64, StoreError>;
+    /// Runs one statement with `args` bound to `?1..?N` (PostgreSQL: queues it for the next batch).
+    fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<(), StoreError>;
     /// The store revision as this transaction sees it.
     fn revision(&mut self) -> Result<i64, StoreError>;
 }
