@@ -33,6 +33,13 @@ fn holder(c: &Cluster) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Merge-patches user ada in namespace team.
+fn patch_ada(c: &Cluster, patch: &str) {
+    c.kubectl(&[
+        "patch", "user", "ada", "-n", "team", "--type", "merge", "-p", patch,
+    ]);
+}
+
 fn user_ready_for_generation(c: &Cluster, g: i64) -> bool {
     let u = c.get_json(&["user", "ada", "-n", "team"]);
     u.pointer("/status/observedGeneration")
@@ -78,17 +85,7 @@ fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
     let metrics = wait_status(&b, &format!("{}/metrics", b.metrics_url()), None, 200);
     assert!(metrics.contains("stagegate_leader 0"), "{metrics}");
     std::thread::sleep(Duration::from_secs(4));
-    c.kubectl(&[
-        "patch",
-        "user",
-        "ada",
-        "-n",
-        "team",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"displayName":"Ada L."}}"#,
-    ]);
+    patch_ada(&c, r#"{"spec":{"displayName":"Ada L."}}"#);
     wait_for(30, "change reconciled", Some(&a), || {
         user_ready_for_generation(&c, 2).then_some(())
     });
@@ -106,17 +103,7 @@ fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
     wait_for(15, "b leads", Some(&b), || {
         (holder(&c).as_deref() == Some("ctrl-b")).then_some(())
     });
-    c.kubectl(&[
-        "patch",
-        "user",
-        "ada",
-        "-n",
-        "team",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"email":"ada@example.com"}}"#,
-    ]);
+    patch_ada(&c, r#"{"spec":{"email":"ada@example.com"}}"#);
     wait_for(30, "b reconciles", Some(&b), || {
         user_ready_for_generation(&c, 3).then_some(())
     });
@@ -161,17 +148,7 @@ fn two_replicas_share_a_postgres_store_and_hand_over() {
     wait_for(15, "b leads", Some(&b), || {
         (holder(&c).as_deref() == Some("ctrl-b")).then_some(())
     });
-    c.kubectl(&[
-        "patch",
-        "user",
-        "ada",
-        "-n",
-        "team",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"displayName":"Ada L."}}"#,
-    ]);
+    patch_ada(&c, r#"{"spec":{"displayName":"Ada L."}}"#);
     wait_for(30, "b reconciles", Some(&b), || {
         user_ready_for_generation(&c, 2).then_some(())
     });
