@@ -89,6 +89,7 @@ fn reconcile(
         now,
         server_key: key,
         password_params: params,
+        public_url: None,
     };
     let outcomes = apply(&plan, store, sink, &ctx).expect("apply");
     let applied = t.elapsed();

@@ -7,7 +7,7 @@ use super::index::TokenCheckError;
 use super::sessions::{looks_like_session, new_session_id, session_hash, SessionEntry};
 use super::state::ApiState;
 use super::throttle::LoginClient;
-use crate::policy::{Grant, Principal, PrincipalKind};
+use crate::policy::{Principal, PrincipalKind};
 use crate::secrets::{verify_password, HashValue, SecretValue, TOKEN_PREFIX};
 use crate::store::{SessionRow, Store};
 use axum::extract::FromRequestParts;
@@ -152,11 +152,10 @@ impl ApiState {
             tracing::info!(user = %username, "login refused: the bootstrap administrator is disabled because a declared global Admin exists");
         }
         let user = index.user(username).filter(|u| u.active());
-        let (hash, grants): (HashValue, Vec<Grant>) =
-            match user.and_then(|u| u.password_hash.clone().map(|h| (h, u.grants.clone()))) {
-                Some(found) => found,
-                None => (inner.dummy_hash.clone(), Vec::new()),
-            };
+        // The grants are read again when the session opens (see `open_session`).
+        let hash: HashValue = user
+            .and_then(|u| u.password_hash.clone())
+            .unwrap_or_else(|| inner.dummy_hash.clone());
         let real = user.is_some_and(|u| u.password_hash.is_some());
         drop(index);
         let slot = tokio::time::timeout(
@@ -184,19 +183,43 @@ impl ApiState {
             ));
         }
         inner.login_throttle.succeed(username, &client);
+        let Some((id, expires_at)) = self.open_session(username).await? else {
+            // Revoked or deleted while the password was being verified.
+            return Err(ApiError::Unauthorized(
+                "invalid username or password".into(),
+            ));
+        };
+        let now = Timestamp::now();
+        tracing::info!(user = %username, known_device = device.is_some(), "login");
+        let device_ttl =
+            SignedDuration::try_from(inner.config.device_ttl).map_err(ApiError::internal)?;
+        let device_until = now.checked_add(device_ttl).map_err(ApiError::internal)?;
+        Ok(Login {
+            session: id,
+            expires_at,
+            device_token: devices::issue(&inner.key, username, device.as_deref(), device_until),
+        })
+    }
+
+    /// Opens a session for `username` (whose password was just verified or chosen) with the
+    /// grants in force now, and records the login. None when the user is no longer active.
+    pub(crate) async fn open_session(
+        &self,
+        username: &str,
+    ) -> Result<Option<(SecretValue, Timestamp)>, ApiError> {
+        let inner = &self.inner;
         let id = new_session_id();
         let now = Timestamp::now();
         let ttl = SignedDuration::try_from(inner.config.session_ttl).map_err(ApiError::internal)?;
         let expires_at = now.checked_add(ttl).map_err(ApiError::internal)?;
-        let row = SessionRow {
+        let mut row = SessionRow {
             id_hash: session_hash(&inner.key, id.expose_str().unwrap_or_default()),
             username: username.to_string(),
-            grants,
+            grants: Vec::new(),
             created_at: now,
             expires_at,
         };
         let state = self.clone();
-        let mut row = row;
         let created = tokio::task::spawn_blocking(move || {
             let mut store = state.store();
             // The grants in force now, under the store lock that refreshes take: an apply that
@@ -224,21 +247,7 @@ impl ApiState {
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
-        if !created {
-            // Revoked or deleted while the password was being verified.
-            return Err(ApiError::Unauthorized(
-                "invalid username or password".into(),
-            ));
-        }
-        tracing::info!(user = %username, known_device = device.is_some(), "login");
-        let device_ttl =
-            SignedDuration::try_from(inner.config.device_ttl).map_err(ApiError::internal)?;
-        let device_until = now.checked_add(device_ttl).map_err(ApiError::internal)?;
-        Ok(Login {
-            session: id,
-            expires_at,
-            device_token: devices::issue(&inner.key, username, device.as_deref(), device_until),
-        })
+        Ok(created.then_some((id, expires_at)))
     }
 
     /// Ends one session in the store and the cache.

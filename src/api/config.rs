@@ -68,6 +68,17 @@ pub struct ApiConfig {
     pub caller_rate_limit: Option<RateLimitConfig>,
     /// How often to look for applies made by other processes (store revision); `None` = never.
     pub poll_interval: Option<Duration>,
+    /// The URL people reach the API and console at (`stagegate run --public-url`), when set.
+    pub public_url: Option<String>,
+}
+
+impl ApiConfig {
+    /// Whether cookies get `Secure`: the public URL is https (TLS ends at a proxy in front).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+    }
 }
 
 impl Default for ApiConfig {
@@ -108,6 +119,7 @@ impl Default for ApiConfig {
             // A model gateway asks for every request it serves: its rate is the platform's.
             caller_rate_limit: None,
             poll_interval: Some(Duration::from_secs(5)),
+            public_url: None,
         }
     }
 }

@@ -121,7 +121,7 @@ pub struct Health {
     pub status: String,
 }
 
-fn client_ip(info: Option<Extension<ConnectInfo<SocketAddr>>>) -> IpAddr {
+pub(super) fn client_ip(info: Option<Extension<ConnectInfo<SocketAddr>>>) -> IpAddr {
     info.map_or(
         IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         |Extension(ConnectInfo(a))| a.ip(),

@@ -3,7 +3,9 @@
 //! [`StoreState`] after each apply and swapped in whole; no SQL per request.
 
 use crate::plan::{answer_among, ModelId, Models, Question, QuestionError};
-use crate::policy::{decide, Action, Decision, Grant, ModelState, Principal, Request};
+use crate::policy::{
+    decide, Action, Decision, Grant, ModelRef, ModelState, PackedModel, Principal, Request,
+};
 use crate::resources::UserState;
 use crate::secrets::{parse_token, verify, HashValue, ServerKey, TokenFormatError};
 use crate::store::{KeyState, ModelRow, StoreState};
@@ -22,6 +24,8 @@ pub struct UserEntry {
     pub grants: Vec<Grant>,
     /// The bootstrap administrator (issue 8), not a declared user.
     pub bootstrap: bool,
+    /// When the person chose the password in force (self-service); none for a declared one.
+    pub password_chosen_at: Option<Timestamp>,
 }
 
 impl UserEntry {
@@ -106,6 +110,7 @@ impl Index {
                         password_hash: u.password_hash.clone(),
                         grants: Vec::new(),
                         bootstrap: u.bootstrap,
+                        password_chosen_at: u.password_chosen_at,
                     },
                 )
             })
@@ -148,12 +153,15 @@ impl Index {
             .values()
             .map(|m| (model_id(m), m.state()))
             .collect();
-        let mut named: HashMap<Box<str>, Vec<ModelState>> = HashMap::new();
+        let mut named: HashMap<Box<str>, Vec<Entry>> = HashMap::new();
         for (id, m) in &models {
             named
                 .entry(id.name.as_str().into())
                 .or_default()
-                .push(m.clone());
+                .push(Entry {
+                    packed: PackedModel::new(m),
+                    state: m.clone(),
+                });
         }
         let by_name = named
             .into_iter()
@@ -258,13 +266,18 @@ impl Index {
         q: &'a Question,
     ) -> Result<Decision<'a>, QuestionError> {
         // `answer_among` resolves the model by name (and scope) among the models it is given;
-        // handing it only the models of that name gives the same answer without a scan.
-        let models = q
+        // handing it only the models of that name gives the same answer without a scan. Each
+        // is handed with its packed scope and owner, and named by the table's key, which the
+        // lookup has just read.
+        let (name, models) = q
             .model
             .as_deref()
-            .and_then(|n| self.by_name.get(n))
-            .map_or(&[][..], Named::as_slice);
-        answer_among(principal, models, q)
+            .and_then(|n| self.by_name.get_key_value(n))
+            .map_or(("", &[][..]), |(k, v)| (&**k, v.as_slice()));
+        let candidates = models
+            .iter()
+            .map(|e| ModelRef::packed(name, &e.state, e.packed.as_ref()));
+        answer_among(principal, candidates, q)
     }
 
     /// The models `principal` may see (DESIGN §3), sorted by scope and name.
@@ -287,15 +300,22 @@ impl Index {
     }
 }
 
+/// One model as the hot path reads it: its state, and its scope and owner packed.
+#[derive(Debug)]
+struct Entry {
+    packed: Option<PackedModel>,
+    state: ModelState,
+}
+
 /// The models of one name: nearly always one, held inline.
 #[derive(Debug)]
 enum Named {
-    One(ModelState),
-    Many(Vec<ModelState>),
+    One(Entry),
+    Many(Vec<Entry>),
 }
 
 impl Named {
-    fn as_slice(&self) -> &[ModelState] {
+    fn as_slice(&self) -> &[Entry] {
         match self {
             Named::One(m) => std::slice::from_ref(m),
             Named::Many(all) => all,

@@ -128,10 +128,10 @@ pub async fn header_limits(State(state): State<ApiState>, req: Request, next: Ne
 /// body limit, the request timeout) the JSON error body, keeping its status and headers.
 pub async fn json_errors(resp: Response) -> Response {
     let status = resp.status();
-    let is_json = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        // The console's own HTML error pages keep their body.
+        v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+    });
     if is_json || !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }

@@ -11,9 +11,11 @@
 //! The hot path (token check, session check, decision) reads only the
 //! in-memory index; SQL runs at login, logout and refresh.
 
+mod account;
 mod audit;
 mod auth;
 mod config;
+mod console;
 mod devices;
 mod error;
 mod handlers;
@@ -26,8 +28,10 @@ mod sessions;
 mod state;
 mod throttle;
 
+pub use account::{Account, SessionList, SessionView};
 pub use auth::{Caller, Login};
 pub use config::{ApiConfig, BackoffPolicy, RateLimitConfig};
+pub use console::SESSION_COOKIE;
 pub use devices::DEVICE_PREFIX;
 pub use error::{ApiError, ErrorBody};
 pub use handlers::{
@@ -80,6 +84,20 @@ fn routes() -> Routes {
     .add(Method::POST, "/v1/authorize", handlers::authorize)
     .add(Method::GET, "/v1/models", handlers::models)
     .add(Method::GET, "/v1/audit", audit::audit)
+    .add(Method::POST, "/v1/invitations/accept", account::accept)
+    .add(Method::GET, "/v1/invitations/accept", account::accept_page)
+    .add(Method::GET, "/v1/account", account::account)
+    .add(
+        Method::POST,
+        "/v1/account/password",
+        account::change_password,
+    )
+    .add(Method::GET, "/v1/account/sessions", account::sessions)
+    .add(
+        Method::DELETE,
+        "/v1/account/sessions/{id}",
+        account::end_session,
+    )
     .add(Method::GET, "/healthz", handlers::healthz)
     .add(Method::GET, "/readyz", handlers::readyz)
     .add(Method::GET, "/metrics", handlers::metrics)
@@ -100,6 +118,7 @@ pub fn router(state: ApiState) -> Router {
     let timeout = state.config().request_timeout;
     routes()
         .router
+        .merge(console::router())
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

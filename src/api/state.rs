@@ -244,7 +244,13 @@ impl ApiState {
         let ended = |name: &str| match (index.user(name), old.user(name)) {
             (None, _) => true,
             (Some(new), _) if !new.active() => true,
-            (Some(new), Some(before)) => new.password_hash != before.password_hash,
+            // A password the person chose just now: the API ended their other sessions itself
+            // and kept the one they chose it from. Any other change (a declared reset) ends all.
+            (Some(new), Some(before)) => {
+                new.password_hash != before.password_hash
+                    && !(new.password_chosen_at.is_some()
+                        && new.password_chosen_at != before.password_chosen_at)
+            }
             (Some(_), None) => false,
         };
         // A session never holds a capability its user has lost. Apply ends such sessions in its

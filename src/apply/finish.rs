@@ -5,7 +5,7 @@ use super::Outcome;
 use crate::plan::{Change, Op, Plan};
 use crate::secrets::{Delivery, SecretSink, SinkError};
 use crate::snapshot::ObjectKey;
-use crate::store::{KeyState, PasswordSource, StoreOp, StoreState, UserRow};
+use crate::store::{InvitationState, KeyState, PasswordSource, StoreOp, StoreState, UserRow};
 use serde_json::json;
 
 impl Work<'_> {
@@ -54,6 +54,25 @@ impl Work<'_> {
                     Some(json!({"passwordId": id, "secret": where_})),
                 ));
             }
+            (Target::Invitation { username, id }, Ok(Delivery::Delivered)) => {
+                let had = self
+                    .users
+                    .get(username)
+                    .is_some_and(|u| u.password_hash.is_some());
+                if let Some(u) = self.users.get_mut(username) {
+                    complete_invitation(u);
+                    out.push(StoreOp::UpsertUser(Box::new(u.clone())));
+                }
+                if had {
+                    out.push(StoreOp::EndSessions(username.clone()));
+                }
+                out.push(self.audit(
+                    &c,
+                    "user.invitation.deliver",
+                    None,
+                    Some(json!({"invitationId": id, "secret": where_})),
+                ));
+            }
             (target, Ok(Delivery::Conflict)) => {
                 self.discard(target, out);
                 out.push(self.audit(&c, "secret.conflict", None, Some(json!({"secret": where_}))));
@@ -89,6 +108,14 @@ impl Work<'_> {
             Target::Password { username, .. } => {
                 if let Some(u) = self.users.get_mut(username) {
                     u.pending_password = None;
+                    out.push(StoreOp::UpsertUser(Box::new(u.clone())));
+                }
+            }
+            Target::Invitation { username, id } => {
+                if let Some(u) = self.users.get_mut(username) {
+                    if u.invitation.as_ref().is_some_and(|i| &i.id == id) {
+                        u.invitation = None;
+                    }
                     out.push(StoreOp::UpsertUser(Box::new(u.clone())));
                 }
             }
@@ -153,9 +180,30 @@ impl Work<'_> {
     }
 }
 
+/// Makes a delivered pending invitation the one in force: the password in force (declared
+/// or chosen) stops working, so the invitation is the one way in.
+pub(super) fn complete_invitation(u: &mut UserRow) {
+    if let Some(i) = u
+        .invitation
+        .as_mut()
+        .filter(|i| i.state == InvitationState::Pending)
+    {
+        i.state = InvitationState::Issued;
+        u.password_rotation = i.rotation;
+        u.password_hash = None;
+        u.password_source = None;
+        u.password_fingerprint = None;
+        u.password_id = None;
+        u.password_chosen_at = None;
+        u.pending_password = None;
+    }
+}
+
 /// Makes a delivered pending password the current one.
 pub(super) fn complete_password(u: &mut UserRow) {
     if let Some(p) = u.pending_password.take() {
+        u.password_chosen_at = None;
+        u.invitation = None;
         u.password_hash = Some(p.hash);
         u.password_id = Some(p.id);
         u.password_rotation = p.rotation;

@@ -43,6 +43,9 @@ pub struct ApplyContext<'a> {
     pub server_key: &'a ServerKey,
     /// argon2id cost.
     pub password_params: PasswordParams,
+    /// The API's public base URL (`run --public-url`): invitation Secrets then also hold a
+    /// ready-to-open acceptance URL.
+    pub public_url: Option<&'a str>,
 }
 
 /// The outcome of one declared object, as stored and printed.

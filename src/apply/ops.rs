@@ -5,13 +5,14 @@ use crate::plan::{Change, Op, Plan, SecretName, TokenFields, UserFields};
 use crate::policy::{Role, Scope};
 use crate::resources::{RequestPhase, Validity};
 use crate::secrets::{
-    generate_key, generate_password, hash_many, new_key_id, HashValue, NewKey, OutgoingSecret,
-    SecretValue,
+    generate_invitation, generate_key, generate_password, hash_many, new_key_id, HashValue, NewKey,
+    OutgoingSecret, SecretValue,
 };
 use crate::snapshot::ObjectKey;
 use crate::store::{
-    AuditRow, BindingRow, DecidedRequest, KeyState, ModelRow, ObjectStatus, Owner, PasswordSource,
-    PendingPassword, StoreOp, StoreState, TokenKeyRow, UserRow,
+    AuditRow, BindingRow, DecidedRequest, InvitationRow, InvitationState, KeyState, ModelRow,
+    ObjectStatus, Owner, PasswordSource, PendingPassword, StoreOp, StoreState, TokenKeyRow,
+    UserRow,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(super) enum Target {
     Token { key_id: String },
     Password { username: String, id: String },
+    Invitation { username: String, id: String },
 }
 
 /// One Secret to deliver after transaction 1.
@@ -40,6 +42,8 @@ pub(super) struct Work<'a> {
     pub(super) hashes: BTreeMap<String, HashValue>,
     pub(super) generated: BTreeMap<String, (String, SecretValue)>,
     pub(super) new_keys: BTreeMap<ObjectKey, NewKey>,
+    /// Invitation codes generated for this apply, by username.
+    pub(super) invitations: BTreeMap<String, NewKey>,
     pub(super) statuses: BTreeMap<ObjectKey, ObjectStatus>,
     pub deliveries: Vec<PendingDelivery>,
     /// Secrets (namespace, name, key id) of deleted token keys, removed after the commit.
@@ -87,6 +91,7 @@ impl<'a> Work<'a> {
             hashes: BTreeMap::new(),
             generated: BTreeMap::new(),
             new_keys: BTreeMap::new(),
+            invitations: BTreeMap::new(),
             statuses: BTreeMap::new(),
             deliveries: Vec::new(),
             retired: Vec::new(),
@@ -110,6 +115,10 @@ impl<'a> Work<'a> {
                 Op::IssueToken { .. } => {
                     self.new_keys
                         .insert(c.object.clone(), generate_key(self.ctx.server_key));
+                }
+                Op::IssueInvitation { username, .. } => {
+                    self.invitations
+                        .insert(username.clone(), generate_invitation(self.ctx.server_key));
                 }
                 _ => {}
             }
@@ -210,6 +219,15 @@ impl<'a> Work<'a> {
                 username,
                 password_id,
             } => self.discard_password(c, username, password_id, out),
+            Op::IssueInvitation { .. } => self.issue_invitation(c, out),
+            Op::CompleteInvitation {
+                username,
+                invitation_id,
+            } => self.complete_invitation(c, username, invitation_id, out),
+            Op::DiscardInvitation {
+                username,
+                invitation_id,
+            } => self.discard_invitation(c, username, invitation_id, out),
             Op::Bind {
                 username,
                 role,
@@ -301,7 +319,9 @@ impl Work<'_> {
     ) {
         let hash = self.hashes.get(username).cloned();
         let row = self.user(username);
+        let chosen = row.password_chosen_at.take().is_some();
         row.password_hash = hash;
+        row.invitation = None;
         row.password_source = Some(PasswordSource::Ref);
         row.password_fingerprint = Some(fingerprint.clone());
         row.password_id = None;
@@ -314,7 +334,11 @@ impl Work<'_> {
         } else {
             "user.password.set"
         };
-        let new = json!({"secret": format!("{}/{}", secret.namespace, secret.name)});
+        let mut new = json!({"secret": format!("{}/{}", secret.namespace, secret.name)});
+        if chosen {
+            // A declared reset wins over the password the person chose: say so in the record.
+            new["replacesChosenPassword"] = json!(true);
+        }
         out.push(self.audit(c, action, None, Some(new)));
     }
 
@@ -397,6 +421,141 @@ impl Work<'_> {
         ));
     }
 }
+
+/// Invitations.
+impl Work<'_> {
+    /// Records a new pending invitation (voiding any earlier code at once) and queues its Secret.
+    fn issue_invitation(&mut self, c: &Change, out: &mut Vec<StoreOp>) {
+        // Seven fields: destructured here rather than passed one by one.
+        let Op::IssueInvitation {
+            username,
+            rotation,
+            secret,
+            validity,
+            discards,
+            reset,
+            ..
+        } = &c.op
+        else {
+            return;
+        };
+        let Some(code) = self.invitations.remove(username) else {
+            return;
+        };
+        let now = self.ctx.now;
+        // Validation refuses a bad validity; should one slip through, the code expires at once (fail closed).
+        let expires_at = Validity::parse_invitation(validity)
+            .ok()
+            .and_then(|d| now.checked_add(d).ok())
+            .unwrap_or(now);
+        if let Some(d) = discards {
+            out.push(self.audit(
+                c,
+                "user.invitation.discard",
+                Some(json!({"invitationId": d})),
+                None,
+            ));
+        }
+        let row = self.user(username);
+        let voids = row
+            .invitation
+            .as_ref()
+            .filter(|i| i.state == InvitationState::Issued)
+            .map(|i| i.id.clone());
+        row.invitation = Some(InvitationRow {
+            id: code.key_id.clone(),
+            code_hmac: code.secret_hmac.clone(),
+            rotation: *rotation,
+            issued_at: now,
+            expires_at,
+            state: InvitationState::Pending,
+        });
+        let new = json!({"invitationId": code.key_id, "rotation": rotation, "expiresAt": expires_at.to_string(), "secret": format!("{}/{}", secret.namespace, secret.name), "state": "pending", "reset": reset});
+        out.push(self.audit(
+            c,
+            "user.invitation.issue",
+            voids.map(|v| json!({"invitationId": v})),
+            Some(new),
+        ));
+        if let Some(st) = self.statuses.get_mut(&c.object) {
+            st.message = format!(
+                "invitation {} delivered to Secret {}/{}; it expires at {expires_at}",
+                code.key_id, secret.namespace, secret.name
+            );
+        }
+        let mut data = BTreeMap::new();
+        data.insert(
+            "username".to_string(),
+            SecretValue::from_string(username.to_string()),
+        );
+        data.insert("invitation".to_string(), code.token.clone());
+        if let Some(base) = self.ctx.public_url {
+            data.insert(
+                "acceptUrl".to_string(),
+                SecretValue::from_string(format!(
+                    "{}{ACCEPT_PATH}#code={}",
+                    base.trim_end_matches('/'),
+                    code.token.expose_str().unwrap_or_default()
+                )),
+            );
+        }
+        self.deliveries.push(PendingDelivery {
+            secret: outgoing(
+                secret,
+                data,
+                &code.key_id,
+                Some(expires_at.to_string()),
+                &c.object,
+            ),
+            target: Target::Invitation {
+                username: username.to_string(),
+                id: code.key_id.clone(),
+            },
+            object: c.object.clone(),
+            source: c.source.clone(),
+        });
+    }
+
+    fn complete_invitation(
+        &mut self,
+        c: &Change,
+        username: &str,
+        id: &str,
+        out: &mut Vec<StoreOp>,
+    ) {
+        let had = self
+            .users
+            .get(username)
+            .is_some_and(|u| u.password_hash.is_some());
+        super::finish::complete_invitation(self.user(username));
+        if had {
+            out.push(StoreOp::EndSessions(username.to_string()));
+        }
+        out.push(self.audit(
+            c,
+            "user.invitation.complete",
+            None,
+            Some(json!({"invitationId": id})),
+        ));
+    }
+
+    fn discard_invitation(&mut self, c: &Change, username: &str, id: &str, out: &mut Vec<StoreOp>) {
+        let row = self.user(username);
+        if row.invitation.as_ref().is_some_and(|i| i.id == id) {
+            row.invitation = None;
+        }
+        out.push(self.audit(
+            c,
+            "user.invitation.discard",
+            Some(json!({"invitationId": id})),
+            None,
+        ));
+    }
+}
+
+/// The path of the page a delivered acceptance URL opens (the code rides in the fragment,
+/// which browsers never send to a server, so it stays out of every access log).
+pub const ACCEPT_PATH: &str = "/v1/invitations/accept";
 
 /// Bindings.
 impl Work<'_> {

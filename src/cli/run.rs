@@ -165,6 +165,11 @@ async fn run_dir(
         );
     }
     println!("  server key: {}", o.key_file().display());
+    if let Some(url) = &api.public_url {
+        println!(
+            "  public url: {url}  (invitation Secrets hold <url>/v1/invitations/accept#code=...)"
+        );
+    }
     tracing::info!(
         dir = %o.dir.display(),
         store = %crate::store::AnyStore::describe(&o.store),
@@ -172,6 +177,7 @@ async fn run_dir(
         resync = %humantime::format_duration(mode.resync),
         "starting directory daemon"
     );
+    let public_url = api.public_url.clone();
     let api = super::serve::start(
         api,
         &o.store,
@@ -199,7 +205,8 @@ async fn run_dir(
         server_key,
         o.password_params,
         mode.bootstrap.clone(),
-    );
+    )
+    .with_public_url(public_url);
     let daemon = Daemon::new(
         DaemonConfig {
             dir: o.dir.clone(),

@@ -69,6 +69,29 @@ pub struct ApiArgs {
     /// Requests a caller may send at once before --caller-rate-limit applies (default: twice the rate).
     #[arg(long, value_name = "N", env = "STAGEGATE_CALLER_BURST")]
     pub caller_burst: Option<u32>,
+    /// The address people reach this API and web console at, e.g. https://stagegate.example.com
+    /// (behind a proxy or ingress): invitation Secrets then also hold a ready-to-open
+    /// acceptance URL, and an https URL makes the console's cookies Secure.
+    #[arg(long, value_name = "URL", env = "STAGEGATE_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+}
+
+/// Accepts an absolute http(s) URL without query or fragment; returns it without a trailing `/`.
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("{s:?} is not an http:// or https:// URL"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("{s:?} has no host"));
+    }
+    if s.contains(['?', '#']) || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{s:?} must be a plain base URL (no query, fragment or spaces)"
+        ));
+    }
+    Ok(s.trim_end_matches('/').to_string())
 }
 
 impl ApiArgs {
@@ -136,6 +159,7 @@ pub async fn start(
             Some(every) if crate::store::pg::is_url(store) => Some(every.min(SHARED_POLL)),
             other => other,
         },
+        public_url: args.public_url.clone(),
         ..defaults
     };
     let path = store.to_path_buf();

@@ -39,9 +39,8 @@ pub fn wanted_secrets(snap: &Snapshot, state: &StoreState) -> BTreeSet<(String, 
     let invalid = resolved.invalid_keys();
     let mut out = BTreeSet::new();
     for u in snap.users.iter().filter(|u| !invalid.contains(&u.key())) {
-        if u.object.spec.password_secret_ref.is_none() {
-            let s = super::users::password_secret(&u.object);
-            out.insert((s.namespace, s.name));
+        if let Some(name) = u.object.written_secret_name() {
+            out.insert((u.object.namespace().unwrap_or_default(), name));
         }
     }
     for t in snap.tokens.iter().filter(|t| !invalid.contains(&t.key())) {

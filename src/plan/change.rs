@@ -138,6 +138,8 @@ pub enum Op {
         secret: SecretName,
         /// True when the user had a password before (a reset ends sessions).
         reset: bool,
+        /// True when the password it replaces is one the person chose (a declared reset wins).
+        chosen: bool,
         /// The value (never serialized).
         #[serde(skip)]
         value: Hidden<SecretValue>,
@@ -156,6 +158,45 @@ pub enum Op {
         secret: SecretName,
         /// Id of a pending, undelivered password it replaces.
         discards: Option<String>,
+        /// True when it replaces a password in force (a declared reset: sessions end on delivery).
+        reset: bool,
+        /// True when the password it replaces is one the person chose.
+        chosen: bool,
+    },
+    /// Issue a one-time invitation code and deliver it once; any earlier code is void at once.
+    #[serde(rename_all = "camelCase")]
+    IssueInvitation {
+        /// Username.
+        username: String,
+        /// `spec.passwordRotation` it is for.
+        rotation: u32,
+        /// Where it is delivered.
+        secret: SecretName,
+        /// `spec.invitation.validity` (or the default), counted from issue.
+        validity: String,
+        /// Id of a pending, undelivered invitation it replaces.
+        discards: Option<String>,
+        /// True when it replaces a password in force (a declared reset: on delivery the
+        /// password stops working and sessions end).
+        reset: bool,
+        /// True when the password it replaces is one the person chose.
+        chosen: bool,
+    },
+    /// A pending invitation was delivered before a crash: make it acceptable.
+    #[serde(rename_all = "camelCase")]
+    CompleteInvitation {
+        /// Username.
+        username: String,
+        /// Id of the delivered invitation.
+        invitation_id: String,
+    },
+    /// Forget a pending invitation that was never delivered.
+    #[serde(rename_all = "camelCase")]
+    DiscardInvitation {
+        /// Username.
+        username: String,
+        /// Id of the pending invitation.
+        invitation_id: String,
     },
     /// A pending generated password was delivered before a crash: make it current.
     #[serde(rename_all = "camelCase")]
@@ -316,6 +357,9 @@ impl Op {
             Op::GeneratePassword { .. } => "generatePassword",
             Op::CompletePassword { .. } => "completePassword",
             Op::DiscardPassword { .. } => "discardPassword",
+            Op::IssueInvitation { .. } => "issueInvitation",
+            Op::CompleteInvitation { .. } => "completeInvitation",
+            Op::DiscardInvitation { .. } => "discardInvitation",
             Op::Bind { .. } => "bind",
             Op::UpdateBinding { .. } => "updateBinding",
             Op::Unbind { .. } => "unbind",

@@ -21,7 +21,7 @@ pub use replay::{
     RequestDecision,
 };
 pub use requests::recorded_history;
-pub use users::{password_fingerprint, password_secret};
+pub use users::{invitation_secret, password_fingerprint, password_secret};
 
 #[cfg(test)]
 mod tests;

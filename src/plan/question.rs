@@ -1,9 +1,7 @@
 //! Authorization questions (`can-i`, `/v1/authorize`): resolve the model, then ask the policy.
 
 use super::Models;
-use crate::policy::{
-    decide, Action, Decision, ModelRef, ModelState, Principal, Request, Scope, Stage,
-};
+use crate::policy::{decide, Action, Decision, ModelRef, Principal, Request, Scope, Stage};
 
 /// An authorization question about one action.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,32 +44,29 @@ pub fn resolve_model<'a>(
 }
 
 /// [`resolve_model`] among `candidates`: any models, of which those named `name` count. The API
-/// index hands over only the models of that name, so the answer costs no scan of every model.
+/// index hands over only the models of that name (with their packed scopes and owners), so the
+/// answer costs no scan of every model.
 pub fn resolve_among<'a, I>(
     candidates: I,
     name: &'a str,
     scope: Option<&'a Scope>,
 ) -> Result<ModelRef<'a>, QuestionError>
 where
-    I: IntoIterator<Item = &'a ModelState>,
+    I: IntoIterator,
+    I::Item: Into<ModelRef<'a>>,
     I::IntoIter: Clone,
 {
     static GLOBAL: Scope = Scope {
         customer: None,
         project: None,
     };
-    let candidates = candidates.into_iter();
+    let candidates = candidates.into_iter().map(Into::into);
     let mut found = candidates
         .clone()
-        .filter(|m| m.name == name && scope.is_none_or(|s| &m.scope == s));
+        .filter(|m: &ModelRef<'a>| m.name == name && scope.is_none_or(|s| m.is_at(s)));
     match (found.next(), found.next()) {
-        (Some(one), None) => Ok(one.into()),
-        (None, _) => Ok(ModelRef {
-            name,
-            scope: scope.unwrap_or(&GLOBAL),
-            owner: None,
-            stage: None,
-        }),
+        (Some(one), None) => Ok(one),
+        (None, _) => Ok(ModelRef::new(name, scope.unwrap_or(&GLOBAL), None, None)),
         (Some(_), Some(_)) => Err(QuestionError::Ambiguous {
             name: name.to_string(),
             scopes: candidates
@@ -99,7 +94,8 @@ pub fn answer_among<'a, I>(
     q: &'a Question,
 ) -> Result<Decision<'a>, QuestionError>
 where
-    I: IntoIterator<Item = &'a ModelState>,
+    I: IntoIterator,
+    I::Item: Into<ModelRef<'a>>,
     I::IntoIter: Clone,
 {
     let action = q.action.ok_or(QuestionError::NoAction)?;

@@ -14,6 +14,15 @@ fn fields(ch: &[FieldChange]) -> String {
         .join(", ")
 }
 
+/// What a declared reset does to the password in force, for a plan line.
+fn reset_effect(reset: bool, chosen: bool) -> &'static str {
+    match (reset, chosen) {
+        (true, true) => ", replacing the password the user chose and ending its sessions",
+        (true, false) => ", ending its sessions",
+        (false, _) => "",
+    }
+}
+
 /// What the markers of [`marker`] mean, printed under a text plan.
 pub const MARKERS: &str =
     "+ adds, ~ changes, - removes, ! decides a stage request (once, for good), · updates a status";
@@ -24,12 +33,14 @@ pub fn marker(op: &Op) -> char {
         Op::CreateUser { .. }
         | Op::Bind { .. }
         | Op::IssueToken { .. }
-        | Op::GeneratePassword { .. } => '+',
+        | Op::GeneratePassword { .. }
+        | Op::IssueInvitation { .. } => '+',
         Op::DeleteUser { .. }
         | Op::Unbind { .. }
         | Op::RevokeToken { .. }
         | Op::DiscardToken { .. }
         | Op::DiscardPassword { .. }
+        | Op::DiscardInvitation { .. }
         | Op::DeleteToken { .. }
         | Op::DeleteStatus => '-',
         Op::DecideRequest { .. } => '!',
@@ -64,28 +75,60 @@ pub fn describe(op: &Op) -> String {
             username,
             secret,
             reset,
+            chosen,
             ..
         } => format!(
             "{} password of {username} from Secret {}/{}{}",
-            if *reset { "reset" } else { "set" },
+            if *reset { "declared reset of the" } else { "set" },
             secret.namespace,
             secret.name,
-            if *reset { ", ending its sessions" } else { "" }
+            reset_effect(*reset, *chosen)
         ),
         Op::GeneratePassword {
             username,
             rotation,
             secret,
             discards,
+            reset,
+            chosen,
         } => format!(
-            "generate password #{rotation} for {username}, deliver once to Secret {}/{}{}",
+            "{}generate password #{rotation} for {username}, deliver once to Secret {}/{}{}{}",
+            if *reset { "declared reset: " } else { "" },
             secret.namespace,
             secret.name,
             discards
                 .as_ref()
                 .map(|d| format!(" (replaces undelivered {d})"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            reset_effect(*reset, *chosen)
         ),
+        Op::IssueInvitation {
+            username,
+            rotation,
+            secret,
+            validity,
+            discards,
+            reset,
+            chosen,
+        } => format!(
+            "{}invite {username} (invitation #{rotation}, valid {validity}), deliver the code once to Secret {}/{}{}{}",
+            if *reset { "declared reset: " } else { "" },
+            secret.namespace,
+            secret.name,
+            discards
+                .as_ref()
+                .map(|d| format!(" (replaces undelivered {d})"))
+                .unwrap_or_default(),
+            reset_effect(*reset, *chosen)
+        ),
+        Op::CompleteInvitation {
+            username,
+            invitation_id,
+        } => format!("complete delivered invitation {invitation_id} of {username}"),
+        Op::DiscardInvitation {
+            username,
+            invitation_id,
+        } => format!("discard undelivered invitation {invitation_id} of {username}"),
         Op::CompletePassword {
             username,
             password_id,

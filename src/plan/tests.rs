@@ -49,6 +49,7 @@ impl World {
             now: now.parse().unwrap(),
             server_key: &self.key,
             password_params: PasswordParams::insecure_fast_for_tests(),
+            public_url: None,
         };
         apply(&p, &mut self.store, &self.sink, &ctx).unwrap();
         p
@@ -321,6 +322,7 @@ fn a_plan_made_before_another_commit_is_refused() {
         now: T0.parse().unwrap(),
         server_key: &w.key,
         password_params: PasswordParams::insecure_fast_for_tests(),
+        public_url: None,
     };
     let err = apply(&stale, &mut w.store, &w.sink, &ctx).unwrap_err();
     assert!(err.to_string().contains("plan again"), "{err}");

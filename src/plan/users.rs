@@ -7,7 +7,7 @@ use super::change::*;
 use crate::resources::{User, UserState};
 use crate::secrets::{HashValue, SecretState, SecretValue, ServerKey};
 use crate::snapshot::{Declared, ObjectKey};
-use crate::store::{PasswordSource, UserRow};
+use crate::store::{InvitationState, PasswordSource, UserRow};
 use kube::ResourceExt;
 use std::collections::BTreeMap;
 
@@ -19,6 +19,14 @@ pub fn password_fingerprint(key: &ServerKey, username: &str, value: &[u8]) -> St
     data.push(0);
     data.extend_from_slice(value);
     key.mac_hex(PASSWORD_FP_DOMAIN, &data)
+}
+
+/// The Secret an invitation of `user` is delivered to: `<name>-invitation`.
+pub fn invitation_secret(user: &User) -> SecretName {
+    SecretName {
+        namespace: user.namespace().unwrap_or_default(),
+        name: user.invitation_secret_name(),
+    }
 }
 
 /// The Secret a generated password of `user` is delivered to: `<name>-password`.
@@ -128,12 +136,23 @@ pub(super) fn plan_users(b: &mut Builder) {
         }
         b.users_after.insert(username.clone(), fields.state);
         let pw = plan_password(b, u, row);
+        // An invited user is Invited until it accepts the invitation in force, whatever its
+        // earlier logins (a re-invite makes it Invited again).
+        let awaiting = u.object.spec.invitation.is_some()
+            && !row.is_some_and(|r| {
+                r.invitation.as_ref().is_some_and(|i| {
+                    i.state == InvitationState::Accepted
+                        && i.rotation >= u.object.spec.password_rotation
+                })
+            });
         let phase = match (fields.state, row.and_then(|r| r.first_login)) {
             (UserState::Revoked, _) => "Revoked",
+            _ if awaiting => "Invited",
             (_, Some(_)) => "Active",
             _ => "Invited",
         };
         let mut st = match pw {
+            Some((INVITED, msg)) => status(u, true, INVITED, msg, Some(phase)),
             Some((reason, msg)) => status(u, false, reason, msg, Some(phase)),
             None if fields.state == UserState::Revoked => status(
                 u,
@@ -151,13 +170,15 @@ pub(super) fn plan_users(b: &mut Builder) {
             ),
         };
         let declared = u.object.spec.password_rotation;
-        if let Some(r) = row.filter(|r| {
-            u.object.spec.password_secret_ref.is_none()
-                && r.password_source == Some(PasswordSource::Generated)
-                && r.password_rotation > declared
-        }) {
-            let note =
-                super::tokens::lowered_note("spec.passwordRotation", declared, r.password_rotation);
+        let in_force = row.and_then(|r| match &u.object.spec.invitation {
+            Some(_) => r.invitation.as_ref().map(|i| i.rotation),
+            None => (r.password_source == Some(PasswordSource::Generated))
+                .then_some(r.password_rotation),
+        });
+        if let Some(current) =
+            in_force.filter(|c| u.object.spec.password_secret_ref.is_none() && *c > declared)
+        {
+            let note = super::tokens::lowered_note("spec.passwordRotation", declared, current);
             super::tokens::warn_lowered(&mut st, &note);
         }
         b.set_status(st);
@@ -273,12 +294,16 @@ fn plan_password(
                     username,
                     secret,
                     reset: row.is_some_and(|r| r.password_hash.is_some()),
+                    chosen: row.is_some_and(|r| r.password_chosen_at.is_some()),
                     value: Hidden(SecretValue::new(value.clone())),
                     fingerprint: Hidden(HashValue::new(fp)),
                 },
             );
         }
         return None;
+    }
+    if let Some(inv) = &u.object.spec.invitation {
+        return plan_invitation(b, u, row, inv.validity());
     }
     let secret = password_secret(&u.object);
     let file = b.secret_state(&secret);
@@ -315,6 +340,10 @@ fn plan_password(
     });
     if let Some(r) = issued {
         discard_pending(b, &key, &src, username, discards);
+        if r.password_chosen_at.is_some() {
+            // The person chose their own since: the delivered Secret no longer matters.
+            return None;
+        }
         return match file {
             SecretState::Ours { key_id } if key_id == r.password_id => None,
             SecretState::Foreign => Some(("SecretConflict", format!("{where_} was replaced by a Secret stagegate did not write"))),
@@ -346,9 +375,140 @@ fn plan_password(
             rotation,
             secret,
             discards,
+            reset: row.is_some_and(|r| r.password_hash.is_some()),
+            chosen: row.is_some_and(|r| r.password_chosen_at.is_some()),
         },
     );
     None
+}
+
+/// The ready reason of an invited user whose invitation waits for acceptance.
+const INVITED: &str = "Invited";
+
+/// Plans the invitation of an invited user: issue (at first and at each raised
+/// `passwordRotation`), complete or discard a pending one after a crash, report an expired or
+/// missing one. Returns `(INVITED, message)` while the invitation in force waits for
+/// acceptance, another reason when something is wrong, none when it was accepted.
+fn plan_invitation(
+    b: &mut Builder,
+    u: &Declared<User>,
+    row: Option<&UserRow>,
+    validity: &str,
+) -> Option<(&'static str, String)> {
+    let key = u.key();
+    let src = u.source.to_string();
+    let username = u.object.username();
+    let secret = invitation_secret(&u.object);
+    let file = b.secret_state(&secret);
+    let rotation = u.object.spec.password_rotation;
+    let where_ = format!("Secret {}/{}", secret.namespace, secret.name);
+    let revoked = u.object.spec.state == UserState::Revoked;
+    let current = row.and_then(|r| r.invitation.as_ref());
+    let mut discards = None;
+    if let Some(i) = current.filter(|i| i.state == InvitationState::Pending) {
+        if let (SecretState::Unreadable { error }, false) = (&file, revoked) {
+            // It may hold the pending code: neither complete nor forget it.
+            return Some(("DeliveryFailed", format!("cannot read {where_} that may hold a pending invitation: {error}; the invitation is not in force until the Secret can be read")));
+        }
+        if file
+            == (SecretState::Ours {
+                key_id: Some(i.id.clone()),
+            })
+        {
+            b.push(
+                &key,
+                &src,
+                Op::CompleteInvitation {
+                    username,
+                    invitation_id: i.id.clone(),
+                },
+            );
+            return Some((
+                INVITED,
+                format!(
+                    "invitation {} delivered to {where_}; it expires at {}",
+                    i.id, i.expires_at
+                ),
+            ));
+        }
+        discards = Some(i.id.clone());
+    }
+    if revoked {
+        discard_invitation(b, &key, &src, username, discards);
+        return None; // no point inviting a revoked user; its status says Revoked
+    }
+    let done = current.filter(|i| i.state != InvitationState::Pending && i.rotation >= rotation);
+    if let Some(i) = done {
+        if i.state == InvitationState::Accepted {
+            return None;
+        }
+        if i.expires_at <= b.ctx.now {
+            return Some(("InvitationExpired", format!(
+                "invitation {} expired at {} without being accepted; increase spec.passwordRotation to {} to invite again",
+                i.id, i.expires_at, i.rotation + 1
+            )));
+        }
+        return match file {
+            SecretState::Ours { key_id } if key_id.as_deref() == Some(i.id.as_str()) => Some((
+                INVITED,
+                format!("invitation {} delivered to {where_}; it expires at {}", i.id, i.expires_at),
+            )),
+            SecretState::Foreign => Some(("SecretConflict", format!("{where_} was replaced by a Secret stagegate did not write; invitation {} stays valid until {}", i.id, i.expires_at))),
+            SecretState::Unreadable { error } => Some(("SecretUnreadable", format!("cannot read {where_} holding invitation {}: {error}; it stays valid until {}", i.id, i.expires_at))),
+            _ => Some(("SecretMissing", format!("{where_} holding invitation {} is gone; it is not re-issued: increase spec.passwordRotation for a new invitation", i.id))),
+        };
+    }
+    if file == SecretState::Foreign {
+        discard_invitation(b, &key, &src, username, discards);
+        return Some(("SecretConflict", format!("{where_} exists and was not written by stagegate: it is never overwritten; delete it or rename the User")));
+    }
+    if let SecretState::Unreadable { error } = &file {
+        discard_invitation(b, &key, &src, username, discards);
+        // An invitation that cannot be delivered is not generated: retried at every reconcile.
+        return Some((
+            "DeliveryFailed",
+            format!(
+                "cannot read {where_}: {error}; no invitation is issued until it can be written"
+            ),
+        ));
+    }
+    b.push(
+        &key,
+        &src,
+        Op::IssueInvitation {
+            username,
+            rotation,
+            secret,
+            validity: validity.to_string(),
+            discards,
+            reset: row.is_some_and(|r| r.password_hash.is_some()),
+            chosen: row.is_some_and(|r| r.password_chosen_at.is_some()),
+        },
+    );
+    Some((
+        INVITED,
+        format!("an invitation is to be delivered to {where_}"),
+    ))
+}
+
+/// Drops a pending (undelivered) invitation, when there is one, so it can never be accepted.
+fn discard_invitation(
+    b: &mut Builder,
+    key: &ObjectKey,
+    src: &str,
+    username: String,
+    pending: Option<String>,
+) {
+    if let Some(id) = pending {
+        b.push(
+            key,
+            src,
+            Op::DiscardInvitation {
+                username,
+                invitation_id: id,
+            },
+        );
+    }
 }
 
 /// Drops a pending (undelivered) password, when there is one, so it can never be used.

@@ -4,7 +4,9 @@
 //! borrows what it needs to say why; the human-readable reason is built only
 //! when a caller asks for it ([`Decision::reason`]).
 
-use super::types::{Action, Grant, ModelState, Principal, PrincipalKind, Role, Scope, Stage};
+use super::types::{
+    Action, Grant, ModelState, PackedModel, Principal, PrincipalKind, Role, Scope, Stage,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -25,16 +27,51 @@ pub struct ModelRef<'a> {
     pub owner: Option<&'a str>,
     /// Current stage; `None` when the model does not exist yet.
     pub stage: Option<Stage>,
+    /// The scope and owner packed (see [`PackedModel`]), when the caller keeps them.
+    pub(crate) packed: Option<&'a PackedModel>,
+}
+
+impl<'a> ModelRef<'a> {
+    /// A model not (yet) in any store: `stage` none means it does not exist.
+    pub fn new(
+        name: &'a str,
+        scope: &'a Scope,
+        owner: Option<&'a str>,
+        stage: Option<Stage>,
+    ) -> Self {
+        ModelRef {
+            name,
+            scope,
+            owner,
+            stage,
+            packed: None,
+        }
+    }
+
+    /// `m` named `name` (the same name, from wherever the caller holds it), with its packed
+    /// scope and owner: deciding then reads the model's strings only to say why.
+    pub fn packed(name: &'a str, m: &'a ModelState, packed: Option<&'a PackedModel>) -> Self {
+        ModelRef {
+            name,
+            scope: &m.scope,
+            owner: m.owner.as_deref(),
+            stage: m.stage,
+            packed,
+        }
+    }
+
+    /// Whether the model lives at `scope`.
+    pub fn is_at(&self, scope: &Scope) -> bool {
+        match self.packed {
+            Some(p) => p.is_at(scope),
+            None => self.scope == scope,
+        }
+    }
 }
 
 impl<'a> From<&'a ModelState> for ModelRef<'a> {
     fn from(m: &'a ModelState) -> Self {
-        ModelRef {
-            name: &m.name,
-            scope: &m.scope,
-            owner: m.owner.as_deref(),
-            stage: m.stage,
-        }
+        ModelRef::new(&m.name, &m.scope, m.owner.as_deref(), m.stage)
     }
 }
 
@@ -234,11 +271,16 @@ pub(super) fn decide_with<'a>(
     let mut best: Option<(&'a Grant, (bool, DecisionCode, Rule))> = None;
     let grants = principal.grants();
     // The packed grants say which grants apply, and with which role, without reading the grants'
-    // memory; the grants themselves answer the same when they could not be packed.
-    let packed = principal.packed().filter(|_| packed);
+    // memory; the grants themselves answer the same when they or the model could not be packed.
+    // With the model's packed scope too (the API index keeps one per model), grants and scope
+    // are compared as numbers.
+    let packed = principal
+        .packed()
+        .filter(|_| packed)
+        .zip(req.model.and_then(|m| m.packed));
     for (i, g) in grants.iter().enumerate() {
         let (role, applies) = match packed {
-            Some(p) => (p[i].role, p[i].applies_to(target)),
+            Some((p, target)) => (p[i].role, p[i].applies_to(target)),
             None => (
                 g.role,
                 g.role.allowed_at(&g.scope) && g.scope.covers(target),
@@ -306,9 +348,16 @@ struct Who<'a> {
 }
 
 impl Who<'_> {
-    /// Whether a model owned by `owner` is this user's.
-    fn owns(&self, owner: Option<&str>) -> bool {
-        owner.is_some_and(|o| match self.packed {
+    /// Whether model `m` is this user's.
+    fn owns(&self, m: &ModelRef<'_>) -> bool {
+        if let Some(own) = m
+            .packed
+            .filter(|_| self.packed)
+            .and_then(|p| p.owned_by(self.principal))
+        {
+            return own;
+        }
+        m.owner.is_some_and(|o| match self.packed {
             true => self.principal.is_named(o),
             false => self.principal.name == o,
         })
@@ -331,7 +380,7 @@ fn decide_grant(role: Role, who: Option<Who<'_>>, req: &Request<'_>) -> (bool, D
             let Some(m) = req.model else {
                 return deny(DecisionCode::Incomplete, Rule::Incomplete);
             };
-            let own = who.is_some_and(|w| w.owns(m.owner));
+            let own = who.is_some_and(|w| w.owns(&m));
             let Some(stage) = m.stage else {
                 return deny(DecisionCode::ModelMissing, Rule::ModelMissing);
             };
@@ -358,7 +407,7 @@ fn decide_grant(role: Role, who: Option<Who<'_>>, req: &Request<'_>) -> (bool, D
             let (Some(m), Some(to)) = (req.model, req.to) else {
                 return deny(DecisionCode::Incomplete, Rule::Incomplete);
             };
-            let own = who.is_some_and(|w| w.owns(m.owner));
+            let own = who.is_some_and(|w| w.owns(&m));
             let Some(from) = m.stage else {
                 // None → Dev: a first deploy.
                 return decide_grant(

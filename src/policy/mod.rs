@@ -10,7 +10,8 @@ mod types;
 pub use compare::{capability_lost, LostCapability};
 pub use decide::{decide, transition_possible, Decision, DecisionCode, ModelRef, Request};
 pub use types::{
-    Action, FromStage, Grant, ModelState, Principal, PrincipalKind, Role, Scope, ScopeError, Stage,
+    Action, FromStage, Grant, ModelState, PackedModel, Principal, PrincipalKind, Role, Scope,
+    ScopeError, Stage,
 };
 
 #[cfg(test)]

@@ -430,8 +430,9 @@ fn a_token_named_like_a_user_does_not_own_that_users_models() {
     assert!(view(&user("alan", Role::Analyst, fraud()), &m).allowed);
 }
 
-/// The packed grants `decide` reads give the decision the grants themselves give, on random
-/// principals (also with malformed and unpackably long scopes) and random requests.
+/// The packed grants and packed models `decide` reads give the decision the grants and models
+/// themselves give, on random principals (also with malformed and unpackably long scopes),
+/// random models and random requests.
 mod packed_grants {
     use super::super::decide::decide_with;
     use super::*;
@@ -483,6 +484,7 @@ mod packed_grants {
             from in stage(),
             to in stage(),
             with_model in any::<bool>(),
+            asked in scope(),
         ) {
             let p = if token && !grants.is_empty() {
                 Principal::token(name, grants[0].clone())
@@ -496,7 +498,18 @@ mod packed_grants {
                 model: with_model.then(|| (&m).into()),
                 to,
             };
-            let fast = rendered(decide_with(&p, &req, true));
+            // The fast side also reads the model's packed scope and owner (when they pack).
+            let packed_model = PackedModel::new(&m);
+            let fast_req = Request {
+                model: with_model.then(|| ModelRef::packed(&m.name, &m, packed_model.as_ref())),
+                ..req
+            };
+            // Resolving a question's scope against the packed model answers what `==` answers.
+            prop_assert_eq!(
+                ModelRef::packed(&m.name, &m, packed_model.as_ref()).is_at(&asked),
+                m.scope == asked
+            );
+            let fast = rendered(decide_with(&p, &fast_req, true));
             let slow = rendered(decide_with(&p, &req, false));
             prop_assert_eq!(
                 (fast.allowed, fast.code, fast.reason),

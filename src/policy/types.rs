@@ -410,17 +410,19 @@ pub enum PrincipalKind {
 ///
 /// The grants are read through [`Principal::grants`] and replaced through
 /// [`Principal::set_grants`], so that the packed copy `decide` reads stays in step with them.
+// In this order (`repr(C)`): what `decide` reads first and together.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(C)]
 pub struct Principal {
     /// User or token.
     pub kind: PrincipalKind,
-    /// Username or token name: what model ownership is recorded against.
-    pub name: String,
-    /// Roles held, each at a scope.
-    grants: Vec<Grant>,
     /// The name and grants packed for deciding (see [`Packed`]).
     #[serde(skip)]
     packed: Packed,
+    /// Roles held, each at a scope.
+    grants: Vec<Grant>,
+    /// Username or token name: what model ownership is recorded against.
+    pub name: String,
 }
 
 impl Principal {
@@ -464,7 +466,7 @@ impl Principal {
     /// Whether `owner` is this principal's name, read from the packed copy when it has one.
     pub(super) fn is_named(&self, owner: &str) -> bool {
         match &self.packed.name {
-            Some(n) => n.as_bytes() == owner.as_bytes(),
+            Some(n) => n.is(owner),
             None => self.name == owner,
         }
     }
@@ -492,17 +494,61 @@ impl Label {
         })
     }
 
-    fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
+    /// Whether the label spells `s` (zero padding makes equal labels equal byte arrays).
+    fn is(&self, s: &str) -> bool {
+        Label::new(s).is_some_and(|l| l == *self)
     }
 }
 
+/// Scope parts (customer and project names) as small numbers, the same for every packed
+/// principal and model of the process: a packed grant is then a few bytes, and matching a
+/// grant's scope with a model's compares two numbers. Parts come from the store and manifests
+/// only (never from a request), and there are few of them (customers and projects); past
+/// [`MAX_PARTS`] nothing more is interned and what would need it is decided unpacked.
+mod parts {
+    use std::collections::HashMap;
+    use std::num::NonZeroU32;
+    use std::sync::{LazyLock, Mutex};
+
+    /// Most distinct scope parts numbered (each at most 63 bytes: a few MiB at worst).
+    pub(super) const MAX_PARTS: usize = 100_000;
+
+    static PARTS: LazyLock<Mutex<HashMap<Box<str>, NonZeroU32>>> = LazyLock::new(Default::default);
+
+    /// The number of scope part `s`; `None` once [`MAX_PARTS`] are numbered and `s` is not.
+    pub(super) fn id(s: &str) -> Option<NonZeroU32> {
+        let mut parts = PARTS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = parts.get(s) {
+            return Some(*id);
+        }
+        if parts.len() >= MAX_PARTS {
+            return None;
+        }
+        let id = NonZeroU32::new(u32::try_from(parts.len() + 1).ok()?)?;
+        parts.insert(s.into(), id);
+        Some(id)
+    }
+}
+
+/// A scope part's number; `None` in a packed scope means the scope has no such part.
+type Part = std::num::NonZeroU32;
+
+/// A scope's parts as numbers: `None` when a part could not be numbered (see [`parts`]).
+fn pack_scope(scope: &Scope) -> Option<(Option<Part>, Option<Part>)> {
+    let part = |p: &Option<String>| match p.as_deref() {
+        None => Some(None),
+        Some(s) => parts::id(s).map(Some),
+    };
+    Some((part(&scope.customer)?, part(&scope.project)?))
+}
+
 /// What `decide` reads of a principal, held inside it: the name and up to [`PACKED_GRANTS`]
-/// grants with their scopes' parts inline. A decision on a large organization costs mostly
+/// grants with their scopes' parts as numbers. A decision on a large organization costs mostly
 /// memory reads; reading the principal's grants this way follows no pointer at all (the
-/// grants themselves are a list of scopes of strings: three pointers deep). Packing only
-/// copies: [`PackedGrant::applies_to`] answers what [`Role::allowed_at`] and [`Scope::covers`]
-/// answer for the grant it was packed from, and a property test holds `decide` to that.
+/// grants themselves are a list of scopes of strings: three pointers deep), and the whole
+/// principal stays within two or three cache lines. Packing only copies:
+/// [`PackedGrant::applies_to`] answers what [`Role::allowed_at`] and [`Scope::covers`] answer
+/// for the grant it was packed from, and a property test holds `decide` to that.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Packed {
     /// Every grant is packed (none too long, not too many).
@@ -535,15 +581,15 @@ impl Packed {
 }
 
 /// One grant as `decide` reads it: the role, whether it may be held at its scope, and the
-/// scope's parts inline.
+/// scope's parts as numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct PackedGrant {
     /// The grant's role.
     pub(super) role: Role,
     /// `role.allowed_at(scope)`, and the scope is not a project without a customer.
     usable: bool,
-    customer: Option<Label>,
-    project: Option<Label>,
+    customer: Option<Part>,
+    project: Option<Part>,
 }
 
 impl Default for PackedGrant {
@@ -559,32 +605,70 @@ impl Default for PackedGrant {
 
 impl PackedGrant {
     fn new(g: &Grant) -> Option<PackedGrant> {
-        // `None`: too long to pack; `Some(None)`: no such part.
-        let label = |part: &Option<String>| match part.as_deref() {
-            None => Some(None),
-            Some(s) => Label::new(s).map(Some),
-        };
+        let (customer, project) = pack_scope(&g.scope)?;
         Some(PackedGrant {
             role: g.role,
             usable: g.role.allowed_at(&g.scope)
                 && !(g.scope.customer.is_none() && g.scope.project.is_some()),
-            customer: label(&g.scope.customer)?,
-            project: label(&g.scope.project)?,
+            customer,
+            project,
         })
     }
 
-    /// Whether the grant counts for `target`: its role may be held at its scope, and its scope
-    /// covers `target` (the same scope or anything below it).
-    pub(super) fn applies_to(&self, target: &Scope) -> bool {
-        let part = |mine: &Option<Label>, theirs: &Option<String>| match mine {
-            None => true,
-            Some(m) => theirs
-                .as_ref()
-                .is_some_and(|t| m.as_bytes() == t.as_bytes()),
+    /// Whether the grant counts for the model `target`: its role may be held at its scope, and
+    /// its scope covers the model's (the same scope or anything above it). Compares numbers.
+    pub(super) fn applies_to(&self, target: &PackedModel) -> bool {
+        let part = |mine: Option<Part>, theirs: Option<Part>| mine.is_none() || mine == theirs;
+        self.usable && part(self.customer, target.customer) && part(self.project, target.project)
+    }
+}
+
+/// A model's scope and owner packed for deciding, as [`Packed`] packs a principal: held next
+/// to the model (the API index keeps one per model), so that `decide` compares numbers and
+/// inline labels, and follows no pointer into the model's strings or the principal's grants.
+/// Built only when every part packs; a property test holds `decide` with it to `decide`
+/// without it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackedModel {
+    customer: Option<Part>,
+    project: Option<Part>,
+    /// The scope's parts inline, to match a question's scope without reading the model's.
+    customer_label: Option<Label>,
+    project_label: Option<Label>,
+    owner: Option<Label>,
+}
+
+impl PackedModel {
+    /// Packs `m`'s scope and owner; `None` when a part does not pack.
+    pub fn new(m: &ModelState) -> Option<PackedModel> {
+        let label = |part: Option<&str>| match part {
+            None => Some(None),
+            Some(s) => Label::new(s).map(Some),
         };
-        self.usable
-            && part(&self.customer, &target.customer)
-            && part(&self.project, &target.project)
+        let (customer, project) = pack_scope(&m.scope)?;
+        Some(PackedModel {
+            customer,
+            project,
+            customer_label: label(m.scope.customer.as_deref())?,
+            project_label: label(m.scope.project.as_deref())?,
+            owner: label(m.owner.as_deref())?,
+        })
+    }
+
+    /// Whether the model lives at `scope` (what `==` on the model's scope answers).
+    pub(crate) fn is_at(&self, scope: &Scope) -> bool {
+        let part = |mine: &Option<Label>, theirs: &Option<String>| match (mine, theirs) {
+            (None, None) => true,
+            (Some(m), Some(t)) => m.is(t),
+            _ => false,
+        };
+        part(&self.customer_label, &scope.customer) && part(&self.project_label, &scope.project)
+    }
+
+    /// Whether `principal` (by its packed name) owns the model; `None` when its name is not packed.
+    pub(super) fn owned_by(&self, principal: &Principal) -> Option<bool> {
+        let name = principal.packed.name.as_ref()?;
+        Some(self.owner.as_ref() == Some(name))
     }
 }
 

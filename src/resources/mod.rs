@@ -25,7 +25,7 @@ pub use common::{
 pub use model_stage_request::{
     ModelStageRequest, ModelStageRequestSpec, ModelStageRequestStatus, RequestPhase,
 };
-pub use user::{User, UserPhase, UserSpec, UserState, UserStatus};
+pub use user::{InvitationSpec, User, UserPhase, UserSpec, UserState, UserStatus};
 pub use validity::Validity;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{

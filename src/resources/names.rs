@@ -34,6 +34,8 @@ pub const SECRET_KEY_MAX: usize = 253;
 pub const PASSWORD_SECRET_SUFFIX: &str = "-password";
 /// Suffix of an ApiToken's default Secret.
 pub const TOKEN_SECRET_SUFFIX: &str = "-token";
+/// Suffix of the Secret an invitation code is delivered to.
+pub const INVITATION_SECRET_SUFFIX: &str = "-invitation";
 
 /// Which syntax a name failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +160,11 @@ pub fn max_name_with_suffix(suffix: &str) -> usize {
 /// The Secret a generated password of the User named `name` goes to.
 pub fn password_secret_name(name: &str) -> String {
     format!("{name}{PASSWORD_SECRET_SUFFIX}")
+}
+
+/// The Secret an invitation of the User named `name` goes to.
+pub fn invitation_secret_name(name: &str) -> String {
+    format!("{name}{INVITATION_SECRET_SUFFIX}")
 }
 
 /// The default Secret of the ApiToken named `name`.

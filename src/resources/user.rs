@@ -49,6 +49,28 @@ pub struct UserSpec {
     #[serde(default)]
     #[schemars(range(min = 0, max = MAX_ROTATION))]
     pub password_rotation: u32,
+    /// Instead of a password: a one-time invitation code, delivered once to Secret <name>-invitation; the person chooses their own password when accepting it. Increasing passwordRotation issues a new invitation (and ends the user's sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invitation: Option<InvitationSpec>,
+}
+
+/// How an invited user is invited.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InvitationSpec {
+    /// How long the invitation code can be accepted, counted from issue: a duration such as 7d, 48h or 30m (default 7d; Never is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity: Option<String>,
+}
+
+impl InvitationSpec {
+    /// Validity when `validity` is unset.
+    pub const DEFAULT_VALIDITY: &'static str = "7d";
+
+    /// The declared validity, or the default.
+    pub fn validity(&self) -> &str {
+        self.validity.as_deref().unwrap_or(Self::DEFAULT_VALIDITY)
+    }
 }
 
 /// Whether a user may log in.
@@ -64,7 +86,7 @@ pub enum UserState {
 /// Lifecycle phase of a user as seen by the platform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum UserPhase {
-    /// Never logged in.
+    /// Invitation not accepted yet, or never logged in.
     Invited,
     /// Has logged in.
     Active,
@@ -99,5 +121,19 @@ impl User {
     /// The Secret a generated password is delivered to: `<name>-password`.
     pub fn password_secret_name(&self) -> String {
         names::password_secret_name(self.metadata.name.as_deref().unwrap_or_default())
+    }
+
+    /// The Secret an invitation is delivered to: `<name>-invitation`.
+    pub fn invitation_secret_name(&self) -> String {
+        names::invitation_secret_name(self.metadata.name.as_deref().unwrap_or_default())
+    }
+
+    /// The Secret stagegate writes for this user, if any: the invitation's, or the generated password's.
+    pub fn written_secret_name(&self) -> Option<String> {
+        match (&self.spec.invitation, &self.spec.password_secret_ref) {
+            (Some(_), _) => Some(self.invitation_secret_name()),
+            (None, Some(_)) => None,
+            (None, None) => Some(self.password_secret_name()),
+        }
     }
 }

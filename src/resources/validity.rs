@@ -22,12 +22,29 @@ impl Validity {
     /// Parses `Never` or a duration from one minute to [`Validity::MAX`] (`30d`, `720h`,
     /// `90m`, `1d 12h`, `10y`).
     pub fn parse(s: &str) -> Result<Validity, String> {
+        Validity::parse_at_least(s, Validity::MIN)
+    }
+
+    /// An invitation's validity: a duration from one second to [`Validity::MAX`]; `Never` is
+    /// refused (a code that never expires is a standing password nobody chose).
+    pub fn parse_invitation(s: &str) -> Result<std::time::Duration, String> {
+        match Validity::parse_at_least(s, Duration::from_secs(1))? {
+            Validity::For(d) => Ok(d),
+            Validity::Never => Err(format!(
+                "validity {:?}: an invitation must expire; use a duration such as 7d or 48h",
+                s.trim()
+            )),
+        }
+    }
+
+    fn parse_at_least(s: &str, min: Duration) -> Result<Validity, String> {
         let s = s.trim();
         if s == "Never" {
             return Ok(Validity::Never);
         }
+        let shortest = humantime::format_duration(min);
         match humantime::parse_duration(s) {
-            Ok(d) if d < Validity::MIN => Err(format!("validity {s:?} is shorter than one minute")),
+            Ok(d) if d < min => Err(format!("validity {s:?} is shorter than {shortest}")),
             Ok(d) if d > Validity::MAX => Err(format!(
                 "validity {s:?} is longer than the maximum of 10y (87660h); use Never for a key that does not expire"
             )),

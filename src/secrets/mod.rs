@@ -8,9 +8,12 @@
 mod redact;
 
 pub use redact::{HashValue, SecretValue};
+mod invitation;
 mod password;
 mod server_key;
 mod token;
+
+pub use invitation::{generate_invitation, parse_invitation, verify_invitation, INVITATION_PREFIX};
 
 pub use password::{
     generate_password, hash_many, hash_password, verify_password, PasswordError, PasswordParams,

@@ -119,11 +119,16 @@ pub fn secret_hmac(key: &ServerKey, key_id: &str, secret: &SecretValue) -> HashV
 
 /// Generates a key id and a 256-bit secret, and hashes it under `key`.
 pub fn generate_key(key: &ServerKey) -> NewKey {
+    generate_with(key, TOKEN_PREFIX, MAC_DOMAIN)
+}
+
+/// A new id and 256-bit secret in the format of `prefix` (tokens, invitation codes), MAC'd in `domain`.
+pub(super) fn generate_with(key: &ServerKey, prefix: &str, domain: &str) -> NewKey {
     let key_id = new_key_id();
     let bytes: [u8; 32] = rand::random();
     let secret = SecretValue::from_string(hex::encode(bytes));
-    let token = format_token(&key_id, &secret);
-    let secret_hmac = secret_hmac(key, &key_id, &secret);
+    let token = format_with(prefix, &key_id, &secret);
+    let secret_hmac = HashValue::new(key.mac_hex(domain, &mac_input(&key_id, secret.expose())));
     NewKey {
         key_id,
         secret,
@@ -134,8 +139,12 @@ pub fn generate_key(key: &ServerKey) -> NewKey {
 
 /// The token string `sgt_<key id>_<secret><checksum>`.
 pub fn format_token(key_id: &str, secret: &SecretValue) -> SecretValue {
+    format_with(TOKEN_PREFIX, key_id, secret)
+}
+
+fn format_with(prefix: &str, key_id: &str, secret: &SecretValue) -> SecretValue {
     let body = format!(
-        "{TOKEN_PREFIX}{key_id}_{}",
+        "{prefix}{key_id}_{}",
         secret.expose_str().unwrap_or_default()
     );
     let sum = checksum(&body);
@@ -144,9 +153,12 @@ pub fn format_token(key_id: &str, secret: &SecretValue) -> SecretValue {
 
 /// Checks prefix, shape, alphabet and checksum; no store lookup.
 pub fn parse_token(s: &str) -> Result<ParsedToken, TokenFormatError> {
-    let rest = s
-        .strip_prefix(TOKEN_PREFIX)
-        .ok_or(TokenFormatError::Prefix)?;
+    parse_with(TOKEN_PREFIX, s)
+}
+
+/// [`parse_token`] for the format of `prefix`.
+pub(super) fn parse_with(prefix: &str, s: &str) -> Result<ParsedToken, TokenFormatError> {
+    let rest = s.strip_prefix(prefix).ok_or(TokenFormatError::Prefix)?;
     if rest.len() != KEY_ID_LEN + 1 + SECRET_HEX_LEN + CHECKSUM_LEN
         || rest.as_bytes()[KEY_ID_LEN] != b'_'
     {
@@ -179,7 +191,17 @@ pub fn parse_token(s: &str) -> Result<ParsedToken, TokenFormatError> {
 
 /// Whether the parsed token's secret matches the stored HMAC (constant-time).
 pub fn verify(token: &ParsedToken, stored_hmac: &HashValue, key: &ServerKey) -> bool {
-    let expected = key.mac(MAC_DOMAIN, &mac_input(&token.key_id, token.secret.expose()));
+    verify_in(MAC_DOMAIN, token, stored_hmac, key)
+}
+
+/// [`verify`] for secrets MAC'd in `domain`.
+pub(super) fn verify_in(
+    domain: &str,
+    token: &ParsedToken,
+    stored_hmac: &HashValue,
+    key: &ServerKey,
+) -> bool {
+    let expected = key.mac(domain, &mac_input(&token.key_id, token.secret.expose()));
     match hex::decode(stored_hmac.expose()) {
         Ok(stored) => stored.ct_eq(&expected).into(),
         Err(_) => false,

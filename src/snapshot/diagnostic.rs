@@ -48,6 +48,8 @@ pub enum Reason {
     /// A declaration its access domain may not make (a grant, token or model outside the
     /// domain's pin, a User claimed elsewhere, a pin or delegation where none may be made).
     OutsideAccessDomain,
+    /// A User declares two ways of getting a password (`invitation` and `passwordSecretRef`).
+    PasswordSourceConflict,
 }
 
 impl Reason {
@@ -74,6 +76,7 @@ impl Reason {
             Reason::InvalidScope => "InvalidScope",
             Reason::SimultaneousRequests => "SimultaneousRequests",
             Reason::OutsideAccessDomain => "OutsideAccessDomain",
+            Reason::PasswordSourceConflict => "PasswordSourceConflict",
         }
     }
 }

@@ -171,12 +171,25 @@ pub fn reconcile_with(
         key,
         password_params,
         now,
+        None,
     )
+    .map(|(plan, outcomes, _)| (plan, outcomes))
+}
+
+/// How long the phases of one reconcile took (for the daemon's log and benchmarks).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    /// Observing the delivered Secrets and planning.
+    pub plan: std::time::Duration,
+    /// Applying the plan (store transaction, Secret delivery).
+    pub apply: std::time::Duration,
 }
 
 /// Plans `snap` against `state` (the store's current state, which the caller may have
 /// cached while the store did not change) and applies the plan, delivering through `sink`
-/// (the directory sink, or one answering from a cache of `secrets_dir`).
+/// (the directory sink, or one answering from a cache of `secrets_dir`); says how long
+/// planning and applying took. With `public_url` (`run --public-url`), delivered
+/// invitations also hold a ready-to-open acceptance URL.
 #[allow(clippy::too_many_arguments)]
 pub fn reconcile_with_state(
     snap: &Snapshot,
@@ -187,12 +200,16 @@ pub fn reconcile_with_state(
     key: &ServerKey,
     password_params: PasswordParams,
     now: Timestamp,
-) -> Result<(Plan, Vec<Outcome>), DirError> {
+    public_url: Option<&str>,
+) -> Result<(Plan, Vec<Outcome>, Timings), DirError> {
     crate::secrets::tighten_secrets_dir(secrets_dir);
+    let started = std::time::Instant::now();
     let plan = plan_against(snap, state, sink, key, password_params.policy, now)?;
+    let planned = started.elapsed();
     for c in plan.data_changes() {
         tracing::info!(kind = %c.object.kind, namespace = %c.object.namespace, name = %c.object.name, action = c.op.name(), source = %c.source, change = %crate::plan::describe(&c.op), "change");
     }
+    let started = std::time::Instant::now();
     let outcomes = apply_from(
         &plan,
         state,
@@ -202,9 +219,14 @@ pub fn reconcile_with_state(
             now,
             server_key: key,
             password_params,
+            public_url,
         },
     )?;
-    Ok((plan, outcomes))
+    let timings = Timings {
+        plan: planned,
+        apply: started.elapsed(),
+    };
+    Ok((plan, outcomes, timings))
 }
 
 /// The plan apply would perform, changing nothing: no store or key file is created.

@@ -136,4 +136,13 @@ impl Store for AnyStore {
     fn record_login(&mut self, username: &str, at: Timestamp) -> Result<(), StoreError> {
         both!(self, s => s.record_login(username, at))
     }
+    fn user_by_invitation(&self, invitation_id: &str) -> Result<Option<UserRow>, StoreError> {
+        both!(self, s => s.user_by_invitation(invitation_id))
+    }
+    fn set_chosen_password(&mut self, p: &ChosenPassword) -> Result<bool, StoreError> {
+        both!(self, s => s.set_chosen_password(p))
+    }
+    fn user_sessions(&self, username: &str) -> Result<Vec<SessionRow>, StoreError> {
+        both!(self, s => s.user_sessions(username))
+    }
 }

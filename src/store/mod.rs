@@ -21,8 +21,9 @@ pub use any::AnyStore;
 pub use audit::{audit_page, parse_object, parse_since, AuditFilter, AuditPage};
 pub use copy::{copy_store, Copied};
 pub use model::{
-    AuditRow, BindingRow, DecidedRequest, KeyState, ModelRow, ObjectStatus, Owner, PasswordSource,
-    PendingPassword, SessionRow, StoreOp, StoreState, TokenKeyRow, UserRow,
+    AuditRow, BindingRow, ChosenPassword, DecidedRequest, InvitationRow, InvitationState, KeyState,
+    ModelRow, ObjectStatus, Owner, PasswordSource, PendingPassword, Replaces, SessionRow, StoreOp,
+    StoreState, TokenKeyRow, UserRow,
 };
 pub use pg::{PgStore, PgTarget, ReconcileLock};
 pub use rows::phase_str;
@@ -110,6 +111,14 @@ pub trait Store {
     fn delete_session(&mut self, id_hash: &str) -> Result<(), StoreError>;
     /// Records a successful login (first and last login time).
     fn record_login(&mut self, username: &str, at: Timestamp) -> Result<(), StoreError>;
+    /// The user holding the invitation with this id (pending, issued or accepted).
+    fn user_by_invitation(&self, invitation_id: &str) -> Result<Option<UserRow>, StoreError>;
+    /// Sets a password the person chose, in one transaction with its audit row, the end of the
+    /// user's other sessions and a revision bump (a plan made before it is refused). False, and
+    /// nothing written, when the row no longer holds what `p.replaces` names.
+    fn set_chosen_password(&mut self, p: &ChosenPassword) -> Result<bool, StoreError>;
+    /// The live sessions of one user, oldest first.
+    fn user_sessions(&self, username: &str) -> Result<Vec<SessionRow>, StoreError>;
 }
 
 /// Every table of the store, in an order that respects foreign keys (users before sessions).

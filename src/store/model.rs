@@ -47,6 +47,52 @@ pub struct PendingPassword {
     pub rotation: u32,
 }
 
+/// Where an invitation is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InvitationState {
+    /// Recorded, delivery not confirmed: never accepted.
+    Pending,
+    /// Delivered: accepted once, until it expires.
+    Issued,
+    /// Used: the person chose their password with it; a second use fails.
+    Accepted,
+}
+
+impl InvitationState {
+    /// Name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationState::Pending => "pending",
+            InvitationState::Issued => "issued",
+            InvitationState::Accepted => "accepted",
+        }
+    }
+}
+
+/// A user's invitation: a one-time code (only its keyed hash is stored) to choose a password with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvitationRow {
+    /// Public id (in the code and the delivered Secret), used to find the user.
+    pub id: String,
+    /// HMAC-SHA-256 (server key) of the code's secret, hex.
+    pub code_hmac: HashValue,
+    /// `spec.passwordRotation` it was issued for.
+    pub rotation: u32,
+    /// When it was generated.
+    pub issued_at: Timestamp,
+    /// When it can no longer be accepted.
+    pub expires_at: Timestamp,
+    /// Pending, issued or accepted.
+    pub state: InvitationState,
+}
+
+impl InvitationRow {
+    /// Whether the code may be accepted at `now` (the secret is checked separately).
+    pub fn acceptable_at(&self, now: Timestamp) -> bool {
+        self.state == InvitationState::Issued && now < self.expires_at
+    }
+}
+
 /// A user in the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserRow {
@@ -70,6 +116,11 @@ pub struct UserRow {
     pub password_rotation: u32,
     /// A generated password recorded but not yet delivered.
     pub pending_password: Option<PendingPassword>,
+    /// When the person chose the password in force (accepting an invitation or changing
+    /// their own); none when it is the declared one. A declared reset clears it.
+    pub password_chosen_at: Option<Timestamp>,
+    /// The user's invitation, for an invited user (the latest one; an earlier code is void).
+    pub invitation: Option<InvitationRow>,
     /// First successful login.
     pub first_login: Option<Timestamp>,
     /// Last successful login.
@@ -94,6 +145,8 @@ impl UserRow {
             password_id: None,
             password_rotation: 0,
             pending_password: None,
+            password_chosen_at: None,
+            invitation: None,
             first_login: None,
             last_login: None,
             bootstrap: false,
@@ -105,6 +158,34 @@ impl UserRow {
     pub fn can_log_in(&self) -> bool {
         self.state == UserState::Active && self.password_hash.is_some()
     }
+}
+
+/// A password a person chose, written by the HTTP API (not by a plan): accepting an
+/// invitation or changing one's own password. Applied only if the row is still as the caller
+/// saw it, so a declared reset or a newer invitation committed meanwhile wins.
+#[derive(Clone, Debug)]
+pub struct ChosenPassword {
+    /// Whose password.
+    pub username: String,
+    /// What it replaces: the row must still hold this.
+    pub replaces: Replaces,
+    /// argon2id PHC string of the chosen password.
+    pub hash: HashValue,
+    /// When it was chosen.
+    pub at: Timestamp,
+    /// The one session of the user kept (the caller's); every other one ends.
+    pub keep_session: Option<HashValue>,
+    /// The audit row recording it (never the password or its hash).
+    pub audit: AuditRow,
+}
+
+/// The state a [`ChosenPassword`] replaces.
+#[derive(Clone, Debug)]
+pub enum Replaces {
+    /// The invitation with this id, issued and unexpired at `at`; it becomes accepted.
+    Invitation(String),
+    /// The password with this hash (the one the caller proved it knows).
+    Password(HashValue),
 }
 
 /// One role at one scope for one username.

@@ -25,7 +25,7 @@
 
 use super::model::*;
 use super::rows::*;
-use super::write::{write_op, Writer, BUMP_REVISION};
+use super::write::{chosen_password, write_op, Writer, BUMP_REVISION};
 use super::{StateToken, Store, StoreError};
 use crate::policy::Grant;
 use jiff::Timestamp;
@@ -186,6 +186,39 @@ impl PgStore {
         Ok(StateToken::never_equal())
     }
 
+    /// Runs `f` in one write transaction, ordered after every other commit (see the module
+    /// comment), and commits it with a revision bump when `f` returns true; false rolls back.
+    fn write(
+        &mut self,
+        f: impl FnOnce(&mut PgWriter) -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let client = connected(&self.target, conn)?;
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()?;
+        // The row lock that orders commits across processes (see the module comment).
+        tx.query_one(
+            "SELECT value FROM store_meta WHERE key = 'revision' FOR UPDATE",
+            &[],
+        )?;
+        // The batches below quote text as standard SQL does; make sure the server reads it so.
+        tx.batch_execute("SET LOCAL standard_conforming_strings = on")?;
+        let mut w = PgWriter {
+            tx: &mut tx,
+            batch: String::new(),
+            pending: 0,
+        };
+        if !f(&mut w)? {
+            return Ok(false);
+        }
+        w.exec(BUMP_REVISION, vec![])?;
+        w.flush()?;
+        tx.commit()?;
+        Ok(true)
+    }
+
     /// Runs `sql` with `args` and decodes each row with `f`.
     fn select<T>(
         &self,
@@ -313,6 +346,12 @@ impl Writer for PgWriter<'_, '_> {
         }
         Ok(())
     }
+    fn exec_counted(&mut self, sql: &'static str, args: Vec<Val>) -> Result<u64, StoreError> {
+        self.flush()?;
+        let mut one = String::new();
+        inline(&mut one, sql, &args);
+        Ok(self.tx.execute(one.as_str(), &[])?)
+    }
     fn revision(&mut self) -> Result<i64, StoreError> {
         self.flush()?;
         revision(&mut *self.tx)
@@ -363,31 +402,12 @@ impl Store for PgStore {
         if ops.is_empty() {
             return Ok(());
         }
-        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
-        connected(&self.target, conn)?;
-        let client = conn.client.as_mut().expect("connected above");
-        let mut tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()?;
-        // The row lock that orders commits across processes (see the module comment).
-        tx.query_one(
-            "SELECT value FROM store_meta WHERE key = 'revision' FOR UPDATE",
-            &[],
-        )?;
-        // The batches below quote text as standard SQL does; make sure the server reads it so.
-        tx.batch_execute("SET LOCAL standard_conforming_strings = on")?;
-        let mut w = PgWriter {
-            tx: &mut tx,
-            batch: String::new(),
-            pending: 0,
-        };
-        for op in ops {
-            write_op(&mut w, op)?;
-        }
-        w.exec(BUMP_REVISION, vec![])?;
-        w.flush()?;
-        tx.commit()?;
+        self.write(|w| {
+            for op in ops {
+                write_op(w, op)?;
+            }
+            Ok(true)
+        })?;
         Ok(())
     }
 
@@ -503,6 +523,29 @@ impl Store for PgStore {
             tx.commit()?;
             Ok(())
         })
+    }
+
+    fn user_by_invitation(&self, invitation_id: &str) -> Result<Option<UserRow>, StoreError> {
+        self.select_one(
+            "users",
+            "SELECT * FROM users WHERE invitation_id = $1",
+            invitation_id,
+            user_row,
+        )
+    }
+
+    fn set_chosen_password(&mut self, p: &ChosenPassword) -> Result<bool, StoreError> {
+        // A plan made from the row before this change is refused (Stale) and made again.
+        self.write(|w| chosen_password(w, p))
+    }
+
+    fn user_sessions(&self, username: &str) -> Result<Vec<SessionRow>, StoreError> {
+        self.select(
+            "sessions",
+            "SELECT * FROM sessions WHERE username = $1 ORDER BY created_at, id_hash",
+            &[&username],
+            session_row,
+        )
     }
 }
 

@@ -244,11 +244,32 @@ pub(super) fn user_row(r: &impl Cols) -> ColResult<UserRow> {
         password_id: r.opt_text("password_id")?,
         password_rotation: small(r, "password_rotation")?,
         pending_password: pending,
+        password_chosen_at: ts_opt(r, "password_chosen_at")?,
+        invitation: invitation(r)?,
         first_login: ts_opt(r, "first_login")?,
         last_login: ts_opt(r, "last_login")?,
         bootstrap: r.flag("bootstrap")?,
         owner: owner(r)?,
     })
+}
+
+fn invitation(r: &impl Cols) -> ColResult<Option<InvitationRow>> {
+    let Some(id) = r.opt_text("invitation_id")? else {
+        return Ok(None);
+    };
+    let rotation = r.opt_int("invitation_rotation")?.unwrap_or(0);
+    Ok(Some(InvitationRow {
+        id,
+        code_hmac: HashValue::new(r.opt_text("invitation_hmac")?.unwrap_or_default()),
+        rotation: u32::try_from(rotation).map_err(|e| format!("invitation_rotation: {e}"))?,
+        issued_at: ts(r, "invitation_issued_at")?,
+        expires_at: ts(r, "invitation_expires_at")?,
+        state: match r.opt_text("invitation_state")?.as_deref() {
+            Some("issued") => InvitationState::Issued,
+            Some("accepted") => InvitationState::Accepted,
+            _ => InvitationState::Pending,
+        },
+    }))
 }
 
 pub(super) fn binding_row(r: &impl Cols) -> ColResult<BindingRow> {

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// Migrations in order; index + 1 is the schema version after running it. Never edit a shipped one.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
     username              TEXT PRIMARY KEY,
@@ -136,6 +136,18 @@ CREATE TABLE store_meta (
     value INTEGER NOT NULL
 ) STRICT;
 INSERT INTO store_meta (key, value) VALUES ('revision', 0);
+"#,
+    // 3: invitations (a keyed hash of a one-time code, never the code) and passwords people choose.
+    r#"
+ALTER TABLE users ADD COLUMN password_chosen_at TEXT;
+ALTER TABLE users ADD COLUMN invitation_id TEXT;
+ALTER TABLE users ADD COLUMN invitation_hmac TEXT;
+ALTER TABLE users ADD COLUMN invitation_rotation INTEGER;
+ALTER TABLE users ADD COLUMN invitation_issued_at TEXT;
+ALTER TABLE users ADD COLUMN invitation_expires_at TEXT;
+ALTER TABLE users ADD COLUMN invitation_state TEXT
+    CHECK (invitation_state IN ('pending', 'issued', 'accepted'));
+CREATE UNIQUE INDEX users_invitation ON users (invitation_id) WHERE invitation_id IS NOT NULL;
 "#,
 ];
 

@@ -2,7 +2,7 @@
 
 use super::model::*;
 use super::rows::*;
-use super::write::{write_op, Writer, BUMP_REVISION};
+use super::write::{chosen_password, write_op, Writer, BUMP_REVISION};
 use super::{schema, Store, StoreError};
 use crate::policy::Grant;
 use jiff::Timestamp;
@@ -170,10 +170,14 @@ struct SqliteWriter<'a>(&'a Transaction<'a>);
 
 impl Writer for SqliteWriter<'_> {
     fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<(), StoreError> {
-        self.0
+        self.exec_counted(sql, args).map(drop)
+    }
+    fn exec_counted(&mut self, sql: &'static str, args: Vec<Val>) -> Result<u64, StoreError> {
+        let n = self
+            .0
             .prepare_cached(sql)?
             .execute(rusqlite::params_from_iter(args))?;
-        Ok(())
+        Ok(n as u64)
     }
     fn revision(&mut self) -> Result<i64, StoreError> {
         Ok(revision(self.0)?)
@@ -343,6 +347,37 @@ impl Store for SqliteStore {
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn user_by_invitation(&self, invitation_id: &str) -> Result<Option<UserRow>, StoreError> {
+        one(
+            &self.conn,
+            "SELECT * FROM users WHERE invitation_id = ?1",
+            [invitation_id],
+            |r| user_row(r),
+        )
+    }
+
+    fn set_chosen_password(&mut self, p: &ChosenPassword) -> Result<bool, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut w = SqliteWriter(&tx);
+        if !chosen_password(&mut w, p)? {
+            return Ok(false);
+        }
+        // A plan made from the row before this change is refused (Stale) and made again.
+        w.exec(BUMP_REVISION, vec![])?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn user_sessions(&self, username: &str) -> Result<Vec<SessionRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT * FROM sessions WHERE username = ?1 ORDER BY created_at")?;
+        let rows = stmt.query_map([username], |r| session_row(r).map_err(conv))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }
 

@@ -214,14 +214,21 @@ fn a_store_from_a_newer_build_is_refused() {
 fn migrations_run_forward_from_an_older_schema() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    let s = SqliteStore::open(&path).unwrap();
-    // Roll the file back to schema 1, as an older build left it.
-    s.conn_for_tests()
-        .execute_batch("DROP TABLE store_meta; PRAGMA user_version = 1;")
-        .unwrap();
-    drop(s);
+    // A file as the first build left it: schema 1 only, holding a user.
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(super::schema::MIGRATIONS[0]).unwrap();
+    old.execute_batch(
+        "INSERT INTO users (username, state) VALUES ('old', 'Active'); PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(old);
     let mut s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.load_state().unwrap().revision, 0);
+    let state = s.load_state().unwrap();
+    assert_eq!(state.revision, 0);
+    assert!(
+        state.users.contains_key("old"),
+        "rows survive the migrations"
+    );
     s.commit(&[StoreOp::UpsertUser(Box::new(UserRow::new("x", None)))])
         .unwrap();
     assert_eq!(s.load_state().unwrap().revision, 1);
@@ -303,4 +310,86 @@ fn an_unreachable_postgres_is_reported_with_the_password_redacted() {
         err.contains("unreachable") && !err.contains("hunter2"),
         "{err}"
     );
+}
+
+#[test]
+fn a_chosen_password_is_written_once_in_both_stores() {
+    for (name, s) in both_stores() {
+        eprintln!("store: {name}");
+        chosen_once(s);
+    }
+}
+
+/// An invited user chooses a password: the invitation becomes accepted, the other sessions
+/// end, the revision moves; a second use of the code, or a stale old password, writes nothing.
+fn chosen_once(mut s: AnyStore) {
+    let mut u = UserRow::new("dora", owner("User", "dora"));
+    u.invitation = Some(InvitationRow {
+        id: "inv-1".into(),
+        code_hmac: HashValue::new("hmac".into()),
+        rotation: 2,
+        issued_at: t("2026-01-01T00:00:00Z"),
+        expires_at: t("2026-01-08T00:00:00Z"),
+        state: InvitationState::Issued,
+    });
+    s.commit(&[StoreOp::UpsertUser(Box::new(u.clone()))])
+        .unwrap();
+    assert_eq!(s.user_by_invitation("inv-1").unwrap(), Some(u));
+    assert_eq!(s.user_by_invitation("inv-2").unwrap(), None);
+    for (id, at) in [
+        ("kept", "2026-01-02T00:00:00Z"),
+        ("other", "2026-01-01T00:00:00Z"),
+    ] {
+        s.create_session(&SessionRow {
+            id_hash: HashValue::new(id.into()),
+            username: "dora".into(),
+            grants: vec![],
+            created_at: t(at),
+            expires_at: t("2026-01-09T00:00:00Z"),
+        })
+        .unwrap();
+    }
+    let ids = |s: &AnyStore| -> Vec<String> {
+        let rows = s.user_sessions("dora").unwrap();
+        rows.iter()
+            .map(|r| r.id_hash.expose().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&s), ["other", "kept"], "oldest first");
+    let before = s.load_state().unwrap().revision;
+    let chosen = |replaces| ChosenPassword {
+        username: "dora".into(),
+        replaces,
+        hash: HashValue::new("$argon2id$chosen".into()),
+        at: t("2026-01-03T00:00:00Z"),
+        keep_session: Some(HashValue::new("kept".into())),
+        audit: AuditRow {
+            id: 0,
+            at: t("2026-01-03T00:00:00Z"),
+            action: "invitation.accept".into(),
+            object: ObjectKey::new("User", "default", "dora"),
+            source: "api".into(),
+            old: None,
+            new: None,
+        },
+    };
+    assert!(s
+        .set_chosen_password(&chosen(Replaces::Invitation("inv-1".into())))
+        .unwrap());
+    let row = s.user("dora").unwrap().unwrap();
+    assert_eq!(row.password_hash.unwrap().expose(), "$argon2id$chosen");
+    assert_eq!(row.password_chosen_at, Some(t("2026-01-03T00:00:00Z")));
+    assert_eq!(row.invitation.unwrap().state, InvitationState::Accepted);
+    assert_eq!(ids(&s), ["kept"]);
+    assert_eq!(s.load_state().unwrap().revision, before + 1);
+    let audits = s.audit(0).unwrap();
+    assert_eq!(audits.last().unwrap().action, "invitation.accept");
+    // Used once: the same code, or an old password the row no longer holds, changes nothing.
+    assert!(!s
+        .set_chosen_password(&chosen(Replaces::Invitation("inv-1".into())))
+        .unwrap());
+    let stale = Replaces::Password(HashValue::new("$argon2id$other".into()));
+    assert!(!s.set_chosen_password(&chosen(stale)).unwrap());
+    assert_eq!(s.load_state().unwrap().revision, before + 1);
+    assert_eq!(s.audit(0).unwrap().len(), audits.len());
 }

@@ -14,6 +14,9 @@ use crate::store::StoreError;
 pub(super) trait Writer {
     /// Runs one statement with `args` bound to `?1..?N` (PostgreSQL: queues it for the next batch).
     fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<(), StoreError>;
+    /// Runs one statement now (PostgreSQL: after the queued ones) and returns how many rows it
+    /// changed, for writes that depend on what the row holds.
+    fn exec_counted(&mut self, sql: &'static str, args: Vec<Val>) -> Result<u64, StoreError>;
     /// The store revision as this transaction sees it.
     fn revision(&mut self) -> Result<i64, StoreError>;
 }
@@ -52,13 +55,17 @@ fn expect_revision(tx: &mut dyn Writer, expected: i64) -> Result<(), StoreError>
 fn upsert_user(tx: &mut dyn Writer, u: &UserRow) -> Result<(), StoreError> {
     let o = owner_cols(&u.owner);
     let p = u.pending_password.as_ref();
+    let i = u.invitation.as_ref();
     tx.exec(
         // An upsert, not INSERT OR REPLACE: replacing would delete the row and its sessions.
         "INSERT INTO users (username, display_name, email, state, password_hash,
            password_source, password_fingerprint, password_id, password_rotation,
            pending_password_id, pending_password_hash, pending_rotation, first_login,
-           last_login, bootstrap, owner_kind, owner_namespace, owner_name, owner_source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+           last_login, bootstrap, owner_kind, owner_namespace, owner_name, owner_source,
+           password_chosen_at, invitation_id, invitation_hmac, invitation_rotation,
+           invitation_issued_at, invitation_expires_at, invitation_state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+           ?20, ?21, ?22, ?23, ?24, ?25, ?26)
          ON CONFLICT (username) DO UPDATE SET display_name = excluded.display_name,
            email = excluded.email, state = excluded.state, password_hash = excluded.password_hash,
            password_source = excluded.password_source,
@@ -76,7 +83,13 @@ fn upsert_user(tx: &mut dyn Writer, u: &UserRow) -> Result<(), StoreError> {
              THEN users.last_login END),
            bootstrap = excluded.bootstrap,
            owner_kind = excluded.owner_kind, owner_namespace = excluded.owner_namespace,
-           owner_name = excluded.owner_name, owner_source = excluded.owner_source",
+           owner_name = excluded.owner_name, owner_source = excluded.owner_source,
+           password_chosen_at = excluded.password_chosen_at,
+           invitation_id = excluded.invitation_id, invitation_hmac = excluded.invitation_hmac,
+           invitation_rotation = excluded.invitation_rotation,
+           invitation_issued_at = excluded.invitation_issued_at,
+           invitation_expires_at = excluded.invitation_expires_at,
+           invitation_state = excluded.invitation_state",
         vals![
             u.username,
             u.display_name,
@@ -94,6 +107,13 @@ fn upsert_user(tx: &mut dyn Writer, u: &UserRow) -> Result<(), StoreError> {
             u.last_login.map(|t| t.to_string()),
             u.bootstrap,
             o[0], o[1], o[2], o[3],
+            u.password_chosen_at.map(|t| t.to_string()),
+            i.map(|i| i.id.clone()),
+            i.map(|i| i.code_hmac.expose().to_string()),
+            i.map(|i| i.rotation),
+            i.map(|i| i.issued_at.to_string()),
+            i.map(|i| i.expires_at.to_string()),
+            i.map(|i| i.state.as_str()),
         ],
     )?;
     Ok(())
@@ -102,6 +122,38 @@ fn upsert_user(tx: &mut dyn Writer, u: &UserRow) -> Result<(), StoreError> {
 fn delete_user(tx: &mut dyn Writer, name: &str) -> Result<(), StoreError> {
     tx.exec("DELETE FROM users WHERE username = ?1", vals![name])?;
     Ok(())
+}
+
+/// Writes a password the person chose if the row still holds what it replaces (see
+/// [`ChosenPassword`]); ends the user's other sessions and records the audit row. False when
+/// the row moved on (nothing written).
+pub(super) fn chosen_password(tx: &mut dyn Writer, p: &ChosenPassword) -> Result<bool, StoreError> {
+    let at = p.at.to_string();
+    let changed = match &p.replaces {
+        // The caller checked the expiry on the row it read: an invitation's expiry never changes
+        // under its id (a new invitation has a new id), so the id and state are enough here.
+        Replaces::Invitation(id) => tx.exec_counted(
+            "UPDATE users SET password_hash = ?1, password_chosen_at = ?2,
+               invitation_state = 'accepted'
+             WHERE username = ?3 AND state = 'Active' AND invitation_id = ?4
+               AND invitation_state = 'issued'",
+            vals![p.hash.expose(), at, p.username, id],
+        )?,
+        Replaces::Password(old) => tx.exec_counted(
+            "UPDATE users SET password_hash = ?1, password_chosen_at = ?2
+             WHERE username = ?3 AND state = 'Active' AND password_hash = ?4",
+            vals![p.hash.expose(), at, p.username, old.expose()],
+        )?,
+    };
+    if changed != 1 {
+        return Ok(false);
+    }
+    tx.exec(
+        "DELETE FROM sessions WHERE username = ?1 AND id_hash IS DISTINCT FROM ?2",
+        vals![p.username, p.keep_session.as_ref().map(HashValue::expose)],
+    )?;
+    audit(tx, &p.audit)?;
+    Ok(true)
 }
 
 fn end_sessions(tx: &mut dyn Writer, name: &str) -> Result<(), StoreError> {

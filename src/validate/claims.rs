@@ -95,6 +95,9 @@ impl SecretClaim {
     /// What the claim does with the Secret, for messages.
     fn verb(&self) -> String {
         match (&self.usage, self.key.kind.as_str()) {
+            (SecretUse::Writes, "User") if self.field == "spec.invitation" => {
+                "delivers its invitation to".into()
+            }
             (SecretUse::Writes, "User") => "writes its generated password to".into(),
             (SecretUse::Writes, _) => "delivers its key to".into(),
             (SecretUse::Reads(k), _) => format!("reads its password from key {k:?} of"),
@@ -106,20 +109,31 @@ impl SecretClaim {
 pub fn secret_claims(snap: &Snapshot) -> Vec<SecretClaim> {
     let mut out = Vec::new();
     for d in &snap.users {
-        out.push(match &d.object.spec.password_secret_ref {
-            Some(r) => SecretClaim::new(
-                d,
-                "spec.passwordSecretRef.name",
-                r.name.clone(),
-                SecretUse::Reads(r.key.clone()),
-            ),
-            None => SecretClaim::new(
-                d,
-                "metadata.name",
-                d.object.password_secret_name(),
-                SecretUse::Writes,
-            ),
-        });
+        out.push(
+            match (
+                &d.object.spec.invitation,
+                &d.object.spec.password_secret_ref,
+            ) {
+                (None, Some(r)) => SecretClaim::new(
+                    d,
+                    "spec.passwordSecretRef.name",
+                    r.name.clone(),
+                    SecretUse::Reads(r.key.clone()),
+                ),
+                (Some(_), _) => SecretClaim::new(
+                    d,
+                    "spec.invitation",
+                    d.object.invitation_secret_name(),
+                    SecretUse::Writes,
+                ),
+                (None, None) => SecretClaim::new(
+                    d,
+                    "metadata.name",
+                    d.object.password_secret_name(),
+                    SecretUse::Writes,
+                ),
+            },
+        );
     }
     for d in &snap.tokens {
         let field = if d.object.spec.secret_name.is_some() {

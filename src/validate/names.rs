@@ -19,8 +19,15 @@ impl Ctx<'_> {
     pub(super) fn names(&mut self) {
         let snap = self.snap;
         for d in &snap.users {
-            let generated = d.object.spec.password_secret_ref.is_none();
-            self.object_name(d, generated.then_some(names::PASSWORD_SECRET_SUFFIX));
+            let suffix = match (
+                &d.object.spec.invitation,
+                &d.object.spec.password_secret_ref,
+            ) {
+                (Some(_), _) => Some(names::INVITATION_SECRET_SUFFIX),
+                (None, Some(_)) => None,
+                (None, None) => Some(names::PASSWORD_SECRET_SUFFIX),
+            };
+            self.object_name(d, suffix);
             self.user_name(d);
         }
         for d in &snap.bindings {
@@ -70,6 +77,9 @@ impl Ctx<'_> {
             let max = max_name_with_suffix(suffix);
             if name.len() > max {
                 let (what, explicit) = match K::kind(&()).as_ref() {
+                    "User" if suffix == names::INVITATION_SECRET_SUFFIX => {
+                        ("its invitation", "no spec.invitation")
+                    }
                     "User" => ("its generated password", "spec.passwordSecretRef"),
                     _ => ("its key", "spec.secretName"),
                 };

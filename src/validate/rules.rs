@@ -35,6 +35,29 @@ pub fn validate(snap: &mut Snapshot) {
             );
         }
     }
+    for d in &ctx.snap.users {
+        let Some(inv) = &d.object.spec.invitation else {
+            continue;
+        };
+        if d.object.spec.password_secret_ref.is_some() {
+            ctx.push(
+                d,
+                "spec.invitation",
+                Reason::PasswordSourceConflict,
+                Severity::Error,
+                "spec.invitation and spec.passwordSecretRef both say where the password comes from: an invited user chooses their own, so remove one".into(),
+            );
+        }
+        if let Err(e) = Validity::parse_invitation(inv.validity()) {
+            ctx.push(
+                d,
+                "spec.invitation.validity",
+                Reason::InvalidDuration,
+                Severity::Error,
+                e,
+            );
+        }
+    }
     for d in &ctx.snap.requests {
         ctx.scoped(d, Role::Admin, d.object.spec.scope.as_ref(), false);
         let s = &d.object.spec;

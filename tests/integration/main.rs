@@ -4,6 +4,7 @@ mod api;
 mod api_abuse;
 mod closed_loader;
 mod closed_loader_props;
+mod console;
 mod controller;
 mod daemon;
 mod diff;

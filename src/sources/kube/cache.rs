@@ -115,7 +115,10 @@ impl Cache {
                         .and_then(Value::as_str)
                     {
                         Some(r) => r == id.1,
-                        None => names::password_secret_name(&k.name) == id.1,
+                        None => {
+                            names::password_secret_name(&k.name) == id.1
+                                || names::invitation_secret_name(&k.name) == id.1
+                        }
                     },
                     "ApiToken" => match v.pointer("/spec/secretName").and_then(Value::as_str) {
                         Some(s) => s == id.1,

@@ -74,6 +74,7 @@ pub fn run(
             now,
             server_key: key,
             password_params,
+            public_url: None,
         },
     )?;
     if let Some(cfg) = bootstrap {

@@ -90,6 +90,14 @@ pub trait Reconciler: Send + 'static {
     /// Told when a reconcile could not run (including when the manifests could not be read),
     /// so it can record that where `stagegate status` looks. Best effort.
     fn failed(&mut self, _error: &ReconcileError) {}
+
+    /// Whether reconciling the same inputs as the last successful round would change
+    /// nothing at `now`: nothing wrote to the store since, and no time-based change (a
+    /// token key's expiry) has come due. A resync whose files and Secrets did not
+    /// change is then skipped. `false` (always reconcile) unless the reconciler knows.
+    fn settled(&mut self, _now: Timestamp) -> bool {
+        false
+    }
 }
 
 /// The result of the latest reconcile, as published to the API and hooks.
@@ -372,10 +380,15 @@ impl<R: Reconciler> Worker<R> {
         // Any Secret file that changed and that this process did not write is news: it may be
         // a passwordSecretRef's new content, or a delivered Secret somebody deleted.
         let secrets_changed = self.secrets.as_mut().map_or(0, |s| s.refresh().len());
+        let refreshed = round_started.elapsed();
         let first = self.activity.reconciles == 0;
-        if !force && !first && !self.failed && refresh.is_empty() && secrets_changed == 0 {
+        // A resync re-reads everything; when that found nothing new, the store did not
+        // change and no expiry came due, planning again would find nothing to do.
+        let unchanged = !first && !self.failed && refresh.is_empty() && secrets_changed == 0;
+        if unchanged && (!force || self.reconciler.settled(crate::snapshot::now())) {
             tracing::debug!(
                 generation = generation - 1,
+                forced = force,
                 elapsed_ms = round_started.elapsed().as_millis() as u64,
                 "nothing changed; not reconciling"
             );
@@ -389,6 +402,7 @@ impl<R: Reconciler> Worker<R> {
         if secrets_changed > 0 {
             tracing::info!(secrets = secrets_changed, "secret files changed");
         }
+        let started = std::time::Instant::now();
         let mut snapshot = self.cache.snapshot();
         snapshot.domains.required = self.require_access_domain;
         if let Some(cache) = &self.secrets {
@@ -397,7 +411,10 @@ impl<R: Reconciler> Worker<R> {
             snapshot.secrets.extend(secrets);
             snapshot.diagnostics.extend(diags);
         }
+        let merged = started.elapsed();
+        let started = std::time::Instant::now();
         validate(&mut snapshot);
+        let validated = started.elapsed();
         self.log_diagnostics(&snapshot.diagnostics);
         let broken_files: Vec<String> = snapshot.broken_files.iter().cloned().collect();
         let started = std::time::Instant::now();
@@ -419,6 +436,9 @@ impl<R: Reconciler> Worker<R> {
                     elapsed_ms,
                     forced = force,
                     round_ms = round_started.elapsed().as_millis() as u64,
+                    refresh_ms = refreshed.as_millis() as u64,
+                    merge_ms = merged.as_millis() as u64,
+                    validate_ms = validated.as_millis() as u64,
                     "reconciled"
                 );
                 self.log_readiness(&r.objects);

@@ -172,3 +172,58 @@ async fn own_secret_writes_and_unchanged_files_do_not_reconcile() {
     );
     assert!(dir.path().join("secrets/t/bob-password.yaml").exists());
 }
+
+/// A recorder that says whether the inputs it last reconciled are still settled.
+#[derive(Clone)]
+struct Settling(Recorder, bool);
+
+impl Reconciler for Settling {
+    fn reconcile(
+        &mut self,
+        snapshot: Snapshot,
+        secrets: Option<&SecretsCache>,
+    ) -> Result<Reconciled, ReconcileError> {
+        self.0.reconcile(snapshot, secrets)
+    }
+
+    fn settled(&mut self, _now: Timestamp) -> bool {
+        self.1
+    }
+}
+
+/// Runs a daemon with a fast resync until it has run `rounds` rounds; returns its activity.
+async fn resync_rounds(settled: bool, rounds: u64) -> Activity {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), USER.replace("NAME", "ada")).unwrap();
+    let config = DaemonConfig {
+        dir: dir.path().to_path_buf(),
+        secrets_dir: None,
+        resync: Duration::from_millis(20),
+        debounce: Duration::from_millis(50),
+        require_access_domain: false,
+    };
+    let daemon = Daemon::new(config, Settling(Recorder::default(), settled));
+    let mut activity = daemon.activity();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(daemon.run(async {
+        let _ = stop_rx.await;
+    }));
+    wait_until(&mut activity, |a| a.rounds >= rounds).await;
+    let a = *activity.borrow();
+    stop_tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    a
+}
+
+#[tokio::test]
+async fn a_resync_reconciles_only_when_the_reconciler_is_not_settled() {
+    // Settled (the store unchanged, no expiry due): resyncs re-read the files, find
+    // nothing new, and do not plan again.
+    let a = resync_rounds(true, 4).await;
+    assert_eq!((a.reconciles, a.files_parsed), (1, 1), "{a:?}");
+    // Not settled (the default: the store changed, or a key's expiry came due): every
+    // resync reconciles, though no file changed.
+    let a = resync_rounds(false, 4).await;
+    assert!(a.reconciles >= 4, "{a:?}");
+    assert_eq!(a.files_parsed, 1, "{a:?}");
+}

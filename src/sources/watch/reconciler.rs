@@ -6,10 +6,15 @@
 //! (see [`AnyStore::state_token`]): a round with nothing to apply reads no
 //! table. It is an input cache, never a second model: any write, by this
 //! process or another, makes the next round read the state again.
+//!
+//! After a round that wrote nothing it also knows when the same inputs could
+//! next plan differently: when a stored token key or an unaccepted invitation
+//! expires (the only inputs of `plan` that move with the clock). Until then, or until something writes to
+//! the store, the daemon's resync need not plan again (see [`Reconciler::settled`]).
 
 use super::daemon::{AppliedChange, ReconcileError, Reconciled, Reconciler};
 use super::secrets_cache::SecretsCache;
-use crate::bootstrap::{ensure_bootstrap_admin, ensure_bootstrap_admin_in, BootstrapConfig};
+use crate::bootstrap::{ensure_bootstrap_admin_in, BootstrapConfig};
 use crate::secrets::{DirSecretSink, PasswordParams, SecretSink, ServerKey};
 use crate::snapshot::Snapshot;
 use crate::sources::directory::{reconcile_with_state, DirError};
@@ -29,6 +34,11 @@ pub struct StoreReconciler {
     state: Option<(StateToken, StoreState)>,
     /// How many times the whole state was read (a figure for tests).
     state_reads: u64,
+    /// After a successful round that wrote nothing: the store's token then, and the
+    /// first token-key expiry after it (None: none pending). Cleared by any other round.
+    settled: Option<(StateToken, Option<jiff::Timestamp>)>,
+    /// `run --public-url`: invitation Secrets also hold an acceptance URL.
+    public_url: Option<String>,
 }
 
 /// The machine reason of a reconcile that could not run.
@@ -69,7 +79,15 @@ impl StoreReconciler {
             last_success: None,
             state: None,
             state_reads: 0,
+            settled: None,
+            public_url: None,
         }
+    }
+
+    /// Delivered invitations also hold an acceptance URL under this base (`run --public-url`).
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url;
+        self
     }
 
     /// The store (read access for hooks and tests).
@@ -103,10 +121,44 @@ impl StoreReconciler {
         Ok(())
     }
 
+    /// After a successful round: keeps `state` (read under `token`) when nothing wrote
+    /// since, and when this round's apply wrote nothing either, remembers that the same
+    /// inputs plan the same until the next token-key expiry.
+    fn settle(
+        &mut self,
+        applied: bool,
+        token: StateToken,
+        state: StoreState,
+        now: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        let next_expiry = next_expiry(&state, now);
+        self.keep_state(token, state)?;
+        if !applied && self.state.is_some() {
+            self.settled = Some((token, next_expiry));
+        }
+        Ok(())
+    }
+
     /// Gives the store back (dropping it closes the database).
     pub fn into_store(self) -> AnyStore {
         self.store
     }
+}
+
+/// The first moment after `now` at which a stored token key or an unaccepted invitation
+/// expires: `plan` marks a key `Expired`, and reports an invitation `InvitationExpired`, by
+/// comparing its expiry with the clock, so from then on the same inputs plan differently.
+/// (A key whose declared validity moved is an update the plan applies, which writes to the
+/// store.)
+fn next_expiry(state: &StoreState, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    let keys = state.token_keys.values().filter_map(|k| k.expires_at);
+    let invitations = state
+        .users
+        .values()
+        .filter_map(|u| u.invitation.as_ref())
+        .filter(|i| i.state != crate::store::InvitationState::Accepted)
+        .map(|i| i.expires_at);
+    keys.chain(invitations).filter(|e| *e > now).min()
 }
 
 impl Reconciler for StoreReconciler {
@@ -123,8 +175,11 @@ impl Reconciler for StoreReconciler {
             Some(c) => c,
             None => &plain,
         };
+        self.settled = None;
+        let started = std::time::Instant::now();
         let (token, state) = self.take_state().map_err(store_error)?;
-        let (plan, outcomes) = reconcile_with_state(
+        let load_state = started.elapsed();
+        let (plan, outcomes, timings) = reconcile_with_state(
             &snapshot,
             &mut self.store,
             &state,
@@ -133,31 +188,50 @@ impl Reconciler for StoreReconciler {
             &self.server_key,
             self.password_params,
             now,
+            self.public_url.as_deref(),
         )
         .map_err(|e| ReconcileError::new(reason(&e), e.to_string()))?;
         // Only after a successful apply: the store now reflects the declarations.
-        // The apply wrote (a new token): the bootstrap step reads the state it left.
         let applied = self.store.state_token().map_err(store_error)? != token;
+        let started = std::time::Instant::now();
+        let mut reread = std::time::Duration::ZERO;
         if let Some(cfg) = &self.bootstrap {
-            let done = if applied {
-                ensure_bootstrap_admin(&mut self.store, sink, cfg, self.password_params, now)
+            // The apply wrote: the bootstrap step needs the state it left, which is then
+            // kept for the next round too (one read, not one here and one there).
+            let (token, state) = if applied {
+                drop(state);
+                let token = self.store.state_token().map_err(store_error)?;
+                self.state_reads += 1;
+                (token, self.store.load_state().map_err(store_error)?)
             } else {
-                ensure_bootstrap_admin_in(
-                    &mut self.store,
-                    &state,
-                    sink,
-                    cfg,
-                    self.password_params,
-                    now,
-                )
+                (token, state)
             };
-            done.map_err(|e| {
+            reread = started.elapsed();
+            ensure_bootstrap_admin_in(
+                &mut self.store,
+                &state,
+                sink,
+                cfg,
+                self.password_params,
+                now,
+            )
+            .map_err(|e| {
                 ReconcileError::new("BootstrapFailed", format!("bootstrap administrator: {e}"))
             })?;
+            self.settle(applied, token, state, now)
+                .map_err(store_error)?;
+        } else {
+            self.settle(applied, token, state, now)
+                .map_err(store_error)?;
         }
-        if !applied {
-            self.keep_state(token, state).map_err(store_error)?;
-        }
+        let bootstrap = started.elapsed() - reread;
+        tracing::info!(
+            load_state_ms = (load_state + reread).as_millis() as u64,
+            plan_ms = timings.plan.as_millis() as u64,
+            apply_ms = timings.apply.as_millis() as u64,
+            bootstrap_ms = bootstrap.as_millis() as u64,
+            "reconcile phases"
+        );
         self.last_success = Some(now);
         let changes = plan
             .data_changes()
@@ -174,7 +248,16 @@ impl Reconciler for StoreReconciler {
         })
     }
 
+    fn settled(&mut self, now: jiff::Timestamp) -> bool {
+        let Some((token, until)) = self.settled else {
+            return false;
+        };
+        let unchanged = self.store.state_token().is_ok_and(|t| t == token);
+        unchanged && until.is_none_or(|u| now < u)
+    }
+
     fn failed(&mut self, error: &ReconcileError) {
+        self.settled = None;
         crate::sources::health::record_failure(
             &mut self.store,
             error.reason,
@@ -184,3 +267,7 @@ impl Reconciler for StoreReconciler {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "reconciler_tests.rs"]
+mod tests;

@@ -143,6 +143,18 @@ CREATE TABLE store_meta (
 );
 INSERT INTO store_meta (key, value) VALUES ('revision', 0);
 "#,
+    // 3: invitations (a keyed hash of a one-time code, never the code) and passwords people choose.
+    r#"
+ALTER TABLE users ADD COLUMN password_chosen_at TEXT;
+ALTER TABLE users ADD COLUMN invitation_id TEXT;
+ALTER TABLE users ADD COLUMN invitation_hmac TEXT;
+ALTER TABLE users ADD COLUMN invitation_rotation BIGINT;
+ALTER TABLE users ADD COLUMN invitation_issued_at TEXT;
+ALTER TABLE users ADD COLUMN invitation_expires_at TEXT;
+ALTER TABLE users ADD COLUMN invitation_state TEXT
+    CHECK (invitation_state IN ('pending', 'issued', 'accepted'));
+CREATE UNIQUE INDEX users_invitation ON users (invitation_id) WHERE invitation_id IS NOT NULL;
+"#,
 ];
 
 // Both stores are at the same schema version in every build.

@@ -7,6 +7,7 @@ mod fail_isolated;
 mod file_modes;
 pub(crate) mod harness;
 mod invalid_edits;
+mod invitations;
 mod loud_failure;
 mod quiet;
 mod rate_limits;

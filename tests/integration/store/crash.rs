@@ -3,15 +3,15 @@
 //! was not delivered, and after the next apply every delivered key verifies.
 
 use stagegate::secrets::{
-    authenticate, verify_password, Delivery, DirSecretSink, OutgoingSecret, PasswordParams,
-    SecretSink, SecretState, ServerKey, SinkError,
+    authenticate, parse_invitation, verify_invitation, verify_password, Delivery, DirSecretSink,
+    OutgoingSecret, PasswordParams, SecretSink, SecretState, ServerKey, SinkError,
 };
 use stagegate::snapshot::Snapshot;
 use stagegate::sources::directory::reconcile_with;
 use stagegate::sources::files::load_text;
 use stagegate::store::{
-    AnyStore, AuditRow, KeyState, ModelRow, ObjectStatus, SessionRow, Store, StoreError, StoreOp,
-    StoreState, TokenKeyRow, UserRow,
+    AnyStore, AuditRow, InvitationState, KeyState, ModelRow, ObjectStatus, SessionRow, Store,
+    StoreError, StoreOp, StoreState, TokenKeyRow, UserRow,
 };
 use std::cell::Cell;
 use std::path::Path;
@@ -31,6 +31,11 @@ apiVersion: stagegate.dev/v1alpha1
 kind: ApiToken
 metadata: {name: bot-b, namespace: team}
 spec: {role: Manager, validity: Never}
+---
+apiVersion: stagegate.dev/v1alpha1
+kind: User
+metadata: {name: ivy, namespace: team}
+spec: {invitation: {validity: 7d}}
 ";
 
 /// A store whose `commit` number `fail_at` (0-based) fails.
@@ -81,6 +86,18 @@ impl Store for FailingStore {
     }
     fn record_login(&mut self, u: &str, at: jiff::Timestamp) -> Result<(), StoreError> {
         self.inner.record_login(u, at)
+    }
+    fn user_by_invitation(&self, id: &str) -> Result<Option<UserRow>, StoreError> {
+        self.inner.user_by_invitation(id)
+    }
+    fn set_chosen_password(
+        &mut self,
+        p: &stagegate::store::ChosenPassword,
+    ) -> Result<bool, StoreError> {
+        self.inner.set_chosen_password(p)
+    }
+    fn user_sessions(&self, u: &str) -> Result<Vec<SessionRow>, StoreError> {
+        self.inner.user_sessions(u)
     }
 }
 
@@ -152,6 +169,28 @@ fn check_invariants(store: &dyn Store, secrets: &Path, key: &ServerKey, stage: &
                 "{stage}: delivered key of {file} unknown to the store"
             );
         }
+    }
+    // Invitations: an acceptable one is held by its Secret and verifies; a delivered one is known.
+    let ivy = state.users.get("ivy").and_then(|u| u.invitation.clone());
+    if let Some(i) = ivy.as_ref().filter(|i| i.state == InvitationState::Issued) {
+        let text = std::fs::read_to_string(sink.path_of("team", "ivy-invitation"))
+            .unwrap_or_else(|_| panic!("{stage}: ivy has an invitation nobody holds"));
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let code = parse_invitation(doc["stringData"]["invitation"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            code.key_id, i.id,
+            "{stage}: acceptable invitation not the one delivered"
+        );
+        assert!(verify_invitation(&code, &i.code_hmac, key), "{stage}");
+    }
+    if let Ok(text) = std::fs::read_to_string(sink.path_of("team", "ivy-invitation")) {
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let code = parse_invitation(doc["stringData"]["invitation"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            ivy.as_ref().map(|i| i.id.as_str()),
+            Some(code.key_id.as_str()),
+            "{stage}: delivered invitation unknown to the store"
+        );
     }
     if let Some(u) = state.users.get("ann") {
         if let Some(h) = &u.password_hash {
@@ -234,6 +273,7 @@ fn scenario_in(
         now,
         server_key: &key,
         password_params: params(),
+        public_url: None,
     };
     let first = stagegate::apply::apply(&plan, &mut store, &sink, &ctx);
     if store_fail.is_some() {
@@ -272,6 +312,11 @@ fn scenario_in(
     );
     assert!(state.users["ann"].pending_password.is_none());
     assert!(state.users["ann"].password_hash.is_some());
+    let ivy = state.users["ivy"]
+        .invitation
+        .clone()
+        .expect("ivy is invited");
+    assert_eq!(ivy.state, InvitationState::Issued, "{stage}");
     // And the next apply is a no-op.
     let audit = store.audit(0).unwrap().len();
     reconcile_now(&snap, &mut store, &secrets, &key);
@@ -343,6 +388,7 @@ fn superseded_key_is_revoked(mut store: AnyStore, dir: &Path) {
         now,
         server_key: &key,
         password_params: params(),
+        public_url: None,
     };
     // Every Secret is written, then the "process dies" before the store hears of it.
     stagegate::apply::apply(&plan, &mut store, &sink, &ctx).unwrap();
