@@ -18,12 +18,19 @@ test: test-deps
 
 ## Python packages the chart tests need (Helm's Go SDK via helm-python-sdk),
 ## installed into $(VENV); Chromium and its WebDriver for the console tests
-## (Debian packages, installed only when missing).
+## (Debian packages, installed only when missing); and the PostgreSQL server
+## binaries the store tests start (as a non-root user, in a temporary directory),
+## from the Debian package when missing, without the package's own always-running cluster.
 test-deps:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ apt-get update && apt-get install -y chromium chromium-driver; }
 	@[ -x $(PYTHON) ] || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  mkdir -p /etc/postgresql-common && \
+	  echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf && \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+	    -o Dpkg::Options::=--force-confold --no-install-recommends postgresql; }
 
 ## Only the Helm chart checks.
 test-chart: test-deps

@@ -8,6 +8,9 @@
 //! `STAGEGATE_BENCH_USERS=500 STAGEGATE_BENCH_BINDINGS=2500 STAGEGATE_BENCH_TOKENS=250
 //! STAGEGATE_BENCH_MODELS=100 cargo bench --bench scale`.
 //! `STAGEGATE_BENCH_DIR` picks where the store and secrets go (default: a temp dir).
+//! `STAGEGATE_BENCH_POSTGRES=1` also runs the first apply and the no-op reconcile against
+//! PostgreSQL (a throw-away server from the distribution's binaries, as the tests start it),
+//! beside a raw bulk load (`COPY`) of the same rows into the same server.
 
 use rusqlite::params;
 use stagegate::apply::{apply, ApplyContext};
@@ -16,7 +19,7 @@ use stagegate::secrets::{
 };
 use stagegate::snapshot::{Declared, Snapshot, Source};
 use stagegate::sources::directory::plan_against;
-use stagegate::store::{SqliteStore, Store};
+use stagegate::store::{AnyStore, SqliteStore, Store};
 use stagegate::validate::validate;
 use std::time::{Duration, Instant};
 
@@ -70,7 +73,7 @@ fn secs(d: Duration) -> String {
 /// One reconcile: load state, plan (observing Secrets), apply. Returns (plan time, apply time, data changes).
 fn reconcile(
     snap: &Snapshot,
-    store: &mut SqliteStore,
+    store: &mut AnyStore,
     sink: &DirSecretSink,
     key: &ServerKey,
     params: PasswordParams,
@@ -157,7 +160,15 @@ fn raw_insert(path: &std::path::Path, s: &Scale) -> Duration {
 
 fn main() {
     let s = Scale::from_env();
-    let params = PasswordParams::default();
+    // `STAGEGATE_BENCH_ARGON2_MEMORY_KIB` / `_ITERATIONS` make hashing cheap for quick runs.
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
+    let params = PasswordParams {
+        m_cost: env("STAGEGATE_BENCH_ARGON2_MEMORY_KIB")
+            .unwrap_or(PasswordParams::default().m_cost),
+        t_cost: env("STAGEGATE_BENCH_ARGON2_ITERATIONS")
+            .unwrap_or(PasswordParams::default().t_cost),
+        ..PasswordParams::default()
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let base = std::env::var_os("STAGEGATE_BENCH_DIR").map(std::path::PathBuf::from);
     let tmp = match &base {
@@ -199,7 +210,7 @@ fn main() {
 
     let key = ServerKey::from_bytes([7; 32]);
     let sink = DirSecretSink::new(tmp.path().join("secrets"));
-    let mut store = SqliteStore::open(&tmp.path().join("store.db")).expect("store");
+    let mut store = AnyStore::open(&tmp.path().join("store.db")).expect("store");
 
     let (plan1, apply1, changes1, not_ready1) = reconcile(&snap, &mut store, &sink, &key, params);
     let ideal = one_hash.mul_f64(s.users as f64 / cores as f64);
@@ -214,6 +225,9 @@ fn main() {
     let (plan4, apply4, changes4, _) = reconcile(&changed, &mut store, &sink, &key, params);
 
     let raw = raw_insert(&tmp.path().join("raw.db"), &s);
+    let postgres = std::env::var_os("STAGEGATE_BENCH_POSTGRES")
+        .is_some()
+        .then(|| on_postgres(&snap, &s, &key, params, tmp.path()));
     let peak = peak_rss_mib();
 
     let rows: Vec<(String, String)> = vec![
@@ -256,15 +270,140 @@ fn main() {
             format!("{} + {} ({changes4} changes)", secs(plan4), secs(apply4)),
         ),
         ("raw SQLite bulk insert, same rows".into(), secs(raw)),
-        (
-            "peak memory (VmHWM)".into(),
-            peak.map_or("n/a".into(), |m| format!("{m:.0} MiB")),
-        ),
     ];
+    let mut rows = rows;
+    if let Some(pg) = postgres {
+        rows.extend([
+            (
+                "PostgreSQL: first apply (same work)".into(),
+                format!("{} ({} changes)", secs(pg.apply1), pg.changes1),
+            ),
+            (
+                "PostgreSQL: no-op re-plan + re-apply".into(),
+                format!("{} + {}", secs(pg.plan2), secs(pg.apply2)),
+            ),
+            (
+                "PostgreSQL: the first apply's rows (+ statuses, audit), one commit".into(),
+                secs(pg.writes),
+            ),
+            (
+                "PostgreSQL: raw COPY (users, bindings, tokens, models)".into(),
+                secs(pg.copy),
+            ),
+            (
+                "  row writes / raw COPY".into(),
+                format!("{:.2}", pg.writes.as_secs_f64() / pg.copy.as_secs_f64()),
+            ),
+        ]);
+    }
+    rows.extend([(
+        "peak memory (VmHWM)".into(),
+        peak.map_or("n/a".into(), |m| format!("{m:.0} MiB")),
+    )]);
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     println!("| {:<w$} | figure |", "measure");
     println!("|{}|--------|", "-".repeat(w + 2));
     for (k, v) in rows {
         println!("| {k:<w$} | {v} |");
     }
+}
+
+/// Figures of the PostgreSQL run.
+struct PgFigures {
+    apply1: Duration,
+    changes1: usize,
+    plan2: Duration,
+    apply2: Duration,
+    /// The first apply's store commits alone (its rows, without hashing or Secret files).
+    writes: Duration,
+    copy: Duration,
+}
+
+/// The first apply and a no-op reconcile into a fresh PostgreSQL database; the same rows
+/// committed again into a second database (store writes alone); a raw `COPY` into a third.
+fn on_postgres(
+    snap: &Snapshot,
+    s: &Scale,
+    key: &ServerKey,
+    params: PasswordParams,
+    dir: &std::path::Path,
+) -> PgFigures {
+    let open = || {
+        AnyStore::open(std::path::Path::new(
+            &stagegate::store::pg::test_server::database(),
+        ))
+        .expect("PostgreSQL store")
+    };
+    let sink = DirSecretSink::new(dir.join("pg-secrets"));
+    let mut store = open();
+    let (_, apply1, changes1, _) = reconcile(snap, &mut store, &sink, key, params);
+    let (plan2, apply2, changes2, _) = reconcile(snap, &mut store, &sink, key, params);
+    assert_eq!(changes2, 0, "a second reconcile must change nothing");
+    // The store writes alone: every row the apply left, committed in one transaction.
+    let mut again = open();
+    let t = Instant::now();
+    stagegate::store::copy_store(&store, &mut again).expect("copy rows");
+    let writes = t.elapsed();
+    let url = stagegate::store::pg::test_server::database();
+    drop(open_raw_schema(&url));
+    let copy = raw_copy(&url, s);
+    PgFigures {
+        apply1,
+        changes1,
+        plan2,
+        apply2,
+        writes,
+        copy,
+    }
+}
+
+fn open_raw_schema(url: &str) -> AnyStore {
+    AnyStore::open(std::path::Path::new(url)).expect("schema")
+}
+
+/// The same rows as [`raw_insert`], bulk-loaded with `COPY ... FROM STDIN` in one transaction.
+fn raw_copy(url: &str, s: &Scale) -> Duration {
+    use std::io::Write;
+    let mut c = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+    let t = Instant::now();
+    let mut tx = c.transaction().expect("tx");
+    let mut w = tx
+        .copy_in("COPY users (username, display_name, email, state, password_hash, password_source, password_id, owner_kind, owner_namespace, owner_name, owner_source) FROM STDIN")
+        .expect("copy users");
+    for i in 0..s.users {
+        writeln!(w, "u{i:05}\tUser {i}\tu{i}@example.com\tActive\t{hash}\tgenerated\tid{i}\tUser\t{NS}\tu{i:05}\tgenerated.yaml").expect("row");
+    }
+    w.finish().expect("users");
+    let mut w = tx
+        .copy_in("COPY bindings (username, role, scope_customer, scope_project, owner_kind, owner_namespace, owner_name, owner_source) FROM STDIN")
+        .expect("copy bindings");
+    for j in 0..s.bindings {
+        let u = j % s.users;
+        writeln!(
+            w,
+            "u{u:05}\tDeveloper\t{}\tp1\tAccessBinding\t{NS}\tb{j:06}\tgenerated.yaml",
+            customer(u)
+        )
+        .expect("row");
+    }
+    w.finish().expect("bindings");
+    let mut w = tx
+        .copy_in("COPY token_keys (key_id, token_name, namespace, secret_hmac, role, scope_customer, scope_project, owner_user, issued_at, expires_at, rotation, state, secret_name, owner_kind, owner_namespace, owner_name, owner_source) FROM STDIN")
+        .expect("copy tokens");
+    for k in 0..s.tokens {
+        let u = (k * 2) % s.users;
+        writeln!(w, "key{k:08}\tt{k:05}\t{NS}\t{}\tDeployer\t{}\tp2\tu{u:05}\t2026-11-01T00:00:00Z\t2027-01-30T00:00:00Z\t0\tissued\tt{k:05}-token\tApiToken\t{NS}\tt{k:05}\tgenerated.yaml", "0".repeat(64), customer(u)).expect("row");
+    }
+    w.finish().expect("tokens");
+    let mut w = tx
+        .copy_in("COPY models (name, scope_customer, scope_project, owner, stage) FROM STDIN")
+        .expect("copy models");
+    for m in 0..s.models {
+        let u = m % s.users;
+        writeln!(w, "m{m:05}\t{}\tp1\tu{u:05}\tDev", customer(u)).expect("row");
+    }
+    w.finish().expect("models");
+    tx.commit().expect("commit");
+    t.elapsed()
 }

@@ -13,7 +13,7 @@ use super::throttle::{CallerLimiter, LoginThrottle, RateLimiter};
 use crate::policy::capability_lost;
 use crate::secrets::{generate_password, hash_password, HashValue, PasswordError, ServerKey};
 use crate::snapshot::FILE_KIND;
-use crate::store::{SqliteStore, Store, StoreError, StoreState};
+use crate::store::{AnyStore, SessionsMarker, Store, StoreError, StoreState};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,7 +40,7 @@ pub enum StateError {
 pub(crate) struct Inner {
     pub(crate) config: ApiConfig,
     pub(crate) key: ServerKey,
-    store: Arc<Mutex<SqliteStore>>,
+    store: Arc<Mutex<AnyStore>>,
     index: RwLock<Arc<Index>>,
     pub(crate) sessions: RwLock<SessionCache>,
     pub(crate) metrics: Metrics,
@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     reconcile_failure: RwLock<Option<String>>,
     /// Store revision the index was built from.
     revision: AtomicI64,
+    /// The store's sessions as of the last session reload (see [`AnyStore::sessions_marker`]).
+    sessions_marker: Mutex<Option<SessionsMarker>>,
     pub(crate) dummy_hash: HashValue,
     pub(crate) login_slots: Arc<tokio::sync::Semaphore>,
     pub(crate) login_throttle: LoginThrottle,
@@ -77,7 +79,7 @@ impl ApiState {
     /// State over a store handle (shared with the daemon, or a second connection to the same file), index loaded.
     pub fn new(
         config: ApiConfig,
-        store: Arc<Mutex<SqliteStore>>,
+        store: Arc<Mutex<AnyStore>>,
         key: ServerKey,
     ) -> Result<Self, StateError> {
         // Unknown users are verified against this hash so they cost what real ones do.
@@ -100,6 +102,7 @@ impl ApiState {
                 ready: AtomicBool::new(false),
                 reconcile_failure: RwLock::new(None),
                 revision: AtomicI64::new(-1),
+                sessions_marker: Mutex::new(None),
                 dummy_hash,
                 broken_files: RwLock::default(),
             }),
@@ -110,7 +113,7 @@ impl ApiState {
 
     /// State over its own connection to the store file at `path` (WAL: sees the daemon's commits).
     pub fn open(config: ApiConfig, path: &Path, key: ServerKey) -> Result<Self, StateError> {
-        let store = SqliteStore::open(path)?;
+        let store = AnyStore::open(path)?;
         Self::new(config, Arc::new(Mutex::new(store)), key)
     }
 
@@ -166,7 +169,7 @@ impl ApiState {
             .clone()
     }
 
-    pub(crate) fn store(&self) -> MutexGuard<'_, SqliteStore> {
+    pub(crate) fn store(&self) -> MutexGuard<'_, AnyStore> {
         self.inner.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -177,14 +180,48 @@ impl ApiState {
         self.rebuild(&mut store, &state)
     }
 
-    /// Refreshes when another process committed since the last refresh (blocking).
+    /// Refreshes when another process committed since the last refresh, and reloads the
+    /// sessions when another process logged someone in or out (blocking).
     pub fn poll_changes(&self) -> Result<bool, StoreError> {
-        let now = self.store().current_revision()?;
-        if now == self.inner.revision.load(Ordering::Acquire) {
-            return Ok(false);
+        let (now, marker) = {
+            let store = self.store();
+            (store.current_revision()?, store.sessions_marker()?)
+        };
+        if now != self.inner.revision.load(Ordering::Acquire) {
+            self.refresh()?;
+            return Ok(true);
         }
-        self.refresh()?;
-        Ok(true)
+        if Some(marker) != *self.marker() {
+            self.reload_sessions()?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn marker(&self) -> MutexGuard<'_, Option<SessionsMarker>> {
+        self.inner
+            .sessions_marker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reloads only the session cache (a login or logout on another replica sharing the store).
+    fn reload_sessions(&self) -> Result<(), StoreError> {
+        let store = self.store();
+        let index = self.index();
+        let mut cache = SessionCache::from_rows(&store.sessions()?);
+        let gone = |s: &SessionEntry| index.user(&s.username).is_none_or(|u| !u.active());
+        for hash in cache.doomed(Timestamp::now(), gone) {
+            cache.remove(&hash);
+        }
+        self.inner.metrics.set_sessions(cache.len());
+        *self.marker() = Some(store.sessions_marker()?);
+        *self
+            .inner
+            .sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = cache;
+        Ok(())
     }
 
     /// The store revision the index was built from (0: nothing was ever applied).
@@ -199,7 +236,7 @@ impl ApiState {
 
     /// Swaps in a new index and session cache. Runs under the store lock, as logins and logouts
     /// do, so a session created or ended concurrently is never lost or revived by the reload.
-    fn rebuild(&self, store: &mut SqliteStore, state: &StoreState) -> Result<(), StoreError> {
+    fn rebuild(&self, store: &mut AnyStore, state: &StoreState) -> Result<(), StoreError> {
         let index = Index::build(state);
         let old = self.index();
         // Sessions end when their user is gone, revoked, or had its password reset, whether or not
@@ -231,6 +268,7 @@ impl ApiState {
             store.delete_session(hash.expose())?;
             cache.remove(&hash);
         }
+        *self.marker() = Some(store.sessions_marker()?);
         let m = &self.inner.metrics;
         m.set_sessions(cache.len());
         m.set_tokens_expiring(index.tokens_expiring_within(now, EXPIRY_WINDOW));

@@ -12,7 +12,9 @@ use std::process::ExitCode;
 /// Store, secrets and key locations shared by `apply`, `plan` and `run --dir`.
 #[derive(Debug, clap::Args)]
 pub struct StoreArgs {
-    /// SQLite identity store.
+    /// Identity store: a SQLite file, or a `postgres://` URL shared by several processes
+    /// (its password from STAGEGATE_STORE_PASSWORD or STAGEGATE_STORE_PASSWORD_FILE, or inside
+    /// the URL only when the URL comes from STAGEGATE_STORE; never on the command line).
     #[arg(long, default_value = DEFAULT_STORE, env = "STAGEGATE_STORE")]
     pub store: PathBuf,
     /// Directory Secrets are delivered to (and passwordSecretRef Secrets read from); never inside --dir.
@@ -77,6 +79,18 @@ impl StoreArgs {
         }
     }
 
+    /// Refuses a PostgreSQL store without `--server-key-file`: replicas sharing one store must
+    /// share one key (it checks every token), and a URL has no directory to keep it beside.
+    pub fn check_key_file(&self) -> anyhow::Result<()> {
+        if crate::store::pg::is_url(&self.store) && self.server_key_file.is_none() {
+            anyhow::bail!(
+                "--store {} is a PostgreSQL URL: pass --server-key-file (the same key for every process sharing the store)",
+                crate::store::AnyStore::describe(&self.store)
+            );
+        }
+        Ok(())
+    }
+
     /// The server key file: `--server-key-file`, or `server.key` next to the store.
     pub fn key_file(&self) -> PathBuf {
         crate::sources::directory::key_file_for(&self.store, self.server_key_file.as_deref())
@@ -99,6 +113,7 @@ pub struct Args {
 
 /// Prints each object's outcome; exit 0 when all are ready, 1 when any is not (or a file failed to load).
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    args.store.check_key_file()?;
     let opts = args.store.options(args.dir);
     let r = reconcile(&opts, crate::snapshot::now())?;
     for d in &r.snapshot.diagnostics {
@@ -109,7 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!(
             "applied {} change(s) to {}; secrets in {}",
             r.plan.data_changes().count(),
-            opts.store.display(),
+            crate::store::AnyStore::describe(&opts.store),
             opts.secrets_dir.display()
         );
     }

@@ -14,6 +14,7 @@ pub mod run;
 mod run_kube;
 pub mod serve;
 mod status;
+mod store_cmd;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -58,6 +59,8 @@ pub enum Command {
     /// Show the store's audit log, newest last: what changed, from which declaration, when.
     #[command(after_help = help::AUDIT)]
     Audit(audit::Args),
+    /// Manage the identity store itself (`store copy --from SQLITE --to postgres://...`).
+    Store(store_cmd::Args),
 }
 
 /// Text for people or JSON for tools.
@@ -91,15 +94,15 @@ pub fn main() -> ExitCode {
 /// missing file, and a typo must not leave an empty store behind).
 pub(crate) fn open_existing_store(
     path: &std::path::Path,
-) -> anyhow::Result<crate::store::SqliteStore> {
+) -> anyhow::Result<crate::store::AnyStore> {
     use anyhow::Context;
-    if !path.is_file() {
+    if !crate::store::pg::is_url(path) && !path.is_file() {
         anyhow::bail!(
             "no store at {} (run stagegate apply --dir DIR first, or pass --store)",
             path.display()
         );
     }
-    crate::store::SqliteStore::open(path)
+    crate::store::AnyStore::open(path)
         .with_context(|| format!("cannot open the store {}", path.display()))
 }
 
@@ -124,5 +127,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(*args),
         Command::Diff(args) => diff::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Store(args) => store_cmd::run(args),
     }
 }

@@ -5,13 +5,15 @@
 //! is outside it, the resync period is sane) before anything starts.
 
 use super::apply::StoreArgs;
+use crate::api::ApiState;
 use crate::bootstrap::{BootstrapConfig, BOOTSTRAP_SECRET, DIR_MODE_NAMESPACE};
 use crate::secrets::{check_secrets_dir, ServerKey};
 use crate::sources::watch::{Daemon, DaemonConfig, StoreReconciler};
-use crate::store::SqliteStore;
+use crate::store::{AnyStore, ReconcileLock};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Arguments of `stagegate run`.
@@ -75,6 +77,7 @@ fn configure(args: &Args, dir: &Path) -> anyhow::Result<DirMode> {
         bail!("--dir {}: not a directory", dir.display());
     }
     check_secrets_dir(dir, &args.store.secrets_dir)?;
+    args.store.check_key_file()?;
     if args.resync < Duration::from_secs(1) {
         bail!("--resync must be at least 1s");
     }
@@ -132,13 +135,21 @@ async fn run_dir(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let o = &mode.opts;
-    let store = SqliteStore::open(&o.store)
-        .with_context(|| format!("cannot open the store {}", o.store.display()))?;
+    // The PostgreSQL client blocks (and retries a while): off the async workers.
+    let store = tokio::task::block_in_place(|| AnyStore::open(&o.store)).with_context(|| {
+        format!(
+            "cannot open the store {}",
+            crate::store::AnyStore::describe(&o.store)
+        )
+    })?;
     let server_key = ServerKey::load_or_create(&o.key_file())?;
     crate::secrets::private_dir(&o.secrets_dir)
         .with_context(|| format!("cannot create {}", o.secrets_dir.display()))?;
     println!("stagegate run: watching {}", o.dir.display());
-    println!("  store:      {}", o.store.display());
+    println!(
+        "  store:      {}",
+        crate::store::AnyStore::describe(&o.store)
+    );
     println!(
         "  secrets:    {}  (generated passwords: <namespace>/<user>-password.yaml; tokens: <namespace>/<token>-token.yaml)",
         o.secrets_dir.display()
@@ -161,7 +172,7 @@ async fn run_dir(
     }
     tracing::info!(
         dir = %o.dir.display(),
-        store = %o.store.display(),
+        store = %crate::store::AnyStore::describe(&o.store),
         secrets_dir = %o.secrets_dir.display(),
         resync = %humantime::format_duration(mode.resync),
         "starting directory daemon"
@@ -175,6 +186,19 @@ async fn run_dir(
         stop.clone(),
     )
     .await?;
+    // A shared PostgreSQL store has one reconciler: the holder of its advisory lock. Until this
+    // process holds it, it only serves the API (its index follows the store by polling).
+    let _lock = match &store {
+        AnyStore::Postgres(pg) => {
+            match follow_until_leader(ReconcileLock::new(pg.target().clone()), &api, stop.clone())
+                .await?
+            {
+                Some(lock) => Some(lock),
+                None => return Ok(()),
+            }
+        }
+        AnyStore::Sqlite(_) => None,
+    };
     let reconciler = StoreReconciler::new(
         store,
         o.secrets_dir.clone(),
@@ -218,6 +242,57 @@ async fn run_dir(
     drop(reconciler.into_store());
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// How often a follower tries to take the reconcile lock, and the leader checks it still holds it.
+const LEADER_CHECK: Duration = Duration::from_secs(1);
+
+/// Serves the API as a follower until this process takes the reconcile lock (`Some`), or is
+/// stopped (`None`). Once it leads, a watchdog ends the process if the lock is ever lost
+/// (its connection broke): another process may already be reconciling, and a restart
+/// rejoins as a follower. Commits stay safe meanwhile: each checks the store revision.
+async fn follow_until_leader(
+    lock: ReconcileLock,
+    api: &ApiState,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<Arc<ReconcileLock>>> {
+    let lock = Arc::new(lock);
+    let mut told = false;
+    loop {
+        let l = lock.clone();
+        match tokio::task::spawn_blocking(move || l.try_acquire()).await? {
+            Ok(true) => break,
+            Ok(false) if !told => {
+                println!("  reconciler: another process holds the store's reconcile lock; serving the API only until it is free");
+                tracing::info!("another process reconciles into this store; following");
+                told = true;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot take the reconcile lock"),
+        }
+        // Ready once some process has reconciled into the store (the index follows by polling).
+        if api.index_revision() > 0 {
+            api.set_ready();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LEADER_CHECK) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(None),
+        }
+    }
+    println!("  reconciler: this process (it holds the store's reconcile lock)");
+    tracing::info!("holding the store's reconcile lock: reconciling");
+    let watched = lock.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(LEADER_CHECK).await;
+            let l = watched.clone();
+            if let Ok(Ok(false)) = tokio::task::spawn_blocking(move || l.held()).await {
+                tracing::error!("lost the store's reconcile lock (connection lost); exiting so another process reconciles");
+                std::process::exit(3);
+            }
+        }
+    });
+    Ok(Some(lock))
 }
 
 /// Resolves at SIGTERM or SIGINT (Ctrl-C).

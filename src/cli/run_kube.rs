@@ -6,7 +6,7 @@ use super::serve::{self, ApiArgs};
 use crate::bootstrap::BootstrapConfig;
 use crate::secrets::ServerKey;
 use crate::sources::kube::{self, KubeArgs, Runtime};
-use crate::store::SqliteStore;
+use crate::store::AnyStore;
 use anyhow::Context as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,10 +31,20 @@ pub async fn run(
         username,
         namespace: settings.controller_namespace.clone(),
     });
+    store_args.check_key_file()?;
     let server_key = ServerKey::load_or_create(&store_args.key_file())?;
-    let store = SqliteStore::open(&store_args.store)
-        .with_context(|| format!("cannot open the store {}", store_args.store.display()))?;
-    println!("stagegate run --kube: store {}", store_args.store.display());
+    // The PostgreSQL client blocks (and retries a while): off the async workers.
+    let store =
+        tokio::task::block_in_place(|| AnyStore::open(&store_args.store)).with_context(|| {
+            format!(
+                "cannot open the store {}",
+                crate::store::AnyStore::describe(&store_args.store)
+            )
+        })?;
+    println!(
+        "stagegate run --kube: store {}",
+        crate::store::AnyStore::describe(&store_args.store)
+    );
     let params = store_args.password_params();
     let state = serve::start(
         api,

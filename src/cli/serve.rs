@@ -120,6 +120,9 @@ pub async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// How often the API polls a PostgreSQL store that other processes write to.
+const SHARED_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Opens the API's own store connection, binds the listeners and serves until `shutdown`.
 /// Returns the state so the daemon can refresh its index after each apply.
 pub async fn start(
@@ -150,6 +153,12 @@ pub async fn start(
         header_read_timeout: args.header_read_timeout,
         request_timeout: args.request_timeout,
         login_backoff_per_client: per_client,
+        // Processes sharing a PostgreSQL store see each other's applies, logins and logouts by
+        // polling it: often enough that a revocation ends sessions everywhere within a second.
+        poll_interval: match defaults.poll_interval {
+            Some(every) if crate::store::pg::is_url(store) => Some(every.min(SHARED_POLL)),
+            other => other,
+        },
         public_url: args.public_url.clone(),
         ..defaults
     };

@@ -10,7 +10,7 @@ use crate::secrets::{
 };
 use crate::snapshot::Snapshot;
 use crate::sources::files::{load_paths_with, LoadError};
-use crate::store::{SqliteStore, Store, StoreError, StoreState};
+use crate::store::{AnyStore, Store, StoreError, StoreState};
 use jiff::Timestamp;
 use std::path::{Path, PathBuf};
 
@@ -135,7 +135,7 @@ pub fn plan_against(
 pub fn reconcile(opts: &DirOptions, now: Timestamp) -> Result<Reconciled, DirError> {
     let snapshot = load_snapshot(opts)?;
     let key = ServerKey::load_or_create(&opts.key_file())?;
-    let mut store = SqliteStore::open(&opts.store)?;
+    let mut store = AnyStore::open(&opts.store)?;
     reconcile_with(
         &snapshot,
         &mut store,
@@ -232,8 +232,8 @@ pub fn reconcile_with_state(
 /// The plan apply would perform, changing nothing: no store or key file is created.
 pub fn plan_dir(opts: &DirOptions, now: Timestamp) -> Result<(Snapshot, Plan), DirError> {
     let snapshot = load_snapshot(opts)?;
-    let state = if opts.store.exists() {
-        SqliteStore::open(&opts.store)?.load_state()?
+    let state = if crate::store::pg::is_url(&opts.store) || opts.store.exists() {
+        AnyStore::open(&opts.store)?.load_state()?
     } else {
         StoreState::default()
     };

@@ -3,20 +3,29 @@
 //!
 //! `plan` reads a [`StoreState`] (one read); `apply` writes a list of
 //! [`StoreOp`]s in one transaction through [`Store::commit`]. The HTTP API
-//! uses the point lookups. [`SqliteStore`] is the embedded implementation.
+//! uses the point lookups. [`SqliteStore`] is the embedded implementation,
+//! [`PgStore`] the one several processes share; [`AnyStore`] is whichever
+//! `--store` names (a file path or a `postgres://` URL).
 
+mod any;
 mod audit;
+mod copy;
 mod model;
+pub mod pg;
 mod rows;
 mod schema;
 mod sqlite;
+mod write;
 
+pub use any::AnyStore;
 pub use audit::{audit_page, parse_object, parse_since, AuditFilter, AuditPage};
+pub use copy::{copy_store, Copied};
 pub use model::{
     AuditRow, BindingRow, ChosenPassword, DecidedRequest, InvitationRow, InvitationState, KeyState,
     ModelRow, ObjectStatus, Owner, PasswordSource, PendingPassword, Replaces, SessionRow, StoreOp,
     StoreState, TokenKeyRow, UserRow,
 };
+pub use pg::{PgStore, PgTarget, ReconcileLock};
 pub use rows::phase_str;
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::{SqliteStore, StateToken};
@@ -62,6 +71,15 @@ pub enum StoreError {
         /// Revision found.
         found: i64,
     },
+    /// PostgreSQL failed (the server's message and code, never row values).
+    #[error("store database error: {0}")]
+    Postgres(String),
+    /// The PostgreSQL server could not be reached (target shown with its password redacted).
+    #[error("store unreachable: {0}")]
+    Unreachable(String),
+    /// A `--store` URL that cannot be used as given.
+    #[error("store {0}")]
+    BadTarget(String),
     /// A failure injected by a test wrapper.
     #[error("injected failure: {0}")]
     Injected(String),
@@ -101,6 +119,38 @@ pub trait Store {
     fn set_chosen_password(&mut self, p: &ChosenPassword) -> Result<bool, StoreError>;
     /// The live sessions of one user, oldest first.
     fn user_sessions(&self, username: &str) -> Result<Vec<SessionRow>, StoreError>;
+}
+
+/// Every table of the store, in an order that respects foreign keys (users before sessions).
+pub(crate) const TABLES: [&str; 8] = [
+    "users",
+    "bindings",
+    "token_keys",
+    "models",
+    "stage_requests",
+    "sessions",
+    "object_status",
+    "audit_log",
+];
+
+/// Number of sessions and the latest creation time (see [`AnyStore::sessions_marker`]).
+pub type SessionsMarker = (i64, Option<String>);
+
+/// The query behind [`AnyStore::sessions_marker`], the same in both databases.
+const SESSIONS_MARKER: &str = "SELECT count(*), max(created_at) FROM sessions";
+
+/// The distinct grants of some bindings, sorted.
+fn grants_of_bindings(bindings: Vec<BindingRow>) -> Vec<Grant> {
+    let mut grants: Vec<Grant> = bindings
+        .into_iter()
+        .map(|b| Grant {
+            role: b.role,
+            scope: b.scope,
+        })
+        .collect();
+    grants.sort();
+    grants.dedup();
+    grants
 }
 
 #[cfg(test)]

@@ -2,18 +2,17 @@
 
 use super::model::*;
 use super::rows::*;
+use super::write::{chosen_password, write_op, Writer, BUMP_REVISION};
 use super::{schema, Store, StoreError};
 use crate::policy::Grant;
 use jiff::Timestamp;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::types::{ToSqlOutput, Value as SqlValue};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use std::path::Path;
 use std::time::Duration;
 
 mod api_sessions;
 pub use api_sessions::StateToken;
-mod write;
-
-use write::{chosen_password, write_op};
 
 /// The SQLite identity store.
 pub struct SqliteStore {
@@ -81,17 +80,7 @@ impl SqliteStore {
     /// Number of rows in a table (tests and diagnostics).
     pub fn count(&self, table: &str) -> Result<i64, StoreError> {
         // Table names come from code, never from input; the allow-list keeps it that way.
-        const TABLES: [&str; 8] = [
-            "users",
-            "bindings",
-            "token_keys",
-            "models",
-            "stage_requests",
-            "sessions",
-            "object_status",
-            "audit_log",
-        ];
-        if !TABLES.contains(&table) {
+        if !super::TABLES.contains(&table) {
             return Err(corrupt("count", format!("unknown table {table}")));
         }
         Ok(self
@@ -124,9 +113,75 @@ fn sidecar(path: &Path, suffix: &str) -> std::path::PathBuf {
     s.into()
 }
 
-/// Runs one statement through the statement cache: a first apply writes thousands of rows with a handful of statements.
-fn exec(tx: &Transaction, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
-    tx.prepare_cached(sql)?.execute(params)
+impl Cols for Row<'_> {
+    fn opt_text(&self, c: &str) -> ColResult<Option<String>> {
+        self.get(c).map_err(|e| format!("{c}: {e}"))
+    }
+    fn opt_int(&self, c: &str) -> ColResult<Option<i64>> {
+        self.get(c).map_err(|e| format!("{c}: {e}"))
+    }
+    fn flag(&self, c: &str) -> ColResult<bool> {
+        self.get(c).map_err(|e| format!("{c}: {e}"))
+    }
+}
+
+impl rusqlite::ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Owned(match self {
+            Val::Text(t) => t.clone().map_or(SqlValue::Null, SqlValue::Text),
+            Val::Int(i) => i.map_or(SqlValue::Null, SqlValue::Integer),
+            Val::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        }))
+    }
+}
+
+/// A decoding failure as rusqlite reports one.
+fn conv(e: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+}
+
+/// Every row of `sql`, decoded by `f`.
+pub(super) fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    f: impl Fn(&Row) -> ColResult<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map([], |r| f(r).map_err(conv))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// One row of `sql` with `args`, if any, decoded by `f`.
+fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+    f: impl Fn(&Row) -> ColResult<T>,
+) -> Result<Option<T>, StoreError> {
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row(args, |r| f(r).map_err(conv))
+        .optional()?)
+}
+
+/// The SQLite side of a commit: statements go through the statement cache, since a first
+/// apply writes thousands of rows with a handful of statements.
+struct SqliteWriter<'a>(&'a Transaction<'a>);
+
+impl Writer for SqliteWriter<'_> {
+    fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<(), StoreError> {
+        self.exec_counted(sql, args).map(drop)
+    }
+    fn exec_counted(&mut self, sql: &'static str, args: Vec<Val>) -> Result<u64, StoreError> {
+        let n = self
+            .0
+            .prepare_cached(sql)?
+            .execute(rusqlite::params_from_iter(args))?;
+        Ok(n as u64)
+    }
+    fn revision(&mut self) -> Result<i64, StoreError> {
+        Ok(revision(self.0)?)
+    }
 }
 
 fn revision(conn: &Connection) -> rusqlite::Result<i64> {
@@ -142,23 +197,29 @@ impl Store for SqliteStore {
         // One read transaction, so the state is consistent even while another process writes.
         let tx = self.conn.unchecked_transaction()?;
         let mut state = StoreState::default();
-        for u in all(&tx, "SELECT * FROM users ORDER BY username", user_row)? {
+        for u in all(&tx, "SELECT * FROM users ORDER BY username", |r| {
+            user_row(r)
+        })? {
             state.users.insert(u.username.clone(), u);
         }
-        state.bindings = all(&tx, "SELECT * FROM bindings ORDER BY id", binding_row)?;
+        state.bindings = all(&tx, "SELECT * FROM bindings ORDER BY id", |r| {
+            binding_row(r)
+        })?;
         state.bindings.sort();
-        for t in all(&tx, "SELECT * FROM token_keys ORDER BY key_id", token_row)? {
+        for t in all(&tx, "SELECT * FROM token_keys ORDER BY key_id", |r| {
+            token_row(r)
+        })? {
             state.token_keys.insert(t.key_id.clone(), t);
         }
-        for m in all(&tx, "SELECT * FROM models", model_row)? {
+        for m in all(&tx, "SELECT * FROM models", |r| model_row(r))? {
             state.models.insert((m.scope.clone(), m.name.clone()), m);
         }
-        for r in all(&tx, "SELECT * FROM stage_requests", request_row)? {
+        for r in all(&tx, "SELECT * FROM stage_requests", |r| request_row(r))? {
             state
                 .requests
                 .insert((r.namespace.clone(), r.name.clone()), r);
         }
-        for s in all(&tx, "SELECT * FROM object_status", status_row)? {
+        for s in all(&tx, "SELECT * FROM object_status", |r| status_row(r))? {
             state.statuses.insert(s.key.clone(), s);
         }
         state.revision = revision(&tx)?;
@@ -174,63 +235,48 @@ impl Store for SqliteStore {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut w = SqliteWriter(&tx);
         for op in ops {
-            write_op(&tx, op)?;
+            write_op(&mut w, op)?;
         }
-        exec(
-            &tx,
-            "UPDATE store_meta SET value = value + 1 WHERE key = 'revision'",
-            [],
-        )?;
+        w.exec(BUMP_REVISION, vec![])?;
         tx.commit()?;
         Ok(())
     }
 
     fn user(&self, username: &str) -> Result<Option<UserRow>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT * FROM users WHERE username = ?1",
-                [username],
-                user_row,
-            )
-            .optional()?)
+        one(
+            &self.conn,
+            "SELECT * FROM users WHERE username = ?1",
+            [username],
+            |r| user_row(r),
+        )
     }
 
     fn grants(&self, username: &str) -> Result<Vec<Grant>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT * FROM bindings WHERE username = ?1 ORDER BY id")?;
-        let rows = stmt.query_map([username], binding_row)?;
-        let mut grants: Vec<Grant> = rows
-            .map(|b| {
-                b.map(|b| Grant {
-                    role: b.role,
-                    scope: b.scope,
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        grants.sort();
-        grants.dedup();
-        Ok(grants)
+        let rows = stmt.query_map([username], |r| binding_row(r).map_err(conv))?;
+        Ok(super::grants_of_bindings(
+            rows.collect::<Result<Vec<_>, _>>()?,
+        ))
     }
 
     fn token_key(&self, key_id: &str) -> Result<Option<TokenKeyRow>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT * FROM token_keys WHERE key_id = ?1",
-                [key_id],
-                token_row,
-            )
-            .optional()?)
+        one(
+            &self.conn,
+            "SELECT * FROM token_keys WHERE key_id = ?1",
+            [key_id],
+            |r| token_row(r),
+        )
     }
 
     fn models(&self) -> Result<Vec<ModelRow>, StoreError> {
         all(
             &self.conn,
             "SELECT * FROM models ORDER BY scope_customer, scope_project, name",
-            model_row,
+            |r| model_row(r),
         )
     }
 
@@ -238,7 +284,7 @@ impl Store for SqliteStore {
         all(
             &self.conn,
             "SELECT * FROM object_status ORDER BY kind, namespace, name",
-            status_row,
+            |r| status_row(r),
         )
     }
 
@@ -246,7 +292,7 @@ impl Store for SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT * FROM audit_log WHERE id > ?1 ORDER BY id")?;
-        let rows = stmt.query_map([after], audit_row)?;
+        let rows = stmt.query_map([after], |r| audit_row(r).map_err(conv))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
@@ -268,14 +314,12 @@ impl Store for SqliteStore {
     }
 
     fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT * FROM sessions WHERE id_hash = ?1",
-                [id_hash],
-                session_row,
-            )
-            .optional()?)
+        one(
+            &self.conn,
+            "SELECT * FROM sessions WHERE id_hash = ?1",
+            [id_hash],
+            |r| session_row(r),
+        )
     }
 
     fn delete_session(&mut self, id_hash: &str) -> Result<(), StoreError> {
@@ -306,29 +350,24 @@ impl Store for SqliteStore {
     }
 
     fn user_by_invitation(&self, invitation_id: &str) -> Result<Option<UserRow>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT * FROM users WHERE invitation_id = ?1",
-                [invitation_id],
-                user_row,
-            )
-            .optional()?)
+        one(
+            &self.conn,
+            "SELECT * FROM users WHERE invitation_id = ?1",
+            [invitation_id],
+            |r| user_row(r),
+        )
     }
 
     fn set_chosen_password(&mut self, p: &ChosenPassword) -> Result<bool, StoreError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if !chosen_password(&tx, p)? {
+        let mut w = SqliteWriter(&tx);
+        if !chosen_password(&mut w, p)? {
             return Ok(false);
         }
         // A plan made from the row before this change is refused (Stale) and made again.
-        exec(
-            &tx,
-            "UPDATE store_meta SET value = value + 1 WHERE key = 'revision'",
-            [],
-        )?;
+        w.exec(BUMP_REVISION, vec![])?;
         tx.commit()?;
         Ok(true)
     }
@@ -337,7 +376,7 @@ impl Store for SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT * FROM sessions WHERE username = ?1 ORDER BY created_at")?;
-        let rows = stmt.query_map([username], session_row)?;
+        let rows = stmt.query_map([username], |r| session_row(r).map_err(conv))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }

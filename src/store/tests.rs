@@ -1,4 +1,5 @@
-//! Unit tests of the SQLite store: round trips, transactions, append-only audit.
+//! Unit tests of the store: round trips, transactions, append-only audit, run
+//! against SQLite and against a real PostgreSQL server (same test bodies).
 
 use super::*;
 use crate::policy::{Role, Scope, Stage};
@@ -16,11 +17,43 @@ fn t(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
+/// A fresh PostgreSQL store (its own database on the test server).
+fn pg() -> PgStore {
+    PgStore::open(PgTarget::parse(&pg::test_server::database(), false).unwrap()).unwrap()
+}
+
+/// One fresh store of each kind, named.
+fn both_stores() -> Vec<(&'static str, AnyStore)> {
+    vec![
+        ("sqlite", AnyStore::in_memory().unwrap()),
+        ("postgres", pg().into()),
+    ]
+}
+
+/// Runs a raw statement (tests of the database's own guards).
+fn raw(s: &AnyStore, sql: &str) -> Result<(), String> {
+    match s {
+        AnyStore::Sqlite(s) => s
+            .conn_for_tests()
+            .execute_batch(sql)
+            .map_err(|e| e.to_string()),
+        AnyStore::Postgres(s) => s.raw_for_tests(sql).map_err(|e| e.to_string()),
+    }
+}
+
 #[test]
 fn round_trips_every_table() {
-    let mut s = SqliteStore::in_memory().unwrap();
+    for (name, s) in both_stores() {
+        eprintln!("store: {name}");
+        round_trips(s);
+    }
+}
+
+fn round_trips(mut s: AnyStore) {
     let mut u = UserRow::new("alice", owner("User", "alice"));
     u.password_hash = Some(HashValue::new("$argon2id$x".into()));
+    // Quotes, backslashes and parameter-like text are data, in both stores.
+    u.display_name = Some("O'Brien \\ ?1 $1 ''; DROP TABLE users; --".into());
     u.password_source = Some(PasswordSource::Generated);
     u.pending_password = Some(PendingPassword {
         id: "abc".into(),
@@ -76,7 +109,13 @@ fn round_trips_every_table() {
 
 #[test]
 fn commit_is_all_or_nothing() {
-    let mut s = SqliteStore::in_memory().unwrap();
+    for (name, s) in both_stores() {
+        eprintln!("store: {name}");
+        all_or_nothing(s);
+    }
+}
+
+fn all_or_nothing(mut s: AnyStore) {
     let u = UserRow::new("bob", None);
     let req = DecidedRequest {
         namespace: "default".into(),
@@ -104,7 +143,13 @@ fn commit_is_all_or_nothing() {
 
 #[test]
 fn audit_is_append_only_and_sessions_cascade() {
-    let mut s = SqliteStore::in_memory().unwrap();
+    for (name, s) in both_stores() {
+        eprintln!("store: {name}");
+        append_only(s);
+    }
+}
+
+fn append_only(mut s: AnyStore) {
     let a = AuditRow {
         id: 0,
         at: t("2026-01-01T00:00:00Z"),
@@ -120,10 +165,9 @@ fn audit_is_append_only_and_sessions_cascade() {
     ])
     .unwrap();
     assert_eq!(s.audit(0).unwrap().len(), 1);
-    assert!(s
-        .conn_for_tests()
-        .execute("DELETE FROM audit_log", [])
-        .is_err());
+    assert!(raw(&s, "DELETE FROM audit_log").is_err());
+    assert!(raw(&s, "UPDATE audit_log SET action = 'x'").is_err());
+    assert_eq!(s.audit(0).unwrap().len(), 1);
     let sess = SessionRow {
         id_hash: HashValue::new("h".into()),
         username: "carol".into(),
@@ -196,4 +240,156 @@ fn migrations_run_forward_from_an_older_schema() {
             found: 1
         }
     ));
+}
+
+#[test]
+fn postgres_refuses_a_plan_made_before_another_process_committed() {
+    let url = pg::test_server::database();
+    let open = || PgStore::open(PgTarget::parse(&url, false).unwrap()).unwrap();
+    let (mut a, mut b) = (open(), open());
+    let seen = a.load_state().unwrap().revision;
+    // Another process (its own connection) commits first.
+    b.commit(&[StoreOp::UpsertUser(Box::new(UserRow::new("x", None)))])
+        .unwrap();
+    let err = a
+        .commit(&[
+            StoreOp::ExpectRevision(seen),
+            StoreOp::UpsertUser(Box::new(UserRow::new("y", None))),
+        ])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Stale { .. }), "{err}");
+    assert!(a.user("y").unwrap().is_none());
+    // Concurrent commits from several connections are all counted: the row lock orders them.
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let mut s = open();
+            std::thread::spawn(move || {
+                for j in 0..5 {
+                    let name = format!("u{i}-{j}");
+                    s.commit(&[StoreOp::UpsertUser(Box::new(UserRow::new(&name, None)))])
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(a.load_state().unwrap().revision, seen + 21);
+    assert_eq!(a.count("users").unwrap(), 21);
+}
+
+#[test]
+fn postgres_schema_is_versioned_and_a_newer_one_is_refused() {
+    let url = pg::test_server::database();
+    let open = || PgStore::open(PgTarget::parse(&url, false).unwrap());
+    let s = open().unwrap();
+    // Reopening finds the schema in place and migrates nothing.
+    drop(open().unwrap());
+    s.raw_for_tests(&format!(
+        "UPDATE stagegate_schema SET version = {}",
+        SCHEMA_VERSION + 1
+    ))
+    .unwrap();
+    assert!(matches!(open(), Err(StoreError::NewerSchema { .. })));
+}
+
+#[test]
+fn an_unreachable_postgres_is_reported_with_the_password_redacted() {
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target =
+        PgTarget::parse(&format!("postgres://u:hunter2@127.0.0.1:{port}/db"), false).unwrap();
+    let store = PgStore::unopened(target);
+    let err = store.current_revision().unwrap_err().to_string();
+    assert!(
+        err.contains("unreachable") && !err.contains("hunter2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_chosen_password_is_written_once_in_both_stores() {
+    for (name, s) in both_stores() {
+        eprintln!("store: {name}");
+        chosen_once(s);
+    }
+}
+
+/// An invited user chooses a password: the invitation becomes accepted, the other sessions
+/// end, the revision moves; a second use of the code, or a stale old password, writes nothing.
+fn chosen_once(mut s: AnyStore) {
+    let mut u = UserRow::new("dora", owner("User", "dora"));
+    u.invitation = Some(InvitationRow {
+        id: "inv-1".into(),
+        code_hmac: HashValue::new("hmac".into()),
+        rotation: 2,
+        issued_at: t("2026-01-01T00:00:00Z"),
+        expires_at: t("2026-01-08T00:00:00Z"),
+        state: InvitationState::Issued,
+    });
+    s.commit(&[StoreOp::UpsertUser(Box::new(u.clone()))])
+        .unwrap();
+    assert_eq!(s.user_by_invitation("inv-1").unwrap(), Some(u));
+    assert_eq!(s.user_by_invitation("inv-2").unwrap(), None);
+    for (id, at) in [
+        ("kept", "2026-01-02T00:00:00Z"),
+        ("other", "2026-01-01T00:00:00Z"),
+    ] {
+        s.create_session(&SessionRow {
+            id_hash: HashValue::new(id.into()),
+            username: "dora".into(),
+            grants: vec![],
+            created_at: t(at),
+            expires_at: t("2026-01-09T00:00:00Z"),
+        })
+        .unwrap();
+    }
+    let ids = |s: &AnyStore| -> Vec<String> {
+        let rows = s.user_sessions("dora").unwrap();
+        rows.iter()
+            .map(|r| r.id_hash.expose().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&s), ["other", "kept"], "oldest first");
+    let before = s.load_state().unwrap().revision;
+    let chosen = |replaces| ChosenPassword {
+        username: "dora".into(),
+        replaces,
+        hash: HashValue::new("$argon2id$chosen".into()),
+        at: t("2026-01-03T00:00:00Z"),
+        keep_session: Some(HashValue::new("kept".into())),
+        audit: AuditRow {
+            id: 0,
+            at: t("2026-01-03T00:00:00Z"),
+            action: "invitation.accept".into(),
+            object: ObjectKey::new("User", "default", "dora"),
+            source: "api".into(),
+            old: None,
+            new: None,
+        },
+    };
+    assert!(s
+        .set_chosen_password(&chosen(Replaces::Invitation("inv-1".into())))
+        .unwrap());
+    let row = s.user("dora").unwrap().unwrap();
+    assert_eq!(row.password_hash.unwrap().expose(), "$argon2id$chosen");
+    assert_eq!(row.password_chosen_at, Some(t("2026-01-03T00:00:00Z")));
+    assert_eq!(row.invitation.unwrap().state, InvitationState::Accepted);
+    assert_eq!(ids(&s), ["kept"]);
+    assert_eq!(s.load_state().unwrap().revision, before + 1);
+    let audits = s.audit(0).unwrap();
+    assert_eq!(audits.last().unwrap().action, "invitation.accept");
+    // Used once: the same code, or an old password the row no longer holds, changes nothing.
+    assert!(!s
+        .set_chosen_password(&chosen(Replaces::Invitation("inv-1".into())))
+        .unwrap());
+    let stale = Replaces::Password(HashValue::new("$argon2id$other".into()));
+    assert!(!s.set_chosen_password(&chosen(stale)).unwrap());
+    assert_eq!(s.load_state().unwrap().revision, before + 1);
+    assert_eq!(s.audit(0).unwrap().len(), audits.len());
 }

@@ -336,16 +336,9 @@ fn notes_tell_how_to_check_the_controller_and_find_secrets() {
     }
 }
 
-#[test]
-fn several_replicas_without_a_shared_store_are_refused() {
+/// Each `(values, reason)`: rendering with those values fails, naming the reason.
+fn assert_refused(cases: &[(&str, &str)]) {
     let temp = tempfile::tempdir().expect("temp dir");
-    let cases = [
-        ("replicaCount: 2\n", "ReadWriteMany"),
-        (
-            "replicaCount: 2\npersistence:\n  enabled: false\n",
-            "persistence.enabled",
-        ),
-    ];
     for (values, reason) in cases {
         let path = temp.path().join("values.yaml");
         fs::write(&path, values).expect("write values");
@@ -353,6 +346,30 @@ fn several_replicas_without_a_shared_store_are_refused() {
         assert!(!run.ok, "rendered {values:?}");
         assert!(run.stderr.contains(reason), "{values:?}: {}", run.stderr);
     }
+}
+
+#[test]
+fn several_replicas_without_a_shared_store_are_refused() {
+    let cases = [
+        ("replicaCount: 2\n", "ReadWriteMany"),
+        (
+            "replicaCount: 2\npersistence:\n  enabled: false\n",
+            "persistence.enabled",
+        ),
+    ];
+    assert_refused(&cases);
+}
+
+#[test]
+fn a_postgres_store_needs_its_secret_and_a_known_type() {
+    let cases = [
+        (
+            "store:\n  type: postgres\n",
+            "store.postgres.existingSecret",
+        ),
+        ("store:\n  type: mysql\n", "/store/type"),
+    ];
+    assert_refused(&cases);
 }
 
 #[test]

@@ -17,5 +17,6 @@ mod layers;
 mod messages;
 mod operator;
 mod refused;
+mod shared_store;
 mod store;
 mod support;

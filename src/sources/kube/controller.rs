@@ -11,7 +11,7 @@ use super::sink::KubeSecretSink;
 use super::{crds, watch, FIELD_MANAGER};
 use crate::api::Metrics;
 use crate::secrets::{PasswordParams, ServerKey};
-use crate::store::SqliteStore;
+use crate::store::AnyStore;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use std::sync::{Arc, Mutex};
@@ -26,7 +26,7 @@ pub struct Runtime {
     /// Validated flags.
     pub settings: Settings,
     /// The identity store (the HTTP API reads it too).
-    pub store: Arc<Mutex<SqliteStore>>,
+    pub store: Arc<Mutex<AnyStore>>,
     /// HMAC key.
     pub server_key: Arc<ServerKey>,
     /// argon2id cost.

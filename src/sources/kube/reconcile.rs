@@ -10,7 +10,7 @@ use super::sink::KubeSecretSink;
 use super::{events, finalizer, snapshot, status, ControllerError, ReportError};
 use crate::secrets::{PasswordParams, ServerKey};
 use crate::snapshot::ObjectKey;
-use crate::store::{ObjectStatus, SqliteStore};
+use crate::store::{AnyStore, ObjectStatus};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::Patch;
 use kube::runtime::events::Recorder;
@@ -25,7 +25,7 @@ pub struct Context {
     /// Kubernetes client.
     pub client: Client,
     /// The identity store (shared with the HTTP API).
-    pub store: Arc<Mutex<SqliteStore>>,
+    pub store: Arc<Mutex<AnyStore>>,
     /// HMAC key of this installation.
     pub server_key: Arc<ServerKey>,
     /// argon2id cost.

@@ -17,12 +17,12 @@ use crate::bootstrap::{ensure_bootstrap_admin_in, BootstrapConfig};
 use crate::secrets::{DirSecretSink, PasswordParams, SecretSink, ServerKey};
 use crate::snapshot::Snapshot;
 use crate::sources::directory::{reconcile_with_state, DirError};
-use crate::store::{SqliteStore, StateToken, Store, StoreError, StoreState};
+use crate::store::{AnyStore, StateToken, Store, StoreError, StoreState};
 use std::path::PathBuf;
 
 /// Plans and applies into an owned store, delivering secrets to a directory.
 pub struct StoreReconciler {
-    store: SqliteStore,
+    store: AnyStore,
     secrets_dir: PathBuf,
     server_key: ServerKey,
     password_params: PasswordParams,
@@ -61,7 +61,7 @@ impl std::fmt::Debug for StoreReconciler {
 impl StoreReconciler {
     /// A reconciler writing to `store` and delivering to `secrets_dir`; `bootstrap` keeps a bootstrap administrator.
     pub fn new(
-        store: SqliteStore,
+        store: AnyStore,
         secrets_dir: PathBuf,
         server_key: ServerKey,
         password_params: PasswordParams,
@@ -87,7 +87,7 @@ impl StoreReconciler {
     }
 
     /// The store (read access for hooks and tests).
-    pub fn store(&self) -> &SqliteStore {
+    pub fn store(&self) -> &AnyStore {
         &self.store
     }
 
@@ -121,7 +121,7 @@ impl StoreReconciler {
     }
 
     /// Gives the store back (dropping it closes the database).
-    pub fn into_store(self) -> SqliteStore {
+    pub fn into_store(self) -> AnyStore {
         self.store
     }
 }

@@ -36,7 +36,7 @@ fn reconciler(dir: &std::path::Path, bootstrap: bool) -> StoreReconciler {
         namespace: crate::bootstrap::DIR_MODE_NAMESPACE.into(),
     });
     StoreReconciler::new(
-        store,
+        store.into(),
         dir.join("secrets"),
         ServerKey::generate(),
         PasswordParams::insecure_fast_for_tests(),

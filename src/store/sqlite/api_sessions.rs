@@ -10,12 +10,21 @@ impl SqliteStore {
         all(
             &self.conn,
             "SELECT * FROM sessions ORDER BY created_at",
-            session_row,
+            |r| session_row(r),
         )
     }
 }
 
 impl SqliteStore {
+    /// See [`crate::store::AnyStore::sessions_marker`].
+    pub fn sessions_marker(&self) -> Result<crate::store::SessionsMarker, StoreError> {
+        Ok(self
+            .conn
+            .query_row(crate::store::SESSIONS_MARKER, [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?)
+    }
+
     /// The store revision (bumped by every commit): a cheap "has anyone applied?" probe.
     pub fn current_revision(&self) -> Result<i64, StoreError> {
         Ok(super::revision(&self.conn)?)
@@ -32,6 +41,7 @@ impl SqliteStore {
         Ok(StateToken {
             data_version,
             own_changes: self.conn.total_changes(),
+            unique: 0,
         })
     }
 }
@@ -41,4 +51,18 @@ impl SqliteStore {
 pub struct StateToken {
     data_version: i64,
     own_changes: u64,
+    /// Non-zero: a token equal to no other (a store that cannot prove "nothing changed").
+    unique: u64,
+}
+
+impl StateToken {
+    /// A token no other token equals, so a cache keyed by it is never reused.
+    pub(crate) fn never_equal() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        StateToken {
+            data_version: 0,
+            own_changes: 0,
+            unique: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
 }

@@ -33,6 +33,13 @@ fn holder(c: &Cluster) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Merge-patches user ada in namespace team.
+fn patch_ada(c: &Cluster, patch: &str) {
+    c.kubectl(&[
+        "patch", "user", "ada", "-n", "team", "--type", "merge", "-p", patch,
+    ]);
+}
+
 fn user_ready_for_generation(c: &Cluster, g: i64) -> bool {
     let u = c.get_json(&["user", "ada", "-n", "team"]);
     u.pointer("/status/observedGeneration")
@@ -78,17 +85,7 @@ fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
     let metrics = wait_status(&b, &format!("{}/metrics", b.metrics_url()), None, 200);
     assert!(metrics.contains("stagegate_leader 0"), "{metrics}");
     std::thread::sleep(Duration::from_secs(4));
-    c.kubectl(&[
-        "patch",
-        "user",
-        "ada",
-        "-n",
-        "team",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"displayName":"Ada L."}}"#,
-    ]);
+    patch_ada(&c, r#"{"spec":{"displayName":"Ada L."}}"#);
     wait_for(30, "change reconciled", Some(&a), || {
         user_ready_for_generation(&c, 2).then_some(())
     });
@@ -106,22 +103,61 @@ fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
     wait_for(15, "b leads", Some(&b), || {
         (holder(&c).as_deref() == Some("ctrl-b")).then_some(())
     });
-    c.kubectl(&[
-        "patch",
-        "user",
-        "ada",
-        "-n",
-        "team",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"spec":{"email":"ada@example.com"}}"#,
-    ]);
+    patch_ada(&c, r#"{"spec":{"email":"ada@example.com"}}"#);
     wait_for(30, "b reconciles", Some(&b), || {
         user_ready_for_generation(&c, 3).then_some(())
     });
     assert!(b.reconciles() > 0);
     c.check_rbac();
+}
+
+/// Issue 13: two replicas on one PostgreSQL store: the Lease elects the reconciler, both
+/// serve the API from the shared store, and the follower takes over when the leader stops.
+#[test]
+fn two_replicas_share_a_postgres_store_and_hand_over() {
+    let c = Cluster::start();
+    let url = stagegate::store::pg::test_server::database();
+    let store = Path::new(&url);
+    let f = c.dir.path().join("user.yaml");
+    std::fs::write(&f, USER).unwrap();
+    c.kubectl(&["apply", "-f", s(&f)]);
+    let a = c.controller_on("ctrl-a", store, &[]);
+    wait_for(30, "a leads", Some(&a), || {
+        (holder(&c).as_deref() == Some("ctrl-a")).then_some(())
+    });
+    wait_for(30, "ada reconciled by a", Some(&a), || {
+        user_ready_for_generation(&c, 1).then_some(())
+    });
+    let b = c.controller_on("ctrl-b", store, &[]);
+    // Both serve the API; the follower's index comes from the shared database.
+    wait_status(&a, &format!("{}/readyz", a.api_url()), None, 200);
+    wait_status(&b, &format!("{}/readyz", b.api_url()), None, 200);
+    let shared = stagegate::store::AnyStore::open(store).unwrap();
+    assert!(
+        shared.user("ada").unwrap().is_some(),
+        "a wrote ada to PostgreSQL"
+    );
+    assert_eq!(
+        b.reconciles(),
+        0,
+        "the follower never reconciles:\n{}",
+        b.log()
+    );
+
+    assert!(a.terminate().success());
+    wait_for(15, "b leads", Some(&b), || {
+        (holder(&c).as_deref() == Some("ctrl-b")).then_some(())
+    });
+    patch_ada(&c, r#"{"spec":{"displayName":"Ada L."}}"#);
+    wait_for(30, "b reconciles", Some(&b), || {
+        user_ready_for_generation(&c, 2).then_some(())
+    });
+    assert!(b.reconciles() > 0);
+    assert_eq!(
+        shared.user("ada").unwrap().unwrap().display_name.as_deref(),
+        Some("Ada L."),
+        "b wrote to the same database"
+    );
 }
 
 fn token_manifest(name: &str) -> String {

@@ -176,6 +176,12 @@ impl Cluster {
     /// Starts `stagegate run --kube` with `identity` and extra environment,
     /// as the chart's ServiceAccount (its own token), watching what the mode watches.
     pub fn controller(&self, identity: &str, env: &[(&str, &str)]) -> Controller {
+        self.controller_on(identity, &self.store_path(), env)
+    }
+
+    /// [`Cluster::controller`] on the store `store` (a SQLite path or a `postgres://` URL),
+    /// with a server key file every controller of this cluster shares.
+    pub fn controller_on(&self, identity: &str, store: &Path, env: &[(&str, &str)]) -> Controller {
         let started = now_ms();
         let (kubeconfig, token) =
             self.service_account_kubeconfig(&format!("{identity}-{started}.kubeconfig"));
@@ -185,7 +191,9 @@ impl Cluster {
         let out = file.try_clone().expect("log file");
         let mut cmd = crate::support::stagegate();
         cmd.args(["run", "--kube", "--store"])
-            .arg(self.store_path())
+            .arg(store)
+            .arg("--server-key-file")
+            .arg(self.dir.path().join("server.key"))
             .args([
                 "--argon2-memory-kib",
                 "8",

@@ -167,6 +167,16 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Kills the process at once (SIGKILL: no cleanup, as a crash) and reaps it.
+    pub fn kill(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -241,7 +241,13 @@ fn check_command(container: &Container, v: &Value, what: &str) {
         at.and_then(|i| args.get(i + 1)).map(String::as_str)
     };
     assert_eq!(&args[..2], ["run", "--kube"], "{what}: {args:?}");
-    assert_eq!(pair("--store"), Some("/var/lib/stagegate/store.db"));
+    let postgres = v["store"]["type"] == "postgres";
+    if postgres {
+        // The URL holds the password: never an argument.
+        assert_eq!(pair("--store"), None, "{what}: {args:?}");
+    } else {
+        assert_eq!(pair("--store"), Some("/var/lib/stagegate/store.db"));
+    }
     assert_eq!(
         pair("--server-key-file"),
         Some("/etc/stagegate/server-key/server.key")
@@ -288,6 +294,23 @@ fn check_command(container: &Container, v: &Value, what: &str) {
     );
     assert_eq!(field("POD_NAME").as_deref(), Some("metadata.name"));
     assert!(env.contains_key("RUST_LOG"), "{what}: RUST_LOG");
+    let store_url = env
+        .get("STAGEGATE_STORE")
+        .and_then(|e| e.value_from.as_ref())
+        .and_then(|s| s.secret_key_ref.as_ref());
+    if postgres {
+        let r = store_url.expect("STAGEGATE_STORE from the database Secret");
+        assert_eq!(
+            Some(r.name.as_str()),
+            v["store"]["postgres"]["existingSecret"].as_str()
+        );
+        assert_eq!(
+            Some(r.key.as_str()),
+            v["store"]["postgres"]["uriKey"].as_str()
+        );
+    } else {
+        assert!(store_url.is_none(), "{what}: no database URL for SQLite");
+    }
 }
 
 fn check_volumes(pod: &PodSpec, objects: &[Object], values: Option<&Path>, what: &str) {
@@ -310,7 +333,6 @@ fn check_volumes(pod: &PodSpec, objects: &[Object], values: Option<&Path>, what:
         Some(true),
         "{what}: server key mounted read-only"
     );
-    let store_mount = mounts["/var/lib/stagegate"];
 
     let key_secret = volumes[key_mount.name.as_str()]
         .secret
@@ -341,11 +363,18 @@ fn check_volumes(pod: &PodSpec, objects: &[Object], values: Option<&Path>, what:
         assert_eq!(key_secret_name, existing, "{what}");
     }
 
-    let store = volumes[store_mount.name.as_str()];
     let pvcs: Vec<_> = objects
         .iter()
         .filter(|o| o.kind() == "PersistentVolumeClaim")
         .collect();
+    if v["store"]["type"] == "postgres" {
+        // Every replica talks to the database: no store volume, no claim, whatever persistence says.
+        assert!(!mounts.contains_key("/var/lib/stagegate"), "{what}");
+        assert!(!volumes.contains_key("store"), "{what}");
+        assert!(pvcs.is_empty(), "{what}: no PVC for a PostgreSQL store");
+        return;
+    }
+    let store = volumes[mounts["/var/lib/stagegate"].name.as_str()];
     if v["persistence"]["enabled"].as_bool() == Some(true) {
         let claim = store
             .persistent_volume_claim

@@ -10,7 +10,7 @@ use stagegate::snapshot::Snapshot;
 use stagegate::sources::directory::reconcile_with;
 use stagegate::sources::files::load_text;
 use stagegate::store::{
-    AuditRow, InvitationState, KeyState, ModelRow, ObjectStatus, SessionRow, SqliteStore, Store,
+    AnyStore, AuditRow, InvitationState, KeyState, ModelRow, ObjectStatus, SessionRow, Store,
     StoreError, StoreOp, StoreState, TokenKeyRow, UserRow,
 };
 use std::cell::Cell;
@@ -40,7 +40,7 @@ spec: {invitation: {validity: 7d}}
 
 /// A store whose `commit` number `fail_at` (0-based) fails.
 struct FailingStore {
-    inner: SqliteStore,
+    inner: AnyStore,
     commits: Cell<usize>,
     fail_at: Option<usize>,
 }
@@ -211,13 +211,43 @@ fn reconcile_now(snap: &Snapshot, store: &mut dyn Store, secrets: &Path, key: &S
     reconcile_with(snap, store, secrets, key, params(), jiff::Timestamp::now()).unwrap();
 }
 
+/// A fresh store of each kind: a SQLite file in `dir`, and a database on the PostgreSQL test server.
+pub fn both_stores(dir: &Path) -> Vec<AnyStore> {
+    vec![
+        AnyStore::open(&dir.join("store.db")).unwrap(),
+        AnyStore::open(Path::new(&stagegate::store::pg::test_server::database())).unwrap(),
+    ]
+}
+
 fn scenario(stage: &str, store_fail: Option<usize>, sink_fail: Option<usize>, after_write: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets");
+    for inner in both_stores(dir.path()) {
+        let stage = format!("{stage} [{}]", kind(&inner));
+        let sub = dir.path().join(kind(&inner));
+        scenario_in(inner, &sub, &stage, store_fail, sink_fail, after_write);
+    }
+}
+
+fn kind(s: &AnyStore) -> &'static str {
+    match s {
+        AnyStore::Sqlite(_) => "sqlite",
+        AnyStore::Postgres(_) => "postgres",
+    }
+}
+
+fn scenario_in(
+    inner: AnyStore,
+    dir: &Path,
+    stage: &str,
+    store_fail: Option<usize>,
+    sink_fail: Option<usize>,
+    after_write: bool,
+) {
+    let secrets = dir.join("secrets");
     let key = ServerKey::generate();
     let snap = snapshot();
     let mut store = FailingStore {
-        inner: SqliteStore::open(&dir.path().join("store.db")).unwrap(),
+        inner,
         commits: Cell::new(0),
         fail_at: store_fail,
     };
@@ -327,9 +357,15 @@ fn failure_before_marking_issued() {
 #[test]
 fn delivered_pending_key_superseded_by_rotation_is_revoked_not_forgotten() {
     let dir = tempfile::tempdir().unwrap();
-    let secrets = dir.path().join("secrets");
+    for store in both_stores(dir.path()) {
+        let sub = dir.path().join(kind(&store));
+        superseded_key_is_revoked(store, &sub);
+    }
+}
+
+fn superseded_key_is_revoked(mut store: AnyStore, dir: &Path) {
+    let secrets = dir.join("secrets");
     let key = ServerKey::generate();
-    let mut store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
     let sink = FailingSink {
         inner: DirSecretSink::new(&secrets),
         count: AtomicUsize::new(0),

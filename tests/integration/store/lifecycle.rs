@@ -4,7 +4,7 @@
 use super::{outcome, Env};
 use stagegate::policy::{Role, Scope, Stage};
 use stagegate::secrets::{authenticate, verify_password, HashValue, ServerKey};
-use stagegate::store::{KeyState, SessionRow, SqliteStore, Store};
+use stagegate::store::{AnyStore, KeyState, SessionRow, Store};
 
 const NS: &str = "ml-platform";
 
@@ -28,7 +28,7 @@ fn password_of(env: &Env, user: &str) -> String {
     s["stringData"]["password"].as_str().unwrap().to_string()
 }
 
-fn hash_of(store: &SqliteStore, user: &str) -> String {
+fn hash_of(store: &AnyStore, user: &str) -> String {
     store
         .user(user)
         .unwrap()
@@ -39,11 +39,11 @@ fn hash_of(store: &SqliteStore, user: &str) -> String {
         .to_string()
 }
 
-fn auth(store: &SqliteStore, key: &ServerKey, token: &str) -> bool {
+fn auth(store: &AnyStore, key: &ServerKey, token: &str) -> bool {
     authenticate(store, key, token, jiff::Timestamp::now()).is_ok()
 }
 
-fn session(store: &mut SqliteStore, user: &str, id: &str) {
+fn session(store: &mut AnyStore, user: &str, id: &str) {
     let now = jiff::Timestamp::now();
     store
         .create_session(&SessionRow {
@@ -58,7 +58,15 @@ fn session(store: &mut SqliteStore, user: &str, id: &str) {
 
 #[test]
 fn examples_then_edits_reconcile_step_by_step() {
-    let env = Env::from_examples();
+    lifecycle(Env::from_examples());
+}
+
+#[test]
+fn examples_then_edits_reconcile_step_by_step_on_postgres() {
+    lifecycle(Env::from_examples().on_postgres());
+}
+
+fn lifecycle(env: Env) {
     fixture(&env, "eve.yaml");
     fixture(&env, "eve-token.yaml");
     env.write_secret(NS, "maria-password", "password", "maria-first-password");

@@ -8,7 +8,7 @@ mod no_secret_leaks;
 mod noop;
 
 use serde_json::Value;
-use stagegate::store::{SqliteStore, Store};
+use stagegate::store::{AnyStore, Store};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -17,8 +17,10 @@ pub struct Env {
     /// Keeps the directory alive.
     pub _tmp: tempfile::TempDir,
     pub dir: PathBuf,
+    /// A SQLite file path, or a `postgres://` URL (see [`Env::on_postgres`]).
     pub store: PathBuf,
     pub secrets: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Env {
@@ -42,9 +44,16 @@ impl Env {
         Env {
             store: tmp.path().join("state/store.db"),
             secrets: tmp.path().join("state/secrets"),
+            key_file: tmp.path().join("state/server.key"),
             dir,
             _tmp: tmp,
         }
+    }
+
+    /// The same installation with its store in a fresh database on the PostgreSQL test server.
+    pub fn on_postgres(mut self) -> Env {
+        self.store = stagegate::store::pg::test_server::database().into();
+        self
     }
 
     /// Writes a manifest file.
@@ -79,6 +88,8 @@ impl Env {
             self.store.display().to_string(),
             "--secrets-dir".into(),
             self.secrets.display().to_string(),
+            "--server-key-file".into(),
+            self.key_file.display().to_string(),
             // Cheap argon2 keeps debug-build tests fast; the parameters are stored in each PHC string.
             "--argon2-memory-kib".into(),
             "64".into(),
@@ -113,8 +124,8 @@ impl Env {
     }
 
     /// Opens the store.
-    pub fn open(&self) -> SqliteStore {
-        SqliteStore::open(&self.store).unwrap()
+    pub fn open(&self) -> AnyStore {
+        AnyStore::open(&self.store).unwrap()
     }
 
     /// The parsed Secret manifest `<secrets>/<ns>/<name>.yaml`, if present.
@@ -149,10 +160,7 @@ impl Env {
 
     /// The server key the binary created.
     pub fn server_key(&self) -> stagegate::secrets::ServerKey {
-        stagegate::secrets::ServerKey::load_or_create(
-            &self.store.parent().unwrap().join("server.key"),
-        )
-        .unwrap()
+        stagegate::secrets::ServerKey::load_or_create(&self.key_file).unwrap()
     }
 }
 

@@ -1,15 +1,32 @@
 //! The store's writes: one function per kind of `StoreOp`, so each change reads on its own.
+//!
+//! The statements are written in the SQL both databases speak (`ON CONFLICT ... DO UPDATE`,
+//! `IS NOT DISTINCT FROM`, `?N` parameters that the PostgreSQL store numbers `$N`), so
+//! SQLite and PostgreSQL perform the same writes and a new column is added in one place.
 
-use super::{exec, revision};
 use crate::secrets::HashValue;
 use crate::snapshot::ObjectKey;
 use crate::store::model::*;
 use crate::store::rows::*;
 use crate::store::StoreError;
-use rusqlite::{params, Transaction};
+
+/// One open write transaction of either database.
+pub(super) trait Writer {
+    /// Runs one statement with `args` bound to `?1..?N` (PostgreSQL: queues it for the next batch).
+    fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<(), StoreError>;
+    /// Runs one statement now (PostgreSQL: after the queued ones) and returns how many rows it
+    /// changed, for writes that depend on what the row holds.
+    fn exec_counted(&mut self, sql: &'static str, args: Vec<Val>) -> Result<u64, StoreError>;
+    /// The store revision as this transaction sees it.
+    fn revision(&mut self) -> Result<i64, StoreError>;
+}
+
+/// Bumps the revision: the last write of every commit.
+pub(super) const BUMP_REVISION: &str =
+    "UPDATE store_meta SET value = value + 1 WHERE key = 'revision'";
 
 /// Writes one store operation; each kind has its own function below.
-pub(super) fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError> {
+pub(super) fn write_op(tx: &mut dyn Writer, op: &StoreOp) -> Result<(), StoreError> {
     match op {
         StoreOp::ExpectRevision(expected) => expect_revision(tx, *expected),
         StoreOp::UpsertUser(u) => upsert_user(tx, u),
@@ -27,20 +44,19 @@ pub(super) fn write_op(tx: &Transaction, op: &StoreOp) -> Result<(), StoreError>
     }
 }
 
-fn expect_revision(tx: &Transaction, expected: i64) -> Result<(), StoreError> {
-    let found = revision(tx)?;
+fn expect_revision(tx: &mut dyn Writer, expected: i64) -> Result<(), StoreError> {
+    let found = tx.revision()?;
     if found != expected {
         return Err(StoreError::Stale { expected, found });
     }
     Ok(())
 }
 
-fn upsert_user(tx: &Transaction, u: &UserRow) -> Result<(), StoreError> {
+fn upsert_user(tx: &mut dyn Writer, u: &UserRow) -> Result<(), StoreError> {
     let o = owner_cols(&u.owner);
     let p = u.pending_password.as_ref();
     let i = u.invitation.as_ref();
-    exec(
-        tx,
+    tx.exec(
         // An upsert, not INSERT OR REPLACE: replacing would delete the row and its sessions.
         "INSERT INTO users (username, display_name, email, state, password_hash,
            password_source, password_fingerprint, password_id, password_rotation,
@@ -59,11 +75,11 @@ fn upsert_user(tx: &Transaction, u: &UserRow) -> Result<(), StoreError> {
            pending_password_hash = excluded.pending_password_hash,
            pending_rotation = excluded.pending_rotation,
            -- A login recorded since the apply read the row is kept (same owner: not a replacement).
-           first_login = coalesce(excluded.first_login, CASE WHEN users.owner_kind IS excluded.owner_kind
-             AND users.owner_namespace IS excluded.owner_namespace AND users.owner_name IS excluded.owner_name
+           first_login = coalesce(excluded.first_login, CASE WHEN users.owner_kind IS NOT DISTINCT FROM excluded.owner_kind
+             AND users.owner_namespace IS NOT DISTINCT FROM excluded.owner_namespace AND users.owner_name IS NOT DISTINCT FROM excluded.owner_name
              THEN users.first_login END),
-           last_login = coalesce(excluded.last_login, CASE WHEN users.owner_kind IS excluded.owner_kind
-             AND users.owner_namespace IS excluded.owner_namespace AND users.owner_name IS excluded.owner_name
+           last_login = coalesce(excluded.last_login, CASE WHEN users.owner_kind IS NOT DISTINCT FROM excluded.owner_kind
+             AND users.owner_namespace IS NOT DISTINCT FROM excluded.owner_namespace AND users.owner_name IS NOT DISTINCT FROM excluded.owner_name
              THEN users.last_login END),
            bootstrap = excluded.bootstrap,
            owner_kind = excluded.owner_kind, owner_namespace = excluded.owner_namespace,
@@ -74,7 +90,7 @@ fn upsert_user(tx: &Transaction, u: &UserRow) -> Result<(), StoreError> {
            invitation_issued_at = excluded.invitation_issued_at,
            invitation_expires_at = excluded.invitation_expires_at,
            invitation_state = excluded.invitation_state",
-        params![
+        vals![
             u.username,
             u.display_name,
             u.email,
@@ -103,91 +119,94 @@ fn upsert_user(tx: &Transaction, u: &UserRow) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn delete_user(tx: &Transaction, name: &str) -> Result<(), StoreError> {
-    exec(tx, "DELETE FROM users WHERE username = ?1", [name])?;
+fn delete_user(tx: &mut dyn Writer, name: &str) -> Result<(), StoreError> {
+    tx.exec("DELETE FROM users WHERE username = ?1", vals![name])?;
     Ok(())
 }
 
 /// Writes a password the person chose if the row still holds what it replaces (see
 /// [`ChosenPassword`]); ends the user's other sessions and records the audit row. False when
 /// the row moved on (nothing written).
-pub(super) fn chosen_password(tx: &Transaction, p: &ChosenPassword) -> Result<bool, StoreError> {
+pub(super) fn chosen_password(tx: &mut dyn Writer, p: &ChosenPassword) -> Result<bool, StoreError> {
     let at = p.at.to_string();
     let changed = match &p.replaces {
         // The caller checked the expiry on the row it read: an invitation's expiry never changes
         // under its id (a new invitation has a new id), so the id and state are enough here.
-        Replaces::Invitation(id) => exec(
-            tx,
+        Replaces::Invitation(id) => tx.exec_counted(
             "UPDATE users SET password_hash = ?1, password_chosen_at = ?2,
                invitation_state = 'accepted'
              WHERE username = ?3 AND state = 'Active' AND invitation_id = ?4
                AND invitation_state = 'issued'",
-            params![p.hash.expose(), at, p.username, id],
+            vals![p.hash.expose(), at, p.username, id],
         )?,
-        Replaces::Password(old) => exec(
-            tx,
+        Replaces::Password(old) => tx.exec_counted(
             "UPDATE users SET password_hash = ?1, password_chosen_at = ?2
              WHERE username = ?3 AND state = 'Active' AND password_hash = ?4",
-            params![p.hash.expose(), at, p.username, old.expose()],
+            vals![p.hash.expose(), at, p.username, old.expose()],
         )?,
     };
     if changed != 1 {
         return Ok(false);
     }
-    exec(
-        tx,
-        "DELETE FROM sessions WHERE username = ?1 AND id_hash IS NOT ?2",
-        params![p.username, p.keep_session.as_ref().map(HashValue::expose)],
+    tx.exec(
+        "DELETE FROM sessions WHERE username = ?1 AND id_hash IS DISTINCT FROM ?2",
+        vals![p.username, p.keep_session.as_ref().map(HashValue::expose)],
     )?;
     audit(tx, &p.audit)?;
     Ok(true)
 }
 
-fn end_sessions(tx: &Transaction, name: &str) -> Result<(), StoreError> {
-    exec(tx, "DELETE FROM sessions WHERE username = ?1", [name])?;
+fn end_sessions(tx: &mut dyn Writer, name: &str) -> Result<(), StoreError> {
+    tx.exec("DELETE FROM sessions WHERE username = ?1", vals![name])?;
     Ok(())
 }
 
-fn upsert_binding(tx: &Transaction, b: &BindingRow) -> Result<(), StoreError> {
+fn upsert_binding(tx: &mut dyn Writer, b: &BindingRow) -> Result<(), StoreError> {
     let o = owner_cols(&b.owner);
     let (c, p) = scope_cols(&b.scope);
     if b.owner.is_some() {
-        exec(
-            tx,
+        tx.exec(
             "DELETE FROM bindings WHERE owner_namespace = ?1 AND owner_name = ?2",
-            params![o[1], o[2]],
+            vals![o[1], o[2]],
         )?;
     }
-    exec(
-        tx,
+    tx.exec(
         "INSERT INTO bindings (username, role, scope_customer, scope_project,
            owner_kind, owner_namespace, owner_name, owner_source)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![b.username, b.role.as_str(), c, p, o[0], o[1], o[2], o[3]],
+        vals![b.username, b.role.as_str(), c, p, o[0], o[1], o[2], o[3]],
     )?;
     Ok(())
 }
 
-fn delete_binding(tx: &Transaction, k: &ObjectKey) -> Result<(), StoreError> {
-    exec(
-        tx,
+fn delete_binding(tx: &mut dyn Writer, k: &ObjectKey) -> Result<(), StoreError> {
+    tx.exec(
         "DELETE FROM bindings WHERE owner_namespace = ?1 AND owner_name = ?2",
-        params![k.namespace, k.name],
+        vals![k.namespace, k.name],
     )?;
     Ok(())
 }
 
-fn upsert_token_key(tx: &Transaction, t: &TokenKeyRow) -> Result<(), StoreError> {
+fn upsert_token_key(tx: &mut dyn Writer, t: &TokenKeyRow) -> Result<(), StoreError> {
     let o = owner_cols(&t.owner);
     let (c, p) = scope_cols(&t.scope);
-    exec(
-        tx,
-        "INSERT OR REPLACE INTO token_keys (key_id, token_name, namespace, secret_hmac, role,
+    tx.exec(
+        "INSERT INTO token_keys (key_id, token_name, namespace, secret_hmac, role,
            scope_customer, scope_project, owner_user, issued_at, expires_at, revoked_at,
            revoked_reason, rotation, state, secret_name, owner_kind, owner_namespace,
            owner_name, owner_source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-        params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+         ON CONFLICT (key_id) DO UPDATE SET token_name = excluded.token_name,
+           namespace = excluded.namespace, secret_hmac = excluded.secret_hmac,
+           role = excluded.role, scope_customer = excluded.scope_customer,
+           scope_project = excluded.scope_project, owner_user = excluded.owner_user,
+           issued_at = excluded.issued_at, expires_at = excluded.expires_at,
+           revoked_at = excluded.revoked_at, revoked_reason = excluded.revoked_reason,
+           rotation = excluded.rotation, state = excluded.state,
+           secret_name = excluded.secret_name, owner_kind = excluded.owner_kind,
+           owner_namespace = excluded.owner_namespace, owner_name = excluded.owner_name,
+           owner_source = excluded.owner_source",
+        vals![
             t.key_id,
             t.token_name,
             t.namespace,
@@ -209,31 +228,31 @@ fn upsert_token_key(tx: &Transaction, t: &TokenKeyRow) -> Result<(), StoreError>
     Ok(())
 }
 
-fn delete_token_key(tx: &Transaction, id: &str) -> Result<(), StoreError> {
-    exec(tx, "DELETE FROM token_keys WHERE key_id = ?1", [id])?;
+fn delete_token_key(tx: &mut dyn Writer, id: &str) -> Result<(), StoreError> {
+    tx.exec("DELETE FROM token_keys WHERE key_id = ?1", vals![id])?;
     Ok(())
 }
 
-fn upsert_model(tx: &Transaction, m: &ModelRow) -> Result<(), StoreError> {
+fn upsert_model(tx: &mut dyn Writer, m: &ModelRow) -> Result<(), StoreError> {
     let (c, p) = scope_cols(&m.scope);
-    exec(
-        tx,
-        "INSERT OR REPLACE INTO models (name, scope_customer, scope_project, owner, stage)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![m.name, c, p, m.owner, m.stage.as_str()],
+    tx.exec(
+        "INSERT INTO models (name, scope_customer, scope_project, owner, stage)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (scope_customer, scope_project, name) DO UPDATE SET owner = excluded.owner,
+           stage = excluded.stage",
+        vals![m.name, c, p, m.owner, m.stage.as_str()],
     )?;
     Ok(())
 }
 
-fn insert_request(tx: &Transaction, r: &DecidedRequest) -> Result<(), StoreError> {
+fn insert_request(tx: &mut dyn Writer, r: &DecidedRequest) -> Result<(), StoreError> {
     let (c, p) = scope_cols(&r.scope);
     // Plain INSERT: a decided request is final, a second decision must fail loudly.
-    exec(
-        tx,
+    tx.exec(
         "INSERT INTO stage_requests (namespace, name, model, scope_customer, scope_project,
            from_stage, to_stage, requested_by, phase, message, decided_at, source)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![
+        vals![
             r.namespace,
             r.name,
             r.model,
@@ -251,15 +270,18 @@ fn insert_request(tx: &Transaction, r: &DecidedRequest) -> Result<(), StoreError
     Ok(())
 }
 
-fn set_status(tx: &Transaction, s: &ObjectStatus) -> Result<(), StoreError> {
+fn set_status(tx: &mut dyn Writer, s: &ObjectStatus) -> Result<(), StoreError> {
     let extra =
         serde_json::to_string(&s.extra).map_err(|e| corrupt("object_status", e.to_string()))?;
-    exec(
-        tx,
-        "INSERT OR REPLACE INTO object_status (kind, namespace, name, ready, reason, message,
+    tx.exec(
+        "INSERT INTO object_status (kind, namespace, name, ready, reason, message,
            phase, observed_generation, extra_json, source)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (kind, namespace, name) DO UPDATE SET ready = excluded.ready,
+           reason = excluded.reason, message = excluded.message, phase = excluded.phase,
+           observed_generation = excluded.observed_generation, extra_json = excluded.extra_json,
+           source = excluded.source",
+        vals![
             s.key.kind,
             s.key.namespace,
             s.key.name,
@@ -275,22 +297,20 @@ fn set_status(tx: &Transaction, s: &ObjectStatus) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn delete_status(tx: &Transaction, k: &ObjectKey) -> Result<(), StoreError> {
-    exec(
-        tx,
+fn delete_status(tx: &mut dyn Writer, k: &ObjectKey) -> Result<(), StoreError> {
+    tx.exec(
         "DELETE FROM object_status WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-        params![k.kind, k.namespace, k.name],
+        vals![k.kind, k.namespace, k.name],
     )?;
     Ok(())
 }
 
-fn audit(tx: &Transaction, a: &AuditRow) -> Result<(), StoreError> {
+fn audit(tx: &mut dyn Writer, a: &AuditRow) -> Result<(), StoreError> {
     let j = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
-    exec(
-        tx,
+    tx.exec(
         "INSERT INTO audit_log (at, action, kind, namespace, name, source, old_json, new_json)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
+        vals![
             a.at.to_string(),
             a.action,
             a.object.kind,

@@ -1,0 +1,596 @@
+//! `PgStore`: the identity store in a PostgreSQL database, so several stagegate
+//! processes (API replicas, a reconciler on another machine) share one store.
+//!
+//! # Concurrency
+//!
+//! Every [`Store::commit`] runs in one READ COMMITTED transaction whose first statement
+//! locks the `revision` row of `store_meta` (`SELECT ... FOR UPDATE`). Commits therefore
+//! run one at a time across every process, and each one reads the revision (and every
+//! row) after the previous commit finished: a plan made from an older state fails its
+//! `ExpectRevision` with [`StoreError::Stale`] exactly as in SQLite, which serializes
+//! writers with its file lock. SERIALIZABLE was not chosen: it would abort the API's
+//! concurrent session and login writes with serialization failures that every caller
+//! would have to retry, while the one row lock gives the same order deterministically
+//! and never blocks readers. [`Store::load_state`] reads in one REPEATABLE READ, READ ONLY
+//! transaction, so `plan` sees one consistent snapshot.
+//!
+//! # Connection
+//!
+//! One connection per `PgStore` (callers already serialize store use behind a mutex, so
+//! a pool would hold idle connections and add nothing). A commit's writes go to the server
+//! in large batches (see `PgWriter`), not one round trip per row. A lost connection is reopened
+//! by the next call; opening retries with backoff. The sync `postgres` client runs its
+//! own small runtime, so like SQLite it must be called from blocking code (the API and
+//! the daemons call the store from `spawn_blocking`), never from an async task.
+
+use super::model::*;
+use super::rows::*;
+use super::write::{chosen_password, write_op, Writer, BUMP_REVISION};
+use super::{StateToken, Store, StoreError};
+use crate::policy::Grant;
+use jiff::Timestamp;
+use postgres::types::ToSql;
+use postgres::{Client, IsolationLevel, NoTls, Row};
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+mod schema;
+mod target;
+#[doc(hidden)]
+pub mod test_server;
+
+pub use target::{is_url, redact, PgTarget, PASSWORD_ENV, PASSWORD_FILE_ENV};
+
+/// How long opening keeps retrying an unreachable server before giving up.
+const OPEN_RETRY_FOR: Duration = Duration::from_secs(30);
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        // A server error's DETAIL can quote row values (a duplicate key's hash, say): only the
+        // severity, message and code are kept, which name constraints and tables, not values.
+        let text = match e.as_db_error() {
+            Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+            None => e.to_string(),
+        };
+        StoreError::Postgres(text)
+    }
+}
+
+/// The connection, when open.
+struct Conn {
+    client: Option<Client>,
+}
+
+/// The PostgreSQL identity store.
+pub struct PgStore {
+    target: PgTarget,
+    conn: Mutex<Conn>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("target", &self.target.to_string())
+            .finish()
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Closing the sync client blocks on its runtime, which panics on an async worker
+        // thread: dropped there, the connection is closed on a thread of its own.
+        let client = self
+            .conn
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .client
+            .take();
+        if let Some(client) = client {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                std::thread::spawn(move || drop(client));
+            }
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects to `target` (retrying with backoff for up to 30 s) and migrates the schema.
+    pub fn open(target: PgTarget) -> Result<Self, StoreError> {
+        let store = Self::unopened(target);
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match store.with(schema::migrate) {
+                Ok(()) => return Ok(store),
+                Err(e @ StoreError::Unreachable(_)) if started.elapsed() < OPEN_RETRY_FOR => {
+                    tracing::warn!(store = %store.target, error = %e, retry_in = ?delay, "store unreachable");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A store that has not connected yet (the first call connects).
+    pub(super) fn unopened(target: PgTarget) -> Self {
+        PgStore {
+            target,
+            conn: Mutex::new(Conn { client: None }),
+        }
+    }
+
+    /// Runs raw SQL (tests of the database's own guards).
+    #[cfg(test)]
+    pub(super) fn raw_for_tests(&self, sql: &str) -> Result<(), StoreError> {
+        self.with(|c| Ok(c.batch_execute(sql)?))
+    }
+
+    /// The server this store talks to, password redacted.
+    pub fn target(&self) -> &PgTarget {
+        &self.target
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Conn> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the connection, reconnecting first when it was lost.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        f(connected(&self.target, &mut conn)?)
+    }
+
+    /// Number of rows in a table (tests and diagnostics).
+    pub fn count(&self, table: &str) -> Result<i64, StoreError> {
+        if !super::TABLES.contains(&table) {
+            return Err(corrupt("count", format!("unknown table {table}")));
+        }
+        self.with(|c| {
+            Ok(c.query_one(&format!("SELECT count(*) FROM {table}"), &[])?
+                .get(0))
+        })
+    }
+
+    /// Every stored session, oldest first (ids are only stored hashed).
+    pub fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
+        self.with(|c| {
+            decode_all(
+                "sessions",
+                c.query("SELECT * FROM sessions ORDER BY created_at, id_hash", &[])?,
+                session_row,
+            )
+        })
+    }
+
+    /// See [`super::AnyStore::sessions_marker`].
+    pub fn sessions_marker(&self) -> Result<super::SessionsMarker, StoreError> {
+        self.with(|c| {
+            let r = c.query_one(super::SESSIONS_MARKER, &[])?;
+            Ok((r.try_get(0)?, r.try_get(1)?))
+        })
+    }
+
+    /// The store revision (bumped by every commit).
+    pub fn current_revision(&self) -> Result<i64, StoreError> {
+        self.with(revision)
+    }
+
+    /// A token that never equals another: PostgreSQL offers no cheap "nothing was written by
+    /// any session" probe, so callers caching the state read it again every time.
+    pub fn state_token(&self) -> Result<StateToken, StoreError> {
+        Ok(StateToken::never_equal())
+    }
+
+    /// Runs `f` in one write transaction, ordered after every other commit (see the module
+    /// comment), and commits it with a revision bump when `f` returns true; false rolls back.
+    fn write(
+        &mut self,
+        f: impl FnOnce(&mut PgWriter) -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        let client = connected(&self.target, conn)?;
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()?;
+        // The row lock that orders commits across processes (see the module comment).
+        tx.query_one(
+            "SELECT value FROM store_meta WHERE key = 'revision' FOR UPDATE",
+            &[],
+        )?;
+        // The batches below quote text as standard SQL does; make sure the server reads it so.
+        tx.batch_execute("SET LOCAL standard_conforming_strings = on")?;
+        let mut w = PgWriter {
+            tx: &mut tx,
+            batch: String::new(),
+            pending: 0,
+        };
+        if !f(&mut w)? {
+            return Ok(false);
+        }
+        w.exec(BUMP_REVISION, vec![])?;
+        w.flush()?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Runs `sql` with `args` and decodes each row with `f`.
+    fn select<T>(
+        &self,
+        table: &'static str,
+        sql: &str,
+        args: &[&(dyn ToSql + Sync)],
+        f: fn(&Row) -> ColResult<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.with(|c| decode_all(table, c.query(sql, args)?, f))
+    }
+
+    fn select_one<T>(
+        &self,
+        table: &'static str,
+        sql: &str,
+        key: &str,
+        f: fn(&Row) -> ColResult<T>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.select(table, sql, &[&key], f)?.into_iter().next())
+    }
+}
+
+/// The open client of `conn`, connecting first when there is none or it was lost.
+fn connected<'c>(target: &PgTarget, conn: &'c mut Conn) -> Result<&'c mut Client, StoreError> {
+    if conn.client.as_ref().is_none_or(Client::is_closed) {
+        conn.client = None;
+        let client = target
+            .config()
+            .connect(NoTls)
+            .map_err(|e| StoreError::Unreachable(format!("{target}: {}", StoreError::from(e))))?;
+        conn.client = Some(client);
+    }
+    Ok(conn.client.as_mut().expect("connected above"))
+}
+
+fn revision(c: &mut impl postgres::GenericClient) -> Result<i64, StoreError> {
+    Ok(
+        c.query_one("SELECT value FROM store_meta WHERE key = 'revision'", &[])?
+            .get(0),
+    )
+}
+
+fn decode_all<T>(
+    table: &'static str,
+    rows: Vec<Row>,
+    f: fn(&Row) -> ColResult<T>,
+) -> Result<Vec<T>, StoreError> {
+    rows.iter()
+        .map(|r| f(r).map_err(|d| corrupt(table, d)))
+        .collect()
+}
+
+impl Cols for Row {
+    fn opt_text(&self, c: &str) -> ColResult<Option<String>> {
+        self.try_get(c).map_err(|e| format!("{c}: {e}"))
+    }
+    fn opt_int(&self, c: &str) -> ColResult<Option<i64>> {
+        self.try_get(c).map_err(|e| format!("{c}: {e}"))
+    }
+    fn flag(&self, c: &str) -> ColResult<bool> {
+        self.try_get(c).map_err(|e| format!("{c}: {e}"))
+    }
+}
+
+/// Statements sent to the server in one round trip.
+const BATCH: usize = 2000;
+
+/// The PostgreSQL side of a commit. A first apply writes tens of thousands of rows, and one
+/// round trip per statement would dominate it: statements are collected, their values
+/// written as SQL literals, and sent in batches of [`BATCH`] through the simple query
+/// protocol (one round trip each). Quoting is exact for TEXT (standard_conforming_strings is
+/// forced on in the transaction, so only `'` is special), integers and booleans are the
+/// only other values. The server runs a batch in order and stops at the first failure,
+/// which aborts the transaction: all or nothing, as before.
+struct PgWriter<'a, 't> {
+    tx: &'a mut postgres::Transaction<'t>,
+    batch: String,
+    pending: usize,
+}
+
+impl PgWriter<'_, '_> {
+    /// Sends the collected statements.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending > 0 {
+            self.tx.batch_execute(&self.batch)?;
+            self.batch.clear();
+            self.pending = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Appends `sql` with each `?N` replaced by the SQL literal of `args[N - 1]`.
+fn inline(out: &mut String, sql: &str, args: &[Val]) {
+    let mut pieces = sql.split('?');
+    out.push_str(pieces.next().unwrap_or_default());
+    for piece in pieces {
+        let digits = piece.bytes().take_while(u8::is_ascii_digit).count();
+        let n: usize = piece[..digits]
+            .parse()
+            .expect("write statements number their parameters");
+        match &args[n - 1] {
+            Val::Text(None) | Val::Int(None) => out.push_str("NULL"),
+            Val::Text(Some(t)) => {
+                out.push('\'');
+                out.push_str(&t.replace('\'', "''"));
+                out.push('\'');
+            }
+            Val::Int(Some(i)) => {
+                let _ = write!(out, "{i}");
+            }
+            Val::Bool(b) => out.push_str(if *b { "TRUE" } else { "FALSE" }),
+        }
+        out.push_str(&piece[digits..]);
+    }
+}
+
+impl Writer for PgWriter<'_, '_> {
+    fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<(), StoreError> {
+        inline(&mut self.batch, sql, &args);
+        self.batch.push_str(";\n");
+        self.pending += 1;
+        if self.pending >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+    fn exec_counted(&mut self, sql: &'static str, args: Vec<Val>) -> Result<u64, StoreError> {
+        self.flush()?;
+        let mut one = String::new();
+        inline(&mut one, sql, &args);
+        Ok(self.tx.execute(one.as_str(), &[])?)
+    }
+    fn revision(&mut self) -> Result<i64, StoreError> {
+        self.flush()?;
+        revision(&mut *self.tx)
+    }
+}
+
+impl Store for PgStore {
+    fn load_state(&self) -> Result<StoreState, StoreError> {
+        self.with(|c| {
+            let mut tx = c
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let mut state = StoreState::default();
+            let users = tx.query("SELECT * FROM users", &[])?;
+            let bindings = tx.query("SELECT * FROM bindings ORDER BY id", &[])?;
+            let keys = tx.query("SELECT * FROM token_keys", &[])?;
+            let models = tx.query("SELECT * FROM models", &[])?;
+            let requests = tx.query("SELECT * FROM stage_requests", &[])?;
+            let statuses = tx.query("SELECT * FROM object_status", &[])?;
+            state.revision = revision(&mut tx)?;
+            tx.commit()?;
+            for u in decode_all("users", users, user_row)? {
+                state.users.insert(u.username.clone(), u);
+            }
+            state.bindings = decode_all("bindings", bindings, binding_row)?;
+            state.bindings.sort();
+            for t in decode_all("token_keys", keys, token_row)? {
+                state.token_keys.insert(t.key_id.clone(), t);
+            }
+            for m in decode_all("models", models, model_row)? {
+                state.models.insert((m.scope.clone(), m.name.clone()), m);
+            }
+            for r in decode_all("stage_requests", requests, request_row)? {
+                state
+                    .requests
+                    .insert((r.namespace.clone(), r.name.clone()), r);
+            }
+            for s in decode_all("object_status", statuses, status_row)? {
+                state.statuses.insert(s.key.clone(), s);
+            }
+            Ok(state)
+        })
+    }
+
+    fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.write(|w| {
+            for op in ops {
+                write_op(w, op)?;
+            }
+            Ok(true)
+        })?;
+        Ok(())
+    }
+
+    fn user(&self, username: &str) -> Result<Option<UserRow>, StoreError> {
+        self.select_one(
+            "users",
+            "SELECT * FROM users WHERE username = $1",
+            username,
+            user_row,
+        )
+    }
+
+    fn grants(&self, username: &str) -> Result<Vec<Grant>, StoreError> {
+        Ok(super::grants_of_bindings(self.select(
+            "bindings",
+            "SELECT * FROM bindings WHERE username = $1 ORDER BY id",
+            &[&username],
+            binding_row,
+        )?))
+    }
+
+    fn token_key(&self, key_id: &str) -> Result<Option<TokenKeyRow>, StoreError> {
+        self.select_one(
+            "token_keys",
+            "SELECT * FROM token_keys WHERE key_id = $1",
+            key_id,
+            token_row,
+        )
+    }
+
+    fn models(&self) -> Result<Vec<ModelRow>, StoreError> {
+        // COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
+        self.select(
+            "models",
+            r#"SELECT * FROM models ORDER BY scope_customer COLLATE "C", scope_project COLLATE "C", name COLLATE "C""#,
+            &[],
+            model_row,
+        )
+    }
+
+    fn statuses(&self) -> Result<Vec<ObjectStatus>, StoreError> {
+        self.select(
+            "object_status",
+            r#"SELECT * FROM object_status ORDER BY kind COLLATE "C", namespace COLLATE "C", name COLLATE "C""#,
+            &[],
+            status_row,
+        )
+    }
+
+    fn audit(&self, after: i64) -> Result<Vec<AuditRow>, StoreError> {
+        self.select(
+            "audit_log",
+            "SELECT * FROM audit_log WHERE id > $1 ORDER BY id",
+            &[&after],
+            audit_row,
+        )
+    }
+
+    fn create_session(&mut self, s: &SessionRow) -> Result<(), StoreError> {
+        let grants =
+            serde_json::to_string(&s.grants).map_err(|e| corrupt("sessions", e.to_string()))?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO sessions (id_hash, username, grants_json, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &s.id_hash.expose(),
+                    &s.username,
+                    &grants,
+                    &s.created_at.to_string(),
+                    &s.expires_at.to_string(),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
+        self.select_one(
+            "sessions",
+            "SELECT * FROM sessions WHERE id_hash = $1",
+            id_hash,
+            session_row,
+        )
+    }
+
+    fn delete_session(&mut self, id_hash: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute("DELETE FROM sessions WHERE id_hash = $1", &[&id_hash])?;
+            Ok(())
+        })
+    }
+
+    fn record_login(&mut self, username: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            tx.execute(
+                "UPDATE users SET last_login = $2, first_login = coalesce(first_login, $2)
+                  WHERE username = $1",
+                &[&username, &at.to_string()],
+            )?;
+            // The status tells the truth at once: the first login makes an invited user Active.
+            tx.execute(
+                "UPDATE object_status SET phase = 'Active'
+                  WHERE kind = 'User' AND phase = 'Invited' AND EXISTS (
+                    SELECT 1 FROM users u WHERE u.username = $1 AND (
+                      (u.owner_kind = 'User' AND u.owner_namespace = object_status.namespace
+                         AND u.owner_name = object_status.name)
+                      OR (u.bootstrap AND object_status.source = 'bootstrap'
+                         AND (object_status.extra_json::jsonb ->> 'username') = $1)))",
+                &[&username],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn user_by_invitation(&self, invitation_id: &str) -> Result<Option<UserRow>, StoreError> {
+        self.select_one(
+            "users",
+            "SELECT * FROM users WHERE invitation_id = $1",
+            invitation_id,
+            user_row,
+        )
+    }
+
+    fn set_chosen_password(&mut self, p: &ChosenPassword) -> Result<bool, StoreError> {
+        // A plan made from the row before this change is refused (Stale) and made again.
+        self.write(|w| chosen_password(w, p))
+    }
+
+    fn user_sessions(&self, username: &str) -> Result<Vec<SessionRow>, StoreError> {
+        self.select(
+            "sessions",
+            "SELECT * FROM sessions WHERE username = $1 ORDER BY created_at, id_hash",
+            &[&username],
+            session_row,
+        )
+    }
+}
+
+/// Key of the advisory lock a directory-mode reconciler holds ("stagegate-rec" in ASCII).
+const RECONCILE_LOCK: i64 = 0x7374_6167_6572_6563;
+
+/// The right to reconcile into a shared PostgreSQL store in directory mode: a session-level
+/// advisory lock held by one connection. Only its holder reconciles; when the holder dies its
+/// connection closes, the server releases the lock, and another process takes it.
+#[derive(Debug)]
+pub struct ReconcileLock {
+    conn: PgStore,
+}
+
+impl ReconcileLock {
+    /// A lock on `target`, not yet taken (no connection yet).
+    pub fn new(target: PgTarget) -> Self {
+        ReconcileLock {
+            conn: PgStore::unopened(target),
+        }
+    }
+
+    /// Takes the lock when it is free; true when this process holds it.
+    pub fn try_acquire(&self) -> Result<bool, StoreError> {
+        if self.held()? {
+            return Ok(true);
+        }
+        self.conn.with(|c| {
+            Ok(
+                c.query_one("SELECT pg_try_advisory_lock($1)", &[&RECONCILE_LOCK])?
+                    .get(0),
+            )
+        })
+    }
+
+    /// Whether this process still holds the lock (false once its connection was lost: a
+    /// reconnected session holds nothing).
+    pub fn held(&self) -> Result<bool, StoreError> {
+        self.conn.with(|c| {
+            Ok(c.query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
+                   AND pid = pg_backend_pid() AND granted)",
+                &[],
+            )?
+            .get(0))
+        })
+    }
+}
