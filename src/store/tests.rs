@@ -171,9 +171,19 @@ fn migrations_run_forward_from_an_older_schema() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     let s = SqliteStore::open(&path).unwrap();
-    // Roll the file back to schema 1, as an older build left it.
+    // Roll the file back to schema 1, as an older build left it (migrations 3 and 2 undone).
     s.conn_for_tests()
-        .execute_batch("DROP TABLE store_meta; PRAGMA user_version = 1;")
+        .execute_batch(
+            "DROP INDEX users_invitation;
+             ALTER TABLE users DROP COLUMN password_chosen_at;
+             ALTER TABLE users DROP COLUMN invitation_id;
+             ALTER TABLE users DROP COLUMN invitation_hmac;
+             ALTER TABLE users DROP COLUMN invitation_rotation;
+             ALTER TABLE users DROP COLUMN invitation_issued_at;
+             ALTER TABLE users DROP COLUMN invitation_expires_at;
+             ALTER TABLE users DROP COLUMN invitation_state;
+             DROP TABLE store_meta; PRAGMA user_version = 1;",
+        )
         .unwrap();
     drop(s);
     let mut s = SqliteStore::open(&path).unwrap();
