@@ -87,6 +87,7 @@ pub async fn run(
         store: Arc::new(Mutex::new(store)),
         server_key: Arc::new(server_key),
         password_params: params,
+        public_url: api.public_url.clone(),
         metrics: state.metrics().clone(),
         after_apply: Some(after_apply),
         after_failure: Some(after_failure),

@@ -31,6 +31,8 @@ pub struct Runtime {
     pub server_key: Arc<ServerKey>,
     /// argon2id cost.
     pub password_params: PasswordParams,
+    /// `run --public-url`: delivered invitation Secrets also hold an acceptance URL.
+    pub public_url: Option<String>,
     /// The process's metrics (shared with the HTTP API).
     pub metrics: Metrics,
     /// Called after every successful apply (e.g. to refresh the API's index).
@@ -115,6 +117,7 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>, fence: &F
         store: rt.store.clone(),
         server_key: rt.server_key.clone(),
         password_params: rt.password_params,
+        public_url: rt.public_url.clone(),
         bootstrap: rt.bootstrap.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         sink: KubeSecretSink::new(

@@ -6,10 +6,9 @@
 use crate::apply::{apply, ApplyContext, ApplyError};
 use crate::bootstrap::{ensure_bootstrap_admin, BootstrapConfig};
 use crate::plan::{plan, wanted_secrets, Plan, PlanContext};
-use crate::secrets::{observe, PasswordParams, SecretSink, ServerKey, SinkError};
+use crate::secrets::{observe, SecretSink, SinkError};
 use crate::snapshot::Snapshot;
 use crate::store::{ObjectStatus, Store, StoreError};
-use jiff::Timestamp;
 
 /// Errors of the core phase.
 #[derive(Debug, thiserror::Error)]
@@ -40,16 +39,18 @@ pub struct Applied {
     pub statuses: Vec<ObjectStatus>,
 }
 
-/// Plans and applies a validated snapshot, delivering secrets through `sink`, then keeps the bootstrap administrator (issue 8) as directory mode does.
+/// Plans and applies a validated snapshot, delivering secrets through `sink`, then keeps the
+/// bootstrap administrator (issue 8) as directory mode does. `ctx` is what apply needs (the
+/// clock, server key, argon2id cost and the public URL invitation Secrets point at); the
+/// plan is made with the same clock and key.
 pub fn run(
     snap: &Snapshot,
     store: &mut dyn Store,
     sink: &dyn SecretSink,
-    key: &ServerKey,
-    password_params: PasswordParams,
+    ctx: &ApplyContext<'_>,
     bootstrap: Option<&BootstrapConfig>,
-    now: Timestamp,
 ) -> Result<Applied, PipelineError> {
+    let (now, key, password_params) = (ctx.now, ctx.server_key, ctx.password_params);
     let state = store.load_state()?;
     let wanted = wanted_secrets(snap, &state);
     let inventory = observe(sink, wanted.iter());
@@ -66,17 +67,7 @@ pub fn run(
     for c in plan.data_changes() {
         tracing::info!(object = %c.object, source = %c.source, op = c.op.name(), change = %crate::plan::describe(&c.op), "change");
     }
-    apply(
-        &plan,
-        store,
-        sink,
-        &ApplyContext {
-            now,
-            server_key: key,
-            password_params,
-            public_url: None,
-        },
-    )?;
+    apply(&plan, store, sink, ctx)?;
     if let Some(cfg) = bootstrap {
         ensure_bootstrap_admin(store, sink, cfg, password_params, now)?;
     }

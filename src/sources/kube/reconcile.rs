@@ -30,6 +30,8 @@ pub struct Context {
     pub server_key: Arc<ServerKey>,
     /// argon2id cost.
     pub password_params: PasswordParams,
+    /// `run --public-url`: delivered invitation Secrets also hold an acceptance URL.
+    pub public_url: Option<String>,
     /// The bootstrap administrator to keep, if enabled.
     pub bootstrap: Option<crate::bootstrap::BootstrapConfig>,
     /// Event recorder.
@@ -124,14 +126,18 @@ pub async fn reconcile(
                 .store
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let apply_ctx = crate::apply::ApplyContext {
+                now: crate::snapshot::now(),
+                server_key: &ctx.server_key,
+                password_params: ctx.password_params,
+                public_url: ctx.public_url.as_deref(),
+            };
             pipeline::run(
                 &snap,
                 &mut *store,
                 &ctx.sink,
-                &ctx.server_key,
-                ctx.password_params,
+                &apply_ctx,
                 ctx.bootstrap.as_ref(),
-                crate::snapshot::now(),
             )
         })
         .await

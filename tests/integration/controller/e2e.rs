@@ -170,7 +170,10 @@ fn serves_the_api(ctl: &Controller, token_secret: &Value) {
 fn examples_reconcile_like_directory_mode_and_follow_kubectl_changes() {
     let c = Cluster::start();
     apply_examples(&c);
-    let ctl = c.controller("ctrl-a", &[]);
+    let ctl = c.controller(
+        "ctrl-a",
+        &[("STAGEGATE_PUBLIC_URL", "https://stagegate.example.com/")],
+    );
 
     // Every object observed, with the outcome directory mode gives.
     let expected = directory_outcomes(c.dir.path());
@@ -235,6 +238,26 @@ fn examples_reconcile_like_directory_mode_and_follow_kubectl_changes() {
             "fraud-ci-deployer-token",
             "grace-invitation"
         ]
+    );
+    // The invited user's Secret holds the code and, with --public-url, the page to accept it
+    // at (the code in the URL fragment, which browsers never send).
+    let invitation = secret(&c, "grace-invitation").expect("invitation Secret");
+    let field = |k: &str| {
+        use base64::Engine as _;
+        let b64 = invitation["data"][k]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {k}"));
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let code = field("invitation");
+    assert_eq!(
+        field("acceptUrl"),
+        format!("https://stagegate.example.com/v1/invitations/accept#code={code}")
     );
     let state = c.store();
     assert_eq!(state.users.len(), 7);
