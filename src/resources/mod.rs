@@ -38,12 +38,23 @@ use kube::CustomResourceExt;
 pub fn crds() -> Vec<CustomResourceDefinition> {
     let mut all = vec![
         with_derived_name_rule(
-            User::crd(),
-            "passwordSecretRef",
-            names::PASSWORD_SECRET_SUFFIX,
+            with_derived_name_rule(
+                User::crd(),
+                "has(self.spec.passwordSecretRef) || has(self.spec.invitation)",
+                "without spec.passwordSecretRef or spec.invitation",
+                names::PASSWORD_SECRET_SUFFIX,
+            ),
+            "!has(self.spec.invitation)",
+            "with spec.invitation",
+            names::INVITATION_SECRET_SUFFIX,
         ),
         AccessBinding::crd(),
-        with_derived_name_rule(ApiToken::crd(), "secretName", names::TOKEN_SECRET_SUFFIX),
+        with_derived_name_rule(
+            ApiToken::crd(),
+            "has(self.spec.secretName)",
+            "without spec.secretName",
+            names::TOKEN_SECRET_SUFFIX,
+        ),
         ModelStageRequest::crd(),
         AccessDomain::crd(),
         AccessDelegation::crd(),
@@ -53,17 +64,19 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 }
 
 /// Adds a root CEL rule (the only place a CRD may read `metadata.name`) that keeps
-/// `<name><suffix>` within the 253-character limit unless `spec.<explicit>` names the Secret.
+/// `<name><suffix>` within the 253-character limit unless the CEL condition `exempt` holds
+/// (the object then names no Secret `<name><suffix>`); `when` says in words when it does.
 fn with_derived_name_rule(
     mut crd: CustomResourceDefinition,
-    explicit: &str,
+    exempt: &str,
+    when: &str,
     suffix: &str,
 ) -> CustomResourceDefinition {
     let max = names::max_name_with_suffix(suffix);
     let rule = ValidationRule {
-        rule: format!("has(self.spec.{explicit}) || size(self.metadata.name) <= {max}"),
+        rule: format!("{exempt} || size(self.metadata.name) <= {max}"),
         message: Some(format!(
-            "metadata.name must be at most {max} characters: without spec.{explicit} it names Secret <name>{suffix}, at most {} characters",
+            "metadata.name must be at most {max} characters: {when} it names Secret <name>{suffix}, at most {} characters",
             names::DNS_SUBDOMAIN_MAX
         )),
         ..ValidationRule::default()
@@ -98,4 +111,48 @@ pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
 /// The file name a CRD is kept under in `crds/`.
 pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("crd"))
+}
+
+#[cfg(test)]
+mod derived_name_rule_tests {
+    use super::*;
+
+    /// The root CEL rules of the CRD of `kind`.
+    fn root_rules(kind: &str) -> Vec<String> {
+        let crd = crds()
+            .into_iter()
+            .find(|c| c.spec.names.kind == kind)
+            .unwrap();
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .and_then(|s| s.x_kubernetes_validations.as_ref())
+            .map(|rules| rules.iter().map(|r| r.rule.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn every_secret_a_user_or_token_names_after_itself_bounds_its_name() {
+        let user = root_rules("User");
+        for (exempt, suffix) in [
+            (
+                "has(self.spec.passwordSecretRef) || has(self.spec.invitation)",
+                names::PASSWORD_SECRET_SUFFIX,
+            ),
+            (
+                "!has(self.spec.invitation)",
+                names::INVITATION_SECRET_SUFFIX,
+            ),
+        ] {
+            let max = names::DNS_SUBDOMAIN_MAX - suffix.len();
+            let rule = format!("{exempt} || size(self.metadata.name) <= {max}");
+            assert!(user.contains(&rule), "{rule} not in {user:?}");
+        }
+        let token = root_rules("ApiToken");
+        let max = names::DNS_SUBDOMAIN_MAX - names::TOKEN_SECRET_SUFFIX.len();
+        assert!(token.contains(&format!(
+            "has(self.spec.secretName) || size(self.metadata.name) <= {max}"
+        )));
+    }
 }
