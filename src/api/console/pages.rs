@@ -76,7 +76,7 @@ fn layout_with(title: &str, nav: Option<&Nav>, head: Markup, body: Markup) -> Ma
                     }
                 }
                 main { (body) }
-                footer { p { "Read-only: changes go through git. Each screen offers the YAML to commit." } }
+                footer { p { "Access changes go through git: each screen offers the YAML to commit. Your own password and sessions are on the account page." } }
             }
         }
     }
