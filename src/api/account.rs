@@ -22,13 +22,13 @@ use crate::secrets::{
 use crate::snapshot::ObjectKey;
 use crate::store::{AuditRow, ChosenPassword, PasswordSource, Replaces, Store, UserRow};
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::{Extension, Json};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 /// Longest accepted invitation code (ours are 89 bytes).
@@ -287,42 +287,12 @@ pub async fn accept(
     }))
 }
 
-/// `GET /v1/invitations/accept`: the page an acceptance URL opens. The code rides in the URL
-/// fragment (never sent to a server, so never in an access log); the page posts it with the
-/// chosen password to this same path.
+/// `GET /v1/invitations/accept`: the page an acceptance URL opens, the web console's
+/// invitation page. The code rides in the URL fragment (never sent to a server, so never in an
+/// access log); the page's script posts it with the chosen password to this same path.
 pub async fn accept_page() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        ACCEPT_PAGE,
-    )
-        .into_response()
+    super::console::invitation_page()
 }
-
-const ACCEPT_PAGE: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>stagegate: accept your invitation</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body>
-<h1>Accept your invitation</h1>
-<form id="f"><label>Choose a password <input type="password" id="p" autocomplete="new-password" required></label>
-<button>Set password</button></form>
-<p id="out" role="status"></p>
-<script>
-document.getElementById('f').addEventListener('submit', async (e) => {
-  e.preventDefault();
-  const code = new URLSearchParams(location.hash.slice(1)).get('code') || '';
-  const r = await fetch(location.pathname, {method: 'POST', headers: {'content-type': 'application/json'},
-    body: JSON.stringify({code, password: document.getElementById('p').value})});
-  const body = await r.json();
-  document.getElementById('out').textContent = r.ok
-    ? 'Your password is set: you can now log in.' : body.message;
-});
-</script>
-</body></html>
-"#;
 
 /// `GET /v1/account`.
 pub async fn account(
@@ -364,7 +334,28 @@ pub async fn change_password(
     caller: Caller,
     JsonBody(req): JsonBody<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
-    let session = person(&caller)?;
+    change_own_password(
+        &state,
+        &caller,
+        client_ip(info),
+        req.current_password,
+        req.new_password,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller changes their own password (the API route and the console's form): the current
+/// one is checked under the login throttle, the new one against the policy; every other
+/// session of the caller ends, the calling session stays.
+pub(crate) async fn change_own_password(
+    state: &ApiState,
+    caller: &Caller,
+    address: IpAddr,
+    current_password: String,
+    new_password: String,
+) -> Result<(), ApiError> {
+    let session = person(caller)?;
     if caller.bootstrap {
         return Err(ApiError::Forbidden(
             "the bootstrap administrator's password comes from its Secret; declare a User instead"
@@ -372,13 +363,13 @@ pub async fn change_password(
         ));
     }
     let username = caller.principal.name.clone();
-    if req.current_password.is_empty() || req.current_password.len() > MAX_PASSWORD_BYTES {
+    if current_password.is_empty() || current_password.len() > MAX_PASSWORD_BYTES {
         return Err(ApiError::BadRequest(format!(
             "currentPassword must be 1 to {MAX_PASSWORD_BYTES} bytes"
         )));
     }
-    check_password(&state, "newPassword", &req.new_password)?;
-    let client = LoginClient::Address(client_ip(info));
+    check_password(state, "newPassword", &new_password)?;
+    let client = LoginClient::Address(address);
     let throttle = &state.inner.login_throttle;
     if let Err(wait) = throttle.reserve(&username, &client, Instant::now()) {
         state.inner.metrics.login_throttled();
@@ -396,7 +387,7 @@ pub async fn change_password(
             "this account has no password to change".into(),
         ));
     };
-    let (check, current) = (old.clone(), SecretValue::from_string(req.current_password));
+    let (check, current) = (old.clone(), SecretValue::from_string(current_password));
     let ok = tokio::task::spawn_blocking(move || verify_password(&check, current.expose()))
         .await
         .map_err(ApiError::internal)?;
@@ -407,9 +398,9 @@ pub async fn change_password(
         ));
     }
     throttle.succeed(&username, &client);
-    let hash = hash_chosen(&state, SecretValue::from_string(req.new_password)).await?;
+    let hash = hash_chosen(state, SecretValue::from_string(new_password)).await?;
     let name = username.clone();
-    let done = blocking(&state, move |s| {
+    let done = blocking(state, move |s| {
         let mut store = s.store();
         let Some(row) = store.user(&name)? else {
             return Ok(false);
@@ -437,7 +428,7 @@ pub async fn change_password(
         ));
     }
     tracing::info!(user = %username, "password changed by its user; other sessions ended");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// `GET /v1/account/sessions`.
@@ -468,18 +459,28 @@ pub async fn end_session(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    person(&caller)?;
+    end_own_session(&state, &caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends the caller's own session whose public handle is `id` (the API route and the console's
+/// button); a session of someone else is not found.
+pub(crate) async fn end_own_session(
+    state: &ApiState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(), ApiError> {
+    person(caller)?;
     let name = caller.principal.name.clone();
-    let rows = blocking(&state, move |s| s.store().user_sessions(&name)).await?;
+    let rows = blocking(state, move |s| s.store().user_sessions(&name)).await?;
     let Some(row) = rows.into_iter().find(|r| handle(&r.id_hash) == id) else {
         return Err(ApiError::NotFound("no session of yours has this id".into()));
     };
-    state.logout(row.id_hash).await?;
-    Ok(StatusCode::NO_CONTENT)
+    state.logout(row.id_hash).await
 }
 
 /// The public handle of a session: a prefix of its stored hash (the id itself is a bearer
 /// credential shown once; the hash cannot be turned back into it).
-fn handle(hash: &HashValue) -> String {
+pub(crate) fn handle(hash: &HashValue) -> String {
     hash.expose().chars().take(HANDLE_LEN).collect()
 }

@@ -54,6 +54,10 @@ const AUDIT_PAGE: usize = 50;
 /// Every response of the console gets these: nothing but the process's own stylesheet
 /// may load, no script runs, no other site may frame it or receive the forms.
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The invitation page's policy: [`CSP`] plus its one same-origin script and the one call it makes.
+const INVITATION_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The invitation page's script (no inline script anywhere: the CSP forbids it).
+const ACCEPT_SCRIPT: &str = include_str!("accept.js");
 
 /// The console's routes (merged into the API router; its middleware applies).
 pub fn router() -> Router<ApiState> {
@@ -66,14 +70,21 @@ pub fn router() -> Router<ApiState> {
         .route("/problems", get(problems))
         .route("/audit", get(audit))
         .route("/account", get(account))
+        .route("/account/password", axum::routing::post(change_password))
+        .route("/account/sessions/end", axum::routing::post(end_session))
         .route("/console/style.css", get(style))
+        .route("/console/accept.js", get(accept_script))
         .layer(axum::middleware::map_response(security_headers))
 }
 
-async fn security_headers(mut resp: Response) -> Response {
+async fn security_headers(resp: Response) -> Response {
+    with_security_headers(resp, CSP)
+}
+
+fn with_security_headers(mut resp: Response, csp: &'static str) -> Response {
     let h = resp.headers_mut();
     for (name, value) in [
-        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::CONTENT_SECURITY_POLICY, csp),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "no-referrer"),
@@ -203,6 +214,23 @@ async fn style() -> Response {
         .into_response()
 }
 
+async fn accept_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        ACCEPT_SCRIPT,
+    )
+        .into_response()
+}
+
+/// `GET /v1/invitations/accept` (an API route; the API's handler answers with this): the
+/// console's invitation page under the console's headers, its policy allowing its one script.
+pub(crate) fn invitation_page() -> Response {
+    with_security_headers(html(StatusCode::OK, pages::invitation()), INVITATION_CSP)
+}
+
 /// `GET /login`: the form, with a fresh CSRF nonce in a cookie scoped to `/login`.
 async fn login_form(State(state): State<ApiState>) -> Response {
     login_page(&state, StatusCode::OK, None, "")
@@ -323,7 +351,6 @@ async fn login_submit(
 }
 
 /// Sets the session and device cookies of a successful login and redirects to `to`.
-/// The invitation acceptance page can end the same way once it exists.
 pub(crate) fn start_session(state: &ApiState, login: &Login, to: &str) -> Response {
     let ttl = state.config().session_ttl.as_secs();
     let device_ttl = state.config().device_ttl.as_secs();
@@ -538,39 +565,162 @@ async fn audit(
     html(status, pages::audit(&nav, &page, &shown))
 }
 
-/// `GET /account`: own roles and sessions.
+/// `GET /account`: own roles and sessions, the password form.
 async fn account(State(state): State<ApiState>, viewer: Viewer) -> Response {
+    account_page(&state, &viewer, StatusCode::OK, None).await
+}
+
+/// The account page with the outcome of a posted form, if any.
+async fn account_page(
+    state: &ApiState,
+    viewer: &Viewer,
+    status: StatusCode,
+    notice: Option<pages::Notice<'_>>,
+) -> Response {
     let name = viewer.caller.principal.name.clone();
     let s = state.clone();
     let who = name.clone();
     let read = tokio::task::spawn_blocking(move || {
         let store = s.store();
         let sessions: Vec<_> = store
-            .sessions()?
+            .user_sessions(&who)?
             .into_iter()
-            .filter(|r| r.username == who)
+            .map(|r| {
+                let handle = super::account::handle(&r.id_hash);
+                (r, handle)
+            })
             .collect();
         let user = store.user(&who)?;
         Ok::<_, crate::store::StoreError>((sessions, user))
     })
     .await;
-    let (sessions, user) = match read {
+    let (mut sessions, user) = match read {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return failure(&ApiError::internal(e)),
         Err(e) => return failure(&ApiError::internal(e)),
     };
+    let now = Timestamp::now();
+    sessions.retain(|(r, _)| r.expires_at > now);
     let current = viewer
         .caller
         .session_hash
         .as_ref()
         .map(|h| h.expose().to_string())
         .unwrap_or_default();
-    let nav = viewer.nav(&state, "/account");
+    let nav = viewer.nav(state, "/account");
     let a = pages::AccountView {
         grants: viewer.caller.principal.grants(),
         sessions: &sessions,
         current: &current,
         display_name: user.as_ref().and_then(|u| u.display_name.as_deref()),
+        bootstrap: viewer.caller.bootstrap,
+        notice,
     };
-    html(StatusCode::OK, pages::account(&nav, &a, &[]))
+    html(status, pages::account(&nav, &a))
+}
+
+/// The account page showing why a self-service call was refused (an internal error's
+/// detail stays in the log).
+async fn account_refused(state: &ApiState, viewer: &Viewer, e: &ApiError) -> Response {
+    if matches!(e, ApiError::Internal(_)) {
+        return failure(e);
+    }
+    let text = e.to_string();
+    let notice = pages::Notice {
+        error: true,
+        text: &text,
+    };
+    account_page(state, viewer, e.status(), Some(notice)).await
+}
+
+/// The password form's fields.
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+/// `POST /account/password`: the same change as `POST /v1/account/password` (policy,
+/// throttle, other sessions ended); this browser's session stays.
+async fn change_password(
+    State(state): State<ApiState>,
+    info: Option<Extension<ConnectInfo<SocketAddr>>>,
+    viewer: Viewer,
+    form: Result<Form<PasswordForm>, FormRejection>,
+) -> Response {
+    let form = form.ok().map(|Form(f)| f);
+    if !viewer.checks(form.as_ref().and_then(|f| f.csrf.as_deref())) {
+        return refused_form(Some(&viewer.nav(&state, "")));
+    }
+    let Some(form) = form else {
+        return refused_form(Some(&viewer.nav(&state, "")));
+    };
+    let address = info.map_or(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        |Extension(ConnectInfo(a))| a.ip(),
+    );
+    match super::account::change_own_password(
+        &state,
+        &viewer.caller,
+        address,
+        form.current_password,
+        form.new_password,
+    )
+    .await
+    {
+        Ok(()) => {
+            let notice = pages::Notice {
+                error: false,
+                text: "Your password is changed; your other sessions have ended.",
+            };
+            account_page(&state, &viewer, StatusCode::OK, Some(notice)).await
+        }
+        Err(e) => account_refused(&state, &viewer, &e).await,
+    }
+}
+
+/// The end-session button's fields.
+#[derive(Deserialize)]
+struct EndSessionForm {
+    #[serde(default)]
+    session: String,
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+/// `POST /account/sessions/end`: the same as `DELETE /v1/account/sessions/{id}`; ending this
+/// browser's own session logs it out.
+async fn end_session(
+    State(state): State<ApiState>,
+    viewer: Viewer,
+    form: Result<Form<EndSessionForm>, FormRejection>,
+) -> Response {
+    let form = form.ok().map(|Form(f)| f);
+    if !viewer.checks(form.as_ref().and_then(|f| f.csrf.as_deref())) {
+        return refused_form(Some(&viewer.nav(&state, "")));
+    }
+    let Some(form) = form else {
+        return refused_form(Some(&viewer.nav(&state, "")));
+    };
+    if let Err(e) = super::account::end_own_session(&state, &viewer.caller, &form.session).await {
+        return account_refused(&state, &viewer, &e).await;
+    }
+    let own = viewer
+        .caller
+        .session_hash
+        .as_ref()
+        .is_some_and(|h| super::account::handle(h) == form.session);
+    if own {
+        let mut resp = Redirect::to("/login").into_response();
+        resp.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(&state, SESSION_COOKIE, "", "/", 0),
+        );
+        return resp;
+    }
+    Redirect::to("/account").into_response()
 }

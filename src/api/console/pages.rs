@@ -1,5 +1,6 @@
-//! The console's HTML, rendered with maud (escaped by construction). No script,
-//! no external asset: one stylesheet served by the process itself.
+//! The console's HTML, rendered with maud (escaped by construction). No external
+//! asset: one stylesheet served by the process itself, and one script, only on the
+//! invitation page (the code rides in the URL fragment, which only a script can read).
 
 use super::view::{ModelCard, TokenLine, UserLine, EXPIRY_HIGHLIGHT_DAYS};
 use super::yaml::{self, Change};
@@ -33,6 +34,11 @@ fn when_opt(t: Option<Timestamp>, none: &str) -> String {
 
 /// The page skeleton: title, navigation (when logged in), main content.
 fn layout(title: &str, nav: Option<&Nav>, body: Markup) -> Markup {
+    layout_with(title, nav, html! {}, body)
+}
+
+/// [`layout`] with extra `head` elements (the one page with a script).
+fn layout_with(title: &str, nav: Option<&Nav>, head: Markup, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -41,6 +47,7 @@ fn layout(title: &str, nav: Option<&Nav>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · stagegate console" }
                 link rel="stylesheet" href="/console/style.css";
+                (head)
             }
             body {
                 header {
@@ -69,7 +76,7 @@ fn layout(title: &str, nav: Option<&Nav>, body: Markup) -> Markup {
                     }
                 }
                 main { (body) }
-                footer { p { "Read-only: changes go through git. Each screen offers the YAML to commit." } }
+                footer { p { "Access changes go through git: each screen offers the YAML to commit. Your own password and sessions are on the account page." } }
             }
         }
     }
@@ -127,6 +134,7 @@ pub fn login(error: Option<&str>, csrf: &str, username: &str) -> Markup {
                 }
                 p { button type="submit" { "Log in" } }
             }
+            p { a href="/v1/invitations/accept" { "Have an invitation?" } " Open the link you were sent, or this page with the code you received." }
         },
     )
 }
@@ -379,26 +387,41 @@ fn encode(v: &str) -> String {
         .collect()
 }
 
-/// What the account page shows: own roles and sessions. The password-change form and
-/// other self-service sections plug in as `extra` sections.
+/// A message shown at the top of a page after a form was posted.
+pub struct Notice<'a> {
+    /// An error (shown as an alert) rather than a confirmation.
+    pub error: bool,
+    /// The text.
+    pub text: &'a str,
+}
+
+/// What the account page shows: own roles, sessions (each with its end button) and the
+/// password-change form.
 pub struct AccountView<'a> {
     /// Roles held by this session (those at login).
     pub grants: &'a [Grant],
-    /// The user's live sessions, oldest first.
-    pub sessions: &'a [SessionRow],
+    /// The user's live sessions, oldest first, each with its public handle.
+    pub sessions: &'a [(SessionRow, String)],
     /// Hash of the session viewing the page.
     pub current: &'a str,
     /// Display name, when declared.
     pub display_name: Option<&'a str>,
+    /// The bootstrap administrator: its password comes from its Secret, no form.
+    pub bootstrap: bool,
+    /// The outcome of the form just posted, if any.
+    pub notice: Option<Notice<'a>>,
 }
 
 /// The account page.
-pub fn account(nav: &Nav, a: &AccountView, extra: &[Markup]) -> Markup {
+pub fn account(nav: &Nav, a: &AccountView) -> Markup {
     layout(
         "Account",
         Some(nav),
         html! {
             h1 { "Your account" }
+            @if let Some(n) = &a.notice {
+                @if n.error { p.error role="alert" { (n.text) } } @else { p.notice role="status" { (n.text) } }
+            }
             dl {
                 dt { "Username" } dd { (nav.username) }
                 @if let Some(d) = a.display_name { dt { "Display name" } dd { (d) } }
@@ -406,20 +429,70 @@ pub fn account(nav: &Nav, a: &AccountView, extra: &[Markup]) -> Markup {
             }
             h2 { "Sessions" }
             table.sessions {
-                thead { tr { th scope="col" { "Started" } th scope="col" { "Expires" } th scope="col" { "" } } }
+                thead { tr { th scope="col" { "Started" } th scope="col" { "Expires" } th scope="col" { "Session" } } }
                 tbody {
-                    @for s in a.sessions {
+                    @for (s, handle) in a.sessions {
                         tr {
                             td { (when(s.created_at)) }
                             td { (when(s.expires_at)) }
-                            td { @if s.id_hash.expose() == a.current { strong { "this session" } } }
+                            td {
+                                @if s.id_hash.expose() == a.current { strong { "this session" } " " }
+                                form.end-session method="post" action="/account/sessions/end" {
+                                    input type="hidden" name="csrf" value=(nav.csrf);
+                                    input type="hidden" name="session" value=(handle);
+                                    button type="submit" aria-label=(format!("End this session (started {})", when(s.created_at))) { "End this session" }
+                                }
+                            }
                         }
                     }
                 }
             }
             h2 { "Password" }
-            p { "Your password is declared in git: ask an administrator to reset it (the Users page offers the YAML)." }
-            @for section in extra { (section) }
+            @if a.bootstrap {
+                p { "The bootstrap administrator's password comes from its Secret: declare a User instead." }
+            } @else {
+                p.muted { "Changing it ends your other sessions; this one stays. A password reset declared in git later replaces it." }
+                form.login.password method="post" action="/account/password" {
+                    input type="hidden" name="csrf" value=(nav.csrf);
+                    input type="text" name="username" autocomplete="username" value=(nav.username) aria-label="Username" hidden;
+                    p {
+                        label for="current-password" { "Current password" }
+                        input #current-password type="password" name="current_password" autocomplete="current-password" required;
+                    }
+                    p {
+                        label for="new-password" { "New password" }
+                        input #new-password type="password" name="new_password" autocomplete="new-password" required;
+                    }
+                    p { button type="submit" { "Change password" } }
+                }
+            }
+        },
+    )
+}
+
+/// The invitation acceptance page (`GET /v1/invitations/accept`): the code rides in the URL
+/// fragment, which `accept.js` (served by the process) posts with the chosen password.
+pub fn invitation() -> Markup {
+    layout_with(
+        "Accept your invitation",
+        None,
+        html! { script src="/console/accept.js" defer {} },
+        html! {
+            h1 { "Accept your invitation" }
+            p { "Choose the password you will log in with." }
+            form.login #accept {
+                p #code-field {
+                    label for="code" { "Invitation code" }
+                    input #code type="text" name="code" autocomplete="off" spellcheck="false" required;
+                }
+                p {
+                    label for="password" { "Choose a password" }
+                    input #password type="password" name="password" autocomplete="new-password" required;
+                }
+                p { button type="submit" { "Set password" } }
+            }
+            p #outcome role="status" {}
+            p { a href="/login" { "Go to the login page" } }
         },
     )
 }

@@ -7,6 +7,7 @@
 
 mod browser;
 
+use crate::api::client::ApiClient;
 use crate::daemon::harness::{wait_for, Running, Workspace};
 use crate::firstrun::{provide_secret, ready_client, secret_value};
 use crate::support;
@@ -575,4 +576,204 @@ fn console_cookies_are_secure_behind_an_https_public_url() {
         "{}",
         support::stderr(&o)
     );
+}
+
+/// The browser's session cookie, for requests made next to the browser.
+fn session_cookie(b: &Browser) -> String {
+    format!(
+        "stagegate_session={}",
+        b.cookie("stagegate_session").unwrap().0
+    )
+}
+
+/// The account page's self-service forms: a weak password refused with the policy's message,
+/// forms without their CSRF token refused, a password change that ends the user's API session
+/// (the browser's stays) and lets the new password log in, and ending another session.
+#[test]
+fn account_page_changes_the_password_and_ends_sessions_in_a_real_browser() {
+    let org = Org::start();
+    let api = ApiClient::new(&org.base);
+    let driver = Driver::start();
+    let b = driver.session();
+    let old = org.password("ml-platform", "anna");
+    org.login(&b, "anna", &old);
+    let api_session = api.session("anna", &old);
+    assert_eq!(api.whoami(&api_session).status, 200);
+    visit(&org, &b, "/account", "account-password");
+    assert_eq!(b.count("table.sessions tbody tr"), 2, "browser and API");
+    assert_eq!(b.count("form.end-session button"), 2);
+
+    // A weak new password: refused with the policy's reason, nothing changes.
+    b.fill("#current-password", &old);
+    b.fill("#new-password", "short");
+    b.click("form.password button[type=submit]");
+    b.wait_for(|| b.count("p.error") > 0);
+    let shown = b.text("p.error");
+    assert!(
+        shown.contains("refused") && shown.contains("fewer than 12 characters"),
+        "{shown}"
+    );
+    let problems = b.js(A11Y_CHECK);
+    assert_eq!(problems, serde_json::json!([]), "account with an error");
+    assert_eq!(api.whoami(&api_session).status, 200);
+    // A wrong current password is refused too.
+    b.fill("#current-password", "not the password in force");
+    b.fill("#new-password", "a far better passphrase");
+    b.click("form.password button[type=submit]");
+    b.wait_for(|| {
+        b.count("p.error") > 0 && b.text("p.error").contains("not the password in force")
+    });
+
+    // Without the CSRF token, both forms are refused (the browser's own forms, token removed,
+    // and a plain request carrying the session cookie).
+    for form in ["form.password", "form.end-session"] {
+        b.goto(&org.url("/account"));
+        b.js(&format!("document.querySelector('{form} input[name=csrf]').remove(); document.querySelector('{form}').submit(); return null;"));
+        b.wait_title("Form refused");
+    }
+    for (path, fields) in [
+        (
+            "/account/password",
+            vec![
+                ("current_password", old.as_str()),
+                ("new_password", "a far better passphrase"),
+            ],
+        ),
+        (
+            "/account/sessions/end",
+            vec![("session", "0000000000000000")],
+        ),
+    ] {
+        let r = http()
+            .post(org.url(path))
+            .header("cookie", session_cookie(&b))
+            .form(&fields)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    assert_eq!(api.whoami(&api_session).status, 200, "nothing changed");
+    assert_eq!(api.login("anna", &old).status, 200);
+
+    // The change: the other sessions end, this browser's stays, the new password logs in.
+    b.goto(&org.url("/account"));
+    b.fill("#current-password", &old);
+    b.fill("#new-password", "a far better passphrase");
+    b.click("form.password button[type=submit]");
+    b.wait_for(|| b.count("p.notice") > 0 || b.count("p.error") > 0);
+    assert_eq!(
+        b.text("p.notice"),
+        "Your password is changed; your other sessions have ended."
+    );
+    assert_eq!(api.whoami(&api_session).status, 401);
+    assert_eq!(api.login("anna", &old).status, 401);
+    b.goto(&org.url("/account"));
+    assert_eq!(
+        b.title(),
+        "Account · stagegate console",
+        "this session stays"
+    );
+    assert_eq!(b.count("table.sessions tbody tr"), 1);
+
+    // Ending another session with its button: that API session gets 401, this one stays.
+    let other = api.session("anna", "a far better passphrase");
+    b.goto(&org.url("/account"));
+    assert_eq!(b.count("table.sessions tbody tr"), 2);
+    b.click("table.sessions tbody tr:not(:has(strong)) form.end-session button");
+    b.wait_path("/account");
+    b.wait_for(|| b.count("table.sessions tbody tr") == 1);
+    assert_eq!(api.whoami(&other).status, 401);
+    // Ending this browser's own session logs it out.
+    b.click("form.end-session button");
+    b.wait_path("/login");
+    b.goto(&org.url("/account"));
+    b.wait_path("/login");
+}
+
+/// Issue 15's invitation page, in Chromium: the examples' invited user (grace) is Invited on
+/// the Users page, opens the delivered URL (code in the fragment), a weak password is refused,
+/// hers is set, and she logs in to the console with it. The page runs no inline script.
+#[test]
+fn invited_user_accepts_in_the_browser_and_logs_in_to_the_console() {
+    let org = Org::start();
+    let driver = Driver::start();
+    let admin = driver.session();
+    org.login(&admin, "ada", &org.password("ml-platform", "ada"));
+    admin.goto(&org.url("/users"));
+    let rows = admin.texts("table.users tbody tr");
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("grace") && r.contains("Invited")),
+        "{rows:?}"
+    );
+    drop(admin);
+
+    let file = org
+        .ws
+        .secrets()
+        .join("ml-platform")
+        .join("grace-invitation.yaml");
+    let code = secret_value(&org.run, &file, "invitation");
+    let b = driver.session();
+    // The login page links to the invitation page; opened without a code, it asks for one.
+    b.goto(&org.url("/login"));
+    b.click("a[href='/v1/invitations/accept']");
+    b.wait_title("Accept your invitation");
+    b.wait_for(|| b.count("#code") == 1);
+    assert_eq!(
+        b.js("return document.getElementById('code-field').hidden;"),
+        false,
+        "without a code in the URL, the page asks for it"
+    );
+    let problems = b.js(A11Y_CHECK);
+    assert_eq!(problems, serde_json::json!([]), "invitation page");
+
+    b.goto(&org.url(&format!("/v1/invitations/accept#code={code}")));
+    b.wait_for(|| b.js("return document.getElementById('code-field').hidden;") == true);
+    let problems = b.js(A11Y_CHECK);
+    assert_eq!(
+        problems,
+        serde_json::json!([]),
+        "invitation page with a code"
+    );
+    b.screenshot(&screenshot_dir(), "invitation");
+    let source = b.source();
+    assert!(!source.contains(&code), "the code stays in the fragment");
+    assert!(
+        source.contains("<script src=\"/console/accept.js\""),
+        "{source}"
+    );
+    let page = http()
+        .get(org.url("/v1/invitations/accept"))
+        .send()
+        .unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(
+        !page.text().unwrap().contains("<script>"),
+        "no inline script"
+    );
+
+    b.fill("#password", "grace");
+    b.click("#accept button[type=submit]");
+    b.wait_for(|| b.text("#outcome").contains("refused"));
+    assert!(b.text("#outcome").contains("fewer than 12 characters"));
+    b.fill("#password", "grace chose this herself");
+    b.click("#accept button[type=submit]");
+    b.wait_for(|| b.text("#outcome").contains("is set") || b.text("#outcome").contains("refused"));
+    assert_eq!(
+        b.text("#outcome"),
+        "Your password is set: you can now log in."
+    );
+    b.click("a[href='/login']");
+    b.wait_title("Log in");
+    org.login(&b, "grace", "grace chose this herself");
+    b.goto(&org.url("/account"));
+    assert_eq!(b.title(), "Account · stagegate console");
 }
