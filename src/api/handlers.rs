@@ -6,7 +6,7 @@ use super::error::{ApiError, JsonBody};
 use super::readiness::Readiness;
 use super::state::ApiState;
 use crate::plan::{Question, QuestionError};
-use crate::policy::{Action, DecisionCode, Grant, PrincipalKind, Role, Scope, Stage};
+use crate::policy::{Action, Decision, DecisionCode, Grant, PrincipalKind, Role, Scope, Stage};
 use crate::secrets::{SecretValue, MAX_PASSWORD_BYTES};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
@@ -83,7 +83,7 @@ pub struct AuthorizeRequest {
     to: Option<String>,
 }
 
-/// `POST /v1/authorize` answer.
+/// `POST /v1/authorize` answer (as clients read it; the server writes [`AuthorizeAnswer`]).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AuthorizeResponse {
     /// Whether the action is allowed.
@@ -92,6 +92,20 @@ pub struct AuthorizeResponse {
     pub code: DecisionCode,
     /// Human-readable reason naming the role and scope that decided.
     pub reason: String,
+}
+
+/// [`AuthorizeResponse`] as the server writes it: the reason is rendered straight into the
+/// body, with no string built first.
+#[derive(Serialize)]
+struct AuthorizeAnswer<'a> {
+    allowed: bool,
+    code: DecisionCode,
+    #[serde(serialize_with = "reason_of")]
+    reason: &'a Decision<'a>,
+}
+
+fn reason_of<S: serde::Serializer>(d: &&Decision<'_>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(*d)
 }
 
 /// One model in `GET /v1/models`.
@@ -207,7 +221,7 @@ pub async fn authorize(
     State(state): State<ApiState>,
     caller: Caller,
     JsonBody(req): JsonBody<AuthorizeRequest>,
-) -> Result<Json<AuthorizeResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let action: Action = req.action.parse().map_err(ApiError::BadRequest)?;
     let to = req
         .to
@@ -231,11 +245,12 @@ pub async fn authorize(
             QuestionError::Ambiguous { .. } => ApiError::Conflict(e.to_string()),
             QuestionError::NoAction => ApiError::BadRequest(e.to_string()),
         })?;
-    Ok(Json(AuthorizeResponse {
+    Ok(Json(AuthorizeAnswer {
         allowed: decision.allowed,
         code: decision.code,
-        reason: decision.reason(),
-    }))
+        reason: &decision,
+    })
+    .into_response())
 }
 
 /// `GET /v1/models`.

@@ -7,7 +7,7 @@ use crate::policy::{
     decide, Action, Decision, Grant, ModelRef, ModelState, PackedModel, Principal, Request,
 };
 use crate::resources::UserState;
-use crate::secrets::{parse_token, verify, HashValue, ServerKey, TokenFormatError};
+use crate::secrets::{parse_token_parts, verify_parts, HashValue, ServerKey, TokenFormatError};
 use crate::store::{KeyState, ModelRow, StoreState};
 use jiff::Timestamp;
 use std::collections::HashMap;
@@ -42,6 +42,9 @@ pub struct TokenEntry {
     pub name: String,
     /// HMAC of the secret (server key).
     pub secret_hmac: HashValue,
+    /// The same HMAC's bytes, decoded once here (none when the stored text is not 32 bytes of
+    /// hex: such a key never verifies).
+    pub secret_mac: Option<[u8; 32]>,
     /// The token's role and scope.
     pub grant: Grant,
     /// Issued (delivered) and not revoked.
@@ -87,7 +90,7 @@ pub struct Index {
     /// the table itself: looking a model up reads as little memory as it can.
     by_name: HashMap<Box<str>, Named, foldhash::fast::RandomState>,
     /// Never matches: verified against when a key id is unknown, so timing does not reveal which exist.
-    dummy_hmac: HashValue,
+    dummy_mac: [u8; 32],
 }
 
 impl Default for Index {
@@ -139,6 +142,7 @@ impl Index {
                     TokenEntry {
                         name: t.token_name.clone(),
                         secret_hmac: t.secret_hmac.clone(),
+                        secret_mac: decode_mac(&t.secret_hmac),
                         grant: t.grant(),
                         live: t.state == KeyState::Issued && t.revoked_at.is_none(),
                         expires_at: t.expires_at,
@@ -178,7 +182,7 @@ impl Index {
             tokens,
             models,
             by_name,
-            dummy_hmac: HashValue::new("00".repeat(32)),
+            dummy_mac: [0; 32],
         }
     }
 
@@ -218,19 +222,21 @@ impl Index {
         presented: &str,
         now: Timestamp,
     ) -> Result<TokenIdentity, TokenCheckError> {
-        let parsed = parse_token(presented)?;
-        let entry = self.tokens.get(&parsed.key_id);
+        let parsed = parse_token_parts(presented)?;
+        let entry = self.tokens.get(parsed.key_id());
         // Always compute one HMAC so an unknown key id costs what a known one does.
-        let stored = entry.map_or(&self.dummy_hmac, |e| &e.secret_hmac);
-        let matches = verify(&parsed, stored, key);
-        let Some(entry) = entry.filter(|_| matches) else {
+        let stored = entry
+            .and_then(|e| e.secret_mac.as_ref())
+            .unwrap_or(&self.dummy_mac);
+        let matches = verify_parts(&parsed, stored, key);
+        let Some(entry) = entry.filter(|e| matches && e.secret_mac.is_some()) else {
             return Err(TokenCheckError::Rejected);
         };
         if !self.token_usable(entry, now) {
             return Err(TokenCheckError::Rejected);
         }
         Ok(TokenIdentity {
-            key_id: parsed.key_id,
+            key_id: parsed.key_id().to_string(),
             principal: entry.principal.clone(),
             expires_at: entry.expires_at,
         })
@@ -321,6 +327,13 @@ impl Named {
             Named::Many(all) => all,
         }
     }
+}
+
+/// The bytes of a stored HMAC (64 hex digits).
+fn decode_mac(hmac: &HashValue) -> Option<[u8; 32]> {
+    let mut mac = [0u8; 32];
+    hex::decode_to_slice(hmac.expose(), &mut mac).ok()?;
+    Some(mac)
 }
 
 fn model_id(m: &ModelRow) -> ModelId {

@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::LazyLock;
 use std::time::Instant;
 
 /// The request id header, taken from the client when well-formed and echoed in the response.
@@ -31,10 +32,18 @@ fn valid_request_id(v: &HeaderValue) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
+/// 128 random bits as 32 lowercase hex digits, encoded on the stack: one allocation (the value).
 fn new_request_id() -> HeaderValue {
     let bytes: [u8; 16] = rand::random();
-    HeaderValue::from_str(&hex::encode(bytes)).unwrap_or(HeaderValue::from_static("unknown"))
+    let mut hex = [0u8; 32];
+    for (pair, b) in hex.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
+    }
+    HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("unknown"))
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Methods that are their own metric label; any other method name is `other`, so clients
 /// cannot grow the metrics by inventing methods.
@@ -58,10 +67,17 @@ fn method_label(m: &Method) -> &'static str {
         .map_or("other", |k| k.as_str())
 }
 
-fn route_of(req: &Request) -> String {
+/// Every route template, as registered: the metric label of a matched request.
+static ROUTES: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| super::route_table().into_iter().map(|(_, p)| p).collect());
+
+/// The metric label of a request's route: its template when matched, else `unmatched`.
+fn route_of(req: &Request) -> &'static str {
     req.extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string())
+        .and_then(|p| ROUTES.iter().find(|r| **r == p.as_str()))
+        .copied()
+        .unwrap_or("unmatched")
 }
 
 /// The client address (peer IP), or 0.0.0.0 when served without connect info.
@@ -71,7 +87,9 @@ pub fn peer_ip(req: &Request) -> IpAddr {
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
-/// Assigns the request id, then logs and measures the request once it is answered.
+/// Assigns the request id, answers 431 for too large a head (see [`too_large_head`]), then
+/// logs and measures the request once it is answered. One middleware for both: each layer of
+/// middleware costs every request allocations of its own.
 pub async fn observe(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     let id = req
@@ -84,12 +102,15 @@ pub async fn observe(State(state): State<ApiState>, mut req: Request, next: Next
     let method = method_label(req.method());
     let route = route_of(&req);
     let client = peer_ip(&req);
-    let mut resp = next.run(req).await;
+    let mut resp = match too_large_head(&state, &req) {
+        Some(refusal) => refusal.into_response(),
+        None => next.run(req).await,
+    };
     let latency = start.elapsed();
     let status = resp.status().as_u16();
     state
         .metrics()
-        .observe_request(method, &route, status, latency);
+        .observe_request(method, route, status, latency);
     // Only these fields: never headers, bodies, query strings or credentials.
     tracing::info!(
         target: "stagegate::access",
@@ -105,28 +126,27 @@ pub async fn observe(State(state): State<ApiState>, mut req: Request, next: Next
     resp
 }
 
-/// Answers 431 (JSON) for more header fields, or more header bytes, than the configuration
+/// The 431 (JSON) for more header fields, or more header bytes, than the configuration
 /// allows. hyper's own limits are set above these, so only absurd heads get its bare 431.
-pub async fn header_limits(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+fn too_large_head(state: &ApiState, req: &Request) -> Option<ApiError> {
     let c = state.config();
     let headers = req.headers();
     let bytes: usize = headers
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len())
         .sum();
-    if headers.len() > c.max_headers || bytes > c.max_header_bytes {
-        return ApiError::HeaderFieldsTooLarge(format!(
+    (headers.len() > c.max_headers || bytes > c.max_header_bytes).then(|| {
+        ApiError::HeaderFieldsTooLarge(format!(
             "request headers are too large (at most {} fields and {} bytes)",
             c.max_headers, c.max_header_bytes
         ))
-        .into_response();
-    }
-    next.run(req).await
+    })
 }
 
 /// Gives every error response without a JSON body (axum's and tower-http's rejections, the
 /// body limit, the request timeout) the JSON error body, keeping its status and headers.
-pub async fn json_errors(resp: Response) -> Response {
+/// A plain function, for `tower::util::MapResponseLayer`: no future to box per request.
+pub fn json_errors(resp: Response) -> Response {
     let status = resp.status();
     let is_json = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
         // The console's own HTML error pages keep their body.

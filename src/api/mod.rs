@@ -51,6 +51,7 @@ use axum::http::{Method, StatusCode};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
 use std::future::Future;
+use tower::util::MapResponseLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -111,8 +112,9 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
 /// The application: routes, JSON fallbacks, body limit, rate limit, request ids and access log.
 ///
 /// Outermost first: every error response the server produces gets the JSON body
-/// (`json_errors`); request ids, the access log and metrics; header limits (431); panics (500);
-/// the request timeout (408); the rate limit (429); the body limit (413).
+/// (`json_errors`); request ids, header limits (431), the access log and metrics (one
+/// middleware); panics (500); the request timeout (408); the rate limit (429); the body limit
+/// (413).
 pub fn router(state: ApiState) -> Router {
     let limit = state.config().body_limit;
     let timeout = state.config().request_timeout;
@@ -133,13 +135,9 @@ pub fn router(state: ApiState) -> Router {
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::header_limits,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
             middleware::observe,
         ))
-        .layer(axum::middleware::map_response(middleware::json_errors))
+        .layer(MapResponseLayer::new(middleware::json_errors))
         .with_state(state)
 }
 
@@ -158,7 +156,7 @@ pub async fn serve_metrics(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let config = state.config().clone();
-    let app = metrics_router(state).layer(axum::middleware::map_response(middleware::json_errors));
+    let app = metrics_router(state).layer(MapResponseLayer::new(middleware::json_errors));
     server::run(listener, app, &config, shutdown).await
 }
 

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 /// hyper's own read buffer limit: above our JSON-answered header limit, so nearly every
-/// oversized head gets the JSON 431 of `middleware::header_limits`, not hyper's empty one.
+/// oversized head gets the JSON 431 of `middleware::observe`, not hyper's empty one.
 const HYPER_MAX_BUF: usize = 64 * 1024;
 /// hyper's own header count limit, above `ApiConfig::max_headers` for the same reason.
 const HYPER_MAX_HEADERS: usize = 256;

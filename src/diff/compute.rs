@@ -212,10 +212,13 @@ fn principal_changes(
                     notes.push("password reset (passwordSecretRef changed)".to_string());
                 }
                 if h.password_rotation > b.password_rotation {
+                    let what = if h.invited { ": a new invitation" } else { "" };
                     notes.push(format!(
-                        "password reset (passwordRotation {} → {})",
+                        "password reset (passwordRotation {} → {}){what}",
                         b.password_rotation, h.password_rotation
                     ));
+                } else if h.invited && !b.invited {
+                    notes.push("password reset: invited to choose a new password".to_string());
                 }
                 match (b.state, h.state) {
                     (UserState::Active, UserState::Revoked) => ChangeKind::Revoked,

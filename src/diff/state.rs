@@ -13,6 +13,8 @@ pub(super) struct UserInfo {
     pub state: UserState,
     pub password_rotation: u32,
     pub password_ref: Option<SecretKeyRef>,
+    /// Invited: the person chooses the password when accepting an invitation.
+    pub invited: bool,
 }
 
 /// A valid ApiToken declaration and whether its key works.
@@ -67,6 +69,7 @@ impl Tree {
                     state: s.state,
                     password_rotation: s.password_rotation,
                     password_ref: s.password_secret_ref.clone(),
+                    invited: s.invitation.is_some(),
                 };
                 (u.object.username(), info)
             })

@@ -45,7 +45,7 @@ pub struct UserSpec {
     /// Secret key holding a password set by an administrator; a change of its content is a password reset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
-    /// Without passwordSecretRef, increasing this number issues a new generated password (written once to Secret <name>-password).
+    /// Without passwordSecretRef, increasing this number issues a new generated password (written once to Secret <name>-password), or for an invited user a new invitation; either replaces a password the user chose.
     #[serde(default)]
     #[schemars(range(min = 0, max = MAX_ROTATION))]
     pub password_rotation: u32,

@@ -22,8 +22,9 @@ pub use password::{
 };
 pub use server_key::{ServerKey, ServerKeyError};
 pub use token::{
-    authenticate, format_token, generate_key, new_key_id, parse_token, secret_hmac, verify, NewKey,
-    ParsedToken, TokenAuthError, TokenFormatError, TOKEN_PREFIX,
+    authenticate, format_token, generate_key, new_key_id, parse_token, parse_token_parts,
+    secret_hmac, verify, verify_parts, NewKey, ParsedToken, TokenAuthError, TokenFormatError,
+    TokenParts, TOKEN_PREFIX,
 };
 mod dir_sink;
 mod modes;

@@ -101,7 +101,7 @@ pub fn new_key_id() -> String {
 }
 
 fn checksum(body: &str) -> String {
-    format!("{:08x}", crc32fast::hash(body.as_bytes()))
+    String::from_utf8_lossy(&checksum_hex(body)).into_owned()
 }
 
 fn mac_input(key_id: &str, secret: &[u8]) -> Vec<u8> {
@@ -158,6 +158,43 @@ pub fn parse_token(s: &str) -> Result<ParsedToken, TokenFormatError> {
 
 /// [`parse_token`] for the format of `prefix`.
 pub(super) fn parse_with(prefix: &str, s: &str) -> Result<ParsedToken, TokenFormatError> {
+    let parts = parts_with(prefix, s)?;
+    Ok(ParsedToken {
+        key_id: parts.key_id.to_string(),
+        secret: SecretValue::from_string(parts.secret.to_string()),
+    })
+}
+
+/// A syntactically valid token, borrowed from the presented string: what the API's hot path
+/// checks, without copying the secret anywhere.
+#[derive(Clone, Copy)]
+pub struct TokenParts<'a> {
+    key_id: &'a str,
+    secret: &'a str,
+}
+
+impl<'a> TokenParts<'a> {
+    /// Public key id.
+    pub fn key_id(&self) -> &'a str {
+        self.key_id
+    }
+}
+
+impl fmt::Debug for TokenParts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenParts")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`parse_token`], borrowing the key id and secret from `s` (allocates nothing).
+pub fn parse_token_parts(s: &str) -> Result<TokenParts<'_>, TokenFormatError> {
+    parts_with(TOKEN_PREFIX, s)
+}
+
+/// Checks the format of `prefix` and borrows the parts of `s`.
+fn parts_with<'a>(prefix: &str, s: &'a str) -> Result<TokenParts<'a>, TokenFormatError> {
     let rest = s.strip_prefix(prefix).ok_or(TokenFormatError::Prefix)?;
     if rest.len() != KEY_ID_LEN + 1 + SECRET_HEX_LEN + CHECKSUM_LEN
         || rest.as_bytes()[KEY_ID_LEN] != b'_'
@@ -175,18 +212,25 @@ pub(super) fn parse_with(prefix: &str, s: &str) -> Result<ParsedToken, TokenForm
     }
     let (secret, sum) = tail.split_at(SECRET_HEX_LEN);
     let body_len = s.len() - CHECKSUM_LEN;
-    if checksum(&s[..body_len])
-        .as_bytes()
+    if checksum_hex(&s[..body_len])
         .ct_eq(sum.as_bytes())
         .unwrap_u8()
         != 1
     {
         return Err(TokenFormatError::Checksum);
     }
-    Ok(ParsedToken {
-        key_id: key_id.to_string(),
-        secret: SecretValue::from_string(secret.to_string()),
-    })
+    Ok(TokenParts { key_id, secret })
+}
+
+/// The checksum of `body` as 8 lowercase hex digits, on the stack.
+fn checksum_hex(body: &str) -> [u8; CHECKSUM_LEN] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let sum = crc32fast::hash(body.as_bytes());
+    let mut out = [0u8; CHECKSUM_LEN];
+    for (i, digit) in out.iter_mut().enumerate() {
+        *digit = HEX[((sum >> (28 - 4 * i)) & 0xf) as usize];
+    }
+    out
 }
 
 /// Whether the parsed token's secret matches the stored HMAC (constant-time).
@@ -206,6 +250,17 @@ pub(super) fn verify_in(
         Ok(stored) => stored.ct_eq(&expected).into(),
         Err(_) => false,
     }
+}
+
+/// [`verify`] for a borrowed token against the stored HMAC's bytes (decoded once, when the
+/// caller loads it): no allocation; the comparison is constant-time.
+pub fn verify_parts(token: &TokenParts<'_>, stored_mac: &[u8; 32], key: &ServerKey) -> bool {
+    let mut input = [0u8; KEY_ID_LEN + 1 + SECRET_HEX_LEN];
+    input[..KEY_ID_LEN].copy_from_slice(token.key_id.as_bytes());
+    input[KEY_ID_LEN] = b':';
+    input[KEY_ID_LEN + 1..].copy_from_slice(token.secret.as_bytes());
+    let expected = key.mac(MAC_DOMAIN, &input);
+    stored_mac.ct_eq(&expected).into()
 }
 
 /// Why a presented token was refused.
@@ -258,6 +313,30 @@ mod tests {
         assert!(verify(&p, &nk.secret_hmac, &k));
         assert!(!verify(&p, &nk.secret_hmac, &ServerKey::generate()));
         assert!(!format!("{p:?} {nk:?}").contains(nk.secret.expose_str().unwrap()));
+    }
+
+    /// The borrowed check (the API's hot path) answers what the owned one answers, and its
+    /// checksum is the one tokens are issued with.
+    #[test]
+    fn borrowed_parts_verify_as_the_owned_token_does() {
+        let k = ServerKey::generate();
+        let nk = generate_key(&k);
+        let s = nk.token.expose_str().unwrap();
+        let parts = parse_token_parts(s).unwrap();
+        assert_eq!(parts.key_id(), nk.key_id);
+        let mut mac = [0u8; 32];
+        hex::decode_to_slice(nk.secret_hmac.expose(), &mut mac).unwrap();
+        assert!(verify_parts(&parts, &mac, &k));
+        assert!(!verify_parts(&parts, &mac, &ServerKey::generate()));
+        mac[31] ^= 1;
+        assert!(!verify_parts(&parts, &mac, &k));
+        // Another token's secret under this key id: refused, as `verify` refuses it.
+        let other = generate_key(&k);
+        let forged = format_token(&nk.key_id, &other.secret);
+        let forged = parse_token_parts(forged.expose_str().unwrap()).unwrap();
+        hex::decode_to_slice(nk.secret_hmac.expose(), &mut mac).unwrap();
+        assert!(!verify_parts(&forged, &mac, &k));
+        assert!(!format!("{parts:?}").contains(nk.secret.expose_str().unwrap()));
     }
 
     #[test]

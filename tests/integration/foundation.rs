@@ -140,6 +140,7 @@ fn every_reason_has_a_fixture_reported_at_its_line() {
         "InvalidUsername",
         "InvalidYaml",
         "OutsideAccessDomain",
+        "PasswordSourceConflict",
         "ProjectWithoutCustomer",
         "RoleNotAllowedAtScope",
         "SchemaViolation",

@@ -401,13 +401,22 @@ async fn home(State(state): State<ApiState>, viewer: Viewer) -> Response {
     )
 }
 
+/// The store read of an Admin page, or the 403 page (`what` says why) for anyone else.
+async fn admin_load(
+    state: &ApiState,
+    nav: &pages::Nav<'_>,
+    what: &str,
+) -> Result<crate::store::StoreState, Response> {
+    if !nav.admin {
+        return Err(forbidden(nav, what));
+    }
+    load(state).await
+}
+
 /// `GET /users`: Admins only, the users within their scope.
 async fn users(State(state): State<ApiState>, viewer: Viewer) -> Response {
     let nav = viewer.nav(&state, "/users");
-    if !nav.admin {
-        return forbidden(&nav, "The Users page is for Admins");
-    }
-    let store = match load(&state).await {
+    let store = match admin_load(&state, &nav, "The Users page is for Admins").await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -418,10 +427,7 @@ async fn users(State(state): State<ApiState>, viewer: Viewer) -> Response {
 /// `GET /tokens`: Admins only, the tokens within their scope.
 async fn tokens(State(state): State<ApiState>, viewer: Viewer) -> Response {
     let nav = viewer.nav(&state, "/tokens");
-    if !nav.admin {
-        return forbidden(&nav, "The API tokens page is for Admins");
-    }
-    let store = match load(&state).await {
+    let store = match admin_load(&state, &nav, "The API tokens page is for Admins").await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -437,10 +443,7 @@ async fn tokens(State(state): State<ApiState>, viewer: Viewer) -> Response {
 /// `GET /problems`: Admins only, declared objects that are not Ready within their scope.
 async fn problems(State(state): State<ApiState>, viewer: Viewer) -> Response {
     let nav = viewer.nav(&state, "/problems");
-    if !nav.admin {
-        return forbidden(&nav, "The Not ready page is for Admins");
-    }
-    let store = match load(&state).await {
+    let store = match admin_load(&state, &nav, "The Not ready page is for Admins").await {
         Ok(s) => s,
         Err(r) => return r,
     };

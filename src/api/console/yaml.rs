@@ -55,50 +55,70 @@ pub fn change_role(b: &BindingRow) -> Change {
     }
 }
 
-/// Revoke a user: its sessions and owned tokens stop working.
-pub fn revoke_user(u: &UserRow) -> Change {
+/// A change of one spec field of an existing declaration (`fallback`: its name when unknown).
+fn edit_spec(
+    title: String,
+    kind: &str,
+    owner: Option<&Owner>,
+    fallback: &str,
+    field: &str,
+) -> Change {
     Change {
-        title: format!("Revoke {}", u.username),
-        place: place(u.owner.as_ref()),
+        title,
+        place: place(owner),
         yaml: format!(
-            "{API_VERSION}\nkind: User\n{}spec:\n  # keep the other fields as they are\n  state: Revoked\n",
-            metadata(u.owner.as_ref(), &u.username)
+            "{API_VERSION}\nkind: {kind}\n{}spec:\n  # keep the other fields as they are\n  {field}\n",
+            metadata(owner, fallback)
         ),
     }
 }
 
+/// Revoke a user: its sessions and owned tokens stop working.
+pub fn revoke_user(u: &UserRow) -> Change {
+    edit_spec(
+        format!("Revoke {}", u.username),
+        "User",
+        u.owner.as_ref(),
+        &u.username,
+        "state: Revoked",
+    )
+}
+
 /// Reset a password: a new generated one, or a new value in the referenced Secret.
 pub fn reset_password(u: &UserRow) -> Change {
-    let yaml = match u.password_source {
-        Some(PasswordSource::Ref) => format!(
+    let title = format!("Reset {}'s password", u.username);
+    if u.password_source != Some(PasswordSource::Ref) {
+        return edit_spec(
+            title,
+            "User",
+            u.owner.as_ref(),
+            &u.username,
+            &format!(
+                "passwordRotation: {}  # a new password is generated and delivered once",
+                u.password_rotation + 1
+            ),
+        );
+    }
+    Change {
+        title,
+        place: place(u.owner.as_ref()),
+        yaml: format!(
             "# {} sets its password through spec.passwordSecretRef: write a new value there\nkubectl -n {} create secret generic <secret-named-in-passwordSecretRef> \\\n  --from-literal=password=<new password> --dry-run=client -o yaml | kubectl apply -f -\n",
             u.username,
             u.owner.as_ref().map_or("<namespace>", |o| o.key.namespace.as_str())
         ),
-        _ => format!(
-            "{API_VERSION}\nkind: User\n{}spec:\n  # keep the other fields as they are\n  passwordRotation: {}  # a new password is generated and delivered once\n",
-            metadata(u.owner.as_ref(), &u.username),
-            u.password_rotation + 1
-        ),
-    };
-    Change {
-        title: format!("Reset {}'s password", u.username),
-        place: place(u.owner.as_ref()),
-        yaml,
     }
 }
 
 /// Rotate a token: a new key is issued and delivered, the old one stops working.
 pub fn rotate_token(k: &TokenKeyRow) -> Change {
-    Change {
-        title: format!("Rotate {}", k.token_name),
-        place: place(k.owner.as_ref()),
-        yaml: format!(
-            "{API_VERSION}\nkind: ApiToken\n{}spec:\n  # keep the other fields as they are\n  rotation: {}\n",
-            metadata(k.owner.as_ref(), &k.token_name),
-            k.rotation + 1
-        ),
-    }
+    edit_spec(
+        format!("Rotate {}", k.token_name),
+        "ApiToken",
+        k.owner.as_ref(),
+        &k.token_name,
+        &format!("rotation: {}", k.rotation + 1),
+    )
 }
 
 /// Request a stage move for a model, as `who`.

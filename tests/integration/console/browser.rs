@@ -206,13 +206,18 @@ impl Browser<'_> {
         png
     }
 
-    /// Waits (bounded) until `done` holds.
+    /// Waits (bounded) until `done` holds; `what` says what was awaited if it never does.
     pub fn wait_for(&self, mut done: impl FnMut() -> bool) {
+        self.wait_until("the page to change", &mut done);
+    }
+
+    fn wait_until(&self, what: &str, done: &mut dyn FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !done() {
             assert!(
                 Instant::now() < deadline,
-                "the page did not change: {}",
+                "waited for {what}; the browser shows {} ({})",
+                self.url(),
                 self.title()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -221,35 +226,14 @@ impl Browser<'_> {
 
     /// Waits (bounded) until the browser shows `path`.
     pub fn wait_path(&self, path: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let now = self.path();
-            if now == path {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "browser stayed on {now}, expected {path}: {}",
-                self.title()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_until(&format!("path {path}"), &mut || self.path() == path);
     }
 
     /// Waits (bounded) until the page title starts with `title`.
     pub fn wait_title(&self, title: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let now = self.title();
-            if now.starts_with(title) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "title stayed {now:?}, expected {title:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_until(&format!("title {title:?}"), &mut || {
+            self.title().starts_with(title)
+        });
     }
 }
 

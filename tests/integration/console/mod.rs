@@ -473,30 +473,46 @@ fn console_pages_pass_accessibility_basics() {
     check("account");
 }
 
+/// The login form's nonce cookie (`Set-Cookie` value) and CSRF token, fetched without a browser.
+fn login_form(org: &Org) -> (String, String) {
+    let page = http().get(org.url("/login")).send().unwrap();
+    let nonce = page.headers()["set-cookie"].to_str().unwrap().to_string();
+    let html = page.text().unwrap();
+    let csrf = html
+        .split_once("name=\"csrf\" value=\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .expect("the login form's CSRF token")
+        .0
+        .to_string();
+    (nonce, csrf)
+}
+
+/// Posts the login form as a browser would.
+fn login_post(
+    org: &Org,
+    cookie: &str,
+    user: &str,
+    password: &str,
+    csrf: &str,
+) -> reqwest::blocking::Response {
+    http()
+        .post(org.url("/login"))
+        .header("cookie", cookie)
+        .form(&[("username", user), ("password", password), ("csrf", csrf)])
+        .send()
+        .unwrap()
+}
+
 /// The cookies' attributes over plain HTTP, and `Secure` once `--public-url` is https
 /// (TLS ends at a proxy in front); a `--public-url` that is no http(s) URL is refused.
 #[test]
 fn console_cookies_are_secure_behind_an_https_public_url() {
     let set_cookies = |org: &Org, user: &str, password: &str| -> Vec<String> {
-        let h = http();
-        let page = h.get(org.url("/login")).send().unwrap();
-        let nonce = page.headers()["set-cookie"].to_str().unwrap().to_string();
-        let html = page.text().unwrap();
-        let csrf = html
-            .split_once("name=\"csrf\" value=\"")
-            .and_then(|(_, rest)| rest.split_once('"'))
-            .expect("the login form's CSRF token")
-            .0
-            .to_string();
+        let (nonce, csrf) = login_form(org);
         let mut all = vec![nonce.clone()];
         let cookie = nonce.split(';').next().unwrap().to_string();
         let r = wait_for(&org.run, 60, "a login", || {
-            let r = h
-                .post(org.url("/login"))
-                .header("cookie", &cookie)
-                .form(&[("username", user), ("password", password), ("csrf", &csrf)])
-                .send()
-                .unwrap();
+            let r = login_post(org, &cookie, user, password, &csrf);
             (r.status() == 303).then_some(r)
         });
         all.extend(
@@ -518,6 +534,24 @@ fn console_cookies_are_secure_behind_an_https_public_url() {
     assert!(cookies
         .iter()
         .any(|c| c.starts_with("stagegate_session=sgs_") && c.contains("Path=/;")));
+    // The API's failed-login throttle: past the free failures, 429 with Retry-After.
+    let (nonce, csrf) = login_form(&plain);
+    let cookie = nonce.split(';').next().unwrap().to_string();
+    let mut answers = Vec::new();
+    while answers.len() < 10 && answers.last() != Some(&429) {
+        let r = login_post(&plain, &cookie, "dora", "not-her-password", &csrf);
+        let status = r.status().as_u16();
+        if status == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            assert!(r.text().unwrap().contains("too many failed logins"));
+        }
+        answers.push(status);
+    }
+    assert_eq!(
+        answers,
+        [401, 401, 401, 401, 401, 429],
+        "five free failures, then throttled"
+    );
     drop(plain);
 
     let proxied = Org::start_with(&["--public-url", "https://stagegate.example.com/"]);

@@ -232,11 +232,12 @@ fn examples_reconcile_like_directory_mode_and_follow_kubectl_changes() {
             "anna-password",
             "dan-password",
             "dora-password",
-            "fraud-ci-deployer-token"
+            "fraud-ci-deployer-token",
+            "grace-invitation"
         ]
     );
     let state = c.store();
-    assert_eq!(state.users.len(), 6);
+    assert_eq!(state.users.len(), 7);
     assert!(state
         .token_keys
         .values()

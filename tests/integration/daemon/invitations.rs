@@ -323,3 +323,109 @@ spec:
     let out = support::stdout(&ws.status());
     assert!(out.contains("InvitationExpired"), "{out}");
 }
+
+/// Provides Secret `team/rex-pw` holding `value` (the password an administrator declares).
+fn provide_rex(ws: &Workspace, value: &str) {
+    let dir = ws.secrets().join("team");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: rex-pw, namespace: team}}\nstringData: {{password: {value}}}\n"
+    );
+    std::fs::write(dir.join(".rex.tmp"), text).unwrap();
+    std::fs::rename(dir.join(".rex.tmp"), dir.join("rex-pw.yaml")).unwrap();
+}
+
+/// The other two password sources: a person who changed a referenced or a generated password
+/// keeps it through resyncs and unrelated edits; a new referenced value (a declared reset)
+/// replaces it and ends the sessions, and so does a raised rotation of a generated one.
+#[test]
+fn declared_passwords_changed_by_their_users_until_a_declared_reset() {
+    let ws = Workspace::new();
+    let users = |rotation: u32| {
+        format!(
+            "apiVersion: stagegate.dev/v1alpha1
+kind: User
+metadata: {{name: rex, namespace: team}}
+spec: {{passwordSecretRef: {{name: rex-pw, key: password}}}}
+---
+apiVersion: stagegate.dev/v1alpha1
+kind: User
+metadata: {{name: gen, namespace: team}}
+spec: {{passwordRotation: {rotation}}}
+"
+        )
+    };
+    ws.write("org.yaml", &users(0));
+    ws.write("other.yaml", &other(0));
+    provide_rex(&ws, "declared-by-the-admin-1");
+    let (r, api) = start_ready_with(&ws, &[]);
+    let generated = wait_for(&r, 60, "gen's password", || {
+        std::fs::read_to_string(ws.secrets().join("team/gen-password.yaml"))
+            .ok()
+            .map(|_| secret(&ws.secrets(), "team", "gen-password", "password"))
+    });
+    let change = |bearer: &str, current: &str, new: &str| {
+        api.post(
+            "/v1/account/password",
+            Some(bearer),
+            &json!({"currentPassword": current, "newPassword": new}),
+        )
+        .status
+    };
+    let rex = wait_for(&r, 60, "rex's login", || {
+        let l = api.login("rex", "declared-by-the-admin-1");
+        (l.status == 200).then(|| l.body["session"].as_str().unwrap().to_string())
+    });
+    let gen = api.session("gen", &generated);
+    assert_eq!(
+        change(&rex, "declared-by-the-admin-1", "rex-chose-this-one"),
+        204
+    );
+    assert_eq!(change(&gen, &generated, "gen-chose-this-one"), 204);
+    let ours = || {
+        ws.store()
+            .audit(0)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.object.name == "rex" || a.object.name == "gen")
+            .count()
+    };
+    let audit = ours();
+    poke(&r, &ws, 1);
+    assert_eq!(ours(), audit, "no audit row");
+    assert_eq!(api.whoami(&rex).status, 200);
+    assert_eq!(api.login("rex", "rex-chose-this-one").status, 200);
+    assert_eq!(api.login("rex", "declared-by-the-admin-1").status, 401);
+    assert_eq!(api.login("gen", "gen-chose-this-one").status, 200);
+    for name in ["rex", "gen"] {
+        let st = status(&ws, name).unwrap();
+        assert!(st.ready, "{st:?}");
+    }
+
+    // A new value in the referenced Secret wins over rex's own, and ends his sessions.
+    provide_rex(&ws, "declared-by-the-admin-2");
+    wait_for(&r, 60, "rex's declared reset", || {
+        (api.login("rex", "declared-by-the-admin-2").status == 200).then_some(())
+    });
+    assert_eq!(api.whoami(&rex).status, 401);
+    assert_eq!(api.login("rex", "rex-chose-this-one").status, 401);
+    let reset = ws
+        .store()
+        .audit(0)
+        .unwrap()
+        .into_iter()
+        .rfind(|a| a.action == "user.password.reset" && a.object.name == "rex")
+        .expect("the reset is audited");
+    assert_eq!(reset.new.unwrap()["replacesChosenPassword"], true);
+    // A raised passwordRotation wins over gen's own.
+    ws.write("org.yaml", &users(1));
+    let fresh = wait_for(&r, 60, "gen's new password", || {
+        let p = secret(&ws.secrets(), "team", "gen-password", "password");
+        (p != generated).then_some(p)
+    });
+    wait_for(&r, 60, "gen's login with the new password", || {
+        (api.login("gen", &fresh).status == 200).then_some(())
+    });
+    assert_eq!(api.whoami(&gen).status, 401);
+    assert_eq!(api.login("gen", "gen-chose-this-one").status, 401);
+}

@@ -130,6 +130,33 @@ fn the_readme_try_it_block_works_from_a_fresh_clone() {
         .collect();
     assert_eq!(names, ["churn-model", "fraud-detector"], "{out}");
 
+    // "Accept an invitation": grace chooses her password with the delivered code, then the
+    // code is spent.
+    let accept: Vec<String> = sh_block_after(&readme, "### Accept an invitation")
+        .into_iter()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(
+        accept[1].contains("localhost:8080/v1/invitations/accept"),
+        "{accept:?}"
+    );
+    let script = accept.join("\n").replace("localhost:8080", &addr);
+    let out = sh(&repo, &script);
+    let account: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("JSON: {out}"));
+    assert_eq!(account["username"], "grace", "{out}");
+    assert_eq!(account["passwordSource"], "chosen", "{out}");
+    let text =
+        std::fs::read_to_string(repo.join(".stagegate/secrets/ml-platform/grace-invitation.yaml"))
+            .unwrap();
+    let (_, _, data) = stagegate::secrets::parse_secret_manifest(&text).unwrap();
+    let code = String::from_utf8(data["invitation"].clone()).unwrap();
+    let again = api.post(
+        "/v1/invitations/accept",
+        None,
+        &serde_json::json!({"code": code, "password": "another good password"}),
+    );
+    assert_eq!(again.status, 409, "the code works once: {}", again.text);
+
     // The one command that provides maria's Secret makes every object Ready.
     let provide = readme
         .lines()

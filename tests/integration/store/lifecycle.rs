@@ -78,7 +78,7 @@ fn lifecycle(env: Env) {
     let store = env.open();
     let key = env.server_key();
     let st = store.load_state().unwrap();
-    assert_eq!(st.users.len(), 7);
+    assert_eq!(st.users.len(), 8);
     assert_eq!(st.bindings.len(), 7);
     assert_eq!(st.token_keys.len(), 3);
     assert!(st.token_keys.values().all(|k| k.state == KeyState::Issued));
