@@ -19,7 +19,7 @@ fn second_apply_writes_nothing() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(files.len(), 8);
+    assert_eq!(files.len(), 8, "seven passwords and tokens, one invitation");
     let times: Vec<_> = files.iter().map(|f| mtime(f)).collect();
     let db = std::fs::read(&env.store).unwrap();
 
