@@ -4,7 +4,7 @@
 //! hold a secret: secret-bearing fields of [`Op`] are skipped by Serialize and
 //! never described.
 
-use super::change::{Change, FieldChange, Op, Plan};
+use super::change::{Change, FieldChange, Op, Plan, SecretName};
 use crate::render::{details, escape_inline, markdown_table, plural, Summary};
 
 fn fields(ch: &[FieldChange]) -> String {
@@ -12,6 +12,28 @@ fn fields(ch: &[FieldChange]) -> String {
         .map(|c| format!("{} {} → {}", c.field, c.old, c.new))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The plan line of a one-time secret issued for a user (a generated password or an
+/// invitation code): `what` delivered to `secret`, the undelivered one it replaces, and what
+/// a declared reset does to the password in force.
+fn once_delivered(
+    reset: bool,
+    what: &str,
+    secret: &SecretName,
+    discards: Option<&str>,
+    chosen: bool,
+) -> String {
+    let replaces = discards
+        .map(|d| format!(" (replaces undelivered {d})"))
+        .unwrap_or_default();
+    format!(
+        "{}{what} to Secret {}/{}{replaces}{}",
+        if reset { "declared reset: " } else { "" },
+        secret.namespace,
+        secret.name,
+        reset_effect(reset, chosen)
+    )
 }
 
 /// What a declared reset does to the password in force, for a plan line.
@@ -91,16 +113,12 @@ pub fn describe(op: &Op) -> String {
             discards,
             reset,
             chosen,
-        } => format!(
-            "{}generate password #{rotation} for {username}, deliver once to Secret {}/{}{}{}",
-            if *reset { "declared reset: " } else { "" },
-            secret.namespace,
-            secret.name,
-            discards
-                .as_ref()
-                .map(|d| format!(" (replaces undelivered {d})"))
-                .unwrap_or_default(),
-            reset_effect(*reset, *chosen)
+        } => once_delivered(
+            *reset,
+            &format!("generate password #{rotation} for {username}, deliver once"),
+            secret,
+            discards.as_deref(),
+            *chosen,
         ),
         Op::IssueInvitation {
             username,
@@ -110,16 +128,14 @@ pub fn describe(op: &Op) -> String {
             discards,
             reset,
             chosen,
-        } => format!(
-            "{}invite {username} (invitation #{rotation}, valid {validity}), deliver the code once to Secret {}/{}{}{}",
-            if *reset { "declared reset: " } else { "" },
-            secret.namespace,
-            secret.name,
-            discards
-                .as_ref()
-                .map(|d| format!(" (replaces undelivered {d})"))
-                .unwrap_or_default(),
-            reset_effect(*reset, *chosen)
+        } => once_delivered(
+            *reset,
+            &format!(
+                "invite {username} (invitation #{rotation}, valid {validity}), deliver the code once"
+            ),
+            secret,
+            discards.as_deref(),
+            *chosen,
         ),
         Op::CompleteInvitation {
             username,

@@ -157,7 +157,36 @@ impl Viewer {
     fn checks(&self, posted: Option<&str>) -> bool {
         posted.is_some_and(|p| tokens_equal(p, &self.csrf))
     }
+
+    /// The posted form of a signed-in page, if it parsed and carries this session's CSRF
+    /// token (otherwise answer [`Viewer::refused`]: nothing is changed).
+    fn posted<F: CsrfField>(&self, form: Result<Form<F>, FormRejection>) -> Option<F> {
+        form.ok().map(|Form(f)| f).filter(|f| self.checks(f.csrf()))
+    }
+
+    /// The "form refused" page for a post [`Viewer::posted`] did not accept.
+    fn refused(&self, state: &ApiState) -> Response {
+        refused_form(Some(&self.nav(state, "")))
+    }
 }
+
+/// A posted form's CSRF token field.
+trait CsrfField {
+    /// The token as posted, if any.
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// Implements [`CsrfField`] for form structs with a `csrf: Option<String>` field.
+macro_rules! csrf_field {
+    ($($form:ty),*) => {$(
+        impl CsrfField for $form {
+            fn csrf(&self) -> Option<&str> {
+                self.csrf.as_deref()
+            }
+        }
+    )*};
+}
+csrf_field!(CsrfForm, PasswordForm, EndSessionForm);
 
 impl FromRequestParts<ApiState> for Viewer {
     type Rejection = Response;
@@ -396,9 +425,8 @@ async fn logout(
     viewer: Viewer,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let posted = form.ok().and_then(|Form(f)| f.csrf);
-    if !viewer.checks(posted.as_deref()) {
-        return refused_form(Some(&viewer.nav(&state, "")));
+    if viewer.posted(form).is_none() {
+        return viewer.refused(&state);
     }
     if let Some(hash) = viewer.caller.session_hash.clone() {
         if let Err(e) = state.logout(hash).await {
@@ -652,12 +680,8 @@ async fn change_password(
     viewer: Viewer,
     form: Result<Form<PasswordForm>, FormRejection>,
 ) -> Response {
-    let form = form.ok().map(|Form(f)| f);
-    if !viewer.checks(form.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return refused_form(Some(&viewer.nav(&state, "")));
-    }
-    let Some(form) = form else {
-        return refused_form(Some(&viewer.nav(&state, "")));
+    let Some(form) = viewer.posted(form) else {
+        return viewer.refused(&state);
     };
     let address = info.map_or(
         IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -699,12 +723,8 @@ async fn end_session(
     viewer: Viewer,
     form: Result<Form<EndSessionForm>, FormRejection>,
 ) -> Response {
-    let form = form.ok().map(|Form(f)| f);
-    if !viewer.checks(form.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return refused_form(Some(&viewer.nav(&state, "")));
-    }
-    let Some(form) = form else {
-        return refused_form(Some(&viewer.nav(&state, "")));
+    let Some(form) = viewer.posted(form) else {
+        return viewer.refused(&state);
     };
     if let Err(e) = super::account::end_own_session(&state, &viewer.caller, &form.session).await {
         return account_refused(&state, &viewer, &e).await;
