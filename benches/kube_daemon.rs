@@ -231,7 +231,11 @@ fn main() {
 
     let server = KubeApiServer::start();
     server
-        .kubectl(&["apply", "-f", root.join("crds").to_str().unwrap_or_default()])
+        .kubectl(&[
+            "apply",
+            "-f",
+            root.join("crds").to_str().unwrap_or_default(),
+        ])
         .assert_success();
     for ns in ["stagegate-system", NS] {
         server.create_object("", "namespaces", "", json!({"metadata": {"name": ns}}));
@@ -333,7 +337,11 @@ fn main() {
     };
     c.rounds();
     let t = Instant::now();
-    patch("accessbindings", "b000000", json!({"spec": {"role": "Analyst"}}));
+    patch(
+        "accessbindings",
+        "b000000",
+        json!({"spec": {"role": "Analyst"}}),
+    );
     rows.push((
         "patch one AccessBinding → applied (reconcile logged)".into(),
         match c.wait_round(Duration::from_secs(300), |r| r.changes > 0) {
@@ -351,7 +359,11 @@ fn main() {
     // 4. One revoked token reaches the API index.
     let token = server
         .object("", "secrets", NS, "t00000-token")
-        .and_then(|s| s.pointer("/data/token").and_then(Value::as_str).map(str::to_string))
+        .and_then(|s| {
+            s.pointer("/data/token")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .and_then(|b| String::from_utf8(b).ok());
     let whoami = |tok: &str| {

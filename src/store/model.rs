@@ -411,6 +411,22 @@ impl StoreState {
             })
             .collect()
     }
+
+    /// The first moment after `now` at which a stored token key or an unaccepted
+    /// invitation expires: `plan` marks a key `Expired`, and reports an invitation
+    /// `InvitationExpired`, by comparing its expiry with the clock, so from then on the
+    /// same inputs plan differently. (A key whose declared validity moved is an update
+    /// the plan applies, which writes to the store.) `None` when nothing will expire.
+    pub fn next_expiry(&self, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        let keys = self.token_keys.values().filter_map(|k| k.expires_at);
+        let invitations = self
+            .users
+            .values()
+            .filter_map(|u| u.invitation.as_ref())
+            .filter(|i| i.state != InvitationState::Accepted)
+            .map(|i| i.expires_at);
+        keys.chain(invitations).filter(|e| *e > now).min()
+    }
 }
 
 /// One write of an apply, performed with the others in one transaction.

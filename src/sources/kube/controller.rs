@@ -139,6 +139,26 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>, fence: &F
     loop {
         let seen = shared.lock().version;
         let started = Instant::now();
+        // A resync after a round that changed nothing, with nothing new since: skip it.
+        let settled = match memory.settled() {
+            Some(s) => {
+                let store = rt.store.clone();
+                let now = crate::snapshot::now();
+                tokio::task::spawn_blocking(move || {
+                    let store = store.lock().unwrap_or_else(|p| p.into_inner());
+                    s.holds(seen, &store, now)
+                })
+                .await
+                .unwrap_or(false)
+            }
+            None => false,
+        };
+        if settled {
+            tracing::debug!("resync: nothing changed since the last reconcile");
+            wait_for_change(&shared, settings.resync).await;
+            debounce(&shared, settings.debounce).await;
+            continue;
+        }
         let wait = match reconcile::reconcile(&ctx, &shared, &mut memory).await {
             Ok(summary) => {
                 tracing::info!(

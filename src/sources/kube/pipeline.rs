@@ -37,6 +37,10 @@ pub struct Applied {
     pub plan: Plan,
     /// Every stored outcome after apply, as status to report.
     pub statuses: Vec<ObjectStatus>,
+    /// When the same inputs would next plan differently by the clock alone (a token key
+    /// or invitation expiring; see [`crate::store::StoreState::next_expiry`]), as of the
+    /// state this plan was made from.
+    pub next_expiry: Option<jiff::Timestamp>,
 }
 
 /// Plans and applies a validated snapshot, delivering secrets through `sink`, then keeps the
@@ -72,5 +76,9 @@ pub fn run(
         ensure_bootstrap_admin(store, sink, cfg, password_params, now)?;
     }
     let statuses = store.statuses()?;
-    Ok(Applied { plan, statuses })
+    Ok(Applied {
+        next_expiry: state.next_expiry(now),
+        plan,
+        statuses,
+    })
 }

@@ -10,7 +10,7 @@ use super::sink::KubeSecretSink;
 use super::{events, finalizer, snapshot, status, ControllerError, ReportError};
 use crate::secrets::{PasswordParams, ServerKey};
 use crate::snapshot::ObjectKey;
-use crate::store::{AnyStore, ObjectStatus};
+use crate::store::{AnyStore, ObjectStatus, StateToken};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::Patch;
 use kube::runtime::events::Recorder;
@@ -45,6 +45,37 @@ pub struct Context {
 pub struct Memory {
     /// Malformed objects already reported, with the resourceVersion reported.
     reported: HashMap<ObjectKey, String>,
+    /// Set by a reconcile that changed nothing anywhere: what it saw.
+    settled: Option<Settled>,
+}
+
+/// What a reconcile that wrote nothing (no store change, no request to the API server)
+/// saw: while the cache's version and the store's token stay the same and the clock has
+/// not reached `until`, reconciling again would do nothing either.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled {
+    version: u64,
+    token: StateToken,
+    until: Option<jiff::Timestamp>,
+}
+
+impl Settled {
+    /// Whether a reconcile now would still change nothing: no change that matters
+    /// reached the cache since (`version`), nothing wrote to the store (its token) and
+    /// no key or invitation expired. PostgreSQL's token never matches, so there every
+    /// resync reconciles.
+    pub fn holds(&self, version: u64, store: &AnyStore, now: jiff::Timestamp) -> bool {
+        self.version == version
+            && store.state_token().is_ok_and(|t| t == self.token)
+            && self.until.is_none_or(|u| now < u)
+    }
+}
+
+impl Memory {
+    /// What the last reconcile saw, when it changed nothing at all.
+    pub fn settled(&self) -> Option<Settled> {
+        self.settled
+    }
 }
 
 /// What a reconcile did, for logs and tests.
@@ -91,14 +122,19 @@ pub async fn reconcile(
     memory: &mut Memory,
 ) -> Result<Summary, ControllerError> {
     let mut summary = Summary::default();
+    memory.settled = None;
     // A failed request about one object is that object's problem: it gets a Warning Event,
     // the others and the core (revocations above all) go on, and the loop retries soon.
     // Referenced password Secrets: their data, read by name when they changed.
     super::watch::fetch_passwords(&ctx.client, shared).await;
     // Phase 1: snapshot (pure), with a copy of the objects for the report phase.
-    let (built, objects) = {
+    let (built, objects, version) = {
         let cache = shared.lock();
-        (snapshot::build(&cache), cache.objects.clone())
+        (
+            snapshot::build(&cache),
+            cache.objects.clone(),
+            cache.version,
+        )
     };
     // Phase 2: our finalizer goes on before the store entry can exist.
     for (key, value) in &objects {
@@ -118,7 +154,7 @@ pub async fn reconcile(
         }
     }
     // Phase 3: the shared core, on a blocking thread (the sink blocks on API calls).
-    let applied: Applied = {
+    let (applied, token): (Applied, Option<StateToken>) = {
         let ctx = ctx.clone();
         let snap = built.snapshot;
         tokio::task::spawn_blocking(move || {
@@ -126,19 +162,23 @@ pub async fn reconcile(
                 .store
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // The token before and after: equal when nothing (apply, bootstrap) wrote.
+            let before = store.state_token().ok();
             let apply_ctx = crate::apply::ApplyContext {
                 now: crate::snapshot::now(),
                 server_key: &ctx.server_key,
                 password_params: ctx.password_params,
                 public_url: ctx.public_url.as_deref(),
             };
-            pipeline::run(
+            let applied = pipeline::run(
                 &snap,
                 &mut *store,
                 &ctx.sink,
                 &apply_ctx,
                 ctx.bootstrap.as_ref(),
-            )
+            )?;
+            let after = store.state_token().ok();
+            Ok::<_, pipeline::PipelineError>((applied, before.filter(|b| Some(*b) == after)))
         })
         .await
         .map_err(|e| pipeline::PipelineError::Task(e.to_string()))??
@@ -154,7 +194,7 @@ pub async fn reconcile(
         let Some(st) = statuses.get(key) else {
             continue;
         };
-        match publish_status(ctx, key, value, st, &mut summary).await {
+        match publish_status(ctx, shared, key, value, st, &mut summary).await {
             Ok(n) => summary.events += n,
             Err(e) => object_failed(ctx, value, e, &mut summary).await,
         }
@@ -191,6 +231,13 @@ pub async fn reconcile(
             }
         }
     }
+    if let Some(token) = token.filter(|_| summary == Summary::default()) {
+        memory.settled = Some(Settled {
+            version,
+            token,
+            until: applied.next_expiry,
+        });
+    }
     Ok(summary)
 }
 
@@ -217,6 +264,7 @@ async fn object_failed(ctx: &Context, value: &Value, e: ReportError, summary: &m
 /// Patches one object's status when it changed and publishes the Events of the change.
 async fn publish_status(
     ctx: &Context,
+    shared: &Shared,
     key: &ObjectKey,
     value: &Value,
     st: &ObjectStatus,
@@ -227,6 +275,8 @@ async fn publish_status(
     let Some(body) = status::patch(current, &desired) else {
         return Ok(0);
     };
+    // Before the request: its watch event may arrive before the response.
+    shared.lock().expect_status(key, &desired);
     let api = super::api_for(&ctx.client, &key.kind, &key.namespace);
     match api
         .patch_status(&key.name, &super::patch_params(), &Patch::Merge(&body))

@@ -68,6 +68,7 @@ pub fn spawn(client: &Client, feeds: &[Feed], shared: &Arc<Shared>) -> Vec<JoinH
 
 fn raw(kind: &str, obj: DynamicObject) -> Option<(crate::snapshot::ObjectKey, Value)> {
     let mut v = serde_json::to_value(obj).ok()?;
+    super::cache::lean_object(&mut v);
     // List items may come without apiVersion and kind.
     if let Some(m) = v.as_object_mut() {
         m.entry("apiVersion").or_insert_with(|| API_VERSION.into());

@@ -115,7 +115,7 @@ impl StoreReconciler {
         now: jiff::Timestamp,
     ) -> Result<(), StoreError> {
         if !applied && self.store.state_token()? == token {
-            self.settled = Some((token, next_expiry(state, now)));
+            self.settled = Some((token, state.next_expiry(now)));
         }
         Ok(())
     }
@@ -124,22 +124,6 @@ impl StoreReconciler {
     pub fn into_store(self) -> AnyStore {
         self.store
     }
-}
-
-/// The first moment after `now` at which a stored token key or an unaccepted invitation
-/// expires: `plan` marks a key `Expired`, and reports an invitation `InvitationExpired`, by
-/// comparing its expiry with the clock, so from then on the same inputs plan differently.
-/// (A key whose declared validity moved is an update the plan applies, which writes to the
-/// store.)
-fn next_expiry(state: &StoreState, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
-    let keys = state.token_keys.values().filter_map(|k| k.expires_at);
-    let invitations = state
-        .users
-        .values()
-        .filter_map(|u| u.invitation.as_ref())
-        .filter(|i| i.state != crate::store::InvitationState::Accepted)
-        .map(|i| i.expires_at);
-    keys.chain(invitations).filter(|e| *e > now).min()
 }
 
 impl Reconciler for StoreReconciler {

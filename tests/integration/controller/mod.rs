@@ -13,6 +13,7 @@ mod e2e;
 mod edge;
 mod leader;
 mod namespaced;
+mod quiet;
 mod restart;
 
 use crate::kube_api::{Identity, KubeApiServer, RecordedRequest};
@@ -182,6 +183,18 @@ impl Cluster {
     /// [`Cluster::controller`] on the store `store` (a SQLite path or a `postgres://` URL),
     /// with a server key file every controller of this cluster shares.
     pub fn controller_on(&self, identity: &str, store: &Path, env: &[(&str, &str)]) -> Controller {
+        self.controller_with(identity, store, &["--resync", "60s"], env)
+    }
+
+    /// [`Cluster::controller_on`] with `args` after the common flags (which leave
+    /// `--resync` to them).
+    pub fn controller_with(
+        &self,
+        identity: &str,
+        store: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Controller {
         let started = now_ms();
         let (kubeconfig, token) =
             self.service_account_kubeconfig(&format!("{identity}-{started}.kubeconfig"));
@@ -203,9 +216,8 @@ impl Cluster {
                 "3s",
                 "--debounce",
                 "100ms",
-                "--resync",
-                "60s",
             ])
+            .args(args)
             .env("KUBECONFIG", &kubeconfig)
             .env("POD_NAMESPACE", CONTROLLER_NAMESPACE)
             .env("POD_NAME", identity)
