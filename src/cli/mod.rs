@@ -75,6 +75,11 @@ pub enum ReportFormat {
 
 /// Parses the command line and runs it; errors are printed once with their chain.
 pub fn main() -> ExitCode {
+    // The one TLS crypto provider (for the Kubernetes client). Left to rustls, the choice
+    // depends on which of its provider features Cargo unified into this build: the shipped
+    // binary (`cargo build --bin stagegate`) had none and panicked at its first TLS client,
+    // while every test build had one. An error only means one was installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     // The daemon sets up its own logging (info level, optional JSON).
     if !matches!(cli.command, Command::Run(_)) {

@@ -424,3 +424,29 @@ fn schema_diagnostics_name_the_field_not_the_value() {
         }
     }
 }
+
+/// The shipped binary is built alone (`cargo build --release --bin stagegate`, the
+/// Dockerfile), without the dev-dependencies whose features Cargo unifies into every test
+/// build. A TLS crypto provider that only a dev-dependency enabled made the tests pass and
+/// the image panic at its first Kubernetes request; the provider must come from the
+/// product's own (normal) dependency edges.
+#[test]
+fn the_tls_crypto_provider_is_a_normal_dependency_of_the_shipped_binary() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["tree", "--locked", "--edges", "normal"])
+        .args(["--invert", "ring", "--prefix", "none"])
+        .current_dir(root())
+        .output()
+        .expect("run cargo tree");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.lines().any(|l| l.starts_with("rustls v0.23")),
+        "ring does not reach rustls through normal dependencies:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("stagegate v")),
+        "stagegate itself does not depend on ring:\n{text}"
+    );
+}
