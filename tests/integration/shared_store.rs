@@ -446,3 +446,36 @@ fn killing_the_reconciler_mid_apply_leaves_no_usable_undelivered_key() {
     assert_eq!(cb.get("/readyz", None).status, 200);
     b.terminate();
 }
+
+#[test]
+fn a_login_fails_closed_while_the_store_is_unreachable() {
+    let url = stagegate::store::pg::test_server::database();
+    let ws = Workspace::new();
+    copy_examples(&ws.manifests());
+    let a = start(&ws, &url, "a");
+    let ca = ready(&a);
+    let password = secret_value(&a, &file(&ws.secrets(), "ada-password"), "password");
+    // The database goes away for this process: no new connections, the open ones ended.
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let admin = url.replace(&format!("/{db}"), "/postgres");
+    let mut pg = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+    pg.batch_execute(&format!(
+        "ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}';"
+    ))
+    .unwrap();
+    // Neither the right password nor a wrong one is checked uncounted: 503 for both.
+    for guess in [password.as_str(), "wrong"] {
+        let r = ca.login("ada", guess);
+        assert_eq!(r.status, 503, "{}", r.text);
+        assert_eq!(r.error(), "unavailable");
+    }
+    assert!(
+        a.log()
+            .contains("login refused: the throttle's counters cannot be read"),
+        "{}",
+        a.log()
+    );
+    pg.batch_execute(&format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true"))
+        .unwrap();
+}
