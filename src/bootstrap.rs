@@ -147,35 +147,25 @@ pub fn unaffected_by(changes: &[crate::plan::Change], before: &StoreState) -> bo
             .any(|b| b.username == username || b.owner.as_ref().is_some_and(|o| o.key == *object))
     };
     changes.iter().all(|c| {
-        c.object.kind != "User"
-            && match &c.op {
-                Op::SetStatus { .. } | Op::DeleteStatus => true,
-                Op::Bind {
-                    username,
-                    role,
-                    scope,
-                }
-                | Op::UpdateBinding {
-                    username,
-                    role,
-                    scope,
-                    ..
-                }
-                | Op::Unbind {
-                    username,
-                    role,
-                    scope,
-                } => !admin(role, scope) && !stored_admin(username, &c.object),
-                Op::IssueToken { .. }
+        if c.object.kind == "User" {
+            return false;
+        }
+        if let Some((username, role, scope)) = c.op.binding() {
+            return !admin(&role, scope) && !stored_admin(username, &c.object);
+        }
+        matches!(
+            c.op,
+            Op::SetStatus { .. }
+                | Op::DeleteStatus
+                | Op::IssueToken { .. }
                 | Op::CompleteToken { .. }
                 | Op::DiscardToken { .. }
                 | Op::UpdateToken { .. }
                 | Op::RevokeToken { .. }
                 | Op::ExpireToken { .. }
                 | Op::DeleteToken { .. }
-                | Op::DecideRequest { .. } => true,
-                _ => false,
-            }
+                | Op::DecideRequest { .. }
+        )
     })
 }
 
