@@ -78,15 +78,32 @@ fn breakdown(ws: &Path) -> Vec<(String, String)> {
     let t = live_mib();
     let mut snap = cache.snapshot();
     row!("merged snapshot (a copy of the cache's objects)", t);
+    // Dropped, not moved out: moving frees nothing, so it would measure nothing.
     let t = live_mib();
-    let docs = std::mem::take(&mut snap.documents);
+    drop(std::mem::take(&mut snap.documents));
     let docs_mib = t - live_mib();
     push(
         &mut rows,
         "  of which document texts (for field lines)",
         docs_mib,
     );
-    snap.documents = docs;
+    let t = live_mib();
+    let mut secrets_cache = stagegate::sources::watch::SecretsCache::new(ws.join("state/secrets"));
+    secrets_cache.refresh();
+    let referenced: Vec<_> = snap
+        .users
+        .iter()
+        .filter_map(|u| {
+            let r = u.object.spec.password_secret_ref.as_ref()?;
+            Some((u.object.metadata.namespace.clone()?, r.name.clone()))
+        })
+        .collect();
+    drop(secrets_cache.loaded(&referenced));
+    row!(
+        "secrets directory cache (SecretsCache: stamps, digests, passwordSecretRef data)",
+        t,
+    );
+    drop(secrets_cache);
     let t = live_mib();
     let (secrets, diags) = stagegate::secrets::load_secrets_dir(&ws.join("state/secrets"));
     row!("every Secret file's data (load_secrets_dir)", t);

@@ -123,6 +123,52 @@ fn real_admins(state: &StoreState) -> Vec<&UserRow> {
         .collect()
 }
 
+/// Whether [`ensure_bootstrap_admin_in`] reads the same from `before`, the store's state
+/// before `changes` were committed, as from the state after them: none of them touches
+/// what it reads (users, global Admin bindings, a `User` status row). Then the directory
+/// daemon need not read the whole store again after its apply.
+///
+/// Conservative: token, model and request changes and statuses of other kinds pass; a
+/// binding change passes when neither it nor a stored binding of its user is a global
+/// Admin one; any other change (every user change, and kinds added later) reads again.
+pub fn unaffected_by(changes: &[crate::plan::Change], before: &StoreState) -> bool {
+    use crate::plan::Op;
+    let admin = |role: &Role, scope: &Scope| *role == Role::Admin && scope.is_global();
+    // The stored global Admin bindings (a handful): by username, and by declaration, since
+    // an update may move a binding to another user.
+    let stored: Vec<&crate::store::BindingRow> = before
+        .bindings
+        .iter()
+        .filter(|b| admin(&b.role, &b.scope))
+        .collect();
+    let stored_admin = |username: &str, object: &ObjectKey| {
+        stored
+            .iter()
+            .any(|b| b.username == username || b.owner.as_ref().is_some_and(|o| o.key == *object))
+    };
+    changes.iter().all(|c| {
+        if c.object.kind == "User" {
+            return false;
+        }
+        if let Some((username, role, scope)) = c.op.binding() {
+            return !admin(&role, scope) && !stored_admin(username, &c.object);
+        }
+        matches!(
+            c.op,
+            Op::SetStatus { .. }
+                | Op::DeleteStatus
+                | Op::IssueToken { .. }
+                | Op::CompleteToken { .. }
+                | Op::DiscardToken { .. }
+                | Op::UpdateToken { .. }
+                | Op::RevokeToken { .. }
+                | Op::ExpireToken { .. }
+                | Op::DeleteToken { .. }
+                | Op::DecideRequest { .. }
+        )
+    })
+}
+
 /// Creates, completes, disables or re-creates the bootstrap administrator as the store requires.
 pub fn ensure_bootstrap_admin(
     store: &mut dyn Store,

@@ -29,7 +29,6 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
 
 /// Longest accepted invitation code (ours are 89 bytes).
 const MAX_CODE: usize = 256;
@@ -204,14 +203,13 @@ pub async fn accept(
     // Throttled like a login, per invitation and client: a wrong code is a guess.
     let account = format!("invitation {}", parsed.key_id);
     let client = LoginClient::Address(client_ip(info));
-    let throttle = &state.inner.login_throttle;
-    if let Err(wait) = throttle.reserve(&account, &client, Instant::now()) {
-        state.inner.metrics.login_throttled();
-        return Err(ApiError::TooManyRequests {
-            message: "too many failed attempts for this invitation; try again later".into(),
-            retry_after: wait,
-        });
-    }
+    state
+        .reserve_attempt(
+            &account,
+            &client,
+            "too many failed attempts for this invitation; try again later",
+        )
+        .await?;
     let id = parsed.key_id.clone();
     let row = blocking(&state, move |s| s.store().user_by_invitation(&id)).await?;
     let key = &state.inner.key;
@@ -225,7 +223,7 @@ pub async fn accept(
         state.inner.metrics.login_failed();
         return Err(ApiError::Unauthorized("invalid invitation code".into()));
     };
-    throttle.succeed(&account, &client);
+    state.give_back_attempt(&account, &client).await;
     let now = Timestamp::now();
     let Some(inv) = row.invitation.clone() else {
         return Err(ApiError::Unauthorized("invalid invitation code".into()));
@@ -370,14 +368,13 @@ pub(crate) async fn change_own_password(
     }
     check_password(state, "newPassword", &new_password)?;
     let client = LoginClient::Address(address);
-    let throttle = &state.inner.login_throttle;
-    if let Err(wait) = throttle.reserve(&username, &client, Instant::now()) {
-        state.inner.metrics.login_throttled();
-        return Err(ApiError::TooManyRequests {
-            message: "too many failed password checks for this account; try again later".into(),
-            retry_after: wait,
-        });
-    }
+    state
+        .reserve_attempt(
+            &username,
+            &client,
+            "too many failed password checks for this account; try again later",
+        )
+        .await?;
     let Some(old) = state
         .index()
         .user(&username)
@@ -397,7 +394,7 @@ pub(crate) async fn change_own_password(
             "currentPassword is not the password in force".into(),
         ));
     }
-    throttle.succeed(&username, &client);
+    state.give_back_attempt(&username, &client).await;
     let hash = hash_chosen(state, SecretValue::from_string(new_password)).await?;
     let name = username.clone();
     let done = blocking(state, move |s| {

@@ -9,7 +9,7 @@ use super::state::ApiState;
 use super::throttle::LoginClient;
 use crate::policy::{Principal, PrincipalKind};
 use crate::secrets::{verify_password, HashValue, SecretValue, TOKEN_PREFIX};
-use crate::store::{SessionRow, Store};
+use crate::store::{Attempt, SessionRow, Store};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -17,7 +17,6 @@ use axum::http::HeaderMap;
 use jiff::{SignedDuration, Timestamp};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// An authenticated caller.
 #[derive(Clone, Debug)]
@@ -133,16 +132,12 @@ impl ApiState {
             Some(id) => LoginClient::Device(id.clone()),
             None => LoginClient::Address(address),
         };
-        if let Err(wait) = inner
-            .login_throttle
-            .reserve(username, &client, Instant::now())
-        {
-            inner.metrics.login_throttled();
-            return Err(ApiError::TooManyRequests {
-                message: "too many failed logins for this account; try again later".into(),
-                retry_after: wait,
-            });
-        }
+        self.reserve_attempt(
+            username,
+            &client,
+            "too many failed logins for this account; try again later",
+        )
+        .await?;
         let index = self.index();
         if index
             .user(username)
@@ -182,7 +177,7 @@ impl ApiState {
                 "invalid username or password".into(),
             ));
         }
-        inner.login_throttle.succeed(username, &client);
+        self.give_back_attempt(username, &client).await;
         let Some((id, expires_at)) = self.open_session(username).await? else {
             // Revoked or deleted while the password was being verified.
             return Err(ApiError::Unauthorized(
@@ -199,6 +194,58 @@ impl ApiState {
             expires_at,
             device_token: devices::issue(&inner.key, username, device.as_deref(), device_until),
         })
+    }
+
+    /// Reserves one password check for `account` from `client` in the store's login throttle
+    /// (shared by every process using the store): a 429 saying `locked` while a counter that
+    /// applies is locked, and a 503 when the store cannot be asked, since a password check that
+    /// skipped the throttle would hand out guesses nobody counts.
+    pub(crate) async fn reserve_attempt(
+        &self,
+        account: &str,
+        client: &LoginClient,
+        locked: &str,
+    ) -> Result<(), ApiError> {
+        let (state, account, client) = (self.clone(), account.to_string(), client.clone());
+        let inner = &self.inner;
+        let attempt = tokio::task::spawn_blocking(move || {
+            let i = &state.inner;
+            let mut store = state.store();
+            i.login_throttle
+                .reserve(&mut *store, &i.key, &account, &client, Timestamp::now())
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| {
+            tracing::warn!(error = %e, "login refused: the throttle's counters cannot be read");
+            ApiError::Unavailable("the store is unavailable; try again later".into())
+        })?;
+        match attempt {
+            Attempt::Reserved { .. } => Ok(()),
+            Attempt::Locked { wait } => {
+                inner.metrics.login_throttled();
+                Err(ApiError::TooManyRequests {
+                    message: locked.into(),
+                    retry_after: wait,
+                })
+            }
+        }
+    }
+
+    /// Gives back the attempt a successful check reserved (that client's counter resets). A
+    /// store failure here only leaves one failure counted: logged, not fatal.
+    pub(crate) async fn give_back_attempt(&self, account: &str, client: &LoginClient) {
+        let (state, account, client) = (self.clone(), account.to_string(), client.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let i = &state.inner;
+            let mut store = state.store();
+            i.login_throttle
+                .succeed(&mut *store, &i.key, &account, &client)
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!(error = %e, "a successful login's throttle counter was not reset");
+        }
     }
 
     /// Opens a session for `username` (whose password was just verified or chosen) with the

@@ -5,18 +5,8 @@ use crate::secrets::PasswordParams;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Exponential back-off of failed logins for one key (an account, or an account from one client).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BackoffPolicy {
-    /// Consecutive failures allowed before any delay.
-    pub free_failures: u32,
-    /// Delay after the first failure past `free_failures`; doubles with each further failure.
-    pub base: Duration,
-    /// Longest delay: the lock always ends (no permanent lockout).
-    pub cap: Duration,
-    /// A key with no failure for this long is forgotten.
-    pub forget_after: Duration,
-}
+/// The failed-login back-off policy; counted in the store, so shared by every process using it.
+pub use crate::store::BackoffPolicy;
 
 /// A request rate limit: a token bucket per key (a client address, or an authenticated caller).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -43,7 +43,7 @@ pub use middleware::REQUEST_ID;
 pub use readiness::{BrokenFile, Readiness};
 pub use sessions::{session_hash, SESSION_PREFIX};
 pub use state::{ApiState, StateError};
-pub use throttle::{Backoff, CallerLimiter, LoginClient, LoginThrottle, RateLimiter};
+pub use throttle::{CallerLimiter, LoginClient, LoginThrottle, RateLimiter};
 
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;

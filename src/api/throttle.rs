@@ -3,9 +3,10 @@
 //! when configured, per authenticated caller (decision routes).
 //!
 //! A login *reserves* its attempt before the password is verified: the check
-//! and the count are one step under one lock, so however many requests a
-//! client sends at once, no more passwords are verified than its budget
-//! allows. A success gives the attempt back (the counters reset).
+//! and the count are one step, atomic across every process sharing the store
+//! ([`Store::reserve_attempt`]), so however many requests a client sends at
+//! once, to however many replicas, no more passwords are verified than its
+//! budget allows. A success gives the attempt back (the counter resets).
 //!
 //! Counters, in the manner of OWASP's device cookies:
 //! * a client presenting a valid device token for the account (issued at an
@@ -15,10 +16,16 @@
 //!   policy, and per account over all such clients with a short cap.
 //!
 //! Locks always end (the delay is capped), and a key that stays quiet is
-//! forgotten. See `docs/api.md` for the policy and its limits.
+//! forgotten. The counters live in the store under keyed hashes (no account
+//! name, address or device token is stored). The request rate limits stay in
+//! the process: they slow abuse down, they do not bound guesses. See
+//! `docs/api.md` for the policy and its limits.
 
 use super::config::{BackoffPolicy, RateLimitConfig};
 use crate::policy::PrincipalKind;
+use crate::secrets::ServerKey;
+use crate::store::{Attempt, Counter, Store, StoreError};
+use jiff::Timestamp;
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -26,105 +33,11 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Most keys one back-off map or rate limiter tracks before it sheds harmless entries.
+/// Most keys one rate limiter tracks before it sheds harmless entries.
 const MAX_KEYS: usize = 100_000;
 
-#[derive(Clone, Copy, Debug)]
-struct Failures {
-    count: u32,
-    last: Instant,
-    locked_until: Option<Instant>,
-}
-
-/// Consecutive failed (or still running) attempts and lock deadlines per key. Not locked
-/// itself: [`Backoff`] and [`LoginThrottle`] hold it under their mutex.
-#[derive(Debug)]
-struct Counters<K> {
-    policy: BackoffPolicy,
-    keys: HashMap<K, Failures>,
-}
-
-impl<K: Eq + Hash + Clone> Counters<K> {
-    fn new(policy: BackoffPolicy) -> Self {
-        Counters {
-            policy,
-            keys: HashMap::new(),
-        }
-    }
-
-    /// `Err(wait)` while `key` is locked.
-    fn check(&self, key: &K, now: Instant) -> Result<(), Duration> {
-        match self.keys.get(key).and_then(|f| f.locked_until) {
-            Some(until) if until > now => Err(until - now),
-            _ => Ok(()),
-        }
-    }
-
-    /// Counts an attempt; returns the lock it starts, if any.
-    fn count(&mut self, key: &K, now: Instant) -> Option<Duration> {
-        let p = self.policy;
-        if self.keys.len() >= MAX_KEYS && !self.keys.contains_key(key) {
-            // Shed what carries no delay: forgotten keys and keys still under the free allowance.
-            self.keys.retain(|_, f| {
-                now.duration_since(f.last) < p.forget_after && f.count >= p.free_failures
-            });
-        }
-        let f = self.keys.entry(key.clone()).or_insert(Failures {
-            count: 0,
-            last: now,
-            locked_until: None,
-        });
-        if now.duration_since(f.last) >= p.forget_after {
-            f.count = 0;
-        }
-        f.count = f.count.saturating_add(1);
-        f.last = now;
-        if f.count < p.free_failures {
-            return None;
-        }
-        let doublings = (f.count - p.free_failures).min(30);
-        let delay = p.base.saturating_mul(1u32 << doublings).min(p.cap);
-        f.locked_until = Some(now + delay);
-        Some(delay)
-    }
-
-    fn forget(&mut self, key: &K) {
-        self.keys.remove(key);
-    }
-}
-
-/// One back-off map under its own lock: reserve an attempt, forget the key on success.
-#[derive(Debug)]
-pub struct Backoff<K> {
-    counters: Mutex<Counters<K>>,
-}
-
-impl<K: Eq + Hash + Clone> Backoff<K> {
-    /// An empty map with `policy`.
-    pub fn new(policy: BackoffPolicy) -> Self {
-        Backoff {
-            counters: Mutex::new(Counters::new(policy)),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Counters<K>> {
-        // A panic while holding the lock leaves plain counters behind: still usable.
-        self.counters.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Atomically: `Err(wait)` while `key` is locked, else counts the attempt (as a failure until
-    /// [`Backoff::succeed`]) and returns the lock that count starts for later attempts, if any.
-    pub fn reserve(&self, key: &K, now: Instant) -> Result<Option<Duration>, Duration> {
-        let mut c = self.lock();
-        c.check(key, now)?;
-        Ok(c.count(key, now))
-    }
-
-    /// Forgets `key` (a successful login).
-    pub fn succeed(&self, key: &K) {
-        self.lock().forget(key);
-    }
-}
+/// HMAC domain of the throttle's counter keys.
+const COUNTER_DOMAIN: &str = "stagegate login throttle v1";
 
 /// Who is attempting a login, as the throttle counts it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -135,76 +48,77 @@ pub enum LoginClient {
     Address(IpAddr),
 }
 
-#[derive(Debug)]
-struct LoginCounters {
-    per_device: Counters<(String, String)>,
-    per_client: Counters<(String, IpAddr)>,
-    per_account: Counters<String>,
-}
-
 /// The login back-offs: per (account, device) and per (account, address) with the strict policy,
-/// per account over untrusted clients with a short cap; all under one lock.
+/// per account over untrusted clients with a short cap; counted in the store.
 #[derive(Debug)]
 pub struct LoginThrottle {
-    counters: Mutex<LoginCounters>,
+    per_client: BackoffPolicy,
+    per_account: BackoffPolicy,
 }
 
 impl LoginThrottle {
     /// Throttle with the two policies (devices share the per-client one).
     pub fn new(per_client: BackoffPolicy, per_account: BackoffPolicy) -> Self {
         LoginThrottle {
-            counters: Mutex::new(LoginCounters {
-                per_device: Counters::new(per_client),
-                per_client: Counters::new(per_client),
-                per_account: Counters::new(per_account),
-            }),
+            per_client,
+            per_account,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LoginCounters> {
-        self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    /// The store key of one counter: a keyed hash, so the store holds no account name, address
+    /// or device id, and nobody without the server key can tell whose counter a row is.
+    fn key(key: &ServerKey, kind: &str, account: &str, client: &str) -> String {
+        // Length-prefixed: no account name can make two different counters share a key.
+        let data = format!("{kind}\0{}\0{account}\0{client}", account.len());
+        key.mac_hex(COUNTER_DOMAIN, data.as_bytes())
     }
 
-    /// Reserves one password check for `account` from `client`: `Err(wait)` while a counter that
-    /// applies is locked (nothing is counted then), else every applicable counter is counted.
+    /// The counter this client's success resets.
+    fn own(&self, key: &ServerKey, account: &str, client: &LoginClient) -> Counter {
+        match client {
+            LoginClient::Device(id) => Counter {
+                key: Self::key(key, "device", account, id),
+                policy: self.per_client,
+            },
+            LoginClient::Address(ip) => Counter {
+                key: Self::key(key, "address", account, &ip.to_string()),
+                policy: self.per_client,
+            },
+        }
+    }
+
+    /// Reserves one password check for `account` from `client`: [`Attempt::Locked`] while a
+    /// counter that applies is locked (nothing is counted then), else every applicable counter
+    /// is counted. Blocking (the store): call off the async runtime.
     pub fn reserve(
         &self,
+        store: &mut dyn Store,
+        key: &ServerKey,
         account: &str,
         client: &LoginClient,
-        now: Instant,
-    ) -> Result<(), Duration> {
-        let mut c = self.lock();
-        let account = account.to_string();
-        match client {
-            LoginClient::Device(id) => {
-                let key = (account, id.clone());
-                c.per_device.check(&key, now)?;
-                c.per_device.count(&key, now);
-            }
-            LoginClient::Address(ip) => {
-                let key = (account.clone(), *ip);
-                let a = c.per_account.check(&account, now);
-                let k = c.per_client.check(&key, now);
-                if a.is_err() || k.is_err() {
-                    return Err(a.err().unwrap_or_default().max(k.err().unwrap_or_default()));
-                }
-                c.per_client.count(&key, now);
-                c.per_account.count(&account, now);
-            }
+        now: Timestamp,
+    ) -> Result<Attempt, StoreError> {
+        let mut counters = vec![self.own(key, account, client)];
+        if let LoginClient::Address(_) = client {
+            counters.push(Counter {
+                key: Self::key(key, "account", account, ""),
+                policy: self.per_account,
+            });
         }
-        Ok(())
+        store.reserve_attempt(&counters, now)
     }
 
     /// Gives back the reserved attempt of a successful login: this client's counter resets.
     /// The account-wide counter does not: an attack under way is not over because the owner got
     /// in, and resetting it would hand the attacker a fresh allowance at every login of hers.
-    pub fn succeed(&self, account: &str, client: &LoginClient) {
-        let mut c = self.lock();
-        let account = account.to_string();
-        match client {
-            LoginClient::Device(id) => c.per_device.forget(&(account, id.clone())),
-            LoginClient::Address(ip) => c.per_client.forget(&(account, *ip)),
-        }
+    pub fn succeed(
+        &self,
+        store: &mut dyn Store,
+        key: &ServerKey,
+        account: &str,
+        client: &LoginClient,
+    ) -> Result<(), StoreError> {
+        store.forget_failures(&self.own(key, account, client).key)
     }
 }
 
@@ -295,65 +209,78 @@ impl CallerLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SqliteStore;
 
-    fn policy() -> BackoffPolicy {
-        BackoffPolicy {
-            free_failures: 5,
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(900),
-            forget_after: Duration::from_secs(3600),
-        }
-    }
+    use crate::store::throttle::tests_policy as policy;
 
-    #[test]
-    fn delay_doubles_after_five_attempts_up_to_the_cap() {
-        let b = Backoff::new(policy());
-        let t = Instant::now();
-        for _ in 0..4 {
-            assert_eq!(b.reserve(&"a", t), Ok(None));
-        }
-        // The fifth reservation starts the first lock; reserving while locked counts nothing.
-        assert_eq!(b.reserve(&"a", t), Ok(Some(Duration::from_secs(1))));
-        assert_eq!(b.reserve(&"a", t), Err(Duration::from_secs(1)));
-        let mut at = t;
-        let mut delays = Vec::new();
-        for _ in 0..12 {
-            at += Duration::from_secs(901);
-            delays.push(b.reserve(&"a", at).unwrap().unwrap().as_secs());
-        }
-        assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900]);
-        assert!(b.reserve(&"b", at).is_ok());
-        b.succeed(&"a");
-        assert_eq!(b.reserve(&"a", at), Ok(None));
-    }
-
-    #[test]
-    fn quiet_keys_are_forgotten() {
-        let b = Backoff::new(policy());
-        let t = Instant::now();
-        for _ in 0..4 {
-            b.reserve(&"a", t).unwrap();
-        }
-        assert_eq!(b.reserve(&"a", t + Duration::from_secs(3600)), Ok(None));
+    fn at(t: Timestamp, secs: i64) -> Timestamp {
+        t + jiff::SignedDuration::from_secs(secs)
     }
 
     #[test]
     fn a_known_device_keeps_its_own_budget_while_the_account_is_locked() {
         let th = LoginThrottle::new(policy(), policy());
-        let t = Instant::now();
+        let (store, key) = (
+            &mut SqliteStore::in_memory().unwrap(),
+            &ServerKey::generate(),
+        );
+        let t = Timestamp::now();
+        let reserved = |a: Attempt| matches!(a, Attempt::Reserved { .. });
         for i in 0..5u8 {
-            th.reserve("ann", &LoginClient::Address([10, 0, 0, i].into()), t)
-                .unwrap();
+            let ip = LoginClient::Address([10, 0, 0, i].into());
+            assert!(reserved(th.reserve(store, key, "ann", &ip, t).unwrap()));
         }
         let stranger = LoginClient::Address([10, 0, 1, 1].into());
-        assert!(th.reserve("ann", &stranger, t).is_err());
+        assert!(!reserved(
+            th.reserve(store, key, "ann", &stranger, t).unwrap()
+        ));
         let device = LoginClient::Device("d1".into());
-        assert!(th.reserve("ann", &device, t).is_ok());
-        th.succeed("ann", &device);
-        assert!(th.reserve("ann", &stranger, t).is_err());
-        assert!(th
-            .reserve("ann", &stranger, t + Duration::from_secs(2))
-            .is_ok());
+        assert!(reserved(th.reserve(store, key, "ann", &device, t).unwrap()));
+        th.succeed(store, key, "ann", &device).unwrap();
+        assert!(!reserved(
+            th.reserve(store, key, "ann", &stranger, t).unwrap()
+        ));
+        let later = at(t, 2);
+        assert!(reserved(
+            th.reserve(store, key, "ann", &stranger, later).unwrap()
+        ));
+        // Another account's counters are its own.
+        assert!(reserved(
+            th.reserve(store, key, "bob", &stranger, t).unwrap()
+        ));
+    }
+
+    #[test]
+    fn counter_keys_hold_no_name_address_or_device_id() {
+        let th = LoginThrottle::new(policy(), policy());
+        let (store, key) = (
+            &mut SqliteStore::in_memory().unwrap(),
+            &ServerKey::generate(),
+        );
+        let t = Timestamp::now();
+        let device = LoginClient::Device("0123456789abcdef0123456789abcdef".into());
+        th.reserve(store, key, "ann", &device, t).unwrap();
+        th.reserve(
+            store,
+            key,
+            "ann",
+            &LoginClient::Address([10, 9, 8, 7].into()),
+            t,
+        )
+        .unwrap();
+        let keys: Vec<String> = store
+            .conn_for_tests()
+            .prepare("SELECT key FROM login_failures")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(keys.len(), 3, "device, address and account counters");
+        for k in keys {
+            assert_eq!(k.len(), 64);
+            assert!(k.bytes().all(|b| b.is_ascii_hexdigit()), "{k}");
+        }
     }
 
     #[test]

@@ -198,7 +198,15 @@ pub async fn start(
 /// reload of every user, binding and token (blocking: runs on the blocking pool).
 pub async fn refresh(state: &ApiState) {
     let s = state.clone();
-    match tokio::task::spawn_blocking(move || s.poll_changes()).await {
+    let poll = move || {
+        let reloaded = s.poll_changes();
+        if matches!(reloaded, Ok(true)) {
+            // The store state the new index was built from is dropped by now.
+            crate::sources::memory::release_freed();
+        }
+        reloaded
+    };
+    match tokio::task::spawn_blocking(poll).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "refreshing the API index failed"),
         Err(e) => tracing::warn!(error = %e, "API refresh task failed"),

@@ -347,6 +347,29 @@ impl Op {
         matches!(self, Op::SetStatus { .. } | Op::DeleteStatus)
     }
 
+    /// The binding a `bind`, `updateBinding` or `unbind` writes: username, role, scope.
+    pub fn binding(&self) -> Option<(&str, Role, &Scope)> {
+        match self {
+            Op::Bind {
+                username,
+                role,
+                scope,
+            }
+            | Op::UpdateBinding {
+                username,
+                role,
+                scope,
+                ..
+            }
+            | Op::Unbind {
+                username,
+                role,
+                scope,
+            } => Some((username, *role, scope)),
+            _ => None,
+        }
+    }
+
     /// Short name, as in JSON.
     pub fn name(&self) -> &'static str {
         match self {

@@ -120,6 +120,11 @@ pub struct Snapshot {
     pub documents: BTreeMap<(String, usize), String>,
     /// Access-domain pins and delegations, and how declarations are placed in domains.
     pub domains: DomainDeclarations,
+    /// Files whose document texts this snapshot does not hold, each with the SHA-256 of
+    /// the content its objects were parsed from: a long-lived cache keeps only the typed
+    /// objects (the texts were a large share of its memory), and [`Snapshot::field_line`]
+    /// re-reads such a file, while it still has that content, when a problem needs a line.
+    pub reread: BTreeMap<String, [u8; 32]>,
 }
 
 impl Snapshot {
@@ -158,6 +163,7 @@ impl Snapshot {
         self.diagnostics.extend(other.diagnostics);
         self.broken_files.extend(other.broken_files);
         self.documents.extend(other.documents);
+        self.reread.extend(other.reread);
         self.domains.pins.extend(other.domains.pins);
         self.domains.delegations.extend(other.domains.delegations);
         self.domains.unreadable.extend(other.domains.unreadable);
@@ -167,10 +173,34 @@ impl Snapshot {
     /// The line of `field` in the document `source` points at, or the document's line.
     pub fn field_line(&self, source: &Source, field: &str) -> Option<usize> {
         let (file, line) = (source.file.as_ref()?, source.line?);
-        let doc = self.documents.get(&(file.clone(), line));
+        let reread;
+        let doc = match self.documents.get(&(file.clone(), line)) {
+            Some(d) => Some(d.as_str()),
+            None => {
+                reread = self.reread_document(file, line);
+                reread.as_deref()
+            }
+        };
         Some(
             doc.and_then(|d| super::locate_field(d, field))
                 .map_or(line, |l| line + l - 1),
         )
+    }
+
+    /// The text of the document at `line` of `file`, read again from disk (see
+    /// [`Snapshot::reread`]); None when the file is gone or no longer has the content
+    /// parsed (its new content is parsed, and its problems located, in the next round).
+    fn reread_document(&self, file: &str, line: usize) -> Option<String> {
+        use sha2::Digest;
+        let digest = self.reread.get(file)?;
+        let bytes = std::fs::read(file).ok()?;
+        if sha2::Sha256::digest(&bytes).as_slice() != digest.as_slice() {
+            return None;
+        }
+        let text = super::decode_text(bytes).ok()?;
+        super::split_documents(super::strip_bom(&text))
+            .into_iter()
+            .find(|d| d.first_line == line)
+            .map(|d| d.text)
     }
 }

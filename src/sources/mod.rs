@@ -4,4 +4,5 @@ pub mod directory;
 pub mod files;
 pub mod health;
 pub mod kube;
+pub mod memory;
 pub mod watch;

@@ -4,7 +4,9 @@
 
 use super::model::*;
 use super::pg::is_url;
-use super::{PgStore, PgTarget, SessionsMarker, SqliteStore, StateToken, Store, StoreError};
+use super::{
+    Attempt, Counter, PgStore, PgTarget, SessionsMarker, SqliteStore, StateToken, Store, StoreError,
+};
 use crate::policy::Grant;
 use jiff::Timestamp;
 use std::path::Path;
@@ -144,5 +146,15 @@ impl Store for AnyStore {
     }
     fn user_sessions(&self, username: &str) -> Result<Vec<SessionRow>, StoreError> {
         both!(self, s => s.user_sessions(username))
+    }
+    fn reserve_attempt(
+        &mut self,
+        counters: &[Counter],
+        now: Timestamp,
+    ) -> Result<Attempt, StoreError> {
+        both!(self, s => s.reserve_attempt(counters, now))
+    }
+    fn forget_failures(&mut self, key: &str) -> Result<(), StoreError> {
+        both!(self, s => s.forget_failures(key))
     }
 }

@@ -15,6 +15,7 @@ pub mod pg;
 mod rows;
 mod schema;
 mod sqlite;
+pub(crate) mod throttle;
 mod write;
 
 pub use any::AnyStore;
@@ -29,6 +30,7 @@ pub use pg::{PgStore, PgTarget, ReconcileLock};
 pub use rows::phase_str;
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::{SqliteStore, StateToken};
+pub use throttle::{Attempt, BackoffPolicy, Counter};
 
 use crate::policy::Grant;
 use jiff::Timestamp;
@@ -119,6 +121,17 @@ pub trait Store {
     fn set_chosen_password(&mut self, p: &ChosenPassword) -> Result<bool, StoreError>;
     /// The live sessions of one user, oldest first.
     fn user_sessions(&self, username: &str) -> Result<Vec<SessionRow>, StoreError>;
+    /// Reserves one login attempt on every counter in `counters` in one atomic step, across
+    /// every process sharing the store: [`Attempt::Locked`] (nothing counted) while any of
+    /// them is locked at `now`, else each counts the attempt as a failure until
+    /// [`Store::forget_failures`]. Counters quiet for their policy's window are deleted.
+    fn reserve_attempt(
+        &mut self,
+        counters: &[Counter],
+        now: Timestamp,
+    ) -> Result<Attempt, StoreError>;
+    /// Forgets one counter (a successful login gives its attempt back).
+    fn forget_failures(&mut self, key: &str) -> Result<(), StoreError>;
 }
 
 /// Every table of the store, in an order that respects foreign keys (users before sessions).
@@ -155,3 +168,5 @@ fn grants_of_bindings(bindings: Vec<BindingRow>) -> Vec<Grant> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod throttle_tests;

@@ -26,7 +26,7 @@
 use super::model::*;
 use super::rows::*;
 use super::write::{chosen_password, write_op, Writer, BUMP_REVISION};
-use super::{StateToken, Store, StoreError};
+use super::{Attempt, Counter, StateToken, Store, StoreError};
 use crate::policy::Grant;
 use jiff::Timestamp;
 use postgres::types::ToSql;
@@ -125,6 +125,12 @@ impl PgStore {
     #[cfg(test)]
     pub(super) fn raw_for_tests(&self, sql: &str) -> Result<(), StoreError> {
         self.with(|c| Ok(c.batch_execute(sql)?))
+    }
+
+    /// Runs a raw query answering one number (tests of the database's own state).
+    #[cfg(test)]
+    pub(super) fn scalar_for_tests(&self, sql: &str) -> Result<i64, StoreError> {
+        self.with(|c| Ok(c.query_one(sql, &[])?.try_get(0)?))
     }
 
     /// The server this store talks to, password redacted.
@@ -547,10 +553,26 @@ impl Store for PgStore {
             session_row,
         )
     }
+
+    fn reserve_attempt(
+        &mut self,
+        counters: &[Counter],
+        now: Timestamp,
+    ) -> Result<Attempt, StoreError> {
+        self.with(|c| super::throttle::reserve_pg(c, counters, now))
+    }
+
+    fn forget_failures(&mut self, key: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute("DELETE FROM login_failures WHERE key = $1", &[&key])?;
+            Ok(())
+        })
+    }
 }
 
-/// Key of the advisory lock a directory-mode reconciler holds ("stagegate-rec" in ASCII).
-const RECONCILE_LOCK: i64 = 0x7374_6167_6572_6563;
+/// Key of the advisory lock a directory-mode reconciler holds ("stagegate-rec" in ASCII);
+/// public so operators and tests can see (in `pg_locks`) or wait for the holder.
+pub const RECONCILE_LOCK: i64 = 0x7374_6167_6572_6563;
 
 /// The right to reconcile into a shared PostgreSQL store in directory mode: a session-level
 /// advisory lock held by one connection. Only its holder reconciles; when the holder dies its

@@ -149,6 +149,18 @@ ALTER TABLE users ADD COLUMN invitation_state TEXT
     CHECK (invitation_state IN ('pending', 'issued', 'accepted'));
 CREATE UNIQUE INDEX users_invitation ON users (invitation_id) WHERE invitation_id IS NOT NULL;
 "#,
+    // 4: failed-login counters, shared by every process using the store (see `throttle.rs`).
+    // Keys are keyed hashes; times are milliseconds since the epoch.
+    r#"
+CREATE TABLE login_failures (
+    key          TEXT PRIMARY KEY,
+    failures     INTEGER NOT NULL,
+    last_at      INTEGER NOT NULL,
+    locked_until INTEGER,
+    forget_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX login_failures_forget ON login_failures (forget_at);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -3,7 +3,7 @@
 use super::model::*;
 use super::rows::*;
 use super::write::{chosen_password, write_op, Writer, BUMP_REVISION};
-use super::{schema, Store, StoreError};
+use super::{schema, Attempt, Counter, Store, StoreError};
 use crate::policy::Grant;
 use jiff::Timestamp;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue};
@@ -378,6 +378,21 @@ impl Store for SqliteStore {
             .prepare_cached("SELECT * FROM sessions WHERE username = ?1 ORDER BY created_at")?;
         let rows = stmt.query_map([username], |r| session_row(r).map_err(conv))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn reserve_attempt(
+        &mut self,
+        counters: &[Counter],
+        now: Timestamp,
+    ) -> Result<Attempt, StoreError> {
+        super::throttle::reserve_sqlite(&mut self.conn, counters, now)
+    }
+
+    fn forget_failures(&mut self, key: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM login_failures WHERE key = ?1")?
+            .execute([key])?;
+        Ok(())
     }
 }
 

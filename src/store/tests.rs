@@ -23,7 +23,7 @@ fn pg() -> PgStore {
 }
 
 /// One fresh store of each kind, named.
-fn both_stores() -> Vec<(&'static str, AnyStore)> {
+pub(super) fn both_stores() -> Vec<(&'static str, AnyStore)> {
     vec![
         ("sqlite", AnyStore::in_memory().unwrap()),
         ("postgres", pg().into()),

@@ -6,6 +6,10 @@
 //! whole keeps the objects of its last good parse (and stays in
 //! `broken_files`, so plan never prunes what it declared); a deleted file's
 //! objects disappear; unchanged files are not re-read or re-parsed.
+//!
+//! What it holds is what the idle daemon holds, so it is kept small: per file
+//! a stamp, the content's SHA-256 and the typed objects, not the documents'
+//! texts (see [`Snapshot::reread`]).
 
 use crate::snapshot::{Declared, Snapshot};
 use crate::sources::files::{
@@ -252,8 +256,17 @@ impl DirCache {
             }
         }
         let existed = self.files.contains_key(path);
-        let snap = load_bytes(&label(path), bytes);
+        let file = label(path);
+        let mut snap = load_bytes(&file, bytes);
         self.parsed += 1;
+        // Only the typed objects are kept: a field's line is found by reading the file
+        // again, while it still has this content, when a problem needs it.
+        snap.documents = Default::default();
+        snap.reread.insert(file, digest);
+        // Kept as a copy: a clone's strings and vectors fit their contents, while the
+        // parse leaves growth slack in them (~40 % of the cache's heap at 10,000 users).
+        #[allow(clippy::redundant_clone)]
+        let snap = snap.clone();
         let broken = !snap.broken_files.is_empty();
         self.store(path, stamp, digest, snap);
         Some(match (broken, existed) {

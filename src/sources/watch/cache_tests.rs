@@ -103,3 +103,37 @@ fn unreadable_file_keeps_last_good_objects() {
     assert_eq!(users(&c), ["ada"]);
     assert_eq!(c.broken(), vec![label(&f)]);
 }
+
+#[test]
+fn a_problem_points_at_its_field_from_a_cache_that_keeps_no_document_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("users.yaml");
+    let text = "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: alice\n  namespace: t\nspec:\n  displayName: Alice\n---\napiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: alice-again\n  namespace: t\nspec:\n  displayName: Alice, again\n  username: alice\n";
+    std::fs::write(&f, text).unwrap();
+    let mut c = DirCache::new(dir.path());
+    c.refresh(false).unwrap();
+    let line = |c: &DirCache| {
+        let mut snap = c.snapshot();
+        assert!(
+            snap.documents.is_empty(),
+            "the cache keeps no document text"
+        );
+        crate::validate::validate(&mut snap);
+        let d = snap
+            .diagnostics
+            .iter()
+            .find(|d| d.reason == Reason::DuplicateUsername)
+            .expect("a DuplicateUsername problem")
+            .clone();
+        (d.field, d.line)
+    };
+    // The second document starts at line 9; its spec.username is on line 16.
+    assert_eq!(line(&c), (Some("spec.username".into()), Some(16)));
+    // The file changed and was not parsed again yet: its lines are not trusted, the
+    // document's own line is given.
+    std::fs::write(&f, format!("# moved\n{text}")).unwrap();
+    assert_eq!(line(&c).1, Some(9));
+    // Parsed again: the field's new line.
+    c.refresh(true).unwrap();
+    assert_eq!(line(&c).1, Some(17));
+}

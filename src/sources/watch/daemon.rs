@@ -339,6 +339,9 @@ impl<R: Reconciler> Worker<R> {
         self.activity.secret_files_read = self.secrets.as_ref().map_or(0, SecretsCache::reads);
         if out.1.is_some() {
             self.activity.reconciles += 1;
+            // The round's merged snapshot, store state and plan are dropped by now: give
+            // their pages back before going idle (see `sources::memory`).
+            crate::sources::memory::release_freed();
         }
         out
     }
@@ -405,7 +408,7 @@ impl<R: Reconciler> Worker<R> {
         let started = std::time::Instant::now();
         let mut snapshot = self.cache.snapshot();
         snapshot.domains.required = self.require_access_domain;
-        if let Some(cache) = &self.secrets {
+        if let Some(cache) = &mut self.secrets {
             // Only the Secrets a passwordSecretRef names are data the plan reads.
             let (secrets, diags) = cache.loaded(&referenced_secrets(&snapshot));
             snapshot.secrets.extend(secrets);

@@ -2,8 +2,8 @@
 //! plan + apply `stagegate apply` runs) against an open SQLite store, then the
 //! bootstrap-administrator step.
 //!
-//! The store's state is read once per round (after an apply that wrote, once
-//! more, for the bootstrap step) and dropped with the round: at 10,000 users it
+//! The store's state is read once per round (after an apply that wrote a user or a
+//! global Admin binding, once more, for the bootstrap step) and dropped with the round: at 10,000 users it
 //! is ~77 MiB of live heap the idle daemon need not hold. What it keeps is the
 //! store's [`StateToken`] after a round that wrote nothing, and when the same
 //! inputs could next plan differently: when a stored token key or an unaccepted
@@ -13,7 +13,7 @@
 
 use super::daemon::{AppliedChange, ReconcileError, Reconciled, Reconciler};
 use super::secrets_cache::SecretsCache;
-use crate::bootstrap::{ensure_bootstrap_admin_in, BootstrapConfig};
+use crate::bootstrap::{ensure_bootstrap_admin_in, unaffected_by, BootstrapConfig};
 use crate::secrets::{DirSecretSink, PasswordParams, SecretSink, ServerKey};
 use crate::snapshot::Snapshot;
 use crate::sources::directory::{reconcile_with_state, DirError};
@@ -162,8 +162,9 @@ impl Reconciler for StoreReconciler {
         let mut reread = std::time::Duration::ZERO;
         let state = match &self.bootstrap {
             Some(cfg) => {
-                // The apply wrote: the bootstrap step needs the state it left.
-                let state = if applied {
+                // The apply wrote: the bootstrap step needs the state it left, unless
+                // nothing it wrote is something that step reads.
+                let state = if applied && !unaffected_by(&plan.changes, &state) {
                     drop(state);
                     self.state_reads += 1;
                     self.store.load_state().map_err(store_error)?

@@ -120,3 +120,156 @@ fn an_unaccepted_invitation_unsettles_it_when_it_expires() {
     // At the invitation's expiry the same inputs plan InvitationExpired: plan again.
     assert!(!rec.settled(now.checked_add(day * 3).unwrap()));
 }
+
+/// A small organization the equivalence tests edit one field at a time: four users
+/// (declared? revoked?), four bindings (declared? which user, which role, global or a
+/// customer's) and one token (revoked?).
+#[derive(Clone, Debug)]
+struct Org {
+    users: [(bool, bool); 4],
+    bindings: [(bool, usize, usize, bool); 4],
+    token_revoked: bool,
+}
+
+const ROLES: [&str; 3] = ["Admin", "Manager", "Analyst"];
+
+impl Org {
+    fn start() -> Org {
+        Org {
+            users: [(true, false); 4],
+            bindings: [
+                (true, 0, 0, true),
+                (true, 1, 1, false),
+                (true, 2, 2, true),
+                (false, 3, 2, false),
+            ],
+            token_revoked: false,
+        }
+    }
+
+    /// One small edit: `what` picks the field, `value` the object and its new value.
+    fn edit(&mut self, what: u8, value: u8) {
+        let v = value as usize;
+        match what % 7 {
+            0 => self.users[v % 4].0 ^= true,
+            1 => self.users[v % 4].1 ^= true,
+            2 => self.bindings[v % 4].0 ^= true,
+            3 => self.bindings[v % 4].1 = (v / 4) % 4,
+            4 => self.bindings[v % 4].2 = (v / 4) % ROLES.len(),
+            5 => self.bindings[v % 4].3 ^= true,
+            _ => self.token_revoked ^= true,
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut docs = Vec::new();
+        for (i, (declared, revoked)) in self.users.iter().enumerate() {
+            if *declared {
+                let state = if *revoked { "Revoked" } else { "Active" };
+                docs.push(format!(
+                    "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: u{i}\n  namespace: t\nspec:\n  state: {state}\n"
+                ));
+            }
+        }
+        for (i, (declared, user, role, global)) in self.bindings.iter().enumerate() {
+            if *declared {
+                let scope = if *global {
+                    ""
+                } else {
+                    "  scope:\n    customer: acme\n"
+                };
+                docs.push(format!(
+                    "apiVersion: stagegate.dev/v1alpha1\nkind: AccessBinding\nmetadata:\n  name: b{i}\n  namespace: t\nspec:\n  user: u{user}\n  role: {}\n{scope}",
+                    ROLES[*role]
+                ));
+            }
+        }
+        docs.push(format!(
+            "apiVersion: stagegate.dev/v1alpha1\nkind: ApiToken\nmetadata:\n  name: bot\n  namespace: t\nspec:\n  role: Analyst\n  validity: 30d\n  revoked: {}\n",
+            self.token_revoked
+        ));
+        let mut snap = crate::sources::files::load_text("org.yaml", &docs.join("---\n"));
+        crate::validate::validate(&mut snap);
+        snap
+    }
+}
+
+/// Everything of a state the bootstrap step reads, and more: the rows of every user with a
+/// global Admin binding, the bootstrap administrator's row and its legacy status row.
+fn bootstrap_inputs(state: &StoreState, cfg: &BootstrapConfig) -> String {
+    use crate::policy::Role;
+    let admins: std::collections::BTreeSet<&str> = state
+        .bindings
+        .iter()
+        .filter(|b| b.role == Role::Admin && b.scope.is_global())
+        .map(|b| b.username.as_str())
+        .collect();
+    let users: Vec<_> = state
+        .users
+        .values()
+        .filter(|u| admins.contains(u.username.as_str()) || u.username == cfg.username)
+        .collect();
+    let legacy = crate::snapshot::ObjectKey::new("User", &cfg.namespace, &cfg.username);
+    format!("{users:?}\n{:?}", state.statuses.get(&legacy))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// The full path reads the store again after every apply before the bootstrap step;
+    /// the daemon skips that read when `unaffected_by` says the apply touched nothing the
+    /// step reads. For random runs of small edits, whenever it skips, the state before
+    /// the apply and the state after it give the bootstrap step the same inputs.
+    #[test]
+    fn the_bootstrap_step_reads_the_same_from_the_state_before_an_apply_it_skips_reading_after(
+        edits in proptest::collection::vec((0u8..7, 0u8..16), 1..8)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store: AnyStore = SqliteStore::open(&dir.path().join("store.db")).unwrap().into();
+        let secrets = dir.path().join("secrets");
+        let sink = DirSecretSink::new(&secrets);
+        let key = ServerKey::generate();
+        let params = PasswordParams::insecure_fast_for_tests();
+        let cfg = BootstrapConfig {
+            username: "admin".into(),
+            namespace: crate::bootstrap::DIR_MODE_NAMESPACE.into(),
+        };
+        let mut org = Org::start();
+        for (round, (what, value)) in std::iter::once((u8::MAX, 0)).chain(edits).enumerate() {
+            if round > 0 {
+                org.edit(what, value);
+            }
+            let now = crate::snapshot::now();
+            let before = store.load_state().unwrap();
+            let (plan, _) = crate::sources::directory::reconcile_with(
+                &org.snapshot(), &mut store, &secrets, &key, params, now,
+            ).unwrap();
+            let after = store.load_state().unwrap();
+            if unaffected_by(&plan.changes, &before) {
+                proptest::prop_assert_eq!(
+                    bootstrap_inputs(&before, &cfg),
+                    bootstrap_inputs(&after, &cfg),
+                    "round {} {:?}: {:?}", round, org, plan.changes.iter().map(|c| c.op.name()).collect::<Vec<_>>()
+                );
+            }
+            ensure_bootstrap_admin_in(&mut store, &after, &sink, &cfg, params, now).unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_edit_the_bootstrap_step_does_not_read_costs_one_state_read_and_an_admin_change_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rec = reconciler(dir.path(), true);
+    let mut org = Org::start();
+    rec.reconcile(org.snapshot(), None).unwrap();
+    // A Manager binding becomes an Analyst one, the token is revoked: one read, before the
+    // plan. The global Admin binding moves to another user, a user is revoked: read again.
+    for (what, value, reads) in [(4, 1 + 4 * 2, 1), (6, 0, 1), (3, 4, 2), (1, 1, 2)] {
+        let before = rec.state_reads();
+        org.edit(what, value);
+        let round = rec.reconcile(org.snapshot(), None).unwrap();
+        assert!(!round.changes.is_empty());
+        assert_eq!(rec.state_reads() - before, reads, "edit {what} {value}");
+    }
+}

@@ -8,6 +8,11 @@
 //! schedule another reconcile. Each file is read again only when its stamp
 //! (inode, size, modification and change time) differs from the one cached;
 //! files this process has just written are re-read at once and not reported.
+//!
+//! Only the data of the Secrets a `passwordSecretRef` named in the last round is
+//! kept: the rest (the passwords and token keys this process delivered, 11.5 MiB
+//! at that scale) is a digest and a state here, and is read again from disk if a
+//! declaration comes to name it.
 
 use crate::secrets::{
     list_secret_files, read_secret_file, Delivery, DirSecretSink, FileStamp, OutgoingSecret,
@@ -25,7 +30,10 @@ pub type SecretKey = (String, String);
 struct Cached {
     /// None when the file changed while it was read: read it again next time.
     stamp: Option<FileStamp>,
+    /// What was read; its `data` only while the Secret is wanted (see `dropped`).
     file: SecretFile,
+    /// Its data was read and not kept (no `passwordSecretRef` named it).
+    dropped: bool,
 }
 
 /// The cached Secret files of one secrets directory.
@@ -37,6 +45,8 @@ pub struct SecretsCache {
     listing: Vec<Diagnostic>,
     /// Files read from disk since the cache was made (a figure for tests and logs).
     reads: u64,
+    /// The Secrets `passwordSecretRef`s named in the last round: their data is kept.
+    wanted: BTreeSet<SecretKey>,
 }
 
 impl SecretsCache {
@@ -47,6 +57,7 @@ impl SecretsCache {
             files: BTreeMap::new(),
             listing: Vec::new(),
             reads: 0,
+            wanted: BTreeSet::new(),
         }
     }
 
@@ -117,27 +128,60 @@ impl SecretsCache {
     fn read(&mut self, f: &SecretFileName, key: SecretKey) -> bool {
         let before = FileStamp::of(&f.path);
         self.reads += 1;
-        let Some(file) = read_secret_file(&self.sink, f) else {
+        let Some(mut file) = read_secret_file(&self.sink, f) else {
             return self.files.remove(&key).is_some();
         };
+        let dropped = !self.wanted.contains(&key) && file.data.take().is_some();
         // A writer at work changes the stamp under us: read again at the next refresh.
         let stamp = before.filter(|b| FileStamp::of(&f.path).as_ref() == Some(b));
         let changed = self
             .files
             .get(&key)
             .is_none_or(|c| c.file.digest != file.digest);
-        self.files.insert(key, Cached { stamp, file });
+        self.files.insert(
+            key,
+            Cached {
+                stamp,
+                file,
+                dropped,
+            },
+        );
         changed
     }
 
     /// The data of the Secrets in `wanted` (those `passwordSecretRef`s name) and every
-    /// file's warning, as `load_secrets_dir` reports them.
+    /// file's warning, as `load_secrets_dir` reports them. From now on the data of these
+    /// Secrets is kept, and of no other: a wanted file whose data was not kept is read
+    /// again (what it holds now is what this round plans with).
     pub fn loaded<'a>(
-        &self,
+        &mut self,
         wanted: impl IntoIterator<Item = &'a SecretKey>,
     ) -> (BTreeMap<SecretKey, SecretData>, Vec<Diagnostic>) {
-        let secrets = wanted
-            .into_iter()
+        self.wanted = wanted.into_iter().cloned().collect();
+        for c in self
+            .files
+            .iter_mut()
+            .filter(|(k, _)| !self.wanted.contains(*k))
+        {
+            c.1.dropped |= c.1.file.data.take().is_some();
+        }
+        let reread: Vec<SecretKey> = self
+            .wanted
+            .iter()
+            .filter(|k| self.files.get(*k).is_some_and(|c| c.dropped))
+            .cloned()
+            .collect();
+        for (ns, name) in reread {
+            let f = SecretFileName {
+                path: self.sink.path_of(&ns, &name),
+                namespace: ns.clone(),
+                name: name.clone(),
+            };
+            self.read(&f, (ns, name));
+        }
+        let secrets = self
+            .wanted
+            .iter()
             .filter_map(|k| {
                 let data = self.files.get(k)?.file.data.clone()?;
                 Some((k.clone(), data))

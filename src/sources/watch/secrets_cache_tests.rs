@@ -99,3 +99,34 @@ fn only_referenced_data_is_handed_out_but_every_warning_is() {
     assert_eq!(diags.len(), 1);
     assert!(diags[0].message.contains("not a Secret manifest"));
 }
+
+#[test]
+fn only_wanted_data_is_kept_and_a_newly_wanted_file_is_read_again() {
+    let (_dir, mut cache) = setup();
+    cache.refresh();
+    let held = |c: &SecretsCache| {
+        c.files
+            .iter()
+            .filter(|(_, f)| f.file.data.is_some())
+            .map(|(k, _)| k.1.clone())
+            .collect::<Vec<_>>()
+    };
+    // Nothing named yet: what was read is a digest and a state, no data.
+    assert!(held(&cache).is_empty());
+    let (data, _) = cache.loaded(&[key("a")]);
+    assert_eq!(data[&key("a")]["password"], b"one-password");
+    assert_eq!(cache.reads(), 3, "a, named now, was read again");
+    assert_eq!(held(&cache), ["a"]);
+    // Named again: served from the cache. Named no more: dropped; another named: read.
+    let (data, _) = cache.loaded(&[key("a")]);
+    assert_eq!(data.len(), 1);
+    assert_eq!(cache.reads(), 3);
+    let (data, _) = cache.loaded(&[key("b")]);
+    assert_eq!(data[&key("b")]["password"], b"two-password");
+    assert_eq!((cache.reads(), held(&cache)), (4, vec!["b".to_string()]));
+    // What a sink is told is unchanged by dropping the data.
+    assert!(matches!(
+        cache.sink().state("team", "a"),
+        Ok(SecretState::Foreign) | Ok(SecretState::Ours { .. })
+    ));
+}

@@ -155,6 +155,18 @@ ALTER TABLE users ADD COLUMN invitation_state TEXT
     CHECK (invitation_state IN ('pending', 'issued', 'accepted'));
 CREATE UNIQUE INDEX users_invitation ON users (invitation_id) WHERE invitation_id IS NOT NULL;
 "#,
+    // 4: failed-login counters, shared by every process using the store (see `throttle.rs`).
+    // Keys are keyed hashes; times are milliseconds since the epoch.
+    r#"
+CREATE TABLE login_failures (
+    key          TEXT PRIMARY KEY,
+    failures     BIGINT NOT NULL,
+    last_at      BIGINT NOT NULL,
+    locked_until BIGINT,
+    forget_at    BIGINT NOT NULL
+);
+CREATE INDEX login_failures_forget ON login_failures (forget_at);
+"#,
 ];
 
 // Both stores are at the same schema version in every build.

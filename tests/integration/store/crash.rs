@@ -99,6 +99,16 @@ impl Store for FailingStore {
     fn user_sessions(&self, u: &str) -> Result<Vec<SessionRow>, StoreError> {
         self.inner.user_sessions(u)
     }
+    fn reserve_attempt(
+        &mut self,
+        c: &[stagegate::store::Counter],
+        now: jiff::Timestamp,
+    ) -> Result<stagegate::store::Attempt, StoreError> {
+        self.inner.reserve_attempt(c, now)
+    }
+    fn forget_failures(&mut self, key: &str) -> Result<(), StoreError> {
+        self.inner.forget_failures(key)
+    }
 }
 
 /// A sink whose delivery number `fail_at` (0-based) and later ones fail; with `after_write` it fails after writing (a crash before the reply).
