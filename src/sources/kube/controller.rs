@@ -204,6 +204,8 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>, fence: &F
                 backoff(failures, settings.resync)
             }
         };
+        // The round's snapshot, state and plan are dropped: hand their pages back before idling.
+        crate::sources::memory::release_freed();
         if shared.lock().version == seen {
             wait_for_change(&shared, wait).await;
         }
