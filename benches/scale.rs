@@ -252,6 +252,13 @@ fn raw_insert(path: &std::path::Path, s: &Scale) -> Duration {
 }
 
 fn main() {
+    // `STAGEGATE_BENCH_LOG=stagegate::store=debug` shows each set write of the PostgreSQL store.
+    if let Ok(filter) = std::env::var("STAGEGATE_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let s = Scale::from_env();
     // `STAGEGATE_BENCH_ARGON2_MEMORY_KIB` / `_ITERATIONS` make hashing cheap for quick runs.
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
@@ -341,7 +348,13 @@ fn main() {
             ),
         ),
         ("build + validate snapshot".into(), secs(build)),
-        ("one argon2id hash (m=19456,t=2,p=1)".into(), secs(one_hash)),
+        (
+            format!(
+                "one argon2id hash (m={},t={},p={})",
+                params.m_cost, params.t_cost, params.p_cost
+            ),
+            secs(one_hash),
+        ),
         (
             "plan, empty store".into(),
             format!("{} ({changes1} changes)", secs(plan1)),

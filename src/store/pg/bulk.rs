@@ -7,7 +7,11 @@
 //! `INSERT ... SELECT ... FROM unnest($1::text[], ...) ... ON CONFLICT ...` and
 //! `DELETE ... USING unnest(...) WHERE ...`. The server plans each statement once and reads
 //! the values in binary, and the one-row statement is the only text of each write (both
-//! stores run the same SQL, see `write.rs`).
+//! stores run the same SQL, see `write.rs`). An insert that cannot conflict is loaded with
+//! `COPY ... FROM STDIN` instead, the server's fastest way in (it inserts rows in batches,
+//! where `INSERT ... SELECT` inserts one at a time): a plain insert (bindings, decided
+//! requests, the audit log), and an upsert none of whose keys is stored yet (one query asks),
+//! as in a first apply.
 //!
 //! # The same result as one statement per row, in order
 //!
@@ -77,6 +81,40 @@ impl Column {
         }
     }
 
+    fn len(&self) -> usize {
+        match self {
+            Column::Text(c) => c.len(),
+            Column::Int(c) => c.len(),
+            Column::Bool(c) => c.len(),
+        }
+    }
+
+    /// Appends value `r` as `COPY`'s text format writes it: `\N` for NULL, and backslash,
+    /// tab, newline and carriage return escaped in text.
+    fn copy_text(&self, r: usize, out: &mut Vec<u8>) {
+        match self {
+            Column::Text(c) => match &c[r] {
+                None => out.extend_from_slice(b"\\N"),
+                Some(t) => {
+                    for b in t.bytes() {
+                        match b {
+                            b'\\' => out.extend_from_slice(b"\\\\"),
+                            b'\t' => out.extend_from_slice(b"\\t"),
+                            b'\n' => out.extend_from_slice(b"\\n"),
+                            b'\r' => out.extend_from_slice(b"\\r"),
+                            b => out.push(b),
+                        }
+                    }
+                }
+            },
+            Column::Int(c) => match c[r] {
+                None => out.extend_from_slice(b"\\N"),
+                Some(i) => out.extend_from_slice(i.to_string().as_bytes()),
+            },
+            Column::Bool(c) => out.push(if c[r] { b't' } else { b'f' }),
+        }
+    }
+
     fn param(&self) -> &(dyn ToSql + Sync) {
         match self {
             Column::Text(c) => c,
@@ -117,15 +155,78 @@ impl<'a, 't> PgWriter<'a, 't> {
         self.inserted.clear();
         for effect in [Effect::Delete, Effect::Insert] {
             for g in groups.iter().filter(|g| g.stmt.effect == effect) {
-                let sql = set_sql(g.stmt, &g.columns)?;
-                let params: Vec<_> = g.columns.iter().map(Column::param).collect();
                 let started = std::time::Instant::now();
-                let rows = self.tx.execute(sql.as_str(), &params)?;
+                let copy = match copy_columns(g.stmt) {
+                    Some((cols, false)) => Some(cols),
+                    Some((cols, true)) if !self.any_stored(g, cols)? => Some(cols),
+                    _ => None,
+                };
+                let rows = match copy {
+                    Some(cols) => self.copy(g, cols)?,
+                    None => {
+                        let sql = set_sql(g.stmt, &g.columns)?;
+                        let params: Vec<_> = g.columns.iter().map(Column::param).collect();
+                        self.tx.execute(sql.as_str(), &params)?
+                    }
+                };
                 tracing::debug!(table = g.stmt.table, effect = ?g.stmt.effect, rows,
                     took = ?started.elapsed(), "store rows written as a set");
             }
         }
         Ok(())
+    }
+
+    /// Loads the rows of a plain insert with `COPY ... FROM STDIN` (text format), in order.
+    fn copy(&mut self, g: &Group, cols: &str) -> Result<u64, StoreError> {
+        use std::io::Write;
+        let io =
+            |e: std::io::Error| StoreError::Postgres(format!("copy into {}: {e}", g.stmt.table));
+        let rows = g.columns.first().map_or(0, Column::len);
+        let sql = format!("COPY {} ({cols}) FROM STDIN", g.stmt.table);
+        let mut w = self.tx.copy_in(sql.as_str())?;
+        let mut buf = Vec::with_capacity(1 << 20);
+        for r in 0..rows {
+            for (i, c) in g.columns.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b'\t');
+                }
+                c.copy_text(r, &mut buf);
+            }
+            buf.push(b'\n');
+            if buf.len() >= 1 << 20 {
+                w.write_all(&buf).map_err(io)?;
+                buf.clear();
+            }
+        }
+        w.write_all(&buf).map_err(io)?;
+        Ok(w.finish()?)
+    }
+
+    /// Whether the table already holds a row with the key of one of `g`'s rows (`cols` names
+    /// the statement's parameters; true when it has no key). No other commit can add one
+    /// before this one's rows are written: commits run one at a time (the revision row lock).
+    fn any_stored(&mut self, g: &Group, cols: &str) -> Result<bool, StoreError> {
+        if g.stmt.key.is_empty() {
+            return Ok(true);
+        }
+        let names: Vec<&str> = cols.split(',').map(str::trim).collect();
+        let mut on = Vec::new();
+        let mut arrays = Vec::new();
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        for (j, &i) in g.stmt.key.iter().enumerate() {
+            on.push(format!("t.{} = k.p{}", names[i], j + 1));
+            arrays.push(format!("${}::{}", j + 1, g.columns[i].array_type()));
+            params.push(g.columns[i].param());
+        }
+        let names: Vec<String> = (1..=g.stmt.key.len()).map(|j| format!("p{j}")).collect();
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {} t JOIN unnest({}) AS k({}) ON {})",
+            g.stmt.table,
+            arrays.join(", "),
+            names.join(", "),
+            on.join(" AND ")
+        );
+        Ok(self.tx.query_one(sql.as_str(), &params)?.get(0))
     }
 
     /// Whether a queued insert of `stmt.table` satisfies `f`.
@@ -237,6 +338,35 @@ fn numbered(sql: &str, f: impl Fn(usize) -> String) -> String {
         out.push_str(&piece[digits..]);
     }
     out
+}
+
+/// The column list of an insert `INSERT INTO <table> (<cols>) VALUES (?1, ..., ?N) [ON
+/// CONFLICT ...]` (each parameter its column's value), and whether an `ON CONFLICT` clause
+/// follows. Such rows can be loaded with `COPY`, the fastest way in, when nothing can conflict:
+/// a plain insert does nothing more (a duplicate key fails the load, and the commit, as it
+/// fails the insert), nor does an upsert none of whose keys is in the table. None for any
+/// other statement.
+fn copy_columns(stmt: &Stmt) -> Option<(&'static str, bool)> {
+    if stmt.effect != Effect::Insert {
+        return None;
+    }
+    let rest = stmt
+        .sql
+        .strip_prefix(&format!("INSERT INTO {} (", stmt.table))?;
+    let (cols, rest) = rest.split_once(')')?;
+    let (tuple, tail) = rest
+        .trim_start()
+        .strip_prefix("VALUES (")?
+        .split_once(')')?;
+    let params: Vec<&str> = tuple.split(',').map(str::trim).collect();
+    let positional = params.len() == cols.split(',').count()
+        && params
+            .iter()
+            .enumerate()
+            .all(|(i, p)| *p == format!("?{}", i + 1));
+    let tail = tail.trim();
+    let upsert = tail.starts_with("ON CONFLICT");
+    (positional && (tail.is_empty() || upsert)).then_some((cols, upsert))
 }
 
 /// `stmt` for all the rows of `columns` at once: parameter `?N` becomes column `pN` of
