@@ -79,8 +79,6 @@ fn secs(d: Duration) -> String {
 struct Round {
     plan: Duration,
     apply: Duration,
-    /// The apply's store commits alone (inside `apply`).
-    commits: Duration,
     changes: usize,
     not_ready: usize,
 }
@@ -106,75 +104,13 @@ fn reconcile(
         password_params: params,
         public_url: None,
     };
-    let mut timed = Timed {
-        inner: store,
-        commits: Duration::ZERO,
-    };
-    let outcomes = apply(&plan, &mut timed, sink, &ctx).expect("apply");
+    let outcomes = apply(&plan, store, sink, &ctx).expect("apply");
     let applied = t.elapsed();
     Round {
         plan: planned,
         apply: applied,
-        commits: timed.commits,
         changes,
         not_ready: outcomes.iter().filter(|o| !o.ready).count(),
-    }
-}
-
-/// A store that adds up the time its commits take (everything else is passed through).
-struct Timed<'a> {
-    inner: &'a mut AnyStore,
-    commits: Duration,
-}
-
-impl Store for Timed<'_> {
-    fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
-        let t = Instant::now();
-        let r = self.inner.commit(ops);
-        self.commits += t.elapsed();
-        r
-    }
-    fn load_state(&self) -> Result<StoreState, StoreError> {
-        self.inner.load_state()
-    }
-    fn user(&self, username: &str) -> Result<Option<UserRow>, StoreError> {
-        self.inner.user(username)
-    }
-    fn grants(&self, username: &str) -> Result<Vec<Grant>, StoreError> {
-        self.inner.grants(username)
-    }
-    fn token_key(&self, key_id: &str) -> Result<Option<TokenKeyRow>, StoreError> {
-        self.inner.token_key(key_id)
-    }
-    fn models(&self) -> Result<Vec<ModelRow>, StoreError> {
-        self.inner.models()
-    }
-    fn statuses(&self) -> Result<Vec<ObjectStatus>, StoreError> {
-        self.inner.statuses()
-    }
-    fn audit(&self, after: i64) -> Result<Vec<AuditRow>, StoreError> {
-        self.inner.audit(after)
-    }
-    fn create_session(&mut self, session: &SessionRow) -> Result<(), StoreError> {
-        self.inner.create_session(session)
-    }
-    fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
-        self.inner.session(id_hash)
-    }
-    fn delete_session(&mut self, id_hash: &str) -> Result<(), StoreError> {
-        self.inner.delete_session(id_hash)
-    }
-    fn record_login(&mut self, username: &str, at: jiff::Timestamp) -> Result<(), StoreError> {
-        self.inner.record_login(username, at)
-    }
-    fn user_by_invitation(&self, invitation_id: &str) -> Result<Option<UserRow>, StoreError> {
-        self.inner.user_by_invitation(invitation_id)
-    }
-    fn set_chosen_password(&mut self, p: &ChosenPassword) -> Result<bool, StoreError> {
-        self.inner.set_chosen_password(p)
-    }
-    fn user_sessions(&self, username: &str) -> Result<Vec<SessionRow>, StoreError> {
-        self.inner.user_sessions(username)
     }
 }
 
@@ -363,7 +299,6 @@ fn main() {
             "first apply (hashing, 15k secret files, 2 commits)".into(),
             format!("{} ({not_ready1} not ready)", secs(apply1)),
         ),
-        ("  of which the store's commits".into(), secs(first.commits)),
         (
             "  ideal hashing: users x hash / cores".into(),
             format!("{} ({cores} cores)", secs(ideal)),
@@ -401,7 +336,6 @@ fn main() {
                 "PostgreSQL: first apply (same work)".into(),
                 format!("{} ({} changes)", secs(pg.apply1), pg.changes1),
             ),
-            ("  of which the store's commits".into(), secs(pg.commits1)),
             (
                 "PostgreSQL: no-op re-plan + re-apply".into(),
                 format!("{} + {}", secs(pg.plan2), secs(pg.apply2)),
@@ -439,7 +373,6 @@ fn main() {
 /// Figures of the PostgreSQL run.
 struct PgFigures {
     apply1: Duration,
-    commits1: Duration,
     changes1: usize,
     plan2: Duration,
     apply2: Duration,
@@ -476,7 +409,6 @@ fn on_postgres(
     let (copy, copy_data, rows) = raw_copy(&url, &into);
     PgFigures {
         apply1: first.apply,
-        commits1: first.commits,
         changes1: first.changes,
         plan2: noop.plan,
         apply2: noop.apply,
