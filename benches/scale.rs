@@ -15,16 +15,12 @@
 
 use rusqlite::params;
 use stagegate::apply::{apply, ApplyContext};
-use stagegate::policy::Grant;
 use stagegate::secrets::{
     generate_password, hash_password, DirSecretSink, PasswordParams, ServerKey,
 };
 use stagegate::snapshot::{Declared, Snapshot, Source};
 use stagegate::sources::directory::plan_against;
-use stagegate::store::{
-    copy_ops, AnyStore, AuditRow, ChosenPassword, ModelRow, ObjectStatus, SessionRow, SqliteStore,
-    Store, StoreError, StoreOp, StoreState, TokenKeyRow, UserRow,
-};
+use stagegate::store::{copy_ops, AnyStore, SqliteStore, Store};
 use stagegate::validate::validate;
 use std::time::{Duration, Instant};
 
