@@ -4,6 +4,7 @@
 //! debug line of a round that found nothing to do.
 
 use super::harness::{copy_examples, status_of, wait_for, Running, Workspace};
+use crate::stores::{on_both_stores, StoreKind};
 
 const NOTHING: &str = "\"message\":\"nothing changed; not reconciling\"";
 const RECONCILED: &str = "\"message\":\"reconciled\"";
@@ -26,9 +27,9 @@ spec:
   displayName: Quinn Quiet
 ";
 
-#[test]
-fn own_writes_and_unchanged_files_do_not_reconcile_edits_do() {
-    let ws = Workspace::new();
+on_both_stores!(own_writes_and_unchanged_files_do_not_reconcile_edits_do);
+fn own_writes_and_unchanged_files_do_not_reconcile_edits_do(store: StoreKind) {
+    let ws = Workspace::on(store);
     copy_examples(&ws.manifests());
     let r = ws.start_logging(&["--log-json"], "info,stagegate::sources::watch=debug");
     wait_for(&r, 60, "the first reconcile", || {
