@@ -5,8 +5,8 @@
 //! rule it broke, never the value. Through the real daemon and its HTTP API.
 
 use super::harness::{wait_for, Running, Workspace};
-use crate::stores::{on_both_stores, StoreKind};
 use crate::firstrun::ready_client;
+use crate::stores::{on_both_stores, StoreKind};
 use crate::support;
 use base64::Engine;
 use stagegate::store::{ObjectStatus, Store};

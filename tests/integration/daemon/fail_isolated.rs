@@ -5,8 +5,8 @@
 //! that cannot run at all is loud: `/readyz`, the metrics and `status` say why.
 
 use super::harness::{status_of, wait_for, Running, Workspace};
-use crate::stores::{on_both_stores, StoreKind};
 use crate::api::client::ApiClient;
+use crate::stores::{on_both_stores, StoreKind};
 use crate::support;
 use stagegate::secrets::parse_secret_manifest;
 use stagegate::store::Store;
@@ -124,7 +124,9 @@ fn support_session(user: &str) -> stagegate::store::SessionRow {
     }
 }
 
-on_both_stores!(broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_apply_stray_file);
+on_both_stores!(
+    broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_apply_stray_file
+);
 fn broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_apply_stray_file(
     store: StoreKind,
 ) {
@@ -183,10 +185,7 @@ pub(super) fn api_of(r: &Running) -> ApiClient {
 }
 
 /// The same in `run --dir`: within one reconcile her session and her token stop working over HTTP.
-fn revocation_is_applied_by_the_daemon_despite(
-    store: StoreKind,
-    break_path: impl Fn(&Workspace),
-) {
+fn revocation_is_applied_by_the_daemon_despite(store: StoreKind, break_path: impl Fn(&Workspace)) {
     let ws = Workspace::on(store);
     ws.write("org.yaml", &manifests("Active", false));
     let (r, api) = start_ready(&ws, false);
@@ -214,10 +213,14 @@ on_both_stores!(broken_secrets_path_in_one_namespace_does_not_delay_a_revocation
 fn broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_run_stray_file(
     store: StoreKind,
 ) {
-    revocation_is_applied_by_the_daemon_despite(store, |ws| stray_file(&ws.secrets().join("other")));
+    revocation_is_applied_by_the_daemon_despite(store, |ws| {
+        stray_file(&ws.secrets().join("other"))
+    });
 }
 
-on_both_stores!(broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_run_name_too_long);
+on_both_stores!(
+    broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_run_name_too_long
+);
 fn broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_run_name_too_long(
     store: StoreKind,
 ) {

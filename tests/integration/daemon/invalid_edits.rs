@@ -5,8 +5,8 @@
 //! the bootstrap administrator's Secret is never another declaration's. Through the daemon.
 
 use super::harness::{copy_examples, wait_for, Workspace};
-use crate::stores::{on_both_stores, StoreKind};
 use crate::firstrun::{provide_secret, ready_client, secret_value};
+use crate::stores::{on_both_stores, StoreKind};
 use crate::support;
 use serde_json::json;
 use stagegate::store::Store;

@@ -5,8 +5,8 @@
 
 use super::fail_isolated::{secret, start_ready_with};
 use super::harness::{wait_for, Running, Workspace};
-use crate::stores::{on_both_stores, StoreKind};
 use crate::api::client::ApiClient;
+use crate::stores::{on_both_stores, StoreKind};
 use crate::support;
 use serde_json::json;
 use stagegate::store::{ObjectStatus, Store};

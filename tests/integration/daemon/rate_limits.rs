@@ -72,8 +72,12 @@ fn run_flags_set_the_address_and_the_caller_limits(store: StoreKind) {
     }
 }
 
-on_both_stores!(by_default_authenticated_callers_have_no_limit_and_zero_turns_the_address_limit_off);
-fn by_default_authenticated_callers_have_no_limit_and_zero_turns_the_address_limit_off(store: StoreKind) {
+on_both_stores!(
+    by_default_authenticated_callers_have_no_limit_and_zero_turns_the_address_limit_off
+);
+fn by_default_authenticated_callers_have_no_limit_and_zero_turns_the_address_limit_off(
+    store: StoreKind,
+) {
     let ws = Workspace::on(store);
     ws.write("org.yaml", ORG);
     let (_r, api) = start_ready_with(&ws, &["--address-rate-limit", "0"]);
