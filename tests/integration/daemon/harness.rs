@@ -103,6 +103,11 @@ impl Workspace {
 
     /// [`Workspace::start`] with `RUST_LOG` set to `filter`.
     pub fn start_logging(&self, extra: &[&str], filter: &str) -> Running {
+        self.start_resyncing("1h", extra, filter)
+    }
+
+    /// [`Workspace::start_logging`] with `--resync resync`.
+    pub fn start_resyncing(&self, resync: &str, extra: &[&str], filter: &str) -> Running {
         let mut cmd = support::stagegate();
         cmd.env("RUST_LOG", filter);
         cmd.args(["run", "--dir"])
@@ -110,7 +115,7 @@ impl Workspace {
             .args(self.store_args())
             .arg("--secrets-dir")
             .arg(self.secrets())
-            .args(["--resync", "1h"])
+            .args(["--resync", resync])
             .args(["--argon2-memory-kib", "8", "--argon2-iterations", "1"])
             .args(extra);
         Running::spawn(cmd, self.tmp.path())
