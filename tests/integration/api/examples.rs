@@ -18,10 +18,7 @@ struct Org {
 
 impl Org {
     fn start(store: StoreKind) -> Org {
-        let env = match store {
-            StoreKind::Sqlite => Env::from_examples(),
-            StoreKind::Postgres => Env::from_examples().on_postgres(),
-        };
+        let env = Env::from_examples().on(store);
         env.write_secret(NS, "maria-password", "password", "maria-set-by-admin");
         apply(&env);
         let config = ApiConfig {
