@@ -188,10 +188,18 @@ impl PgStore {
         self.with(revision)
     }
 
-    /// A token that never equals another: PostgreSQL offers no cheap "nothing was written by
-    /// any session" probe, so callers caching the state read it again every time.
+    /// Evidence that nothing was committed: the server's current transaction snapshot
+    /// (`xmin:xmax:running xids`). Any committed write had a transaction id, and between two
+    /// equal snapshots none completed: one with an id at or above the first's `xmax` would
+    /// have raised `xmax`, one below it was running then and would have left the list. Like
+    /// SQLite's token it sees writes that do not bump the revision (logins, sessions,
+    /// self-service), by any process. It covers the whole server, so another database's
+    /// writes move it too: that costs a needless re-read, never a missed change.
     pub fn state_token(&self) -> Result<StateToken, StoreError> {
-        Ok(StateToken::never_equal())
+        self.with(|c| {
+            let row = c.query_one("SELECT pg_current_snapshot()::text", &[])?;
+            Ok(StateToken::postgres(row.try_get(0)?))
+        })
     }
 
     /// Runs `f` in one write transaction, ordered after every other commit (see the module
