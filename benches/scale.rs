@@ -10,7 +10,8 @@
 //! `STAGEGATE_BENCH_DIR` picks where the store and secrets go (default: a temp dir).
 //! `STAGEGATE_BENCH_POSTGRES=1` also runs the first apply and the no-op reconcile against
 //! PostgreSQL (a throw-away server from the distribution's binaries, as the tests start it),
-//! beside a raw bulk load (`COPY`) of the same rows into the same server.
+//! commits the rows that apply left into an empty database (the store's writes alone), and
+//! bulk-loads the very same rows (exported from the first database) with `COPY` into a third.
 
 use rusqlite::params;
 use stagegate::apply::{apply, ApplyContext};
@@ -19,7 +20,7 @@ use stagegate::secrets::{
 };
 use stagegate::snapshot::{Declared, Snapshot, Source};
 use stagegate::sources::directory::plan_against;
-use stagegate::store::{AnyStore, SqliteStore, Store};
+use stagegate::store::{copy_ops, AnyStore, SqliteStore, Store};
 use stagegate::validate::validate;
 use std::time::{Duration, Instant};
 
@@ -70,14 +71,22 @@ fn secs(d: Duration) -> String {
     }
 }
 
-/// One reconcile: load state, plan (observing Secrets), apply. Returns (plan time, apply time, data changes).
+/// One reconcile's figures.
+struct Round {
+    plan: Duration,
+    apply: Duration,
+    changes: usize,
+    not_ready: usize,
+}
+
+/// One reconcile: load state, plan (observing Secrets), apply.
 fn reconcile(
     snap: &Snapshot,
     store: &mut AnyStore,
     sink: &DirSecretSink,
     key: &ServerKey,
     params: PasswordParams,
-) -> (Duration, Duration, usize, usize) {
+) -> Round {
     let now = jiff::Timestamp::now();
     let t = Instant::now();
     let state = store.load_state().expect("load state");
@@ -93,8 +102,24 @@ fn reconcile(
     };
     let outcomes = apply(&plan, store, sink, &ctx).expect("apply");
     let applied = t.elapsed();
-    let not_ready = outcomes.iter().filter(|o| !o.ready).count();
-    (planned, applied, changes, not_ready)
+    Round {
+        plan: planned,
+        apply: applied,
+        changes,
+        not_ready: outcomes.iter().filter(|o| !o.ready).count(),
+    }
+}
+
+/// Every row `store` holds (sessions aside) committed into `to`, empty, in one commit: the
+/// store's own writes alone, timed without the reads that gather the rows.
+fn recommit(store: &AnyStore, to: &mut AnyStore) -> Duration {
+    let ops = copy_ops(
+        &store.load_state().expect("state"),
+        store.audit(0).expect("audit"),
+    );
+    let t = Instant::now();
+    to.commit(&ops).expect("commit rows");
+    t.elapsed()
 }
 
 /// The same rows written with plain prepared INSERTs in one transaction (hashes precomputed).
@@ -159,6 +184,13 @@ fn raw_insert(path: &std::path::Path, s: &Scale) -> Duration {
 }
 
 fn main() {
+    // `STAGEGATE_BENCH_LOG=stagegate::store=debug` shows each set write of the PostgreSQL store.
+    if let Ok(filter) = std::env::var("STAGEGATE_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let s = Scale::from_env();
     // `STAGEGATE_BENCH_ARGON2_MEMORY_KIB` / `_ITERATIONS` make hashing cheap for quick runs.
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
@@ -212,22 +244,31 @@ fn main() {
     let sink = DirSecretSink::new(tmp.path().join("secrets"));
     let mut store = AnyStore::open(&tmp.path().join("store.db")).expect("store");
 
-    let (plan1, apply1, changes1, not_ready1) = reconcile(&snap, &mut store, &sink, &key, params);
+    let first = reconcile(&snap, &mut store, &sink, &key, params);
+    let (plan1, apply1, changes1, not_ready1) =
+        (first.plan, first.apply, first.changes, first.not_ready);
     let ideal = one_hash.mul_f64(s.users as f64 / cores as f64);
-    let (plan2, apply2, changes2, _) = reconcile(&snap, &mut store, &sink, &key, params);
+    let noop = reconcile(&snap, &mut store, &sink, &key, params);
+    let (plan2, apply2, changes2) = (noop.plan, noop.apply, noop.changes);
     assert_eq!(changes2, 0, "a second reconcile must change nothing");
+    let rows_sqlite = recommit(
+        &store,
+        &mut AnyStore::open(&tmp.path().join("rows.db")).expect("store"),
+    );
 
     // One user changes (display name) and one is revoked (ends sessions, revokes owned tokens).
     let mut changed = snap.clone();
     changed.users[1].object.spec.display_name = Some("Renamed".into());
-    let (plan3, apply3, changes3, _) = reconcile(&changed, &mut store, &sink, &key, params);
+    let one = reconcile(&changed, &mut store, &sink, &key, params);
+    let (plan3, apply3, changes3) = (one.plan, one.apply, one.changes);
     changed.users[2].object.spec.state = stagegate::resources::UserState::Revoked;
-    let (plan4, apply4, changes4, _) = reconcile(&changed, &mut store, &sink, &key, params);
+    let revoke = reconcile(&changed, &mut store, &sink, &key, params);
+    let (plan4, apply4, changes4) = (revoke.plan, revoke.apply, revoke.changes);
 
     let raw = raw_insert(&tmp.path().join("raw.db"), &s);
     let postgres = std::env::var_os("STAGEGATE_BENCH_POSTGRES")
         .is_some()
-        .then(|| on_postgres(&snap, &s, &key, params, tmp.path()));
+        .then(|| on_postgres(&snap, &key, params, tmp.path()));
     let peak = peak_rss_mib();
 
     let rows: Vec<(String, String)> = vec![
@@ -239,7 +280,13 @@ fn main() {
             ),
         ),
         ("build + validate snapshot".into(), secs(build)),
-        ("one argon2id hash (m=19456,t=2,p=1)".into(), secs(one_hash)),
+        (
+            format!(
+                "one argon2id hash (m={},t={},p={})",
+                params.m_cost, params.t_cost, params.p_cost
+            ),
+            secs(one_hash),
+        ),
         (
             "plan, empty store".into(),
             format!("{} ({changes1} changes)", secs(plan1)),
@@ -269,7 +316,14 @@ fn main() {
             "single-user revoke: plan + apply".into(),
             format!("{} + {} ({changes4} changes)", secs(plan4), secs(apply4)),
         ),
-        ("raw SQLite bulk insert, same rows".into(), secs(raw)),
+        (
+            "the first apply's rows (+ statuses, audit), one commit".into(),
+            secs(rows_sqlite),
+        ),
+        (
+            "raw SQLite bulk insert (users, bindings, tokens, models)".into(),
+            secs(raw),
+        ),
     ];
     let mut rows = rows;
     if let Some(pg) = postgres {
@@ -284,11 +338,15 @@ fn main() {
             ),
             (
                 "PostgreSQL: the first apply's rows (+ statuses, audit), one commit".into(),
-                secs(pg.writes),
+                format!("{} ({} rows)", secs(pg.writes), pg.rows),
             ),
             (
-                "PostgreSQL: raw COPY (users, bindings, tokens, models)".into(),
+                "PostgreSQL: raw COPY of the same rows (all tables)".into(),
                 secs(pg.copy),
+            ),
+            (
+                "  of which users, bindings, tokens, models".into(),
+                secs(pg.copy_data),
             ),
             (
                 "  row writes / raw COPY".into(),
@@ -314,96 +372,98 @@ struct PgFigures {
     changes1: usize,
     plan2: Duration,
     apply2: Duration,
-    /// The first apply's store commits alone (its rows, without hashing or Secret files).
+    /// Every row the first apply left, committed again into an empty database (store writes alone).
     writes: Duration,
+    rows: u64,
+    /// The same rows loaded with `COPY`, all tables; and the users, bindings, tokens, models alone.
     copy: Duration,
+    copy_data: Duration,
 }
 
 /// The first apply and a no-op reconcile into a fresh PostgreSQL database; the same rows
-/// committed again into a second database (store writes alone); a raw `COPY` into a third.
+/// committed again into a second database (store writes alone); the same rows, exported from
+/// the first database, loaded with `COPY` into a third.
 fn on_postgres(
     snap: &Snapshot,
-    s: &Scale,
     key: &ServerKey,
     params: PasswordParams,
     dir: &std::path::Path,
 ) -> PgFigures {
-    let open = || {
-        AnyStore::open(std::path::Path::new(
-            &stagegate::store::pg::test_server::database(),
-        ))
-        .expect("PostgreSQL store")
-    };
+    let open = |url: &str| AnyStore::open(std::path::Path::new(url)).expect("PostgreSQL store");
     let sink = DirSecretSink::new(dir.join("pg-secrets"));
-    let mut store = open();
-    let (_, apply1, changes1, _) = reconcile(snap, &mut store, &sink, key, params);
-    let (plan2, apply2, changes2, _) = reconcile(snap, &mut store, &sink, key, params);
-    assert_eq!(changes2, 0, "a second reconcile must change nothing");
-    // The store writes alone: every row the apply left, committed in one transaction.
-    let mut again = open();
-    let t = Instant::now();
-    stagegate::store::copy_store(&store, &mut again).expect("copy rows");
-    let writes = t.elapsed();
     let url = stagegate::store::pg::test_server::database();
-    drop(open_raw_schema(&url));
-    let copy = raw_copy(&url, s);
+    let mut store = open(&url);
+    let first = reconcile(snap, &mut store, &sink, key, params);
+    let noop = reconcile(snap, &mut store, &sink, key, params);
+    assert_eq!(noop.changes, 0, "a second reconcile must change nothing");
+    let writes = recommit(
+        &store,
+        &mut open(&stagegate::store::pg::test_server::database()),
+    );
+    let into = stagegate::store::pg::test_server::database();
+    drop(open(&into));
+    let (copy, copy_data, rows) = raw_copy(&url, &into);
     PgFigures {
-        apply1,
-        changes1,
-        plan2,
-        apply2,
+        apply1: first.apply,
+        changes1: first.changes,
+        plan2: noop.plan,
+        apply2: noop.apply,
         writes,
+        rows,
         copy,
+        copy_data,
     }
 }
 
-fn open_raw_schema(url: &str) -> AnyStore {
-    AnyStore::open(std::path::Path::new(url)).expect("schema")
-}
+/// The tables a commit writes and their columns (generated ids aside: the load generates
+/// them too, as the store's inserts do).
+const COPIED: [(&str, &str); 7] = [
+    ("users", "*"),
+    ("bindings", "username, role, scope_customer, scope_project, owner_kind, owner_namespace, owner_name, owner_source"),
+    ("token_keys", "*"),
+    ("models", "*"),
+    ("stage_requests", "*"),
+    ("object_status", "*"),
+    ("audit_log", "at, action, kind, namespace, name, source, old_json, new_json"),
+];
 
-/// The same rows as [`raw_insert`], bulk-loaded with `COPY ... FROM STDIN` in one transaction.
-fn raw_copy(url: &str, s: &Scale) -> Duration {
-    use std::io::Write;
-    let mut c = postgres::Client::connect(url, postgres::NoTls).expect("connect");
-    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+/// Every row of `from` (sessions aside) exported with `COPY ... TO STDOUT`, then loaded into
+/// the empty database `into` with `COPY ... FROM STDIN` in one transaction: the raw bulk load
+/// of exactly the rows the store wrote. Returns the load's time, the time of its users,
+/// bindings, tokens and models alone, and the number of rows.
+fn raw_copy(from: &str, into: &str) -> (Duration, Duration, u64) {
+    use std::io::{Read, Write};
+    let mut c = postgres::Client::connect(from, postgres::NoTls).expect("connect");
+    let mut dumps = Vec::new();
+    for (table, cols) in COPIED {
+        let cols = if cols == "*" {
+            String::new()
+        } else {
+            format!("({cols})")
+        };
+        let select = format!("COPY {table} {cols} TO STDOUT");
+        let mut data = Vec::new();
+        c.copy_out(select.as_str())
+            .expect("copy out")
+            .read_to_end(&mut data)
+            .expect("read");
+        dumps.push((table, cols, data));
+    }
+    let mut c = postgres::Client::connect(into, postgres::NoTls).expect("connect");
+    let (mut data_tables, mut rows) = (Duration::ZERO, 0);
     let t = Instant::now();
     let mut tx = c.transaction().expect("tx");
-    let mut w = tx
-        .copy_in("COPY users (username, display_name, email, state, password_hash, password_source, password_id, owner_kind, owner_namespace, owner_name, owner_source) FROM STDIN")
-        .expect("copy users");
-    for i in 0..s.users {
-        writeln!(w, "u{i:05}\tUser {i}\tu{i}@example.com\tActive\t{hash}\tgenerated\tid{i}\tUser\t{NS}\tu{i:05}\tgenerated.yaml").expect("row");
+    for (table, cols, data) in &dumps {
+        let one = Instant::now();
+        let mut w = tx
+            .copy_in(format!("COPY {table} {cols} FROM STDIN").as_str())
+            .expect("copy in");
+        w.write_all(data).expect("rows");
+        rows += w.finish().expect("copy");
+        if ["users", "bindings", "token_keys", "models"].contains(table) {
+            data_tables += one.elapsed();
+        }
     }
-    w.finish().expect("users");
-    let mut w = tx
-        .copy_in("COPY bindings (username, role, scope_customer, scope_project, owner_kind, owner_namespace, owner_name, owner_source) FROM STDIN")
-        .expect("copy bindings");
-    for j in 0..s.bindings {
-        let u = j % s.users;
-        writeln!(
-            w,
-            "u{u:05}\tDeveloper\t{}\tp1\tAccessBinding\t{NS}\tb{j:06}\tgenerated.yaml",
-            customer(u)
-        )
-        .expect("row");
-    }
-    w.finish().expect("bindings");
-    let mut w = tx
-        .copy_in("COPY token_keys (key_id, token_name, namespace, secret_hmac, role, scope_customer, scope_project, owner_user, issued_at, expires_at, rotation, state, secret_name, owner_kind, owner_namespace, owner_name, owner_source) FROM STDIN")
-        .expect("copy tokens");
-    for k in 0..s.tokens {
-        let u = (k * 2) % s.users;
-        writeln!(w, "key{k:08}\tt{k:05}\t{NS}\t{}\tDeployer\t{}\tp2\tu{u:05}\t2026-11-01T00:00:00Z\t2027-01-30T00:00:00Z\t0\tissued\tt{k:05}-token\tApiToken\t{NS}\tt{k:05}\tgenerated.yaml", "0".repeat(64), customer(u)).expect("row");
-    }
-    w.finish().expect("tokens");
-    let mut w = tx
-        .copy_in("COPY models (name, scope_customer, scope_project, owner, stage) FROM STDIN")
-        .expect("copy models");
-    for m in 0..s.models {
-        let u = m % s.users;
-        writeln!(w, "m{m:05}\t{}\tp1\tu{u:05}\tDev", customer(u)).expect("row");
-    }
-    w.finish().expect("models");
     tx.commit().expect("commit");
-    t.elapsed()
+    (t.elapsed(), data_tables, rows)
 }

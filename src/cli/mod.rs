@@ -111,10 +111,18 @@ pub(crate) fn open_existing_store(
         .with_context(|| format!("cannot open the store {}", path.display()))
 }
 
+/// `RUST_LOG`, or `default`, with the PostgreSQL client never below `info`: at debug it logs
+/// every statement it sends, and a commit's batches quote the rows they write (password
+/// hashes, token HMACs). Added last, the cap replaces any `RUST_LOG` directive for it.
+pub(crate) fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+        .add_directive("tokio_postgres=info".parse().expect("a valid directive"))
+}
+
 /// Structured logs on stderr; `RUST_LOG` picks the level (default: warnings).
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = log_filter("warn");
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

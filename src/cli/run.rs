@@ -51,8 +51,7 @@ pub struct Args {
 
 /// Logging to stderr: `RUST_LOG`, or `info` (each change is one line), as text or JSON.
 pub fn init_logging(json: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = super::log_filter("info");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -67,7 +67,7 @@ impl AnyStore {
         both!(self, s => s.current_revision())
     }
 
-    /// Evidence that nothing changed (see [`SqliteStore::state_token`]); PostgreSQL's never matches.
+    /// Evidence that nothing changed (see [`SqliteStore::state_token`], [`PgStore::state_token`]).
     pub fn state_token(&self) -> Result<StateToken, StoreError> {
         both!(self, s => s.state_token())
     }

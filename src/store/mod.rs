@@ -20,7 +20,7 @@ mod write;
 
 pub use any::AnyStore;
 pub use audit::{audit_page, parse_object, parse_since, AuditFilter, AuditPage};
-pub use copy::{copy_store, Copied};
+pub use copy::{copy_ops, copy_store, Copied};
 pub use model::{
     AuditRow, BindingRow, ChosenPassword, DecidedRequest, InvitationRow, InvitationState, KeyState,
     ModelRow, ObjectStatus, Owner, PasswordSource, PendingPassword, Replaces, SessionRow, StoreOp,

@@ -17,8 +17,9 @@
 //! # Connection
 //!
 //! One connection per `PgStore` (callers already serialize store use behind a mutex, so
-//! a pool would hold idle connections and add nothing). A commit's writes go to the server
-//! in large batches (see `PgWriter`), not one round trip per row. A lost connection is reopened
+//! a pool would hold idle connections and add nothing). A commit's rows go to the server a
+//! set at a time, one statement per kind of write with the values as arrays (see `bulk.rs`),
+//! not one statement per row. A lost connection is reopened
 //! by the next call; opening retries with backoff. The sync `postgres` client runs its
 //! own small runtime, so like SQLite it must be called from blocking code (the API and
 //! the daemons call the store from `spawn_blocking`), never from an async task.
@@ -28,13 +29,14 @@ use super::rows::*;
 use super::write::{chosen_password, write_op, Writer, BUMP_REVISION};
 use super::{Attempt, Counter, StateToken, Store, StoreError};
 use crate::policy::Grant;
+use bulk::PgWriter;
 use jiff::Timestamp;
 use postgres::types::ToSql;
 use postgres::{Client, IsolationLevel, NoTls, Row};
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+mod bulk;
 mod schema;
 mod target;
 #[doc(hidden)]
@@ -186,10 +188,18 @@ impl PgStore {
         self.with(revision)
     }
 
-    /// A token that never equals another: PostgreSQL offers no cheap "nothing was written by
-    /// any session" probe, so callers caching the state read it again every time.
+    /// Evidence that nothing was committed: the server's current transaction snapshot
+    /// (`xmin:xmax:running xids`). Any committed write had a transaction id, and between two
+    /// equal snapshots none completed: one with an id at or above the first's `xmax` would
+    /// have raised `xmax`, one below it was running then and would have left the list. Like
+    /// SQLite's token it sees writes that do not bump the revision (logins, sessions,
+    /// self-service), by any process. It covers the whole server, so another database's
+    /// writes move it too: that costs a needless re-read, never a missed change.
     pub fn state_token(&self) -> Result<StateToken, StoreError> {
-        Ok(StateToken::never_equal())
+        self.with(|c| {
+            let row = c.query_one("SELECT pg_current_snapshot()::text", &[])?;
+            Ok(StateToken::postgres(row.try_get(0)?))
+        })
     }
 
     /// Runs `f` in one write transaction, ordered after every other commit (see the module
@@ -209,18 +219,11 @@ impl PgStore {
             "SELECT value FROM store_meta WHERE key = 'revision' FOR UPDATE",
             &[],
         )?;
-        // The batches below quote text as standard SQL does; make sure the server reads it so.
-        tx.batch_execute("SET LOCAL standard_conforming_strings = on")?;
-        let mut w = PgWriter {
-            tx: &mut tx,
-            batch: String::new(),
-            pending: 0,
-        };
+        let mut w = PgWriter::new(&mut tx);
         if !f(&mut w)? {
             return Ok(false);
         }
         w.exec(BUMP_REVISION, vec![])?;
-        w.flush()?;
         tx.commit()?;
         Ok(true)
     }
@@ -286,81 +289,6 @@ impl Cols for Row {
     }
     fn flag(&self, c: &str) -> ColResult<bool> {
         self.try_get(c).map_err(|e| format!("{c}: {e}"))
-    }
-}
-
-/// Statements sent to the server in one round trip.
-const BATCH: usize = 2000;
-
-/// The PostgreSQL side of a commit. A first apply writes tens of thousands of rows, and one
-/// round trip per statement would dominate it: statements are collected, their values
-/// written as SQL literals, and sent in batches of [`BATCH`] through the simple query
-/// protocol (one round trip each). Quoting is exact for TEXT (standard_conforming_strings is
-/// forced on in the transaction, so only `'` is special), integers and booleans are the
-/// only other values. The server runs a batch in order and stops at the first failure,
-/// which aborts the transaction: all or nothing, as before.
-struct PgWriter<'a, 't> {
-    tx: &'a mut postgres::Transaction<'t>,
-    batch: String,
-    pending: usize,
-}
-
-impl PgWriter<'_, '_> {
-    /// Sends the collected statements.
-    fn flush(&mut self) -> Result<(), StoreError> {
-        if self.pending > 0 {
-            self.tx.batch_execute(&self.batch)?;
-            self.batch.clear();
-            self.pending = 0;
-        }
-        Ok(())
-    }
-}
-
-/// Appends `sql` with each `?N` replaced by the SQL literal of `args[N - 1]`.
-fn inline(out: &mut String, sql: &str, args: &[Val]) {
-    let mut pieces = sql.split('?');
-    out.push_str(pieces.next().unwrap_or_default());
-    for piece in pieces {
-        let digits = piece.bytes().take_while(u8::is_ascii_digit).count();
-        let n: usize = piece[..digits]
-            .parse()
-            .expect("write statements number their parameters");
-        match &args[n - 1] {
-            Val::Text(None) | Val::Int(None) => out.push_str("NULL"),
-            Val::Text(Some(t)) => {
-                out.push('\'');
-                out.push_str(&t.replace('\'', "''"));
-                out.push('\'');
-            }
-            Val::Int(Some(i)) => {
-                let _ = write!(out, "{i}");
-            }
-            Val::Bool(b) => out.push_str(if *b { "TRUE" } else { "FALSE" }),
-        }
-        out.push_str(&piece[digits..]);
-    }
-}
-
-impl Writer for PgWriter<'_, '_> {
-    fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<(), StoreError> {
-        inline(&mut self.batch, sql, &args);
-        self.batch.push_str(";\n");
-        self.pending += 1;
-        if self.pending >= BATCH {
-            self.flush()?;
-        }
-        Ok(())
-    }
-    fn exec_counted(&mut self, sql: &'static str, args: Vec<Val>) -> Result<u64, StoreError> {
-        self.flush()?;
-        let mut one = String::new();
-        inline(&mut one, sql, &args);
-        Ok(self.tx.execute(one.as_str(), &[])?)
-    }
-    fn revision(&mut self) -> Result<i64, StoreError> {
-        self.flush()?;
-        revision(&mut *self.tx)
     }
 }
 

@@ -34,7 +34,7 @@ pub(super) trait Cols {
 }
 
 /// A value bound to a statement parameter; both databases accept these three shapes.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Val {
     /// TEXT (NULL when none).
     Text(Option<String>),

@@ -19,4 +19,5 @@ mod operator;
 mod refused;
 mod shared_store;
 mod store;
+mod stores;
 mod support;

@@ -1,5 +1,5 @@
 //! The production [`Reconciler`]: directory mode's `reconcile_with` (the same
-//! plan + apply `stagegate apply` runs) against an open SQLite store, then the
+//! plan + apply `stagegate apply` runs) against an open store, then the
 //! bootstrap-administrator step.
 //!
 //! The store's state is read once per round (after an apply that wrote a user or a
@@ -215,10 +215,11 @@ impl Reconciler for StoreReconciler {
     }
 
     fn settled(&mut self, now: jiff::Timestamp) -> bool {
-        let Some((token, until)) = self.settled else {
+        let Some((token, until)) = &self.settled else {
             return false;
         };
-        let unchanged = self.store.state_token().is_ok_and(|t| t == token);
+        let until = *until;
+        let unchanged = self.store.state_token().is_ok_and(|t| t == *token);
         unchanged && until.is_none_or(|u| now < u)
     }
 

@@ -38,31 +38,34 @@ impl SqliteStore {
         let data_version: i64 = self
             .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        Ok(StateToken {
+        Ok(StateToken(Token::Sqlite {
             data_version,
             own_changes: self.conn.total_changes(),
-            unique: 0,
-        })
+        }))
     }
 }
 
-/// See [`SqliteStore::state_token`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StateToken {
-    data_version: i64,
-    own_changes: u64,
-    /// Non-zero: a token equal to no other (a store that cannot prove "nothing changed").
-    unique: u64,
+/// Evidence that nothing in a store changed: two equal tokens taken from the same store
+/// mean nothing was committed to it in between (see [`SqliteStore::state_token`] and
+/// [`crate::store::PgStore::state_token`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateToken(Token);
+
+/// What each store can prove "nothing changed" with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Token {
+    Sqlite {
+        data_version: i64,
+        own_changes: u64,
+    },
+    /// `pg_current_snapshot()` as text.
+    Postgres(String),
 }
 
 impl StateToken {
-    /// A token no other token equals, so a cache keyed by it is never reused.
-    pub(crate) fn never_equal() -> Self {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        StateToken {
-            data_version: 0,
-            own_changes: 0,
-            unique: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        }
+    /// A PostgreSQL server's transaction snapshot (`xmin:xmax:running`), see
+    /// [`crate::store::PgStore::state_token`].
+    pub(crate) fn postgres(snapshot: String) -> Self {
+        StateToken(Token::Postgres(snapshot))
     }
 }

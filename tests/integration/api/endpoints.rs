@@ -1,13 +1,14 @@
 //! Every endpoint once, with its documented answer shape.
 
 use super::harness::{org_server, test_config, TestServer};
+use crate::stores::{on_both_stores, StoreKind};
 use serde_json::json;
 use stagegate::policy::{Role, Scope};
 use std::time::Duration;
 
-#[test]
-fn login_whoami_logout() {
-    let srv = org_server(test_config());
+on_both_stores!(login_whoami_logout);
+fn login_whoami_logout(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let r = c.login("maria", "maria-password");
     assert_eq!(r.status, 200, "{}", r.text);
@@ -41,9 +42,9 @@ fn login_whoami_logout() {
     assert_eq!(c.logout(&session).status, 401);
 }
 
-#[test]
-fn whoami_without_or_with_garbage_credentials_is_401() {
-    let srv = org_server(test_config());
+on_both_stores!(whoami_without_or_with_garbage_credentials_is_401);
+fn whoami_without_or_with_garbage_credentials_is_401(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     assert_eq!(c.get("/v1/whoami", None).status, 401);
     assert_eq!(c.whoami("nonsense").status, 401);
@@ -55,9 +56,9 @@ fn whoami_without_or_with_garbage_credentials_is_401() {
     assert_eq!(basic.status, 401);
 }
 
-#[test]
-fn token_whoami_authorize_and_models() {
-    let srv = org_server(test_config());
+on_both_stores!(token_whoami_authorize_and_models);
+fn token_whoami_authorize_and_models(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let (op, token, _) = srv.token("ci-deployer", Role::Deployer, Scope::customer("acme"), None);
     srv.apply(vec![op]);
@@ -86,9 +87,9 @@ fn token_whoami_authorize_and_models() {
     assert_eq!(c.logout(&token).status, 400);
 }
 
-#[test]
-fn models_lists_scope_owner_and_stage() {
-    let srv = org_server(test_config());
+on_both_stores!(models_lists_scope_owner_and_stage);
+fn models_lists_scope_owner_and_stage(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let s = c.session("alan", "alan-password");
     let r = c.get("/v1/models", Some(&s));
@@ -102,9 +103,9 @@ fn models_lists_scope_owner_and_stage() {
     );
 }
 
-#[test]
-fn healthz_readyz_and_metrics() {
-    let srv = TestServer::start(test_config());
+on_both_stores!(healthz_readyz_and_metrics);
+fn healthz_readyz_and_metrics(store: StoreKind) {
+    let srv = TestServer::start(store, test_config());
     let c = &srv.client;
     assert_eq!(c.get("/healthz", None).body, json!({"status": "ok"}));
     assert_eq!(c.get("/readyz", None).status, 200);
@@ -147,12 +148,12 @@ fn healthz_readyz_and_metrics() {
     }
 }
 
-#[test]
-fn readyz_is_503_until_the_first_reconcile() {
+on_both_stores!(readyz_is_503_until_the_first_reconcile);
+fn readyz_is_503_until_the_first_reconcile(store: StoreKind) {
     let dir = tempfile::tempdir().unwrap();
     let state = stagegate::api::ApiState::open(
         test_config(),
-        &dir.path().join("s.db"),
+        &store.location(&dir.path().join("s.db")),
         stagegate::secrets::ServerKey::generate(),
     )
     .unwrap();

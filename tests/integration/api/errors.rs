@@ -3,6 +3,7 @@
 
 use super::client::ApiClient;
 use super::harness::{org_server, test_config, TestServer};
+use crate::stores::{on_both_stores, StoreKind};
 use serde_json::json;
 
 fn assert_error(r: &super::client::Reply, status: u16, code: &str) {
@@ -22,9 +23,9 @@ fn still_serving(srv: &TestServer) {
     fresh.session("ada", "ada-password");
 }
 
-#[test]
-fn malformed_json_is_400() {
-    let srv = org_server(test_config());
+on_both_stores!(malformed_json_is_400);
+fn malformed_json_is_400(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let r = c.post_raw(
         "/v1/login",
@@ -52,9 +53,9 @@ fn malformed_json_is_400() {
     still_serving(&srv);
 }
 
-#[test]
-fn wrong_content_type_is_415() {
-    let srv = org_server(test_config());
+on_both_stores!(wrong_content_type_is_415);
+fn wrong_content_type_is_415(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let body = br#"{"username":"ada","password":"ada-password"}"#.to_vec();
     let r = c.post_raw("/v1/login", None, "text/plain", body.clone());
@@ -64,9 +65,9 @@ fn wrong_content_type_is_415() {
     still_serving(&srv);
 }
 
-#[test]
-fn an_oversized_body_is_413() {
-    let srv = org_server(test_config());
+on_both_stores!(an_oversized_body_is_413);
+fn an_oversized_body_is_413(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let big = format!(
         r#"{{"username":"ada","password":"{}"}}"#,
@@ -89,9 +90,9 @@ fn an_oversized_body_is_413() {
     still_serving(&srv);
 }
 
-#[test]
-fn an_unknown_action_or_stage_is_400() {
-    let srv = org_server(test_config());
+on_both_stores!(an_unknown_action_or_stage_is_400);
+fn an_unknown_action_or_stage_is_400(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let s = c.session("ada", "ada-password");
     let r = c.authorize(
@@ -119,9 +120,9 @@ fn an_unknown_action_or_stage_is_400() {
     still_serving(&srv);
 }
 
-#[test]
-fn unknown_routes_are_404_and_wrong_methods_405_in_json() {
-    let srv = org_server(test_config());
+on_both_stores!(unknown_routes_are_404_and_wrong_methods_405_in_json);
+fn unknown_routes_are_404_and_wrong_methods_405_in_json(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     assert_error(&c.get("/v1/nope", None), 404, "not_found");
     assert_error(&c.get("/v1/login", None), 405, "method_not_allowed");
@@ -133,9 +134,9 @@ fn unknown_routes_are_404_and_wrong_methods_405_in_json() {
     still_serving(&srv);
 }
 
-#[test]
-fn an_overlong_username_is_400_not_a_lookup() {
-    let srv = org_server(test_config());
+on_both_stores!(an_overlong_username_is_400_not_a_lookup);
+fn an_overlong_username_is_400_not_a_lookup(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let r = srv.client.login(&"u".repeat(300), "x");
     assert_error(&r, 400, "bad_request");
 }

@@ -4,6 +4,7 @@
 
 use super::harness::{test_config, TestServer};
 use crate::store::Env;
+use crate::stores::{on_both_stores, StoreKind};
 use serde_json::json;
 use stagegate::api::ApiConfig;
 use stagegate::secrets::PasswordParams;
@@ -16,8 +17,8 @@ struct Org {
 }
 
 impl Org {
-    fn start() -> Org {
-        let env = Env::from_examples();
+    fn start(store: StoreKind) -> Org {
+        let env = Env::from_examples().on(store);
         env.write_secret(NS, "maria-password", "password", "maria-set-by-admin");
         apply(&env);
         let config = ApiConfig {
@@ -62,9 +63,9 @@ fn apply(env: &Env) {
     );
 }
 
-#[test]
-fn generated_and_referenced_passwords_and_delivered_tokens_work() {
-    let org = Org::start();
+on_both_stores!(generated_and_referenced_passwords_and_delivered_tokens_work);
+fn generated_and_referenced_passwords_and_delivered_tokens_work(store: StoreKind) {
+    let org = Org::start(store);
     let c = &org.srv.client;
     let ada = c.session("ada", &org.secret("ada-password", "password"));
     let maria = c.session("maria", "maria-set-by-admin");
@@ -91,9 +92,9 @@ fn generated_and_referenced_passwords_and_delivered_tokens_work() {
     assert_eq!(c.model_names(&monitor), ["fraud-detector"]);
 }
 
-#[test]
-fn role_change_revocation_and_rotation_through_manifests() {
-    let org = Org::start();
+on_both_stores!(role_change_revocation_and_rotation_through_manifests);
+fn role_change_revocation_and_rotation_through_manifests(store: StoreKind) {
+    let org = Org::start(store);
     let c = &org.srv.client;
     let alan_pw = org.secret("alan-password", "password");
     let old = c.session("alan", &alan_pw);

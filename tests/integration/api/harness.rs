@@ -1,7 +1,9 @@
-//! An in-process API server on an ephemeral port over a temporary SQLite store,
-//! with helpers that write store rows the way an apply would, then refresh.
+//! An in-process API server on an ephemeral port over a fresh store (a temporary SQLite
+//! file or a new PostgreSQL database, see [`StoreKind`]), with helpers that write store
+//! rows the way an apply would, then refresh.
 
 use super::client::ApiClient;
+use crate::stores::StoreKind;
 use jiff::Timestamp;
 use stagegate::api::{serve, ApiConfig, ApiState, BackoffPolicy};
 use stagegate::policy::{Role, Scope, Stage};
@@ -9,8 +11,8 @@ use stagegate::resources::UserState;
 use stagegate::secrets::{generate_key, hash_password, PasswordParams, SecretValue, ServerKey};
 use stagegate::snapshot::ObjectKey;
 use stagegate::store::{
-    BindingRow, KeyState, ModelRow, Owner, PasswordSource, SqliteStore, Store, StoreOp,
-    TokenKeyRow, UserRow,
+    AnyStore, BindingRow, KeyState, ModelRow, Owner, PasswordSource, Store, StoreOp, TokenKeyRow,
+    UserRow,
 };
 use std::sync::Mutex;
 use std::time::Duration;
@@ -42,21 +44,22 @@ pub struct TestServer {
     pub client: ApiClient,
     pub state: ApiState,
     pub key: ServerKey,
-    writer: Mutex<SqliteStore>,
+    writer: Mutex<AnyStore>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
-    /// Starts a server with `config` over an empty store (ready).
-    pub fn start(config: ApiConfig) -> Self {
+    /// Starts a server with `config` over an empty store of `kind` (ready).
+    pub fn start(kind: StoreKind, config: ApiConfig) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("store.db");
-        Self::start_at(config, &path, ServerKey::generate(), Some(dir))
+        let location = kind.location(&dir.path().join("store.db"));
+        Self::start_at(config, &location, ServerKey::generate(), Some(dir))
     }
 
-    /// Starts a server over the store at `path` with `key` (ready); `dir` is kept alive with it.
+    /// Starts a server over the store at `path` (a SQLite file or a PostgreSQL URL) with
+    /// `key` (ready); `dir` is kept alive with it.
     pub fn start_at(
         config: ApiConfig,
         path: &std::path::Path,
@@ -64,7 +67,7 @@ impl TestServer {
         dir: Option<tempfile::TempDir>,
     ) -> Self {
         super::logs::capture();
-        let writer = SqliteStore::open(path).expect("store");
+        let writer = AnyStore::open(path).expect("store");
         let state = ApiState::open(config, path, key.clone()).expect("api state");
         state.set_ready();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -256,9 +259,9 @@ pub fn org() -> Vec<StoreOp> {
     ops
 }
 
-/// A server over the organization.
-pub fn org_server(config: ApiConfig) -> TestServer {
-    let srv = TestServer::start(config);
+/// A server over the organization, on a store of `kind`.
+pub fn org_server(kind: StoreKind, config: ApiConfig) -> TestServer {
+    let srv = TestServer::start(kind, config);
     srv.apply(org());
     srv
 }

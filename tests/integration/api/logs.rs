@@ -2,6 +2,7 @@
 //! logs are written once per request and never carry credentials.
 
 use super::harness::{org_server, test_config};
+use crate::stores::{on_both_stores, StoreKind};
 use serde_json::json;
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
@@ -40,9 +41,9 @@ pub fn captured() -> String {
     String::from_utf8_lossy(&LOG.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
 }
 
-#[test]
-fn no_credential_in_any_log_line_and_one_access_line_per_request() {
-    let srv = org_server(test_config());
+on_both_stores!(no_credential_in_any_log_line_and_one_access_line_per_request);
+fn no_credential_in_any_log_line_and_one_access_line_per_request(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let (op, token, _) = srv.token(
         "ci",
@@ -70,14 +71,16 @@ fn no_credential_in_any_log_line_and_one_access_line_per_request() {
         br#"{"username":"alan","password":"alan-password"}"#.to_vec(),
     );
     assert_eq!(bad.status, 415);
+    // One id per store: both variants log into the same process-wide capture.
+    let request_id = format!("log-test-authorize-{store:?}");
     let tagged = c.run(
         c.request(reqwest::Method::POST, "/v1/authorize")
             .bearer_auth(&session)
-            .header("x-request-id", "log-test-authorize-1")
+            .header("x-request-id", &request_id)
             .json(&json!({"action": "models:view", "model": "fraud-dev"})),
     );
     assert_eq!(tagged.status, 200);
-    assert_eq!(tagged.header("x-request-id"), Some("log-test-authorize-1"));
+    assert_eq!(tagged.header("x-request-id"), Some(request_id.as_str()));
     assert_eq!(c.logout(&session).status, 204);
 
     let logs = captured();
@@ -93,7 +96,7 @@ fn no_credential_in_any_log_line_and_one_access_line_per_request() {
     }
     let lines: Vec<&str> = logs
         .lines()
-        .filter(|l| l.contains("request_id=log-test-authorize-1"))
+        .filter(|l| l.contains(&format!("request_id={request_id}")))
         .collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
     let line = lines[0];

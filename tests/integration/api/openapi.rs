@@ -2,6 +2,7 @@
 //! internal references.
 
 use super::harness::{org_server, test_config};
+use crate::stores::{on_both_stores, StoreKind};
 use serde_yaml::Value;
 use std::collections::BTreeSet;
 
@@ -50,8 +51,8 @@ fn refs(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-#[test]
-fn every_route_is_documented_and_every_documented_route_exists() {
+on_both_stores!(every_route_is_documented_and_every_documented_route_exists);
+fn every_route_is_documented_and_every_documented_route_exists(store: StoreKind) {
     let spec = spec();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     let documented = documented(&spec);
@@ -70,7 +71,7 @@ fn every_route_is_documented_and_every_documented_route_exists() {
         "served but not documented"
     );
     // And the running server answers each one (not 404/405).
-    let srv = org_server(test_config());
+    let srv = org_server(store, test_config());
     for (method, path) in &documented {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let r = srv.client.run(srv.client.request(m, path));
@@ -132,8 +133,8 @@ fn the_error_schema_lists_every_code_the_server_sends() {
     }
 }
 
-#[test]
-fn whoami_answers_exactly_the_documented_fields() {
+on_both_stores!(whoami_answers_exactly_the_documented_fields);
+fn whoami_answers_exactly_the_documented_fields(store: StoreKind) {
     let spec = spec();
     let schema = &spec["components"]["schemas"]["WhoAmI"];
     let documented: BTreeSet<String> = schema["properties"]
@@ -149,7 +150,7 @@ fn whoami_answers_exactly_the_documented_fields() {
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
     assert!(documented.contains("bootstrap"), "{documented:?}");
-    let srv = org_server(test_config());
+    let srv = org_server(store, test_config());
     let session = srv.client.session("ada", "ada-password");
     let r = srv.client.whoami(&session);
     assert_eq!(r.status, 200, "{}", r.text);

@@ -1,19 +1,20 @@
 //! DESIGN §3 through `/v1/authorize` and `/v1/models`, one rule per test.
 
 use super::harness::{org_server, test_config, TestServer};
+use crate::stores::{on_both_stores, StoreKind};
 use serde_json::{json, Value};
 
-fn server() -> TestServer {
-    org_server(test_config())
+fn server(store: StoreKind) -> TestServer {
+    org_server(store, test_config())
 }
 
 fn transition(model: &str, to: &str) -> Value {
     json!({"action": "models:transition", "model": model, "to": to})
 }
 
-#[test]
-fn analyst_never_sees_production_even_its_own() {
-    let srv = server();
+on_both_stores!(analyst_never_sees_production_even_its_own);
+fn analyst_never_sees_production_even_its_own(store: StoreKind) {
+    let srv = server(store);
     let c = &srv.client;
     let alan = c.session("alan", "alan-password");
     let names = c.model_names(&alan);
@@ -27,9 +28,9 @@ fn analyst_never_sees_production_even_its_own() {
     assert_eq!(code, "ProductionHidden");
 }
 
-#[test]
-fn analyst_promotes_only_its_own_models_to_staging_never_to_production() {
-    let srv = server();
+on_both_stores!(analyst_promotes_only_its_own_models_to_staging_never_to_production);
+fn analyst_promotes_only_its_own_models_to_staging_never_to_production(store: StoreKind) {
+    let srv = server(store);
     let c = &srv.client;
     let alan = c.session("alan", "alan-password");
     assert_eq!(
@@ -47,9 +48,9 @@ fn analyst_promotes_only_its_own_models_to_staging_never_to_production() {
     assert!(!c.allowed(&alan, &transition("fraud-staging", "Dev")).0);
 }
 
-#[test]
-fn managers_see_all_staging_and_production_but_only_their_own_dev() {
-    let srv = server();
+on_both_stores!(managers_see_all_staging_and_production_but_only_their_own_dev);
+fn managers_see_all_staging_and_production_but_only_their_own_dev(store: StoreKind) {
+    let srv = server(store);
     let c = &srv.client;
     let maria = c.session("maria", "maria-password");
     assert_eq!(
@@ -72,9 +73,9 @@ fn managers_see_all_staging_and_production_but_only_their_own_dev() {
     assert!(c.allowed(&maria, &transition("churn-staging", "Dev")).0);
 }
 
-#[test]
-fn admins_see_every_model_and_move_any() {
-    let srv = server();
+on_both_stores!(admins_see_every_model_and_move_any);
+fn admins_see_every_model_and_move_any(store: StoreKind) {
+    let srv = server(store);
     let c = &srv.client;
     let ada = c.session("ada", "ada-password");
     assert_eq!(c.model_names(&ada).len(), 7);
@@ -82,9 +83,9 @@ fn admins_see_every_model_and_move_any() {
     assert!(c.allowed(&ada, &transition("globex-prod", "Staging")).0);
 }
 
-#[test]
-fn only_an_admin_manages_users_a_manager_cannot() {
-    let srv = server();
+on_both_stores!(only_an_admin_manages_users_a_manager_cannot);
+fn only_an_admin_manages_users_a_manager_cannot(store: StoreKind) {
+    let srv = server(store);
     let c = &srv.client;
     let ada = c.session("ada", "ada-password");
     let maria = c.session("maria", "maria-password");
@@ -96,9 +97,9 @@ fn only_an_admin_manages_users_a_manager_cannot() {
     assert!(!c.allowed(&maria, &tokens).0);
 }
 
-#[test]
-fn developer_sees_dev_and_staging_and_promotes_any_model_to_staging_only() {
-    let srv = server();
+on_both_stores!(developer_sees_dev_and_staging_and_promotes_any_model_to_staging_only);
+fn developer_sees_dev_and_staging_and_promotes_any_model_to_staging_only(store: StoreKind) {
+    let srv = server(store);
     let c = &srv.client;
     let dan = c.session("dan", "dan-password");
     assert_eq!(
@@ -119,9 +120,9 @@ fn developer_sees_dev_and_staging_and_promotes_any_model_to_staging_only() {
     assert!(!c.allowed(&dan, &transition("fraud-staging", "Dev")).0);
 }
 
-#[test]
-fn deployer_sees_staging_and_production_promotes_and_rejects_but_never_deploys() {
-    let srv = server();
+on_both_stores!(deployer_sees_staging_and_production_promotes_and_rejects_but_never_deploys);
+fn deployer_sees_staging_and_production_promotes_and_rejects_but_never_deploys(store: StoreKind) {
+    let srv = server(store);
     let c = &srv.client;
     let dora = c.session("dora", "dora-password");
     assert_eq!(
@@ -139,9 +140,9 @@ fn deployer_sees_staging_and_production_promotes_and_rejects_but_never_deploys()
     assert!(!c.allowed(&dora, &deploy).0);
 }
 
-#[test]
-fn every_role_but_deployer_deploys_its_own_model_to_dev() {
-    let srv = server();
+on_both_stores!(every_role_but_deployer_deploys_its_own_model_to_dev);
+fn every_role_but_deployer_deploys_its_own_model_to_dev(store: StoreKind) {
+    let srv = server(store);
     let c = &srv.client;
     let deploy = json!({"action": "models:deploy", "model": "brand-new", "scope": {"customer": "acme", "project": "fraud"}});
     for user in ["ada", "maria", "alan", "dan"] {
@@ -153,9 +154,9 @@ fn every_role_but_deployer_deploys_its_own_model_to_dev() {
     assert_eq!(c.allowed(&alan, &existing), (false, "ModelExists".into()));
 }
 
-#[test]
-fn developer_and_deployer_bound_globally_get_nothing() {
-    let srv = server();
+on_both_stores!(developer_and_deployer_bound_globally_get_nothing);
+fn developer_and_deployer_bound_globally_get_nothing(store: StoreKind) {
+    let srv = server(store);
     let c = &srv.client;
     let greg = c.session("greg", "greg-password");
     assert!(c.model_names(&greg).is_empty());
@@ -165,9 +166,9 @@ fn developer_and_deployer_bound_globally_get_nothing() {
     );
 }
 
-#[test]
-fn rollback_from_production_is_admin_only() {
-    let srv = server();
+on_both_stores!(rollback_from_production_is_admin_only);
+fn rollback_from_production_is_admin_only(store: StoreKind) {
+    let srv = server(store);
     let c = &srv.client;
     let ada = c.session("ada", "ada-password");
     let maria = c.session("maria", "maria-password");
@@ -178,9 +179,9 @@ fn rollback_from_production_is_admin_only() {
     );
 }
 
-#[test]
-fn a_binding_covers_its_scope_and_below_only() {
-    let srv = server();
+on_both_stores!(a_binding_covers_its_scope_and_below_only);
+fn a_binding_covers_its_scope_and_below_only(store: StoreKind) {
+    let srv = server(store);
     let c = &srv.client;
     let alan = c.session("alan", "alan-password");
     let anna = c.session("anna", "anna-password");
@@ -196,9 +197,9 @@ fn a_binding_covers_its_scope_and_below_only() {
     assert!(!c.model_names(&maria).contains(&"globex-prod".to_string()));
 }
 
-#[test]
-fn authorize_reports_reasons_and_ambiguity() {
-    let srv = server();
+on_both_stores!(authorize_reports_reasons_and_ambiguity);
+fn authorize_reports_reasons_and_ambiguity(store: StoreKind) {
+    let srv = server(store);
     srv.apply(vec![super::harness::model(
         "fraud-dev",
         stagegate::policy::Scope::project("acme", "churn"),

@@ -4,6 +4,7 @@
 use super::harness::{
     bind, org_server, revoked_user, test_config, unbind, upsert_user, TestServer,
 };
+use crate::stores::{on_both_stores, StoreKind};
 use serde_json::json;
 use stagegate::policy::{Role, Scope};
 use stagegate::store::StoreOp;
@@ -20,9 +21,9 @@ fn roles(srv: &TestServer, session: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_role_change_takes_effect_at_the_next_login() {
-    let srv = org_server(test_config());
+on_both_stores!(a_role_change_takes_effect_at_the_next_login);
+fn a_role_change_takes_effect_at_the_next_login(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let old = c.session("alan", "alan-password");
     srv.apply(vec![
@@ -42,9 +43,9 @@ fn a_role_change_takes_effect_at_the_next_login() {
     assert!(c.model_names(&new).contains(&"fraud-prod".to_string()));
 }
 
-#[test]
-fn revoking_a_user_ends_its_sessions_at_once_and_blocks_login() {
-    let srv = org_server(test_config());
+on_both_stores!(revoking_a_user_ends_its_sessions_at_once_and_blocks_login);
+fn revoking_a_user_ends_its_sessions_at_once_and_blocks_login(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let s = c.session("alan", "alan-password");
     srv.apply(vec![
@@ -55,9 +56,9 @@ fn revoking_a_user_ends_its_sessions_at_once_and_blocks_login() {
     assert_eq!(c.login("alan", "alan-password").status, 401);
 }
 
-#[test]
-fn revocation_ends_sessions_even_if_the_apply_left_them_in_the_store() {
-    let srv = org_server(test_config());
+on_both_stores!(revocation_ends_sessions_even_if_the_apply_left_them_in_the_store);
+fn revocation_ends_sessions_even_if_the_apply_left_them_in_the_store(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let s = c.session("dan", "dan-password");
     srv.apply(vec![revoked_user("dan", "dan-password")]);
@@ -67,9 +68,9 @@ fn revocation_ends_sessions_even_if_the_apply_left_them_in_the_store() {
     assert_eq!(c.whoami(&s).status, 401);
 }
 
-#[test]
-fn deleting_a_user_ends_its_sessions() {
-    let srv = org_server(test_config());
+on_both_stores!(deleting_a_user_ends_its_sessions);
+fn deleting_a_user_ends_its_sessions(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let s = c.session("anna", "anna-password");
     srv.apply(vec![StoreOp::DeleteUser("anna".into())]);
@@ -77,9 +78,9 @@ fn deleting_a_user_ends_its_sessions() {
     assert_eq!(c.login("anna", "anna-password").status, 401);
 }
 
-#[test]
-fn a_password_reset_ends_sessions_and_the_new_password_works() {
-    let srv = org_server(test_config());
+on_both_stores!(a_password_reset_ends_sessions_and_the_new_password_works);
+fn a_password_reset_ends_sessions_and_the_new_password_works(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let s = c.session("maria", "maria-password");
     srv.apply(vec![upsert_user("maria", "new-password")]);
@@ -88,12 +89,15 @@ fn a_password_reset_ends_sessions_and_the_new_password_works() {
     c.session("maria", "new-password");
 }
 
-#[test]
-fn sessions_expire() {
-    let srv = org_server(stagegate::api::ApiConfig {
-        session_ttl: Duration::from_secs(1),
-        ..test_config()
-    });
+on_both_stores!(sessions_expire);
+fn sessions_expire(store: StoreKind) {
+    let srv = org_server(
+        store,
+        stagegate::api::ApiConfig {
+            session_ttl: Duration::from_secs(1),
+            ..test_config()
+        },
+    );
     let c = &srv.client;
     let s = c.session("ada", "ada-password");
     assert_eq!(c.whoami(&s).status, 200);
@@ -101,9 +105,9 @@ fn sessions_expire() {
     assert_eq!(c.whoami(&s).status, 401);
 }
 
-#[test]
-fn sessions_survive_a_refresh_and_a_restart_of_the_cache() {
-    let srv = org_server(test_config());
+on_both_stores!(sessions_survive_a_refresh_and_a_restart_of_the_cache);
+fn sessions_survive_a_refresh_and_a_restart_of_the_cache(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let s = c.session("ada", "ada-password");
     srv.state.refresh().unwrap();
@@ -116,9 +120,9 @@ fn sessions_survive_a_refresh_and_a_restart_of_the_cache() {
     assert_eq!(roles(&srv, &s), ["Admin"]);
 }
 
-#[test]
-fn unknown_revoked_and_wrong_password_give_the_same_401() {
-    let srv = org_server(test_config());
+on_both_stores!(unknown_revoked_and_wrong_password_give_the_same_401);
+fn unknown_revoked_and_wrong_password_give_the_same_401(store: StoreKind) {
+    let srv = org_server(store, test_config());
     srv.apply(vec![revoked_user("dora", "dora-password")]);
     let c = &srv.client;
     let replies = [
@@ -135,14 +139,17 @@ fn unknown_revoked_and_wrong_password_give_the_same_401() {
     }
 }
 
-#[test]
-fn unknown_users_cost_about_what_real_ones_do() {
+on_both_stores!(unknown_users_cost_about_what_real_ones_do);
+fn unknown_users_cost_about_what_real_ones_do(store: StoreKind) {
     // Real OWASP parameters here, so the argon2 cost dominates the timing.
     let params = stagegate::secrets::PasswordParams::default();
-    let srv = TestServer::start(stagegate::api::ApiConfig {
-        password_params: params,
-        ..test_config()
-    });
+    let srv = TestServer::start(
+        store,
+        stagegate::api::ApiConfig {
+            password_params: params,
+            ..test_config()
+        },
+    );
     let mut u = super::harness::user("real", "x");
     u.password_hash = Some(
         stagegate::secrets::hash_password(
@@ -168,12 +175,15 @@ fn unknown_users_cost_about_what_real_ones_do() {
     );
 }
 
-#[test]
-fn applies_by_another_process_are_picked_up_by_polling() {
-    let srv = org_server(stagegate::api::ApiConfig {
-        poll_interval: Some(Duration::from_millis(100)),
-        ..test_config()
-    });
+on_both_stores!(applies_by_another_process_are_picked_up_by_polling);
+fn applies_by_another_process_are_picked_up_by_polling(store: StoreKind) {
+    let srv = org_server(
+        store,
+        stagegate::api::ApiConfig {
+            poll_interval: Some(Duration::from_millis(100)),
+            ..test_config()
+        },
+    );
     let c = &srv.client;
     let s = c.session("alan", "alan-password");
     let audit = stagegate::store::AuditRow {

@@ -1,18 +1,22 @@
 //! Failed-login back-off and the request rate limits (per address, per caller), with short windows.
 
 use super::harness::{fast_backoff, org_server, test_config};
+use crate::stores::{on_both_stores, StoreKind};
 use serde_json::json;
 use stagegate::api::{ApiConfig, RateLimitConfig};
 use stagegate::policy::{Role, Scope};
 use std::time::Duration;
 
-#[test]
-fn wrong_passwords_slow_then_block_one_account_only_and_the_window_ends() {
-    let srv = org_server(ApiConfig {
-        // Three free failures, then 1 s, 2 s (cap).
-        login_backoff_per_client: fast_backoff(3, 1000, 2000),
-        ..test_config()
-    });
+on_both_stores!(wrong_passwords_slow_then_block_one_account_only_and_the_window_ends);
+fn wrong_passwords_slow_then_block_one_account_only_and_the_window_ends(store: StoreKind) {
+    let srv = org_server(
+        store,
+        ApiConfig {
+            // Three free failures, then 1 s, 2 s (cap).
+            login_backoff_per_client: fast_backoff(3, 1000, 2000),
+            ..test_config()
+        },
+    );
     let c = &srv.client;
     for _ in 0..3 {
         assert_eq!(c.login("alan", "guess").status, 401);
@@ -40,13 +44,16 @@ fn wrong_passwords_slow_then_block_one_account_only_and_the_window_ends() {
     assert!(m.contains("stagegate_logins_throttled_total 2"), "{m}");
 }
 
-#[test]
-fn the_account_wide_limit_caps_distributed_guessing() {
-    let srv = org_server(ApiConfig {
-        login_backoff_per_client: fast_backoff(100, 1000, 1000),
-        login_backoff_per_account: fast_backoff(2, 1000, 1000),
-        ..test_config()
-    });
+on_both_stores!(the_account_wide_limit_caps_distributed_guessing);
+fn the_account_wide_limit_caps_distributed_guessing(store: StoreKind) {
+    let srv = org_server(
+        store,
+        ApiConfig {
+            login_backoff_per_client: fast_backoff(100, 1000, 1000),
+            login_backoff_per_account: fast_backoff(2, 1000, 1000),
+            ..test_config()
+        },
+    );
     let c = &srv.client;
     assert_eq!(c.login("dan", "a").status, 401);
     assert_eq!(c.login("dan", "b").status, 401);
@@ -54,27 +61,33 @@ fn the_account_wide_limit_caps_distributed_guessing() {
     c.session("dora", "dora-password");
 }
 
-#[test]
-fn unknown_accounts_are_throttled_like_real_ones() {
-    let srv = org_server(ApiConfig {
-        login_backoff_per_client: fast_backoff(2, 5000, 5000),
-        ..test_config()
-    });
+on_both_stores!(unknown_accounts_are_throttled_like_real_ones);
+fn unknown_accounts_are_throttled_like_real_ones(store: StoreKind) {
+    let srv = org_server(
+        store,
+        ApiConfig {
+            login_backoff_per_client: fast_backoff(2, 5000, 5000),
+            ..test_config()
+        },
+    );
     let c = &srv.client;
     assert_eq!(c.login("ghost", "x").status, 401);
     assert_eq!(c.login("ghost", "x").status, 401);
     assert_eq!(c.login("ghost", "x").status, 429);
 }
 
-#[test]
-fn the_request_rate_limit_answers_429_with_retry_after_but_spares_probes() {
-    let srv = org_server(ApiConfig {
-        rate_limit: Some(RateLimitConfig {
-            per_second: 0.5,
-            burst: 3,
-        }),
-        ..test_config()
-    });
+on_both_stores!(the_request_rate_limit_answers_429_with_retry_after_but_spares_probes);
+fn the_request_rate_limit_answers_429_with_retry_after_but_spares_probes(store: StoreKind) {
+    let srv = org_server(
+        store,
+        ApiConfig {
+            rate_limit: Some(RateLimitConfig {
+                per_second: 0.5,
+                burst: 3,
+            }),
+            ..test_config()
+        },
+    );
     let c = &srv.client;
     let codes: Vec<u16> = (0..4).map(|_| c.get("/v1/whoami", None).status).collect();
     assert_eq!(codes, [401, 401, 401, 429]);
@@ -86,18 +99,21 @@ fn the_request_rate_limit_answers_429_with_retry_after_but_spares_probes() {
     }
 }
 
+on_both_stores!(authenticated_decisions_pass_the_address_limit_that_holds_everything_else);
 /// Issue 19: a token or session on the decision routes is not held to the address limit;
 /// bad credentials, login and the other routes are.
-#[test]
-fn authenticated_decisions_pass_the_address_limit_that_holds_everything_else() {
-    let srv = org_server(ApiConfig {
-        // Refills once per 1000 s: only the burst counts, however slow the test runs.
-        rate_limit: Some(RateLimitConfig {
-            per_second: 0.001,
-            burst: 4,
-        }),
-        ..test_config()
-    });
+fn authenticated_decisions_pass_the_address_limit_that_holds_everything_else(store: StoreKind) {
+    let srv = org_server(
+        store,
+        ApiConfig {
+            // Refills once per 1000 s: only the burst counts, however slow the test runs.
+            rate_limit: Some(RateLimitConfig {
+                per_second: 0.001,
+                burst: 4,
+            }),
+            ..test_config()
+        },
+    );
     let (op, token, _) = srv.token("gateway", Role::Deployer, Scope::customer("acme"), None);
     srv.apply(vec![op]);
     let c = &srv.client;
@@ -125,15 +141,18 @@ fn authenticated_decisions_pass_the_address_limit_that_holds_everything_else() {
     assert_eq!(c.authorize(&token, &q).status, 200);
 }
 
-#[test]
-fn a_caller_limit_gives_each_token_and_user_its_own_bucket() {
-    let srv = org_server(ApiConfig {
-        caller_rate_limit: Some(RateLimitConfig {
-            per_second: 0.001,
-            burst: 2,
-        }),
-        ..test_config()
-    });
+on_both_stores!(a_caller_limit_gives_each_token_and_user_its_own_bucket);
+fn a_caller_limit_gives_each_token_and_user_its_own_bucket(store: StoreKind) {
+    let srv = org_server(
+        store,
+        ApiConfig {
+            caller_rate_limit: Some(RateLimitConfig {
+                per_second: 0.001,
+                burst: 2,
+            }),
+            ..test_config()
+        },
+    );
     let (a, ta, _) = srv.token("a", Role::Deployer, Scope::customer("acme"), None);
     let (b, tb, _) = srv.token("b", Role::Deployer, Scope::customer("acme"), None);
     srv.apply(vec![a, b]);

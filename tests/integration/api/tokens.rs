@@ -2,6 +2,7 @@
 //! malformed tokens.
 
 use super::harness::{org_server, revoked_user, test_config};
+use crate::stores::{on_both_stores, StoreKind};
 use jiff::{SignedDuration, Timestamp};
 use stagegate::policy::{Role, Scope};
 use stagegate::store::{KeyState, StoreOp};
@@ -16,9 +17,9 @@ fn with<F: FnOnce(&mut stagegate::store::TokenKeyRow)>(op: StoreOp, f: F) -> Sto
     }
 }
 
-#[test]
-fn rotation_retires_the_old_token_and_the_new_one_works() {
-    let srv = org_server(test_config());
+on_both_stores!(rotation_retires_the_old_token_and_the_new_one_works);
+fn rotation_retires_the_old_token_and_the_new_one_works(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let (op, old, _) = srv.token("ci", Role::Developer, Scope::customer("acme"), None);
     srv.apply(vec![op.clone()]);
@@ -35,9 +36,9 @@ fn rotation_retires_the_old_token_and_the_new_one_works() {
     assert_eq!(w.body["name"], "ci");
 }
 
-#[test]
-fn expired_tokens_are_refused_without_a_refresh() {
-    let srv = org_server(test_config());
+on_both_stores!(expired_tokens_are_refused_without_a_refresh);
+fn expired_tokens_are_refused_without_a_refresh(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let (gone, past, _) = srv.token(
         "old",
@@ -60,9 +61,9 @@ fn expired_tokens_are_refused_without_a_refresh() {
     assert_eq!(c.whoami(&short).status, 401);
 }
 
-#[test]
-fn revoked_and_pending_keys_and_revoked_owners_are_refused() {
-    let srv = org_server(test_config());
+on_both_stores!(revoked_and_pending_keys_and_revoked_owners_are_refused);
+fn revoked_and_pending_keys_and_revoked_owners_are_refused(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let (a, revoked, _) = srv.token("a", Role::Admin, Scope::global(), None);
     let (b, pending, _) = srv.token("b", Role::Admin, Scope::global(), None);
@@ -79,9 +80,9 @@ fn revoked_and_pending_keys_and_revoked_owners_are_refused() {
     assert_eq!(c.whoami(&owned).status, 401);
 }
 
-#[test]
-fn a_bad_checksum_is_refused_and_the_server_keeps_serving() {
-    let srv = org_server(test_config());
+on_both_stores!(a_bad_checksum_is_refused_and_the_server_keeps_serving);
+fn a_bad_checksum_is_refused_and_the_server_keeps_serving(store: StoreKind) {
+    let srv = org_server(store, test_config());
     let c = &srv.client;
     let (op, token, _) = srv.token("ci", Role::Admin, Scope::global(), None);
     srv.apply(vec![op]);

@@ -2,10 +2,11 @@
 //! empty store, disabled by a declared global Admin, re-created when none is left.
 
 use super::harness::{bootstrap_secret_file, status_of, wait_for, Workspace, ROOT_ADMIN};
+use crate::stores::{on_both_stores, StoreKind};
 use crate::support;
 use stagegate::resources::UserState;
 use stagegate::secrets::{parse_secret_manifest, verify_password, HashValue};
-use stagegate::store::{SessionRow, SqliteStore, Store};
+use stagegate::store::{SessionRow, Store};
 
 fn bootstrap_password(ws: &Workspace) -> String {
     let text = std::fs::read_to_string(bootstrap_secret_file(ws)).unwrap();
@@ -14,7 +15,7 @@ fn bootstrap_password(ws: &Workspace) -> String {
     String::from_utf8(data["password"].clone()).unwrap()
 }
 
-fn audit_count(store: &SqliteStore, action: &str) -> usize {
+fn audit_count(store: &impl Store, action: &str) -> usize {
     store
         .audit(0)
         .unwrap()
@@ -23,9 +24,9 @@ fn audit_count(store: &SqliteStore, action: &str) -> usize {
         .count()
 }
 
-#[test]
-fn bootstrap_admin_lifecycle_in_directory_mode() {
-    let ws = Workspace::new();
+on_both_stores!(bootstrap_admin_lifecycle_in_directory_mode);
+fn bootstrap_admin_lifecycle_in_directory_mode(store: StoreKind) {
+    let ws = Workspace::on(store);
     // Empty store, nothing declared: created once, its secret delivered once.
     let r = ws.start(&[]);
     wait_for(&r, 60, "the start banner", || {
@@ -151,9 +152,9 @@ fn bootstrap_admin_lifecycle_in_directory_mode() {
     assert_eq!(r.terminate().code(), Some(0));
 }
 
-#[test]
-fn no_bootstrap_admin_turns_it_off() {
-    let ws = Workspace::new();
+on_both_stores!(no_bootstrap_admin_turns_it_off);
+fn no_bootstrap_admin_turns_it_off(store: StoreKind) {
+    let ws = Workspace::on(store);
     let r = ws.start(&["--no-bootstrap-admin"]);
     wait_for(&r, 60, "a reconcile", || {
         r.log().contains(" reconciled").then_some(())
@@ -163,12 +164,12 @@ fn no_bootstrap_admin_turns_it_off() {
     assert_eq!(r.terminate().code(), Some(0));
 }
 
+on_both_stores!(demoting_the_last_declared_admin_recreates_the_bootstrap_admin_with_a_warning);
 /// Issue 16: a store whose only global Admin was declared (no bootstrap administrator
 /// was ever made) and then demoted gets one back as a re-creation, warned and audited
 /// `bootstrap.recreate`, as the README promises — not as a quiet first creation.
-#[test]
-fn demoting_the_last_declared_admin_recreates_the_bootstrap_admin_with_a_warning() {
-    let ws = Workspace::new();
+fn demoting_the_last_declared_admin_recreates_the_bootstrap_admin_with_a_warning(store: StoreKind) {
+    let ws = Workspace::on(store);
     ws.write("admins.yaml", ROOT_ADMIN);
     let r = ws.start(&[]);
     // The daemon creates the store: open it only after its first reconcile.

@@ -6,6 +6,7 @@
 
 use super::harness::{wait_for, Running, Workspace};
 use crate::firstrun::ready_client;
+use crate::stores::{on_both_stores, StoreKind};
 use crate::support;
 use base64::Engine;
 use stagegate::store::{ObjectStatus, Store};
@@ -50,9 +51,9 @@ fn wait_reason(r: &Running, ws: &Workspace, name: &str, reason: &str) -> ObjectS
     })
 }
 
-#[test]
-fn credentials_policy_refuses_weak_passwords_and_keeps_the_one_in_force() {
-    let ws = Workspace::new();
+on_both_stores!(credentials_policy_refuses_weak_passwords_and_keeps_the_one_in_force);
+fn credentials_policy_refuses_weak_passwords_and_keeps_the_one_in_force(store: StoreKind) {
+    let ws = Workspace::on(store);
     ws.write("team.yaml", &manifests());
     let long = vec![b'k'; 1025];
     let zero_width = "\u{200B}".repeat(12);
@@ -136,9 +137,9 @@ fn credentials_policy_refuses_weak_passwords_and_keeps_the_one_in_force() {
     );
 }
 
-#[test]
-fn credentials_policy_minimum_length_is_configurable_within_bounds() {
-    let ws = Workspace::new();
+on_both_stores!(credentials_policy_minimum_length_is_configurable_within_bounds);
+fn credentials_policy_minimum_length_is_configurable_within_bounds(store: StoreKind) {
+    let ws = Workspace::on(store);
     ws.write("team.yaml", &manifests());
     // 14 characters: enough by default, too few with --password-min-length 16.
     for name in ["root", "eve", "carl", "dave", "olga", "pete", "quin"] {
@@ -146,14 +147,7 @@ fn credentials_policy_minimum_length_is_configurable_within_bounds() {
     }
     let apply = |extra: &[&str]| {
         let mut cmd = support::stagegate();
-        cmd.args(["apply", "--dir"])
-            .arg(ws.manifests())
-            .arg("--store")
-            .arg(ws.store_path())
-            .arg("--secrets-dir")
-            .arg(ws.secrets())
-            .args(["--argon2-memory-kib", "8", "--argon2-iterations", "1"])
-            .args(extra);
+        cmd.arg("apply").args(ws.dir_args()).args(extra);
         cmd.output().unwrap()
     };
     let o = apply(&["--password-min-length", "16"]);

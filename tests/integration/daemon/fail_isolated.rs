@@ -6,6 +6,7 @@
 
 use super::harness::{status_of, wait_for, Running, Workspace};
 use crate::api::client::ApiClient;
+use crate::stores::{on_both_stores, StoreKind};
 use crate::support;
 use stagegate::secrets::parse_secret_manifest;
 use stagegate::store::Store;
@@ -62,8 +63,8 @@ fn stray_file(dir: &Path) {
 }
 
 /// Alice is revoked in the same apply in which every delivery to `other` fails.
-fn revocation_is_applied_by_apply_despite(break_path: impl Fn(&Workspace)) {
-    let ws = Workspace::new();
+fn revocation_is_applied_by_apply_despite(store: StoreKind, break_path: impl Fn(&Workspace)) {
+    let ws = Workspace::on(store);
     ws.write("org.yaml", &manifests("Active", false));
     let o = ws.apply();
     assert_eq!(o.status.code(), Some(0), "{}", support::stderr(&o));
@@ -123,16 +124,23 @@ fn support_session(user: &str) -> stagegate::store::SessionRow {
     }
 }
 
-#[test]
-fn broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_apply_stray_file() {
-    revocation_is_applied_by_apply_despite(|ws| stray_file(&ws.secrets().join("other")));
+on_both_stores!(
+    broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_apply_stray_file
+);
+fn broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_apply_stray_file(
+    store: StoreKind,
+) {
+    revocation_is_applied_by_apply_despite(store, |ws| stray_file(&ws.secrets().join("other")));
 }
 
-#[test]
+on_both_stores!(
+    broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_apply_secrets_root_is_a_file
+);
 fn broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_apply_secrets_root_is_a_file(
+    store: StoreKind,
 ) {
     // Every delivery and every read fails: revocations still happen.
-    revocation_is_applied_by_apply_despite(|ws| stray_file(&ws.secrets()));
+    revocation_is_applied_by_apply_despite(store, |ws| stray_file(&ws.secrets()));
 }
 
 /// Starts the daemon on `ws` with the API on an ephemeral port; returns once it is ready.
@@ -177,8 +185,8 @@ pub(super) fn api_of(r: &Running) -> ApiClient {
 }
 
 /// The same in `run --dir`: within one reconcile her session and her token stop working over HTTP.
-fn revocation_is_applied_by_the_daemon_despite(break_path: impl Fn(&Workspace)) {
-    let ws = Workspace::new();
+fn revocation_is_applied_by_the_daemon_despite(store: StoreKind, break_path: impl Fn(&Workspace)) {
+    let ws = Workspace::on(store);
     ws.write("org.yaml", &manifests("Active", false));
     let (r, api) = start_ready(&ws, false);
     let store = ws.store();
@@ -201,15 +209,23 @@ fn revocation_is_applied_by_the_daemon_despite(break_path: impl Fn(&Workspace)) 
     assert!(!r.log().contains("reconcile failed"), "{}", r.log());
 }
 
-#[test]
-fn broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_run_stray_file() {
-    revocation_is_applied_by_the_daemon_despite(|ws| stray_file(&ws.secrets().join("other")));
+on_both_stores!(broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_run_stray_file);
+fn broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_run_stray_file(
+    store: StoreKind,
+) {
+    revocation_is_applied_by_the_daemon_despite(store, |ws| {
+        stray_file(&ws.secrets().join("other"))
+    });
 }
 
-#[test]
-fn broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_run_name_too_long() {
+on_both_stores!(
+    broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_run_name_too_long
+);
+fn broken_secrets_path_in_one_namespace_does_not_delay_a_revocation_in_run_name_too_long(
+    store: StoreKind,
+) {
     // Only carol-bot's Secret name is at fault (ENAMETOOLONG): carol, in the same namespace, is delivered.
-    let ws = Workspace::new();
+    let ws = Workspace::on(store);
     ws.write("org.yaml", &manifests("Active", false));
     let (r, api) = start_ready(&ws, false);
     let store = ws.store();

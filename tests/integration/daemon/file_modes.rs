@@ -1,5 +1,6 @@
 //! Issue 12: files holding secrets or hashes get their final mode at creation,
-//! whatever the umask, and looser existing ones are tightened.
+//! whatever the umask, and looser existing ones are tightened. SQLite only: the modes
+//! checked are those of the store file, its WAL and shared-memory files.
 
 use super::harness::{wait_for, Running, Workspace};
 use crate::support;

@@ -1,7 +1,8 @@
 //! A running `stagegate run --dir` on temp directories, and polling with a deadline.
 
+use crate::stores::StoreKind;
 use crate::support;
-use stagegate::store::{SqliteStore, Store};
+use stagegate::store::{AnyStore, Store};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -17,30 +18,50 @@ pub fn copy_examples(to: &Path) {
     }
 }
 
-/// A temp workspace: `manifests/`, `state/store.db`, `state/secrets/`.
+/// A temp workspace: `manifests/`, `state/secrets/`, and the store: `state/store.db`, or a
+/// database of its own on the PostgreSQL test server.
 pub struct Workspace {
     pub tmp: tempfile::TempDir,
+    kind: StoreKind,
+    store: PathBuf,
 }
 
 impl Workspace {
-    /// An empty workspace.
+    /// An empty workspace on SQLite.
     pub fn new() -> Self {
+        Self::on(StoreKind::Sqlite)
+    }
+    /// An empty workspace whose store is `kind`.
+    pub fn on(kind: StoreKind) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("manifests")).unwrap();
-        Workspace { tmp }
+        let store = kind.location(&tmp.path().join("state/store.db"));
+        Workspace { tmp, kind, store }
     }
     pub fn manifests(&self) -> PathBuf {
         self.tmp.path().join("manifests")
     }
+    /// The store location `--store` takes: the SQLite file, or the PostgreSQL URL.
     pub fn store_path(&self) -> PathBuf {
-        self.tmp.path().join("state/store.db")
+        self.store.clone()
     }
     pub fn secrets(&self) -> PathBuf {
         self.tmp.path().join("state/secrets")
     }
-    /// Opens the store (WAL: reading while the daemon writes is fine).
-    pub fn store(&self) -> SqliteStore {
-        SqliteStore::open(&self.store_path()).unwrap()
+    /// Opens the store (SQLite's WAL lets it read while the daemon writes).
+    pub fn store(&self) -> AnyStore {
+        AnyStore::open(&self.store).unwrap()
+    }
+    /// `--store` and, on PostgreSQL, `--server-key-file`: the product requires one there
+    /// (processes sharing a store must share the key), while on SQLite the tests keep
+    /// exercising the default, `server.key` beside the store file.
+    fn store_args(&self) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec!["--store".into(), self.store.clone().into()];
+        if self.kind == StoreKind::Postgres {
+            let key = self.tmp.path().join("state/server.key");
+            a.extend(["--server-key-file".into(), key.into()]);
+        }
+        a
     }
     /// Writes a manifest file atomically (temp file + rename), as editors and git do.
     pub fn write(&self, name: &str, text: &str) {
@@ -54,7 +75,7 @@ impl Workspace {
     /// `--dir`, `--store`, `--secrets-dir` of this workspace and cheap password hashing.
     pub fn dir_args(&self) -> Vec<std::ffi::OsString> {
         let mut a: Vec<std::ffi::OsString> = vec!["--dir".into(), self.manifests().into()];
-        a.extend(["--store".into(), self.store_path().into()]);
+        a.extend(self.store_args());
         a.extend(["--secrets-dir".into(), self.secrets().into()]);
         a.extend(["--argon2-memory-kib", "8", "--argon2-iterations", "1"].map(Into::into));
         a
@@ -71,7 +92,7 @@ impl Workspace {
     pub fn status(&self) -> std::process::Output {
         support::stagegate()
             .args(["status", "--store"])
-            .arg(self.store_path())
+            .arg(&self.store)
             .output()
             .unwrap()
     }
@@ -82,15 +103,19 @@ impl Workspace {
 
     /// [`Workspace::start`] with `RUST_LOG` set to `filter`.
     pub fn start_logging(&self, extra: &[&str], filter: &str) -> Running {
+        self.start_resyncing("1h", extra, filter)
+    }
+
+    /// [`Workspace::start_logging`] with `--resync resync`.
+    pub fn start_resyncing(&self, resync: &str, extra: &[&str], filter: &str) -> Running {
         let mut cmd = support::stagegate();
         cmd.env("RUST_LOG", filter);
         cmd.args(["run", "--dir"])
             .arg(self.manifests())
-            .arg("--store")
-            .arg(self.store_path())
+            .args(self.store_args())
             .arg("--secrets-dir")
             .arg(self.secrets())
-            .args(["--resync", "1h"])
+            .args(["--resync", resync])
             .args(["--argon2-memory-kib", "8", "--argon2-iterations", "1"])
             .args(extra);
         Running::spawn(cmd, self.tmp.path())
@@ -201,7 +226,7 @@ pub fn wait_for<T>(r: &Running, secs: u64, what: &str, mut check: impl FnMut() -
 }
 
 /// The stored status of an object, if any: (ready, reason).
-pub fn status_of(store: &SqliteStore, kind: &str, ns: &str, name: &str) -> Option<(bool, String)> {
+pub fn status_of(store: &impl Store, kind: &str, ns: &str, name: &str) -> Option<(bool, String)> {
     store
         .statuses()
         .unwrap()

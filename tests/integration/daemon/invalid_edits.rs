@@ -6,12 +6,13 @@
 
 use super::harness::{copy_examples, wait_for, Workspace};
 use crate::firstrun::{provide_secret, ready_client, secret_value};
+use crate::stores::{on_both_stores, StoreKind};
 use crate::support;
 use serde_json::json;
 use stagegate::store::Store;
 
-fn org() -> Workspace {
-    let ws = Workspace::new();
+fn org(store: StoreKind) -> Workspace {
+    let ws = Workspace::on(store);
     copy_examples(&ws.manifests());
     provide_secret(
         &ws.secrets(),
@@ -29,9 +30,9 @@ fn edit(ws: &Workspace, file: &str, from: &str, to: &str) {
     ws.write(file, &text.replacen(from, to, 1));
 }
 
-#[test]
-fn invalid_user_edit_suspends_the_user_until_it_is_valid_again() {
-    let ws = org();
+on_both_stores!(invalid_user_edit_suspends_the_user_until_it_is_valid_again);
+fn invalid_user_edit_suspends_the_user_until_it_is_valid_again(store: StoreKind) {
+    let ws = org(store);
     let r = ws.start(&[]);
     let api = ready_client(&r);
     let file = ws.secrets().join("ml-platform/alan-password.yaml");
@@ -79,9 +80,9 @@ fn invalid_user_edit_suspends_the_user_until_it_is_valid_again() {
     assert_eq!(api.login("alan", &password).status, 401);
 }
 
-#[test]
-fn invalid_binding_edit_withdraws_the_role_it_granted() {
-    let ws = org();
+on_both_stores!(invalid_binding_edit_withdraws_the_role_it_granted);
+fn invalid_binding_edit_withdraws_the_role_it_granted(store: StoreKind) {
+    let ws = org(store);
     let r = ws.start(&[]);
     let api = ready_client(&r);
     let password = secret_value(
@@ -129,9 +130,9 @@ fn invalid_binding_edit_withdraws_the_role_it_granted() {
     });
 }
 
-#[test]
-fn the_bootstrap_administrators_secret_is_reserved() {
-    let ws = Workspace::new();
+on_both_stores!(the_bootstrap_administrators_secret_is_reserved);
+fn the_bootstrap_administrators_secret_is_reserved(store: StoreKind) {
+    let ws = Workspace::on(store);
     // No global Admin is declared: the daemon creates the bootstrap administrator.
     let r = ws.start(&[]);
     let api = ready_client(&r);

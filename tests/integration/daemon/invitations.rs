@@ -6,6 +6,7 @@
 use super::fail_isolated::{secret, start_ready_with};
 use super::harness::{wait_for, Running, Workspace};
 use crate::api::client::ApiClient;
+use crate::stores::{on_both_stores, StoreKind};
 use crate::support;
 use serde_json::json;
 use stagegate::store::{ObjectStatus, Store};
@@ -86,9 +87,9 @@ fn ivy_audit(ws: &Workspace) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn invited_user_accepts_changes_password_and_a_declared_reinvitation_wins() {
-    let ws = Workspace::new();
+on_both_stores!(invited_user_accepts_changes_password_and_a_declared_reinvitation_wins);
+fn invited_user_accepts_changes_password_and_a_declared_reinvitation_wins(store: StoreKind) {
+    let ws = Workspace::on(store);
     ws.write("org.yaml", &org(0));
     ws.write("other.yaml", &other(0));
     let (r, api) = start_ready_with(&ws, &["--public-url", PUBLIC_URL]);
@@ -272,9 +273,9 @@ fn invited_user_accepts_changes_password_and_a_declared_reinvitation_wins() {
     assert_eq!(api.session("ivy", "yet-another-password").len(), 68);
 }
 
-#[test]
-fn an_invitation_nobody_accepts_expires_and_says_how_to_invite_again() {
-    let ws = Workspace::new();
+on_both_stores!(an_invitation_nobody_accepts_expires_and_says_how_to_invite_again);
+fn an_invitation_nobody_accepts_expires_and_says_how_to_invite_again(store: StoreKind) {
+    let ws = Workspace::on(store);
     ws.write(
         "org.yaml",
         "apiVersion: stagegate.dev/v1alpha1
@@ -335,12 +336,12 @@ fn provide_rex(ws: &Workspace, value: &str) {
     std::fs::rename(dir.join(".rex.tmp"), dir.join("rex-pw.yaml")).unwrap();
 }
 
+on_both_stores!(declared_passwords_changed_by_their_users_until_a_declared_reset);
 /// The other two password sources: a person who changed a referenced or a generated password
 /// keeps it through resyncs and unrelated edits; a new referenced value (a declared reset)
 /// replaces it and ends the sessions, and so does a raised rotation of a generated one.
-#[test]
-fn declared_passwords_changed_by_their_users_until_a_declared_reset() {
-    let ws = Workspace::new();
+fn declared_passwords_changed_by_their_users_until_a_declared_reset(store: StoreKind) {
+    let ws = Workspace::on(store);
     let users = |rotation: u32| {
         format!(
             "apiVersion: stagegate.dev/v1alpha1

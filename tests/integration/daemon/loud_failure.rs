@@ -5,6 +5,7 @@
 
 use super::fail_isolated::start_ready;
 use super::harness::{wait_for, Workspace};
+use crate::stores::{on_both_stores, StoreKind};
 use crate::support;
 use stagegate::store::Store;
 
@@ -21,9 +22,9 @@ fn metric(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-#[test]
-fn reconcile_that_cannot_run_fails_readyz_with_the_reason_manifest_dir_removed() {
-    let ws = Workspace::new();
+on_both_stores!(reconcile_that_cannot_run_fails_readyz_with_the_reason_manifest_dir_removed);
+fn reconcile_that_cannot_run_fails_readyz_with_the_reason_manifest_dir_removed(store: StoreKind) {
+    let ws = Workspace::on(store);
     ws.write("a.yaml", &USER.replace("NAME", "ann"));
     let (r, api) = start_ready(&ws, false);
     let m = api.get("/metrics", None).text;
@@ -78,6 +79,8 @@ fn reconcile_that_cannot_run_fails_readyz_with_the_reason_manifest_dir_removed()
     assert!(log.contains("reconcile will be retried"), "{log}");
 }
 
+/// SQLite only: it holds SQLite's file lock (PostgreSQL orders writers with a row lock, and
+/// a writer waits for it rather than failing).
 #[test]
 fn reconcile_that_cannot_run_fails_readyz_with_the_reason_store_locked() {
     let ws = Workspace::new();

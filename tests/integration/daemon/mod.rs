@@ -16,6 +16,8 @@ mod watch;
 
 use crate::support;
 
+// The two tests below stop before any store is opened: they run once, not once per store.
+
 #[test]
 fn kube_mode_needs_a_cluster_and_modes_are_exclusive() {
     // Without any cluster configuration the controller stops at once (its tests are in `controller`).

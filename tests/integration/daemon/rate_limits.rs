@@ -4,6 +4,7 @@
 
 use super::fail_isolated::{secret, start_ready_with};
 use super::harness::Workspace;
+use crate::stores::{on_both_stores, StoreKind};
 use serde_json::json;
 
 /// A user who can log in, and two tokens (no owner).
@@ -28,9 +29,9 @@ metadata: {name: monitor, namespace: team}
 spec: {role: Manager, scope: {customer: acme}, validity: Never}
 ";
 
-#[test]
-fn run_flags_set_the_address_and_the_caller_limits() {
-    let ws = Workspace::new();
+on_both_stores!(run_flags_set_the_address_and_the_caller_limits);
+fn run_flags_set_the_address_and_the_caller_limits(store: StoreKind) {
+    let ws = Workspace::on(store);
     ws.write("org.yaml", ORG);
     // Refills so slow (one request per 1000 s) that only the bursts count, however slow the test.
     let (_r, api) = start_ready_with(
@@ -71,9 +72,13 @@ fn run_flags_set_the_address_and_the_caller_limits() {
     }
 }
 
-#[test]
-fn by_default_authenticated_callers_have_no_limit_and_zero_turns_the_address_limit_off() {
-    let ws = Workspace::new();
+on_both_stores!(
+    by_default_authenticated_callers_have_no_limit_and_zero_turns_the_address_limit_off
+);
+fn by_default_authenticated_callers_have_no_limit_and_zero_turns_the_address_limit_off(
+    store: StoreKind,
+) {
+    let ws = Workspace::on(store);
     ws.write("org.yaml", ORG);
     let (_r, api) = start_ready_with(&ws, &["--address-rate-limit", "0"]);
     let gateway = secret(&ws.secrets(), "team", "gateway-token", "token");

@@ -6,6 +6,7 @@
 
 use super::fail_isolated::start_ready;
 use super::harness::{bootstrap_secret_file, wait_for, Workspace};
+use crate::stores::{on_both_stores, StoreKind};
 use crate::support;
 use stagegate::secrets::parse_secret_manifest;
 use stagegate::store::{ObjectStatus, Store};
@@ -23,8 +24,8 @@ fn password(file: &std::path::Path) -> String {
     String::from_utf8(data["password"].clone()).unwrap()
 }
 
-fn bootstrap_stays_visible_beside(declared_name: &str) {
-    let ws = Workspace::new();
+fn bootstrap_stays_visible_beside(store: StoreKind, declared_name: &str) {
+    let ws = Workspace::on(store);
     ws.write(
         "system.yaml",
         &format!("apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata: {{name: {declared_name}, namespace: stagegate-system}}\nspec: {{username: someone-else}}\n"),
@@ -61,14 +62,14 @@ fn bootstrap_stays_visible_beside(declared_name: &str) {
     );
 }
 
-#[test]
-fn status_tells_the_truth_bootstrap_admin_beside_a_user_named_admin() {
-    bootstrap_stays_visible_beside("admin");
+on_both_stores!(status_tells_the_truth_bootstrap_admin_beside_a_user_named_admin);
+fn status_tells_the_truth_bootstrap_admin_beside_a_user_named_admin(store: StoreKind) {
+    bootstrap_stays_visible_beside(store, "admin");
 }
 
-#[test]
-fn status_tells_the_truth_bootstrap_admin_beside_a_user_named_like_its_secret() {
-    bootstrap_stays_visible_beside("stagegate-bootstrap-admin");
+on_both_stores!(status_tells_the_truth_bootstrap_admin_beside_a_user_named_like_its_secret);
+fn status_tells_the_truth_bootstrap_admin_beside_a_user_named_like_its_secret(store: StoreKind) {
+    bootstrap_stays_visible_beside(store, "stagegate-bootstrap-admin");
 }
 
 const ORG: &str = "apiVersion: stagegate.dev/v1alpha1
@@ -87,9 +88,9 @@ fn apply(ws: &Workspace, state: &str, rot: &str) {
     ws.apply();
 }
 
-#[test]
-fn status_tells_the_truth_about_secrets_rotations_and_owners() {
-    let ws = Workspace::new();
+on_both_stores!(status_tells_the_truth_about_secrets_rotations_and_owners);
+fn status_tells_the_truth_about_secrets_rotations_and_owners(store: StoreKind) {
+    let ws = Workspace::on(store);
     std::fs::create_dir_all(ws.secrets().join("team")).unwrap();
     let pw_file = ws.secrets().join("team/ann-pw.yaml");
     std::fs::write(

@@ -1,6 +1,7 @@
 //! Issue 3: the daemon reconciles edits while it runs; a broken file removes nothing; SIGTERM stops it.
 
 use super::harness::{copy_examples, status_of, wait_for, Workspace};
+use crate::stores::{on_both_stores, StoreKind};
 use stagegate::policy::{Role, Scope, Stage};
 use stagegate::resources::UserState;
 use stagegate::secrets::parse_secret_manifest;
@@ -46,9 +47,9 @@ fn delivered_values(ws: &Workspace) -> Vec<String> {
     out
 }
 
-#[test]
-fn run_dir_reconciles_edits_keeps_broken_files_and_stops_on_sigterm() {
-    let ws = Workspace::new();
+on_both_stores!(run_dir_reconciles_edits_keeps_broken_files_and_stops_on_sigterm);
+fn run_dir_reconciles_edits_keeps_broken_files_and_stops_on_sigterm(store: StoreKind) {
+    let ws = Workspace::on(store);
     copy_examples(&ws.manifests());
     let r = ws.start(&[]);
     // The store is opened (and migrated) by the daemon before it prints where it is.

@@ -8,9 +8,9 @@ use super::{ready_client, secret_value};
 use crate::daemon::harness::{bootstrap_secret_file, wait_for, Running, Workspace, ROOT_ADMIN};
 use crate::support;
 use serde_json::json;
-use stagegate::store::{SqliteStore, Store};
+use stagegate::store::Store;
 
-fn audit_count(store: &SqliteStore, action: &str) -> usize {
+fn audit_count(store: &impl Store, action: &str) -> usize {
     store
         .audit(0)
         .unwrap()

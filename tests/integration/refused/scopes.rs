@@ -45,7 +45,7 @@ fn malformed_scopes_are_usage_errors_in_can_i() {
 
 #[test]
 fn malformed_scopes_are_400_in_the_api() {
-    let srv = org_server(test_config());
+    let srv = org_server(crate::stores::StoreKind::Sqlite, test_config());
     let c = &srv.client;
     let s = c.session("ada", "ada-password");
     for scope in [

@@ -1,10 +1,11 @@
 //! Objects that fail the schema still get an outcome and a stored status.
 
 use super::{outcome, Env};
+use crate::stores::{on_both_stores, StoreKind};
 
-#[test]
-fn a_schema_invalid_object_has_an_outcome_and_a_status() {
-    let env = Env::empty();
+on_both_stores!(a_schema_invalid_object_has_an_outcome_and_a_status);
+fn a_schema_invalid_object_has_an_outcome_and_a_status(store: StoreKind) {
+    let env = Env::empty().on(store);
     env.write(
         "users.yaml",
         "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: eve\nspec:\n  state: Sleeping\n---\napiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: bob\nspec: {}\n",
@@ -31,11 +32,11 @@ fn a_schema_invalid_object_has_an_outcome_and_a_status() {
     assert_eq!(outcome(&outcomes, "User", "eve")["ready"], true);
 }
 
+on_both_stores!(the_store_holder_keeps_a_contested_username);
 /// Regression (review): a newer file that sorts first must not take a username from the User
 /// that holds it in the store; the holder stays Ready and the newcomer gets UsernameConflict.
-#[test]
-fn the_store_holder_keeps_a_contested_username() {
-    let env = Env::empty();
+fn the_store_holder_keeps_a_contested_username(store: StoreKind) {
+    let env = Env::empty().on(store);
     env.write(
         "users.yaml",
         "apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata:\n  name: ada\nspec: {}\n---\napiVersion: stagegate.dev/v1alpha1\nkind: AccessBinding\nmetadata:\n  name: ada-admin\nspec:\n  user: ada\n  role: Admin\n",

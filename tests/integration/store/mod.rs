@@ -7,6 +7,7 @@ mod lifecycle;
 mod no_secret_leaks;
 mod noop;
 
+use crate::stores::StoreKind;
 use serde_json::Value;
 use stagegate::store::{AnyStore, Store};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ pub struct Env {
     /// Keeps the directory alive.
     pub _tmp: tempfile::TempDir,
     pub dir: PathBuf,
-    /// A SQLite file path, or a `postgres://` URL (see [`Env::on_postgres`]).
+    /// A SQLite file path, or a `postgres://` URL (see [`Env::on`]).
     pub store: PathBuf,
     pub secrets: PathBuf,
     pub key_file: PathBuf,
@@ -50,9 +51,9 @@ impl Env {
         }
     }
 
-    /// The same installation with its store in a fresh database on the PostgreSQL test server.
-    pub fn on_postgres(mut self) -> Env {
-        self.store = stagegate::store::pg::test_server::database().into();
+    /// The same installation with its store of `kind` (a fresh one).
+    pub fn on(mut self, kind: StoreKind) -> Env {
+        self.store = kind.location(&self.store);
         self
     }
 

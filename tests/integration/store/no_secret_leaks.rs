@@ -2,11 +2,12 @@
 //! any log line (RUST_LOG=debug), error, status, plan output or audit row.
 
 use super::Env;
+use crate::stores::{on_both_stores, StoreKind};
 use stagegate::store::Store;
 
-#[test]
-fn secrets_and_hashes_appear_nowhere_but_their_secret_files() {
-    let env = Env::from_examples();
+on_both_stores!(secrets_and_hashes_appear_nowhere_but_their_secret_files);
+fn secrets_and_hashes_appear_nowhere_but_their_secret_files(store: StoreKind) {
+    let env = Env::from_examples().on(store);
     let referenced = "ReferencedPassw0rd-for-maria";
     env.write_secret("ml-platform", "maria-password", "password", referenced);
     let mut outputs = Vec::new();
