@@ -52,7 +52,7 @@ pub struct Memory {
 /// What a reconcile that wrote nothing (no store change, no request to the API server)
 /// saw: while the cache's version and the store's token stay the same and the clock has
 /// not reached `until`, reconciling again would do nothing either.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settled {
     version: u64,
     token: StateToken,
@@ -74,7 +74,7 @@ impl Settled {
 impl Memory {
     /// What the last reconcile saw, when it changed nothing at all.
     pub fn settled(&self) -> Option<Settled> {
-        self.settled
+        self.settled.clone()
     }
 }
 
@@ -178,7 +178,10 @@ pub async fn reconcile(
                 ctx.bootstrap.as_ref(),
             )?;
             let after = store.state_token().ok();
-            Ok::<_, pipeline::PipelineError>((applied, before.filter(|b| Some(*b) == after)))
+            Ok::<_, pipeline::PipelineError>((
+                applied,
+                before.filter(|b| Some(b) == after.as_ref()),
+            ))
         })
         .await
         .map_err(|e| pipeline::PipelineError::Task(e.to_string()))??

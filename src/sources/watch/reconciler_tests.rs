@@ -267,7 +267,7 @@ proptest::proptest! {
         edits in proptest::collection::vec((0u8..7, 0u8..16), 1..8)
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let mut store: AnyStore = SqliteStore::open(&dir.path().join("store.db")).unwrap().into();
+        let mut store: AnyStore = crate::store::SqliteStore::open(&dir.path().join("store.db")).unwrap().into();
         let secrets = dir.path().join("secrets");
         let sink = DirSecretSink::new(&secrets);
         let key = ServerKey::generate();
@@ -302,7 +302,7 @@ proptest::proptest! {
 #[test]
 fn an_edit_the_bootstrap_step_does_not_read_costs_one_state_read_and_an_admin_change_two() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rec = reconciler(dir.path(), true);
+    let mut rec = reconciler(dir.path(), &location(dir.path(), false), true);
     let mut org = Org::start();
     rec.reconcile(org.snapshot(), None).unwrap();
     // A Manager binding becomes an Analyst one, the token is revoked: one read, before the
