@@ -20,8 +20,11 @@
 
 #[path = "common/org.rs"]
 mod org;
+#[path = "common/procfs.rs"]
+mod procfs;
 
 use org::{env, Scale};
+use procfs::{cpu_secs, free_port, mem_mib};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -140,9 +143,6 @@ fn breakdown(ws: &Path) -> Vec<(String, String)> {
     drop((index, plan, state, snap, cache));
     rows
 }
-
-/// Clock ticks per second of `/proc/PID/stat` (USER_HZ, 100 on Linux).
-const CLK_TCK: f64 = 100.0;
 
 /// The running daemon and its JSON log.
 struct Daemon {
@@ -297,34 +297,6 @@ impl Daemon {
         let _ = Command::new("kill").arg(self.pid().to_string()).status();
         let _ = self.child.wait();
     }
-}
-
-/// A `/proc/PID/status` field in MiB (`VmHWM`, `VmRSS`).
-fn mem_mib(pid: u32, field: &str) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-/// User + system CPU seconds the process has used.
-fn cpu_secs(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at field 3 (state).
-    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime is field 14, stime field 15: indices 11 and 12 after the state field.
-    (ticks(11) + ticks(12)) / CLK_TCK
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// Writes the organization as manifest files of `per_file` objects each; returns the file names.

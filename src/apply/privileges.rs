@@ -36,40 +36,29 @@ fn bindings_after<'p>(state: &StoreState, plan: &'p Plan) -> (Rows, BTreeMap<Str
     let mut cause: BTreeMap<String, &Change> = BTreeMap::new();
     for c in &plan.changes {
         let at = (c.object.namespace.clone(), c.object.name.clone());
-        match &c.op {
-            Op::Bind {
-                username,
+        let Some((username, role, scope)) = c.op.binding() else {
+            continue;
+        };
+        if matches!(c.op, Op::Unbind { .. }) {
+            rows.remove(&at);
+            cause.entry(username.to_string()).or_insert(c);
+            continue;
+        }
+        let old = rows.insert(
+            at,
+            BindingRow {
+                username: username.to_string(),
                 role,
-                scope,
-            }
-            | Op::UpdateBinding {
-                username,
-                role,
-                scope,
-                ..
-            } => {
-                let old = rows.insert(
-                    at,
-                    BindingRow {
-                        username: username.clone(),
-                        role: *role,
-                        scope: scope.clone(),
-                        owner: None,
-                    },
-                );
-                for u in old
-                    .map(|o| o.username)
-                    .into_iter()
-                    .chain([username.clone()])
-                {
-                    cause.entry(u).or_insert(c);
-                }
-            }
-            Op::Unbind { username, .. } => {
-                rows.remove(&at);
-                cause.entry(username.clone()).or_insert(c);
-            }
-            _ => {}
+                scope: scope.clone(),
+                owner: None,
+            },
+        );
+        for u in old
+            .map(|o| o.username)
+            .into_iter()
+            .chain([username.to_string()])
+        {
+            cause.entry(u).or_insert(c);
         }
     }
     for (i, b) in unowned.into_iter().enumerate() {
