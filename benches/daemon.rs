@@ -74,6 +74,22 @@ fn breakdown(ws: &Path) -> Vec<(String, String)> {
             push(&mut rows, &$what, live_mib() - $before)
         };
     }
+    // What the first parse of the process builds once and keeps (the CRD schemas'
+    // validators and their regular expressions' caches), apart from the cache.
+    let t = live_mib();
+    let one = ws.join("one-file");
+    std::fs::create_dir_all(&one).expect("dir");
+    let first = std::fs::read_dir(ws.join("manifests"))
+        .expect("manifests")
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("users-"))
+        .expect("a users file");
+    std::fs::copy(first.path(), one.join("users.yaml")).expect("copy");
+    let mut warm = stagegate::sources::watch::DirCache::new(&one);
+    warm.refresh(true).expect("refresh");
+    drop(warm.snapshot());
+    drop(warm);
+    row!("one-time state of the first parse (schema validators)", t);
     let t = live_mib();
     let mut cache = stagegate::sources::watch::DirCache::new(ws.join("manifests"));
     cache.refresh(true).expect("refresh");
@@ -142,6 +158,43 @@ fn breakdown(ws: &Path) -> Vec<(String, String)> {
     row!("API index (Index::build)", t);
     drop((index, plan, state, snap, cache));
     rows
+}
+
+/// Where a process's resident memory is, from `/proc/PID/smaps`: the binary's own
+/// mappings, other files (shared libraries), and anonymous memory (heap, the
+/// allocator's segments, thread stacks); plus its thread count.
+fn resident_parts(pid: u32) -> String {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let (mut binary, mut files, mut anon, mut path) = (0u64, 0u64, 0u64, String::new());
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping's header: address range, perms, offset, device, inode, path.
+            path = words.nth(4).unwrap_or_default().to_string();
+        } else if first == "Rss:" {
+            let kib: u64 = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            if !path.is_empty() && Path::new(&path) == exe {
+                binary += kib;
+            } else if path.starts_with('/') {
+                files += kib;
+            } else {
+                anon += kib;
+            }
+        }
+    }
+    let threads = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:").map(|v| v.trim().to_string()))
+        .unwrap_or_default();
+    format!(
+        "anonymous {:.0} MiB, binary {:.0} MiB, other files {:.0} MiB; {threads} threads",
+        anon as f64 / 1024.0,
+        binary as f64 / 1024.0,
+        files as f64 / 1024.0
+    )
 }
 
 /// The running daemon and its JSON log.
@@ -440,6 +493,7 @@ fn main() {
         "steady RSS after the first apply (VmRSS)".into(),
         format!("{:.0} MiB", mem_mib(d.pid(), "VmRSS:")),
     ));
+    rows.push(("  of which".into(), resident_parts(d.pid())));
 
     // 3. File events that change nothing.
     let window = Duration::from_secs(3);
@@ -582,6 +636,7 @@ fn main() {
         "steady RSS after restart (VmRSS)".into(),
         format!("{:.0} MiB", mem_mib(d.pid(), "VmRSS:")),
     ));
+    rows.push(("  of which".into(), resident_parts(d.pid())));
     d.stop();
     rows.extend(breakdown(ws));
 

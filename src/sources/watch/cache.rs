@@ -8,9 +8,10 @@
 //! objects disappear; unchanged files are not re-read or re-parsed.
 //!
 //! What it holds is what the idle daemon holds, so it is kept small: per file
-//! a stamp, the content's SHA-256 and the typed objects, not the documents'
-//! texts (see [`Snapshot::reread`]).
+//! a stamp, the content's SHA-256 and the typed objects packed (see
+//! [`super::packed`]), not the documents' texts (see [`Snapshot::reread`]).
 
+use super::packed::Parse;
 use crate::snapshot::{Declared, Snapshot};
 use crate::sources::files::{
     file_problem, is_manifest, load_bytes, manifest_files, read_listed, Listed,
@@ -90,17 +91,17 @@ struct Entry {
     stamp: Stamp,
     digest: [u8; 32],
     /// The latest parse (its diagnostics are reported).
-    current: Snapshot,
+    current: Parse,
     /// While `current` is broken as a whole: the latest parse that was not. (When
     /// `current` is good it is its own last good parse; a second copy would double
     /// the memory the cache holds.)
-    good: Option<Snapshot>,
+    good: Option<Parse>,
 }
 
 impl Entry {
     /// The latest parse that was not broken as a whole.
-    fn last_good(&self) -> Option<&Snapshot> {
-        if self.current.broken_files.is_empty() {
+    fn last_good(&self) -> Option<&Parse> {
+        if self.current.rest().broken_files.is_empty() {
             Some(&self.current)
         } else {
             self.good.as_ref()
@@ -263,10 +264,6 @@ impl DirCache {
         // again, while it still has this content, when a problem needs it.
         snap.documents = Default::default();
         snap.reread.insert(file, digest);
-        // Kept as a copy: a clone's strings and vectors fit their contents, while the
-        // parse leaves growth slack in them (~40 % of the cache's heap at 10,000 users).
-        #[allow(clippy::redundant_clone)]
-        let snap = snap.clone();
         let broken = !snap.broken_files.is_empty();
         self.store(path, stamp, digest, snap);
         Some(match (broken, existed) {
@@ -276,12 +273,14 @@ impl DirCache {
         })
     }
 
+    /// Holds `snap`, the parse of `path`, packed (see [`Parse`]).
     fn store(&mut self, path: &Path, stamp: Stamp, digest: [u8; 32], snap: Snapshot) {
         let broken = !snap.broken_files.is_empty();
+        let snap = Parse::pack(&label(path), snap);
         let good = if broken {
             // Moved, not cloned: the entry is replaced below.
             self.files.remove(path).and_then(|e| {
-                if e.current.broken_files.is_empty() {
+                if e.current.rest().broken_files.is_empty() {
                     Some(e.current)
                 } else {
                     e.good
@@ -305,13 +304,23 @@ impl DirCache {
     pub fn broken(&self) -> Vec<String> {
         self.files
             .values()
-            .flat_map(|e| e.current.broken_files.iter().cloned())
+            .flat_map(|e| e.current.rest().broken_files.iter().cloned())
             .collect()
     }
 
     /// Number of manifest files cached.
     pub fn len(&self) -> usize {
         self.files.len()
+    }
+
+    /// Files whose parse is held as parsed, not packed (see [`Parse::pack`]).
+    #[cfg(test)]
+    fn plain_files(&self) -> usize {
+        self.files
+            .values()
+            .flat_map(|e| std::iter::once(&e.current).chain(&e.good))
+            .filter(|p| matches!(p, Parse::Plain(_)))
+            .count()
     }
 
     /// Whether no manifest file is cached.
@@ -325,10 +334,11 @@ impl DirCache {
     /// good parse that did not parse now, so nothing it declared disappears.
     pub fn snapshot(&self) -> Snapshot {
         let mut out = Snapshot::default();
-        for e in self.files.values() {
-            let mut snap = e.current.clone();
+        for (path, e) in &self.files {
+            let file = label(path);
+            let mut snap = e.current.snapshot(&file);
             if !snap.broken_files.is_empty() {
-                if let Some(good) = e.last_good() {
+                if let Some(good) = e.last_good().map(|g| g.snapshot(&file)) {
                     keep_missing(&mut snap.users, &good.users);
                     keep_missing(&mut snap.bindings, &good.bindings);
                     keep_missing(&mut snap.tokens, &good.tokens);

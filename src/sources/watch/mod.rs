@@ -8,6 +8,7 @@
 mod cache;
 mod daemon;
 mod fs_events;
+mod packed;
 mod reconciler;
 mod secrets_cache;
 
