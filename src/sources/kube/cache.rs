@@ -416,13 +416,26 @@ fn fingerprint(v: &Value) -> u64 {
     h.finish()
 }
 
-/// Secret metadata without managed fields and kubectl's last-applied copy.
-pub fn lean(mut meta: ObjectMeta) -> ObjectMeta {
-    meta.managed_fields = None;
-    if let Some(a) = meta.annotations.as_mut() {
-        a.remove(LAST_APPLIED);
+/// Secret metadata as the cache keeps it: what the controller reads of a Secret and
+/// nothing else: its name, namespace, uid and resourceVersion (the sink's delete
+/// preconditions, the password fetch's staleness) and the annotations that say whether
+/// stagegate wrote it and with which key. Labels, owner references, timestamps, other
+/// annotations (kubectl's last-applied copy holds the data again) and managed fields
+/// were two thirds of the memory of the 15,000 Secrets the organization has delivered.
+pub fn lean(meta: ObjectMeta) -> ObjectMeta {
+    use crate::secrets::{KEY_ID_ANNOTATION, MANAGED_BY_ANNOTATION};
+    let annotations = meta.annotations.map(|mut all| {
+        all.retain(|k, _| k == MANAGED_BY_ANNOTATION || k == KEY_ID_ANNOTATION);
+        all
+    });
+    ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        resource_version: meta.resource_version,
+        annotations: annotations.filter(|a| !a.is_empty()),
+        ..ObjectMeta::default()
     }
-    meta
 }
 
 /// Whether stagegate wrote the Secret (its annotation says so).
@@ -664,6 +677,38 @@ mod tests {
         );
         let user = ObjectKey::new("User", "team", "ada");
         assert_eq!(cache.uid(&user).as_deref(), Some("u1"));
+    }
+
+    #[test]
+    fn lean_secret_metadata_keeps_what_the_controller_reads() {
+        let meta: ObjectMeta = serde_json::from_value(json!({
+            "name": "ci-token", "namespace": "team", "uid": "u9", "resourceVersion": "31",
+            "labels": {"app.kubernetes.io/managed-by": "stagegate"},
+            "annotations": {"stagegate.dev/managed-by": "stagegate", "stagegate.dev/key-id": "k1",
+                            "stagegate.dev/owner": "ApiToken team/ci", LAST_APPLIED: "{\"data\": {}}"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ApiToken", "name": "ci", "uid": "u3"}],
+            "managedFields": [{"manager": "stagegate"}]}))
+        .unwrap();
+        let kept = lean(meta.clone());
+        assert_eq!(
+            serde_json::to_value(&kept).unwrap(),
+            json!({"name": "ci-token", "namespace": "team", "uid": "u9", "resourceVersion": "31",
+                   "annotations": {"stagegate.dev/managed-by": "stagegate", "stagegate.dev/key-id": "k1"}})
+        );
+        // The sink reads the same state from it as from the whole metadata.
+        assert_eq!(
+            super::super::sink::classify(&kept),
+            super::super::sink::classify(&meta)
+        );
+        assert!(ours(&kept));
+        // A foreign Secret keeps no annotations at all.
+        let foreign = lean(ObjectMeta {
+            name: Some("helm".into()),
+            annotations: Some([("meta.helm.sh/release-name".to_string(), "x".to_string())].into()),
+            ..Default::default()
+        });
+        assert_eq!(foreign.annotations, None);
+        assert!(!ours(&foreign));
     }
 
     proptest::proptest! {
