@@ -9,7 +9,8 @@
 //! idle CPU averaged over 60 s (from `/proc/PID/stat`), single-change latency
 //! (one AccessBinding patched → reconcile logged; one ApiToken revoked → the
 //! API answers 401), and a restart on the filled store with the cost of each
-//! resync.
+//! resync; then the live heap of the controller's watch cache, of a round's
+//! snapshot and of the Secrets' metadata, built in this process (`heap:` rows).
 //!
 //! `cargo bench --bench kube_daemon`. Environment: `STAGEGATE_BENCH_USERS`,
 //! `_BINDINGS`, `_TOKENS`, `_MODELS` scale the organization down;
