@@ -9,7 +9,8 @@
 //! idle CPU averaged over 60 s (from `/proc/PID/stat`), single-change latency
 //! (one AccessBinding patched → reconcile logged; one ApiToken revoked → the
 //! API answers 401), and a restart on the filled store with the cost of each
-//! resync.
+//! resync; then the live heap of the controller's watch cache, of a round's
+//! snapshot and of the Secrets' metadata, built in this process (`heap:` rows).
 //!
 //! `cargo bench --bench kube_daemon`. Environment: `STAGEGATE_BENCH_USERS`,
 //! `_BINDINGS`, `_TOKENS`, `_MODELS` scale the organization down;
@@ -20,6 +21,8 @@
 
 // The integration tests' API server; clippy builds this target with
 // cfg(test), where its self-tests' imports go unused outside their harness.
+#[path = "common/counting.rs"]
+mod counting;
 #[path = "../tests/integration/kube_api/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod kube_api;
@@ -37,6 +40,88 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[global_allocator]
+static ALLOC: counting::Counting = counting::Counting;
+
+/// Live heap bytes of the controller's watch cache and of a round's snapshot, built
+/// in this process from the objects the test server holds (as the watchers receive
+/// them) with the library's own functions.
+fn breakdown(server: &KubeApiServer, admin: &str) -> Vec<(String, String)> {
+    use counting::live_mib;
+    use stagegate::sources::kube::cache::{key_of, lean_object, Cache};
+    let http = reqwest::blocking::Client::new();
+    let list = |path: &str| -> Vec<Value> {
+        let body: Value = http
+            .get(format!("{}{path}", server.url()))
+            .bearer_auth(admin)
+            .send()
+            .and_then(|r| r.json())
+            .expect("list");
+        match body.get("items") {
+            Some(Value::Array(items)) => items.clone(),
+            _ => Vec::new(),
+        }
+    };
+    let mut objects = Vec::new();
+    for kind in ["User", "AccessBinding", "ApiToken", "ModelStageRequest"] {
+        for mut o in list(&format!(
+            "/apis/stagegate.dev/v1alpha1/namespaces/{NS}/{}",
+            plural(kind)
+        )) {
+            lean_object(&mut o);
+            if let Some(m) = o.as_object_mut() {
+                m.entry("kind").or_insert_with(|| kind.into());
+                m.entry("apiVersion")
+                    .or_insert_with(|| "stagegate.dev/v1alpha1".into());
+            }
+            if let Some(k) = key_of(kind, &o) {
+                objects.push((k, o));
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    let mut push =
+        |what: &str, mib: f64| rows.push((format!("heap: {what}"), format!("{mib:.1} MiB")));
+    let t = live_mib();
+    let trees: Vec<std::sync::Arc<Value>> = objects
+        .iter()
+        .map(|(_, v)| std::sync::Arc::new(v.clone()))
+        .collect();
+    push(
+        &format!(
+            "{} lean objects as Value trees (the cache before the compact form)",
+            trees.len()
+        ),
+        live_mib() - t,
+    );
+    drop(trees);
+    let t = live_mib();
+    let mut cache = Cache::default();
+    for (k, v) in &objects {
+        cache.put_object(k.clone(), v.clone());
+    }
+    push(
+        "watch cache of the four kinds, compact (keys included)",
+        live_mib() - t,
+    );
+    let t = live_mib();
+    let built = stagegate::sources::kube::snapshot::build(&cache);
+    push("snapshot a round builds from it", live_mib() - t);
+    drop(built);
+    let secrets = list(&format!("/api/v1/namespaces/{NS}/secrets"));
+    let t = live_mib();
+    for s in &secrets {
+        if let Ok(meta) = serde_json::from_value(s["metadata"].clone()) {
+            cache.put_secret(meta);
+        }
+    }
+    push(
+        &format!("metadata of {} Secrets (ObjectMeta)", secrets.len()),
+        live_mib() - t,
+    );
+    rows
+}
 
 /// One `reconciled` log line of the controller.
 #[derive(Debug, Clone)]
@@ -428,6 +513,7 @@ fn main() {
         format!("{:.0} MiB", mem_mib(c.pid(), "VmRSS:")),
     ));
     c.stop();
+    rows.extend(breakdown(&server, &admin));
 
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     println!("| {:<w$} | figure |", "measure");

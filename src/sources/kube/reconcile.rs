@@ -4,7 +4,7 @@
 //! Every write happens only when something changed, so a reconcile with
 //! nothing new sends no write request.
 
-use super::cache::Shared;
+use super::cache::{Compact, Shared};
 use super::pipeline::{self, Applied};
 use super::sink::KubeSecretSink;
 use super::{events, finalizer, snapshot, status, ControllerError, ReportError};
@@ -130,26 +130,22 @@ pub async fn reconcile(
     // Phase 1: snapshot (pure), with a copy of the objects for the report phase.
     let (built, objects, version) = {
         let cache = shared.lock();
-        (
-            snapshot::build(&cache),
-            cache.objects.clone(),
-            cache.version,
-        )
+        (snapshot::build(&cache), cache.object_list(), cache.version)
     };
     // Phase 2: our finalizer goes on before the store entry can exist.
-    for (key, value) in &objects {
-        let deleting = value.pointer("/metadata/deletionTimestamp").is_some();
-        if finalizer::finalized(&key.kind) && !deleting && !finalizer::has(value) {
+    for (key, object) in &objects {
+        if finalizer::finalized(&key.kind) && !object.deleting() && !object.finalized() {
+            let value = object.object();
             match finalizer::send(
                 &ctx.client,
                 key,
-                finalizer::add_patch(value),
+                finalizer::add_patch(&value),
                 "add finalizer",
             )
             .await
             {
                 Ok(()) => summary.finalizers += 1,
-                Err(e) => object_failed(ctx, value, e, &mut summary).await,
+                Err(e) => object_failed(ctx, object, e, &mut summary).await,
             }
         }
     }
@@ -190,47 +186,43 @@ pub async fn reconcile(
     // Phase 4: report.
     let statuses: BTreeMap<&ObjectKey, &ObjectStatus> =
         applied.statuses.iter().map(|s| (&s.key, s)).collect();
-    for (key, value) in &objects {
-        if value.pointer("/metadata/deletionTimestamp").is_some() {
+    for (key, object) in &objects {
+        if object.deleting() {
             continue;
         }
         let Some(st) = statuses.get(key) else {
             continue;
         };
-        match publish_status(ctx, shared, key, value, st, &mut summary).await {
+        match publish_status(ctx, shared, key, object, st, &mut summary).await {
             Ok(n) => summary.events += n,
-            Err(e) => object_failed(ctx, value, e, &mut summary).await,
+            Err(e) => object_failed(ctx, object, e, &mut summary).await,
         }
     }
     for (key, why) in &built.malformed {
-        let Some(value) = objects.get(key) else {
+        let Some(object) = objects.get(key) else {
             continue;
         };
-        let rv = value
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let rv = object.resource_version().unwrap_or_default().to_string();
         if memory.reported.get(key) == Some(&rv) {
             continue;
         }
         tracing::warn!(object = %key, reason = "SchemaViolation", "skipping malformed object: {why}");
-        publish(ctx, value, &events::malformed(why)).await;
+        publish(ctx, object, &events::malformed(why)).await;
         summary.events += 1;
         memory.reported.insert(key.clone(), rv);
     }
     // The store entries of deleted objects are gone now: release them.
     for key in &built.deleting {
-        let Some(value) = objects.get(key) else {
+        let Some(object) = objects.get(key) else {
             continue;
         };
-        if let Some(p) = finalizer::remove_patch(value) {
+        if let Some(p) = finalizer::remove_patch(&object.object()) {
             match finalizer::send(&ctx.client, key, p, "remove finalizer").await {
                 Ok(()) => {
                     summary.finalizers += 1;
                     tracing::info!(object = %key, "store entry removed; finalizer released");
                 }
-                Err(e) => object_failed(ctx, value, e, &mut summary).await,
+                Err(e) => object_failed(ctx, object, e, &mut summary).await,
             }
         }
     }
@@ -246,7 +238,7 @@ pub async fn reconcile(
 
 /// Reports a failed request about one object on that object (a Warning Event
 /// naming what failed), and counts it so the loop retries soon.
-async fn object_failed(ctx: &Context, value: &Value, e: ReportError, summary: &mut Summary) {
+async fn object_failed(ctx: &Context, object: &Compact, e: ReportError, summary: &mut Summary) {
     tracing::warn!(error = %e, "request about one object failed; the others go on");
     summary.object_failures += 1;
     let ReportError::Api { verb, source, .. } = &e;
@@ -260,7 +252,7 @@ async fn object_failed(ctx: &Context, value: &Value, e: ReportError, summary: &m
         action: "Reconcile",
         note: format!("{verb} failed: {source}; retried at the next reconcile"),
     };
-    publish(ctx, value, &notice).await;
+    publish(ctx, object, &notice).await;
     summary.events += 1;
 }
 
@@ -269,11 +261,13 @@ async fn publish_status(
     ctx: &Context,
     shared: &Shared,
     key: &ObjectKey,
-    value: &Value,
+    object: &Compact,
     st: &ObjectStatus,
     summary: &mut Summary,
 ) -> Result<usize, ReportError> {
-    let current = value.get("status");
+    // Only the status is parsed; the rest of the object only for an Event's reference.
+    let status = object.status();
+    let current = status.as_ref();
     let desired = status::desired(current, st, crate::snapshot::now());
     let Some(body) = status::patch(current, &desired) else {
         return Ok(0);
@@ -293,14 +287,15 @@ async fn publish_status(
     summary.status_patches += 1;
     let notices = events::derive(current, st);
     for n in &notices {
-        publish(ctx, value, n).await;
+        publish(ctx, object, n).await;
     }
     Ok(notices.len())
 }
 
 /// Publishes an Event; a failure is logged, never fatal (Events are best effort).
-async fn publish(ctx: &Context, value: &Value, n: &events::Notice) {
-    if let Err(e) = ctx.recorder.publish(&n.event(), &reference(value)).await {
+async fn publish(ctx: &Context, object: &Compact, n: &events::Notice) {
+    let reference = reference(&object.declared());
+    if let Err(e) = ctx.recorder.publish(&n.event(), &reference).await {
         tracing::warn!(reason = %n.reason, error = %e, "could not publish Event");
     }
 }

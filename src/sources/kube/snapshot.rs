@@ -34,16 +34,23 @@ pub fn source_of(key: &ObjectKey) -> Source {
 
 /// Builds and validates the snapshot of everything in `cache`.
 pub fn build(cache: &Cache) -> Built {
+    // Each object is parsed here, once per round, and dropped after its conversion.
+    build_from(cache, cache.objects().map(|(k, o)| (k, o.declared())))
+}
+
+/// Builds and validates the snapshot of `objects` (in key order), with the Secrets and
+/// settings of `cache`.
+fn build_from<'a>(cache: &Cache, objects: impl Iterator<Item = (&'a ObjectKey, Value)>) -> Built {
     let mut out = Built::default();
     out.snapshot.domains.places = Places::Namespaces;
     out.snapshot.domains.required = cache.require_access_domain;
     let mut requests = Vec::new();
-    for (key, value) in &cache.objects {
+    for (key, value) in objects {
         if value.pointer("/metadata/deletionTimestamp").is_some() {
             out.deleting.push(key.clone());
             continue;
         }
-        if let Err(why) = convert(key, value, &mut out.snapshot, &mut requests) {
+        if let Err(why) = convert(key, &value, &mut out.snapshot, &mut requests) {
             out.snapshot.diagnostics.push(Diagnostic {
                 file: Some(key.to_string()),
                 line: None,
@@ -110,17 +117,26 @@ fn convert(
 }
 
 fn typed<K: DeserializeOwned>(value: &Value, source: Source) -> Result<Declared<K>, String> {
-    let mut v = value.clone();
-    // Status is ours to write, not input; an odd status must not hide the spec.
-    if let Some(m) = v.as_object_mut() {
-        m.remove("status");
-    }
-    let object = serde_json::from_value(v.clone())
+    // Status is ours to write, not input; an odd status must not hide the spec. The
+    // cache's objects come without it ([`Compact::declared`](super::cache::Compact::declared)).
+    let stripped;
+    let v = match value.get("status") {
+        Some(_) => {
+            let mut copy = value.clone();
+            if let Some(m) = copy.as_object_mut() {
+                m.remove("status");
+            }
+            stripped = copy;
+            &stripped
+        }
+        None => value,
+    };
+    let object = K::deserialize(v)
         .map_err(|_| {
             // serde's message quotes the offending value, which may be a secret typed into the
             // wrong field: describe the problem with the schema checker, which names fields only.
             let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
-            schema::check(kind, &v)
+            schema::check(kind, v)
                 .into_iter()
                 .map(|i| format!("{}: {} ({})", i.field, i.message, i.reason))
                 .collect::<Vec<_>>()
@@ -249,5 +265,61 @@ status: {phase: Active, conditions: []}
             .map(|r| r.key().name)
             .collect();
         assert_eq!(names, ["b", "c", "a"]);
+    }
+
+    /// The objects a cluster serves, each with the status the controller patched.
+    fn served() -> Vec<(ObjectKey, Value)> {
+        let status = serde_json::json!({"phase": "Active", "observedGeneration": 2,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Applied",
+                            "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
+        let mut out = vec![
+            obj(ADA),
+            obj("apiVersion: stagegate.dev/v1alpha1\nkind: AccessBinding\nmetadata: {name: ada-dev, namespace: t, uid: u2, resourceVersion: \"9\", labels: {team: ml}}\nspec: {user: ada, role: Analyst, scope: {customer: acme}}\n"),
+            obj("apiVersion: stagegate.dev/v1alpha1\nkind: ApiToken\nmetadata: {name: ci, namespace: t, uid: u3, resourceVersion: \"10\"}\nspec: {role: Analyst, scope: {customer: acme}, validity: 30d, secretName: ci-token}\n"),
+            // Schema violations, each with its field: a wrong enum value, an unknown field.
+            obj("apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata: {name: bad, namespace: t, resourceVersion: \"11\"}\nspec: {state: Sleeping}\n"),
+            obj("apiVersion: stagegate.dev/v1alpha1\nkind: AccessBinding\nmetadata: {name: odd, namespace: t, resourceVersion: \"12\"}\nspec: {user: ada, role: Analyst, colour: blue}\n"),
+            obj("apiVersion: stagegate.dev/v1alpha1\nkind: User\nmetadata: {name: gone, namespace: t, resourceVersion: \"13\", deletionTimestamp: \"2026-01-01T00:00:00Z\", finalizers: [stagegate.dev/cleanup]}\nspec: {}\n"),
+            request("promote", "2026-01-02T00:00:00Z"),
+        ];
+        for (_, v) in &mut out {
+            v["status"] = status.clone();
+        }
+        // In key order, as the cache holds them.
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[test]
+    fn the_compact_cache_gives_the_snapshot_of_the_full_objects() {
+        let full = served();
+        let mut cache = Cache::default();
+        for (k, v) in &full {
+            cache.put_object(k.clone(), v.clone());
+        }
+        let compact = build(&cache);
+        // The same conversion run on the objects as served (status and all), as the cache
+        // held them before it was compact.
+        let reference = build_from(&cache, full.iter().map(|(k, v)| (k, v.clone())));
+        assert_eq!(format!("{compact:?}"), format!("{reference:?}"));
+        // The schema violations are still reported with their fields.
+        let why: BTreeMap<_, _> = compact
+            .malformed
+            .iter()
+            .map(|(k, why)| (k.name.as_str(), why.as_str()))
+            .collect();
+        assert_eq!(why.len(), 2, "{why:?}");
+        assert!(why["bad"].contains("spec.state"), "{why:?}");
+        assert!(why["odd"].contains("spec.colour"), "{why:?}");
+        assert_eq!(compact.deleting, [ObjectKey::new("User", "t", "gone")]);
+        assert_eq!(compact.snapshot.users.len(), 1);
+        assert_eq!(compact.snapshot.bindings.len(), 1);
+        assert_eq!(compact.snapshot.tokens.len(), 1);
+        assert_eq!(compact.snapshot.requests.len(), 1);
+        // The typed objects keep the server's metadata (uid, resourceVersion, labels).
+        let b = &compact.snapshot.bindings[0].object.metadata;
+        assert_eq!(b.uid.as_deref(), Some("u2"));
+        assert_eq!(b.resource_version.as_deref(), Some("9"));
+        assert_eq!(b.labels.as_ref().unwrap()["team"], "ml");
     }
 }

@@ -90,7 +90,11 @@ async fn watch_kind(client: Client, feed: Feed, shared: Arc<Shared>) {
     while let Some(event) = stream.next().await {
         match event {
             Ok(Event::Init) => buffer.clear(),
-            Ok(Event::InitApply(o)) => buffer.extend(raw(feed.kind, o)),
+            // Each listed object is compacted as it arrives: the first list of a large
+            // cluster is never held as whole objects.
+            Ok(Event::InitApply(o)) => buffer.extend(
+                raw(feed.kind, o).map(|(k, v)| (k, super::cache::Compact::new(feed.kind, v))),
+            ),
             Ok(Event::InitDone) => {
                 let items = std::mem::take(&mut buffer);
                 shared.update(|c| c.replace_objects(&feed, items));
