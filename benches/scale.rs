@@ -460,6 +460,9 @@ fn raw_copy(from: &str, into: &str) -> (Duration, Duration, u64) {
             .expect("copy in");
         w.write_all(data).expect("rows");
         rows += w.finish().expect("copy");
+        if std::env::var_os("STAGEGATE_BENCH_LOG").is_some() {
+            eprintln!("raw COPY into {table}: {}", secs(one.elapsed()));
+        }
         if ["users", "bindings", "token_keys", "models"].contains(table) {
             data_tables += one.elapsed();
         }
