@@ -10,6 +10,7 @@ use crate::resources::{RequestPhase, UserState};
 use crate::secrets::HashValue;
 use crate::snapshot::ObjectKey;
 use jiff::Timestamp;
+use std::borrow::Cow;
 
 /// A decoding failure (never holds a column's value when the column is secret).
 pub(super) type ColResult<T> = Result<T, String>;
@@ -34,10 +35,13 @@ pub(super) trait Cols {
 }
 
 /// A value bound to a statement parameter; both databases accept these three shapes.
+///
+/// Text borrows from the row it comes from where it can: a first apply binds millions of
+/// values, and a copy of each one cost more than the database's own work on it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(super) enum Val {
+pub(super) enum Val<'a> {
     /// TEXT (NULL when none).
-    Text(Option<String>),
+    Text(Option<Cow<'a, str>>),
     /// 64-bit integer (NULL when none).
     Int(Option<i64>),
     /// Flag.
@@ -46,57 +50,57 @@ pub(super) enum Val {
 
 /// Conversion of a borrowed Rust value into a statement parameter.
 pub(super) trait ToVal {
-    /// The parameter.
-    fn to_val(&self) -> Val;
+    /// The parameter, borrowing from `self`.
+    fn to_val(&self) -> Val<'_>;
 }
 
 impl<T: ToVal + ?Sized> ToVal for &T {
-    fn to_val(&self) -> Val {
+    fn to_val(&self) -> Val<'_> {
         (**self).to_val()
     }
 }
 impl ToVal for str {
-    fn to_val(&self) -> Val {
-        Val::Text(Some(self.to_string()))
+    fn to_val(&self) -> Val<'_> {
+        Val::Text(Some(Cow::Borrowed(self)))
     }
 }
 impl ToVal for String {
-    fn to_val(&self) -> Val {
-        Val::Text(Some(self.clone()))
+    fn to_val(&self) -> Val<'_> {
+        Val::Text(Some(Cow::Borrowed(self)))
     }
 }
 impl ToVal for Option<String> {
-    fn to_val(&self) -> Val {
-        Val::Text(self.clone())
+    fn to_val(&self) -> Val<'_> {
+        Val::Text(self.as_deref().map(Cow::Borrowed))
     }
 }
 impl ToVal for Option<&str> {
-    fn to_val(&self) -> Val {
-        Val::Text(self.map(str::to_string))
+    fn to_val(&self) -> Val<'_> {
+        Val::Text(self.map(Cow::Borrowed))
     }
 }
 impl ToVal for i64 {
-    fn to_val(&self) -> Val {
+    fn to_val(&self) -> Val<'_> {
         Val::Int(Some(*self))
     }
 }
 impl ToVal for u32 {
-    fn to_val(&self) -> Val {
+    fn to_val(&self) -> Val<'_> {
         Val::Int(Some(i64::from(*self)))
     }
 }
 impl ToVal for Option<i64> {
-    fn to_val(&self) -> Val {
+    fn to_val(&self) -> Val<'_> {
         Val::Int(*self)
     }
 }
 impl ToVal for Option<u32> {
-    fn to_val(&self) -> Val {
+    fn to_val(&self) -> Val<'_> {
         Val::Int(self.map(i64::from))
     }
 }
 impl ToVal for bool {
-    fn to_val(&self) -> Val {
+    fn to_val(&self) -> Val<'_> {
         Val::Bool(*self)
     }
 }
@@ -132,10 +136,10 @@ where
     r.text(c)?.parse().map_err(|e| format!("{c}: {e}"))
 }
 
-pub(super) fn scope_cols(s: &Scope) -> (String, String) {
+pub(super) fn scope_cols(s: &Scope) -> (&str, &str) {
     (
-        s.customer.clone().unwrap_or_default(),
-        s.project.clone().unwrap_or_default(),
+        s.customer.as_deref().unwrap_or_default(),
+        s.project.as_deref().unwrap_or_default(),
     )
 }
 
@@ -162,14 +166,14 @@ fn owner(r: &impl Cols) -> ColResult<Option<Owner>> {
     })
 }
 
-pub(super) fn owner_cols(o: &Option<Owner>) -> [Option<String>; 4] {
+pub(super) fn owner_cols(o: &Option<Owner>) -> [Option<&str>; 4] {
     match o {
         None => [None, None, None, None],
         Some(o) => [
-            Some(o.key.kind.clone()),
-            Some(o.key.namespace.clone()),
-            Some(o.key.name.clone()),
-            Some(o.source.clone()),
+            Some(o.key.kind.as_str()),
+            Some(o.key.namespace.as_str()),
+            Some(o.key.name.as_str()),
+            Some(o.source.as_str()),
         ],
     }
 }

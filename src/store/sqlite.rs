@@ -125,13 +125,17 @@ impl Cols for Row<'_> {
     }
 }
 
-impl rusqlite::ToSql for Val {
+impl rusqlite::ToSql for Val<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Owned(match self {
-            Val::Text(t) => t.clone().map_or(SqlValue::Null, SqlValue::Text),
-            Val::Int(i) => i.map_or(SqlValue::Null, SqlValue::Integer),
-            Val::Bool(b) => SqlValue::Integer(i64::from(*b)),
-        }))
+        // Text is bound borrowed: SQLite copies it while it binds, no copy of ours is needed.
+        Ok(match self {
+            Val::Text(Some(t)) => {
+                ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(t.as_bytes()))
+            }
+            Val::Text(None) => ToSqlOutput::Owned(SqlValue::Null),
+            Val::Int(i) => ToSqlOutput::Owned(i.map_or(SqlValue::Null, SqlValue::Integer)),
+            Val::Bool(b) => ToSqlOutput::Owned(SqlValue::Integer(i64::from(*b))),
+        })
     }
 }
 
@@ -169,10 +173,10 @@ fn one<T>(
 struct SqliteWriter<'a>(&'a Transaction<'a>);
 
 impl Writer for SqliteWriter<'_> {
-    fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<(), StoreError> {
+    fn exec(&mut self, sql: &'static str, args: Vec<Val<'_>>) -> Result<(), StoreError> {
         self.exec_counted(sql, args).map(drop)
     }
-    fn exec_counted(&mut self, sql: &'static str, args: Vec<Val>) -> Result<u64, StoreError> {
+    fn exec_counted(&mut self, sql: &'static str, args: Vec<Val<'_>>) -> Result<u64, StoreError> {
         let n = self
             .0
             .prepare_cached(sql)?

@@ -13,15 +13,15 @@ use crate::store::StoreError;
 /// One open write transaction of either database.
 pub(super) trait Writer {
     /// Runs one statement with `args` bound to `?1..?N` (PostgreSQL: after the queued rows).
-    fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<(), StoreError>;
+    fn exec(&mut self, sql: &'static str, args: Vec<Val<'_>>) -> Result<(), StoreError>;
     /// Writes one row with `stmt` (`args` bound to `?1..?N`). SQLite runs it at once;
     /// PostgreSQL queues it and later sends every queued row of `stmt` as one statement.
-    fn row(&mut self, stmt: &'static Stmt, args: Vec<Val>) -> Result<(), StoreError> {
+    fn row(&mut self, stmt: &'static Stmt, args: Vec<Val<'_>>) -> Result<(), StoreError> {
         self.exec(stmt.sql, args)
     }
     /// Runs one statement now (PostgreSQL: after the queued ones) and returns how many rows it
     /// changed, for writes that depend on what the row holds.
-    fn exec_counted(&mut self, sql: &'static str, args: Vec<Val>) -> Result<u64, StoreError>;
+    fn exec_counted(&mut self, sql: &'static str, args: Vec<Val<'_>>) -> Result<u64, StoreError>;
     /// The store revision as this transaction sees it.
     fn revision(&mut self) -> Result<i64, StoreError>;
 }
@@ -144,8 +144,8 @@ fn upsert_user(tx: &mut dyn Writer, u: &UserRow) -> Result<(), StoreError> {
             u.password_fingerprint.as_ref().map(HashValue::expose),
             u.password_id,
             u.password_rotation,
-            p.map(|p| p.id.clone()),
-            p.map(|p| p.hash.expose().to_string()),
+            p.map(|p| p.id.as_str()),
+            p.map(|p| p.hash.expose()),
             p.map(|p| p.rotation),
             u.first_login.map(|t| t.to_string()),
             u.last_login.map(|t| t.to_string()),
@@ -155,8 +155,8 @@ fn upsert_user(tx: &mut dyn Writer, u: &UserRow) -> Result<(), StoreError> {
             o[2],
             o[3],
             u.password_chosen_at.map(|t| t.to_string()),
-            i.map(|i| i.id.clone()),
-            i.map(|i| i.code_hmac.expose().to_string()),
+            i.map(|i| i.id.as_str()),
+            i.map(|i| i.code_hmac.expose()),
             i.map(|i| i.rotation),
             i.map(|i| i.issued_at.to_string()),
             i.map(|i| i.expires_at.to_string()),
@@ -444,7 +444,13 @@ static AUDIT_INSERT: Stmt = Stmt {
 };
 
 fn audit(tx: &mut dyn Writer, a: &AuditRow) -> Result<(), StoreError> {
-    let j = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+    // serde_json's own writer: `Value`'s Display writes the same text through a slower adapter.
+    let j = |v: &Option<serde_json::Value>| {
+        v.as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| corrupt("audit_log", e.to_string()))
+    };
     tx.row(
         &AUDIT_INSERT,
         vals![
@@ -454,8 +460,8 @@ fn audit(tx: &mut dyn Writer, a: &AuditRow) -> Result<(), StoreError> {
             a.object.namespace,
             a.object.name,
             a.source,
-            j(&a.old),
-            j(&a.new),
+            j(&a.old)?,
+            j(&a.new)?,
         ],
     )?;
     Ok(())

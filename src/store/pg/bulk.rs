@@ -11,7 +11,11 @@
 //! `COPY ... FROM STDIN` instead, the server's fastest way in (it inserts rows in batches,
 //! where `INSERT ... SELECT` inserts one at a time): a plain insert (bindings, decided
 //! requests, the audit log), and an upsert none of whose keys is stored yet (one query asks),
-//! as in a first apply.
+//! as in a first apply. Each row is encoded once, as it is queued, in `COPY`'s binary format:
+//! a `COPY` sends those bytes as they are, a set statement reads its arrays back from them.
+//! A delete from a table that holds no rows is not sent, and an upsert into one is loaded with
+//! `COPY` without asking for stored keys (one query asks which tables are empty): a first
+//! apply re-declares every binding, a delete by owner then an insert, into an empty table.
 //!
 //! # The same result as one statement per row, in order
 //!
@@ -44,77 +48,42 @@ use postgres::types::ToSql;
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-/// The values of one parameter across the queued rows of a statement.
-enum Column {
-    Text(Vec<Option<String>>),
+/// The type of one parameter of a statement, the same in each of its rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Int,
+    Bool,
+}
+
+impl Kind {
+    fn of(v: &Val) -> Self {
+        match v {
+            Val::Text(_) => Kind::Text,
+            Val::Int(_) => Kind::Int,
+            Val::Bool(_) => Kind::Bool,
+        }
+    }
+
+    /// The array type the statement casts the parameter to.
+    fn array_type(self) -> &'static str {
+        match self {
+            Kind::Text => "text[]",
+            Kind::Int => "int8[]",
+            Kind::Bool => "bool[]",
+        }
+    }
+}
+
+/// The values of one parameter across the queued rows of a statement, borrowed from the
+/// encoded rows, as the array parameter of a set statement.
+enum Column<'a> {
+    Text(Vec<Option<&'a str>>),
     Int(Vec<Option<i64>>),
     Bool(Vec<bool>),
 }
 
-impl Column {
-    /// An empty column for values shaped like `v`.
-    fn like(v: &Val) -> Self {
-        match v {
-            Val::Text(_) => Column::Text(Vec::new()),
-            Val::Int(_) => Column::Int(Vec::new()),
-            Val::Bool(_) => Column::Bool(Vec::new()),
-        }
-    }
-
-    /// Appends `v`; false when it is not of this column's type.
-    fn push(&mut self, v: Val) -> bool {
-        match (self, v) {
-            (Column::Text(c), Val::Text(t)) => c.push(t),
-            (Column::Int(c), Val::Int(i)) => c.push(i),
-            (Column::Bool(c), Val::Bool(b)) => c.push(b),
-            _ => return false,
-        }
-        true
-    }
-
-    /// The array type the statement casts the parameter to.
-    fn array_type(&self) -> &'static str {
-        match self {
-            Column::Text(_) => "text[]",
-            Column::Int(_) => "int8[]",
-            Column::Bool(_) => "bool[]",
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Column::Text(c) => c.len(),
-            Column::Int(c) => c.len(),
-            Column::Bool(c) => c.len(),
-        }
-    }
-
-    /// Appends value `r` as `COPY`'s text format writes it: `\N` for NULL, and backslash,
-    /// tab, newline and carriage return escaped in text.
-    fn copy_text(&self, r: usize, out: &mut Vec<u8>) {
-        match self {
-            Column::Text(c) => match &c[r] {
-                None => out.extend_from_slice(b"\\N"),
-                Some(t) => {
-                    for b in t.bytes() {
-                        match b {
-                            b'\\' => out.extend_from_slice(b"\\\\"),
-                            b'\t' => out.extend_from_slice(b"\\t"),
-                            b'\n' => out.extend_from_slice(b"\\n"),
-                            b'\r' => out.extend_from_slice(b"\\r"),
-                            b => out.push(b),
-                        }
-                    }
-                }
-            },
-            Column::Int(c) => match c[r] {
-                None => out.extend_from_slice(b"\\N"),
-                Some(i) => out.extend_from_slice(i.to_string().as_bytes()),
-            },
-            Column::Bool(c) => out.push(if c[r] { b't' } else { b'f' }),
-        }
-    }
-
+impl Column<'_> {
     fn param(&self) -> &(dyn ToSql + Sync) {
         match self {
             Column::Text(c) => c,
@@ -124,10 +93,111 @@ impl Column {
     }
 }
 
-/// The queued rows of one statement.
+/// The header of `COPY`'s binary format: signature, flags, header extension length.
+const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// The queued rows of one statement, each encoded once, as it comes, as a tuple of `COPY`'s
+/// binary format (field count; each field's length, -1 for NULL, and bytes: text as UTF-8,
+/// integers as 8 bytes big-endian, flags as one byte), which a `COPY` sends as they are and
+/// a set statement reads back as arrays. The values are not copied one by one into owned
+/// strings, nor escaped for `COPY`'s text format.
 struct Group {
     stmt: &'static Stmt,
-    columns: Vec<Column>,
+    kinds: Vec<Kind>,
+    rows: u64,
+    tuples: Vec<u8>,
+}
+
+impl Group {
+    fn new(stmt: &'static Stmt, args: &[Val]) -> Self {
+        Group {
+            stmt,
+            kinds: args.iter().map(Kind::of).collect(),
+            rows: 0,
+            tuples: Vec::new(),
+        }
+    }
+
+    /// Appends one row.
+    fn push(&mut self, args: &[Val]) -> Result<(), StoreError> {
+        if args.len() != self.kinds.len() {
+            return Err(not_set(self.stmt, "a different number of parameters"));
+        }
+        if args.iter().zip(&self.kinds).any(|(v, k)| Kind::of(v) != *k) {
+            return Err(not_set(self.stmt, "a parameter whose type changed"));
+        }
+        let fields =
+            i16::try_from(args.len()).map_err(|_| not_set(self.stmt, "too many parameters"))?;
+        let out = &mut self.tuples;
+        out.extend_from_slice(&fields.to_be_bytes());
+        for v in args {
+            match v {
+                Val::Text(None) | Val::Int(None) => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                Val::Text(Some(t)) => {
+                    let len = i32::try_from(t.len())
+                        .map_err(|_| not_set(self.stmt, "a value over 2 GiB"))?;
+                    out.extend_from_slice(&len.to_be_bytes());
+                    out.extend_from_slice(t.as_bytes());
+                }
+                Val::Int(Some(i)) => {
+                    out.extend_from_slice(&8i32.to_be_bytes());
+                    out.extend_from_slice(&i.to_be_bytes());
+                }
+                Val::Bool(b) => {
+                    out.extend_from_slice(&1i32.to_be_bytes());
+                    out.push(u8::from(*b));
+                }
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The queued values of the parameters `which` (0-based), one array each.
+    fn columns(&self, which: &[usize]) -> Result<Vec<Column<'_>>, StoreError> {
+        let rows = usize::try_from(self.rows).unwrap_or(0);
+        let mut cols: Vec<Column> = which
+            .iter()
+            .map(|&i| match self.kinds[i] {
+                Kind::Text => Column::Text(Vec::with_capacity(rows)),
+                Kind::Int => Column::Int(Vec::with_capacity(rows)),
+                Kind::Bool => Column::Bool(Vec::with_capacity(rows)),
+            })
+            .collect();
+        let bad = || not_set(self.stmt, "a malformed queued row");
+        let mut rest = self.tuples.as_slice();
+        let mut take = |n: usize| -> Result<&[u8], StoreError> {
+            let (head, tail) = rest.split_at_checked(n).ok_or_else(bad)?;
+            rest = tail;
+            Ok(head)
+        };
+        for _ in 0..rows {
+            take(2)?;
+            for i in 0..self.kinds.len() {
+                let len = i32::from_be_bytes(take(4)?.try_into().map_err(|_| bad())?);
+                let value = match usize::try_from(len) {
+                    Ok(n) => Some(take(n)?),
+                    Err(_) => None,
+                };
+                let Some(at) = which.iter().position(|&w| w == i) else {
+                    continue;
+                };
+                match (&mut cols[at], value) {
+                    (Column::Text(c), v) => {
+                        c.push(v.map(std::str::from_utf8).transpose().map_err(|_| bad())?)
+                    }
+                    (Column::Int(c), v) => c.push(
+                        v.map(|b| b.try_into().map(i64::from_be_bytes))
+                            .transpose()
+                            .map_err(|_| bad())?,
+                    ),
+                    (Column::Bool(c), Some(b)) => c.push(b == [1]),
+                    (Column::Bool(_), None) => return Err(bad()),
+                }
+            }
+        }
+        Ok(cols)
+    }
 }
 
 /// One open write transaction of a [`super::PgStore`] commit (see the module comment).
@@ -137,6 +207,8 @@ pub(super) struct PgWriter<'a, 't> {
     groups: Vec<Group>,
     /// Hashes of the queued inserts' table and key. A collision only costs a needless flush.
     inserted: HashSet<u64>,
+    /// When the first queued row came (the time spent encoding rows, logged at a flush).
+    queued_at: Option<std::time::Instant>,
 }
 
 impl<'a, 't> PgWriter<'a, 't> {
@@ -146,6 +218,7 @@ impl<'a, 't> PgWriter<'a, 't> {
             tx,
             groups: Vec::new(),
             inserted: HashSet::new(),
+            queued_at: None,
         }
     }
 
@@ -153,52 +226,88 @@ impl<'a, 't> PgWriter<'a, 't> {
     pub(super) fn flush(&mut self) -> Result<(), StoreError> {
         let groups = std::mem::take(&mut self.groups);
         self.inserted.clear();
+        if let Some(at) = self.queued_at.take() {
+            tracing::debug!(statements = groups.len(), took = ?at.elapsed(), "store rows queued");
+        }
+        let empty = self.empty_tables(&groups)?;
         for effect in [Effect::Delete, Effect::Insert] {
             for g in groups.iter().filter(|g| g.stmt.effect == effect) {
                 let started = std::time::Instant::now();
+                let is_empty = empty.contains(g.stmt.table);
                 let copy = match copy_columns(g.stmt) {
                     Some((cols, false)) => Some(cols),
-                    Some((cols, true)) if !self.any_stored(g, cols)? => Some(cols),
+                    Some((cols, true))
+                        if !g.stmt.key.is_empty() && (is_empty || !self.any_stored(g, cols)?) =>
+                    {
+                        Some(cols)
+                    }
                     _ => None,
                 };
                 let rows = match copy {
+                    // Nothing to delete from a table that holds no rows.
+                    None if effect == Effect::Delete && is_empty => 0,
                     Some(cols) => self.copy(g, cols)?,
                     None => {
-                        let sql = set_sql(g.stmt, &g.columns)?;
-                        let params: Vec<_> = g.columns.iter().map(Column::param).collect();
+                        let sql = set_sql(g.stmt, &g.kinds)?;
+                        let all: Vec<usize> = (0..g.kinds.len()).collect();
+                        let columns = g.columns(&all)?;
+                        let params: Vec<_> = columns.iter().map(Column::param).collect();
                         self.tx.execute(sql.as_str(), &params)?
                     }
                 };
-                tracing::debug!(table = g.stmt.table, effect = ?g.stmt.effect, rows,
-                    took = ?started.elapsed(), "store rows written as a set");
+                tracing::debug!(table = g.stmt.table, effect = ?g.stmt.effect, queued = g.rows,
+                    rows, empty = is_empty, took = ?started.elapsed(), "store rows written as a set");
             }
         }
         Ok(())
     }
 
-    /// Loads the rows of a plain insert with `COPY ... FROM STDIN` (text format), in order.
+    /// The tables among `groups`' whose emptiness decides how they are written (deletes, and
+    /// upserts with a key) that hold no rows now, asked in one query. A table found empty stays
+    /// so until the flush runs its insert, which comes after its deletes and is the flush's
+    /// only insert into it (a second insert statement of a table flushes the queue first).
+    fn empty_tables(&mut self, groups: &[Group]) -> Result<HashSet<&'static str>, StoreError> {
+        let mut tables: Vec<&'static str> = groups
+            .iter()
+            .filter(|g| match copy_columns(g.stmt) {
+                Some((_, upsert)) => upsert && !g.stmt.key.is_empty(),
+                None => g.stmt.effect == Effect::Delete,
+            })
+            .map(|g| g.stmt.table)
+            .collect();
+        tables.sort_unstable();
+        tables.dedup();
+        if tables.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let probes: Vec<String> = tables
+            .iter()
+            .map(|t| format!("NOT EXISTS (SELECT 1 FROM {t})"))
+            .collect();
+        let row = self
+            .tx
+            .query_one(format!("SELECT {}", probes.join(", ")).as_str(), &[])?;
+        let mut empty = HashSet::new();
+        for (i, t) in tables.into_iter().enumerate() {
+            if row.try_get::<_, bool>(i)? {
+                empty.insert(t);
+            }
+        }
+        Ok(empty)
+    }
+
+    /// Loads the rows of a plain insert with `COPY ... FROM STDIN` in binary format, in order.
     fn copy(&mut self, g: &Group, cols: &str) -> Result<u64, StoreError> {
         use std::io::Write;
         let io =
             |e: std::io::Error| StoreError::Postgres(format!("copy into {}: {e}", g.stmt.table));
-        let rows = g.columns.first().map_or(0, Column::len);
-        let sql = format!("COPY {} ({cols}) FROM STDIN", g.stmt.table);
+        let sql = format!("COPY {} ({cols}) FROM STDIN (FORMAT binary)", g.stmt.table);
         let mut w = self.tx.copy_in(sql.as_str())?;
-        let mut buf = Vec::with_capacity(1 << 20);
-        for r in 0..rows {
-            for (i, c) in g.columns.iter().enumerate() {
-                if i > 0 {
-                    buf.push(b'\t');
-                }
-                c.copy_text(r, &mut buf);
-            }
-            buf.push(b'\n');
-            if buf.len() >= 1 << 20 {
-                w.write_all(&buf).map_err(io)?;
-                buf.clear();
-            }
+        w.write_all(COPY_HEADER).map_err(io)?;
+        for chunk in g.tuples.chunks(1 << 20) {
+            w.write_all(chunk).map_err(io)?;
         }
-        w.write_all(&buf).map_err(io)?;
+        w.write_all(&(-1i16).to_be_bytes()).map_err(io)?;
         Ok(w.finish()?)
     }
 
@@ -212,12 +321,12 @@ impl<'a, 't> PgWriter<'a, 't> {
         let names: Vec<&str> = cols.split(',').map(str::trim).collect();
         let mut on = Vec::new();
         let mut arrays = Vec::new();
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
         for (j, &i) in g.stmt.key.iter().enumerate() {
             on.push(format!("t.{} = k.p{}", names[i], j + 1));
-            arrays.push(format!("${}::{}", j + 1, g.columns[i].array_type()));
-            params.push(g.columns[i].param());
+            arrays.push(format!("${}::{}", j + 1, g.kinds[i].array_type()));
         }
+        let columns = g.columns(g.stmt.key)?;
+        let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(Column::param).collect();
         let names: Vec<String> = (1..=g.stmt.key.len()).map(|j| format!("p{j}")).collect();
         let sql = format!(
             "SELECT EXISTS (SELECT 1 FROM {} t JOIN unnest({}) AS k({}) ON {})",
@@ -240,25 +349,28 @@ impl<'a, 't> PgWriter<'a, 't> {
 /// The hash of a table and a row key; none when the key is empty or holds a NULL (such a row
 /// has no identity: a delete by key never matches it, and no unique constraint covers it).
 fn key_hash(stmt: &Stmt, args: &[Val]) -> Option<u64> {
-    let key: Vec<&Val> = stmt.key.iter().map(|&i| &args[i]).collect();
-    if key.is_empty()
-        || key
+    if stmt.key.is_empty()
+        || stmt
+            .key
             .iter()
-            .any(|v| matches!(v, Val::Text(None) | Val::Int(None)))
+            .any(|&i| matches!(args[i], Val::Text(None) | Val::Int(None)))
     {
         return None;
     }
     let mut h = DefaultHasher::new();
-    (stmt.table, key).hash(&mut h);
+    stmt.table.hash(&mut h);
+    for &i in stmt.key {
+        args[i].hash(&mut h);
+    }
     Some(h.finish())
 }
 
 impl Writer for PgWriter<'_, '_> {
-    fn exec(&mut self, sql: &'static str, args: Vec<Val>) -> Result<(), StoreError> {
+    fn exec(&mut self, sql: &'static str, args: Vec<Val<'_>>) -> Result<(), StoreError> {
         self.exec_counted(sql, args).map(drop)
     }
 
-    fn exec_counted(&mut self, sql: &'static str, args: Vec<Val>) -> Result<u64, StoreError> {
+    fn exec_counted(&mut self, sql: &'static str, args: Vec<Val<'_>>) -> Result<u64, StoreError> {
         self.flush()?;
         let params: Vec<&(dyn ToSql + Sync)> = args
             .iter()
@@ -274,7 +386,7 @@ impl Writer for PgWriter<'_, '_> {
         Ok(self.tx.execute(sql.as_str(), &params)?)
     }
 
-    fn row(&mut self, stmt: &'static Stmt, args: Vec<Val>) -> Result<(), StoreError> {
+    fn row(&mut self, stmt: &'static Stmt, args: Vec<Val<'_>>) -> Result<(), StoreError> {
         let key = key_hash(stmt, &args);
         let seen = key.is_some_and(|k| self.inserted.contains(&k));
         let flush = match stmt.effect {
@@ -289,26 +401,15 @@ impl Writer for PgWriter<'_, '_> {
         if let (Effect::Insert, Some(k)) = (stmt.effect, key) {
             self.inserted.insert(k);
         }
+        self.queued_at.get_or_insert_with(std::time::Instant::now);
         let at = match self.groups.iter().position(|g| std::ptr::eq(g.stmt, stmt)) {
             Some(at) => at,
             None => {
-                self.groups.push(Group {
-                    stmt,
-                    columns: args.iter().map(Column::like).collect(),
-                });
+                self.groups.push(Group::new(stmt, &args));
                 self.groups.len() - 1
             }
         };
-        let group = &mut self.groups[at];
-        if group.columns.len() != args.len() {
-            return Err(not_set(stmt, "a different number of parameters"));
-        }
-        for (c, v) in group.columns.iter_mut().zip(args) {
-            if !c.push(v) {
-                return Err(not_set(stmt, "a parameter whose type changed"));
-            }
-        }
-        Ok(())
+        self.groups[at].push(&args)
     }
 
     fn revision(&mut self) -> Result<i64, StoreError> {
@@ -372,14 +473,14 @@ fn copy_columns(stmt: &Stmt) -> Option<(&'static str, bool)> {
 /// `stmt` for all the rows of `columns` at once: parameter `?N` becomes column `pN` of
 /// `unnest` over the N-th array. Inserts read the rows in the order they came (`ORDINALITY`),
 /// so identities (audit ids) and unique checks follow that order as row by row.
-fn set_sql(stmt: &Stmt, columns: &[Column]) -> Result<String, StoreError> {
-    let arrays: Vec<String> = columns
+fn set_sql(stmt: &Stmt, kinds: &[Kind]) -> Result<String, StoreError> {
+    let arrays: Vec<String> = kinds
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("${}::{}", i + 1, c.array_type()))
+        .map(|(i, k)| format!("${}::{}", i + 1, k.array_type()))
         .collect();
     let arrays = arrays.join(", ");
-    let names: Vec<String> = (1..=columns.len()).map(|i| format!("p{i}")).collect();
+    let names: Vec<String> = (1..=kinds.len()).map(|i| format!("p{i}")).collect();
     let names = names.join(", ");
     let sql = numbered(stmt.sql, |n| format!("k.p{n}"));
     match stmt.effect {
