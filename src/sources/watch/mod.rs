@@ -9,6 +9,7 @@ mod cache;
 mod daemon;
 mod fs_events;
 mod reconciler;
+mod scoped;
 mod secrets_cache;
 
 pub use cache::{DirCache, FileEvent, Refresh};
