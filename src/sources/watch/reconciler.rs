@@ -224,6 +224,7 @@ impl StoreReconciler {
             plan_ms = timings.plan.as_millis() as u64,
             apply_ms = timings.apply.as_millis() as u64,
             bootstrap_ms = bootstrap.as_millis() as u64,
+            scoped = false,
             "reconcile phases"
         );
         let outcomes = Arc::new(outcomes);
@@ -315,7 +316,9 @@ impl StoreReconciler {
             load_state_ms = (load_state + started.elapsed()).as_millis() as u64,
             plan_ms = timings.plan.as_millis() as u64,
             apply_ms = timings.apply.as_millis() as u64,
-            "reconcile phases (scoped)"
+            bootstrap_ms = 0u64,
+            scoped = true,
+            "reconcile phases"
         );
         let as_planned = outcomes_as_planned(&plan, &outcomes);
         let memo = memo.advance(snapshot, &changed, &outcomes, token, until);
