@@ -105,6 +105,9 @@ impl Store for AnyStore {
     fn load_state(&self) -> Result<StoreState, StoreError> {
         both!(self, s => s.load_state())
     }
+    fn load_partial(&self, keys: &super::StateKeys) -> Result<StoreState, StoreError> {
+        both!(self, s => s.load_partial(keys))
+    }
     fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
         both!(self, s => s.commit(ops))
     }

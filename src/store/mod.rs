@@ -11,6 +11,7 @@ mod any;
 mod audit;
 mod copy;
 mod model;
+mod partial;
 pub mod pg;
 mod rows;
 mod schema;
@@ -26,6 +27,7 @@ pub use model::{
     ModelRow, ObjectStatus, Owner, PasswordSource, PendingPassword, Replaces, SessionRow, StoreOp,
     StoreState, TokenKeyRow, UserRow,
 };
+pub use partial::StateKeys;
 pub use pg::{PgStore, PgTarget, ReconcileLock};
 pub use rows::phase_str;
 pub use schema::SCHEMA_VERSION;
@@ -91,6 +93,12 @@ pub enum StoreError {
 pub trait Store {
     /// Everything `plan` needs, read in one transaction.
     fn load_state(&self) -> Result<StoreState, StoreError>;
+    /// Only the rows `keys` names, read in one transaction: what
+    /// [`StoreState::restricted_to`] keeps of [`Store::load_state`] (which this default
+    /// reads and filters; the databases read just those rows).
+    fn load_partial(&self, keys: &StateKeys) -> Result<StoreState, StoreError> {
+        Ok(self.load_state()?.restricted_to(keys))
+    }
     /// Performs `ops` in one transaction: all or nothing.
     fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError>;
     /// One user by username.

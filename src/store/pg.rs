@@ -332,6 +332,57 @@ impl Store for PgStore {
         })
     }
 
+    fn load_partial(&self, keys: &super::StateKeys) -> Result<StoreState, StoreError> {
+        // One statement per table, the keys passed as arrays (as the set writes do).
+        let usernames: Vec<&str> = keys.usernames.iter().map(String::as_str).collect();
+        let [kinds, namespaces, names]: [Vec<&str>; 3] = [
+            keys.objects.iter().map(|k| k.kind.as_str()).collect(),
+            keys.objects.iter().map(|k| k.namespace.as_str()).collect(),
+            keys.objects.iter().map(|k| k.name.as_str()).collect(),
+        ];
+        const OWNED: &str = "(owner_kind, owner_namespace, owner_name) IN \
+             (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))";
+        self.with(|c| {
+            let mut tx = c
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let objects: [&(dyn ToSql + Sync); 3] = [&kinds, &namespaces, &names];
+            let users = tx.query(
+                "SELECT * FROM users WHERE username = ANY($1)",
+                &[&usernames],
+            )?;
+            let bindings = tx.query(
+                &format!("SELECT * FROM bindings WHERE username = ANY($4) OR {OWNED}"),
+                &[&kinds, &namespaces, &names, &usernames],
+            )?;
+            let tokens = tx.query(&format!("SELECT * FROM token_keys WHERE {OWNED}"), &objects)?;
+            let statuses = tx.query(
+                "SELECT * FROM object_status WHERE (kind, namespace, name) IN \
+                 (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
+                &objects,
+            )?;
+            let mut state = StoreState {
+                revision: revision(&mut tx)?,
+                ..StoreState::default()
+            };
+            tx.commit()?;
+            for u in decode_all("users", users, user_row)? {
+                state.users.insert(u.username.clone(), u);
+            }
+            state.bindings = decode_all("bindings", bindings, binding_row)?;
+            state.bindings.sort();
+            for t in decode_all("token_keys", tokens, token_row)? {
+                state.token_keys.insert(t.key_id.clone(), t);
+            }
+            for s in decode_all("object_status", statuses, status_row)? {
+                state.statuses.insert(s.key.clone(), s);
+            }
+            Ok(state)
+        })
+    }
+
     fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
         if ops.is_empty() {
             return Ok(());

@@ -231,6 +231,68 @@ impl Store for SqliteStore {
         Ok(state)
     }
 
+    fn load_partial(&self, keys: &super::StateKeys) -> Result<StoreState, StoreError> {
+        // Point lookups by index, in one read transaction; token keys (no owner index, a
+        // few thousand rows) are scanned once when a token is asked for.
+        let tx = self.conn.unchecked_transaction()?;
+        let mut state = StoreState::default();
+        let bindings = |sql: &str, args: &[&dyn rusqlite::ToSql]| {
+            let mut stmt = tx.prepare_cached(sql)?;
+            let rows = stmt.query_map(args, |r| binding_row(r).map_err(conv))?;
+            Ok::<Vec<_>, StoreError>(rows.collect::<Result<Vec<_>, _>>()?)
+        };
+        for u in &keys.usernames {
+            if let Some(row) = one(&tx, "SELECT * FROM users WHERE username = ?1", [u], |r| {
+                user_row(r)
+            })? {
+                state.users.insert(u.clone(), row);
+            }
+            state.bindings.extend(bindings(
+                "SELECT * FROM bindings WHERE username = ?1",
+                &[u],
+            )?);
+        }
+        for k in &keys.objects {
+            let args: [&dyn rusqlite::ToSql; 3] = [&k.kind, &k.namespace, &k.name];
+            if k.kind == "AccessBinding" {
+                let owned = bindings(
+                    "SELECT * FROM bindings WHERE owner_namespace = ?2 AND owner_name = ?3 AND owner_kind = ?1",
+                    &args,
+                )?;
+                // A row of a listed user was read above.
+                state.bindings.extend(
+                    owned
+                        .into_iter()
+                        .filter(|b| !keys.usernames.contains(&b.username)),
+                );
+            }
+            if let Some(s) = one(
+                &tx,
+                "SELECT * FROM object_status WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                args,
+                |r| status_row(r),
+            )? {
+                state.statuses.insert(s.key.clone(), s);
+            }
+        }
+        if keys.objects.iter().any(|k| k.kind == "ApiToken") {
+            for t in all(&tx, "SELECT * FROM token_keys ORDER BY key_id", |r| {
+                token_row(r)
+            })? {
+                if t.owner
+                    .as_ref()
+                    .is_some_and(|o| keys.objects.contains(&o.key))
+                {
+                    state.token_keys.insert(t.key_id.clone(), t);
+                }
+            }
+        }
+        state.bindings.sort();
+        state.revision = revision(&tx)?;
+        tx.commit()?;
+        Ok(state)
+    }
+
     fn commit(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
         if ops.is_empty() {
             return Ok(());

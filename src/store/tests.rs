@@ -686,3 +686,104 @@ fn into_empty_tables(mut s: AnyStore) -> AnyStore {
     assert!(st.bindings.is_empty());
     s
 }
+
+#[test]
+fn a_partial_read_holds_what_the_full_state_restricted_to_its_keys_holds() {
+    for (name, s) in both_stores() {
+        eprintln!("store: {name}");
+        partial_reads(s);
+    }
+}
+
+fn partial_reads(mut s: AnyStore) {
+    let mut ops = Vec::new();
+    for (i, user) in ["ada", "bob", "cy"].iter().enumerate() {
+        ops.push(StoreOp::UpsertUser(Box::new(UserRow::new(
+            user,
+            owner("User", user),
+        ))));
+        for (j, role) in [Role::Admin, Role::Analyst].into_iter().enumerate() {
+            ops.push(StoreOp::UpsertBinding(BindingRow {
+                username: user.to_string(),
+                role,
+                scope: Scope::customer("acme"),
+                owner: owner("AccessBinding", &format!("{user}-{j}")),
+            }));
+        }
+        ops.push(StoreOp::UpsertTokenKey(Box::new(TokenKeyRow {
+            key_id: format!("k{i}"),
+            token_name: format!("t{i}"),
+            namespace: "default".into(),
+            secret_hmac: HashValue::new("00".into()),
+            role: Role::Analyst,
+            scope: Scope::customer("acme"),
+            owner_user: Some(user.to_string()),
+            issued_at: t("2026-01-01T00:00:00Z"),
+            expires_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+            rotation: 0,
+            state: KeyState::Issued,
+            secret_name: format!("t{i}-token"),
+            owner: owner("ApiToken", &format!("t{i}")),
+        })));
+        for kind in ["User", "ApiToken"] {
+            ops.push(StoreOp::SetStatus(Box::new(ObjectStatus {
+                key: ObjectKey::new(kind, "default", user),
+                ready: true,
+                reason: "Ready".into(),
+                message: String::new(),
+                phase: None,
+                observed_generation: None,
+                extra: Default::default(),
+                source: "users.yaml:1".into(),
+            })));
+        }
+    }
+    // A binding no declaration owns, and one owned by a declaration of a user not asked for.
+    ops.push(StoreOp::UpsertBinding(BindingRow {
+        username: "ada".into(),
+        role: Role::Manager,
+        scope: Scope::global(),
+        owner: None,
+    }));
+    s.commit(&ops).unwrap();
+    let full = s.load_state().unwrap();
+    let key = |kind: &str, name: &str| ObjectKey::new(kind, "default", name);
+    for keys in [
+        StateKeys::default(),
+        StateKeys {
+            usernames: ["ada".to_string(), "nobody".to_string()].into(),
+            objects: [
+                key("User", "ada"),
+                key("AccessBinding", "bob-1"),
+                key("ApiToken", "t2"),
+            ]
+            .into(),
+        },
+        StateKeys {
+            usernames: ["bob".to_string()].into(),
+            objects: [
+                key("AccessBinding", "bob-0"),
+                key("ApiToken", "bob"),
+                key("User", "cy"),
+            ]
+            .into(),
+        },
+    ] {
+        let partial = s.load_partial(&keys).unwrap();
+        assert_eq!(
+            format!("{partial:?}"),
+            format!("{:?}", full.restricted_to(&keys)),
+            "{keys:?}"
+        );
+    }
+    let some = full.restricted_to(&StateKeys {
+        usernames: ["ada".to_string()].into(),
+        objects: [key("AccessBinding", "bob-1"), key("ApiToken", "t2")].into(),
+    });
+    assert_eq!(
+        (some.users.len(), some.bindings.len(), some.token_keys.len()),
+        (1, 4, 1)
+    );
+}

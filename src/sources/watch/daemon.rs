@@ -48,11 +48,21 @@ pub struct AppliedChange {
 pub struct Reconciled {
     /// Changes of identity data, in order.
     pub changes: Vec<AppliedChange>,
-    /// The outcome of every declared object.
-    pub objects: Vec<Outcome>,
+    /// The outcome of every declared object, sorted by key (shared with the reconciler,
+    /// which keeps it for the next round's scoped plan).
+    #[serde(serialize_with = "serialize_shared")]
+    pub objects: Arc<Vec<Outcome>>,
     /// Secrets it wrote or removed in the secrets directory: the daemon reads them back at
     /// once, so the file-system events of its own writes are not taken for news.
     pub written: BTreeSet<SecretKey>,
+}
+
+/// Serializes shared outcomes as the list they hold.
+fn serialize_shared<S: serde::Serializer>(
+    objects: &Arc<Vec<Outcome>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(objects.as_slice(), s)
 }
 
 /// A reconcile that could not run at all (the store or the manifests failed; nothing was
@@ -98,6 +108,12 @@ pub trait Reconciler: Send + 'static {
     fn settled(&mut self, _now: Timestamp) -> bool {
         false
     }
+
+    /// Told before each reconcile which manifest files (by label, as declarations' sources
+    /// name them) changed since the last round, when that is all that changed; `None`
+    /// when unknown (the first round, after a failed one, or when Secret files changed).
+    /// A reconciler may then plan only what those files' declarations touch.
+    fn changed_files(&mut self, _files: Option<BTreeSet<String>>) {}
 }
 
 /// The result of the latest reconcile, as published to the API and hooks.
@@ -420,6 +436,9 @@ impl<R: Reconciler> Worker<R> {
         let validated = started.elapsed();
         self.log_diagnostics(&snapshot.diagnostics);
         let broken_files: Vec<String> = snapshot.broken_files.iter().cloned().collect();
+        let known = !first && !self.failed && secrets_changed == 0;
+        self.reconciler
+            .changed_files(known.then(|| refresh.changed.iter().map(|(f, _)| f.clone()).collect()));
         let started = std::time::Instant::now();
         let result = self.reconciler.reconcile(snapshot, self.secrets.as_ref());
         let elapsed = started.elapsed();

@@ -10,6 +10,7 @@ mod daemon;
 mod fs_events;
 mod packed;
 mod reconciler;
+mod scoped;
 mod secrets_cache;
 
 pub use cache::{DirCache, FileEvent, Refresh};

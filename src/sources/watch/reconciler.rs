@@ -12,13 +12,16 @@
 //! store, the daemon's resync need not plan again (see [`Reconciler::settled`]).
 
 use super::daemon::{AppliedChange, ReconcileError, Reconciled, Reconciler};
+use super::scoped::{adds_no_expiry, earlier, outcomes_as_planned, Memo, Scope};
 use super::secrets_cache::SecretsCache;
 use crate::bootstrap::{ensure_bootstrap_admin_in, unaffected_by, BootstrapConfig};
 use crate::secrets::{DirSecretSink, PasswordParams, SecretSink, ServerKey};
 use crate::snapshot::Snapshot;
 use crate::sources::directory::{reconcile_with_state, DirError};
 use crate::store::{AnyStore, StateToken, Store, StoreError, StoreState};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Plans and applies into an owned store, delivering secrets to a directory.
 pub struct StoreReconciler {
@@ -36,7 +39,17 @@ pub struct StoreReconciler {
     settled: Option<(StateToken, Option<jiff::Timestamp>)>,
     /// `run --public-url`: invitation Secrets also hold an acceptance URL.
     public_url: Option<String>,
+    /// What the last successful round leaves for a scoped next round (see `scoped`).
+    memo: Option<Memo>,
+    /// The manifest files changed since the last round, when that is all that changed.
+    changed: Option<BTreeSet<String>>,
+    /// How many rounds were scoped (a figure for tests).
+    scoped_rounds: u64,
 }
+
+/// A scoped round's inputs: the memo it starts from, the changed files, the scope and
+/// the partial state read for it.
+type Scoped = (Memo, BTreeSet<String>, Scope, StoreState);
 
 /// The machine reason of a reconcile that could not run.
 fn reason(e: &DirError) -> &'static str {
@@ -77,6 +90,9 @@ impl StoreReconciler {
             state_reads: 0,
             settled: None,
             public_url: None,
+            memo: None,
+            changed: None,
+            scoped_rounds: 0,
         }
     }
 
@@ -94,6 +110,12 @@ impl StoreReconciler {
     /// How many times this reconciler has read the whole store state.
     pub fn state_reads(&self) -> u64 {
         self.state_reads
+    }
+
+    /// How many rounds planned only the declarations of the changed files and what they
+    /// touch (the rest were full rounds).
+    pub fn scoped_rounds(&self) -> u64 {
+        self.scoped_rounds
     }
 
     /// The store's current state, with the token it was read under.
@@ -126,26 +148,21 @@ impl StoreReconciler {
     }
 }
 
-impl Reconciler for StoreReconciler {
-    fn reconcile(
+impl StoreReconciler {
+    /// A full round: every declaration against the whole store state.
+    fn reconcile_full(
         &mut self,
-        snapshot: Snapshot,
-        secrets: Option<&SecretsCache>,
-    ) -> Result<Reconciled, ReconcileError> {
-        let now = crate::snapshot::now();
+        snapshot: &Snapshot,
+        sink: &dyn SecretSink,
+        now: jiff::Timestamp,
+    ) -> Result<(crate::plan::Plan, Arc<Vec<crate::apply::Outcome>>), ReconcileError> {
         let store_error = |e: StoreError| ReconcileError::new("StoreError", e.to_string());
-        let cached = secrets.map(SecretsCache::sink);
-        let plain = DirSecretSink::new(&self.secrets_dir);
-        let sink: &dyn SecretSink = match &cached {
-            Some(c) => c,
-            None => &plain,
-        };
-        self.settled = None;
+        self.memo = None;
         let started = std::time::Instant::now();
         let (token, state) = self.read_state().map_err(store_error)?;
         let load_state = started.elapsed();
         let (plan, outcomes, timings) = reconcile_with_state(
-            &snapshot,
+            snapshot,
             &mut self.store,
             &state,
             sink,
@@ -160,6 +177,7 @@ impl Reconciler for StoreReconciler {
         let applied = self.store.state_token().map_err(store_error)? != token;
         let started = std::time::Instant::now();
         let mut reread = std::time::Duration::ZERO;
+        let mut after: Option<Option<jiff::Timestamp>> = None;
         let state = match &self.bootstrap {
             Some(cfg) => {
                 // The apply wrote: the bootstrap step needs the state it left, unless
@@ -167,7 +185,9 @@ impl Reconciler for StoreReconciler {
                 let state = if applied && !unaffected_by(&plan.changes, &state) {
                     drop(state);
                     self.state_reads += 1;
-                    self.store.load_state().map_err(store_error)?
+                    let s = self.store.load_state().map_err(store_error)?;
+                    after = Some(s.next_expiry(now));
+                    s
                 } else {
                     state
                 };
@@ -187,6 +207,14 @@ impl Reconciler for StoreReconciler {
             }
             None => state,
         };
+        // The next round may be scoped when this one ended as planned and its next expiry
+        // is known: from the state it left, or the one before when it wrote nothing that
+        // adds an expiry.
+        let until = match after {
+            Some(until) => Some(until),
+            None if !applied || adds_no_expiry(&plan.changes) => Some(state.next_expiry(now)),
+            None => None,
+        };
         self.settle(applied, token, &state, now)
             .map_err(store_error)?;
         drop(state);
@@ -196,8 +224,137 @@ impl Reconciler for StoreReconciler {
             plan_ms = timings.plan.as_millis() as u64,
             apply_ms = timings.apply.as_millis() as u64,
             bootstrap_ms = bootstrap.as_millis() as u64,
+            scoped = false,
             "reconcile phases"
         );
+        let outcomes = Arc::new(outcomes);
+        if let (Some(until), true) = (until, outcomes_as_planned(&plan, &outcomes)) {
+            let token = self.store.state_token().map_err(store_error)?;
+            self.memo = Memo::new(snapshot, outcomes.clone(), token, until);
+        }
+        Ok((plan, outcomes))
+    }
+}
+
+impl StoreReconciler {
+    /// The scope of this round, when the last round left a memo that still holds
+    /// (nothing wrote since, nothing expired) and only manifest files changed.
+    fn scope(
+        &mut self,
+        snapshot: &Snapshot,
+        now: jiff::Timestamp,
+    ) -> Result<Option<Scoped>, StoreError> {
+        let (Some(memo), Some(changed)) = (self.memo.take(), self.changed.take()) else {
+            return Ok(None);
+        };
+        if self.store.state_token()? != memo.token || memo.until.is_some_and(|u| now >= u) {
+            return Ok(None);
+        }
+        Ok(memo
+            .scope(snapshot, &changed, &self.store)?
+            .map(|(scope, state)| (memo, changed, scope, state)))
+    }
+
+    /// A scoped round: the same plan + apply on the scope's declarations and rows.
+    fn reconcile_scoped(
+        &mut self,
+        snapshot: &Snapshot,
+        (memo, changed, scope, state): Scoped,
+        sink: &dyn SecretSink,
+        now: jiff::Timestamp,
+        load_state: std::time::Duration,
+    ) -> Result<(crate::plan::Plan, Arc<Vec<crate::apply::Outcome>>), ReconcileError> {
+        let store_error = |e: StoreError| ReconcileError::new("StoreError", e.to_string());
+        self.scoped_rounds += 1;
+        let (plan, outcomes, timings) = reconcile_with_state(
+            &scope.snapshot,
+            &mut self.store,
+            &state,
+            sink,
+            &self.secrets_dir,
+            &self.server_key,
+            self.password_params,
+            now,
+            self.public_url.as_deref(),
+        )
+        .map_err(|e| ReconcileError::new(reason(&e), e.to_string()))?;
+        let applied = self.store.state_token().map_err(store_error)? != memo.token;
+        let started = std::time::Instant::now();
+        // The scope's rows after the apply: their expiries (a key just issued) bound the next
+        // round's memo; every other row is as the memo's round left it.
+        let mut until = memo.until;
+        if applied {
+            let after = self.store.load_partial(&scope.keys).map_err(store_error)?;
+            until = earlier(until, after.next_expiry(now));
+        }
+        // The bootstrap step ran in the memo's round; it needs running again only when this
+        // apply wrote something it reads, and then on the whole state.
+        if let Some(cfg) = &self.bootstrap {
+            if applied && !unaffected_by(&plan.changes, &state) {
+                self.state_reads += 1;
+                let full = self.store.load_state().map_err(store_error)?;
+                ensure_bootstrap_admin_in(
+                    &mut self.store,
+                    &full,
+                    sink,
+                    cfg,
+                    self.password_params,
+                    now,
+                )
+                .map_err(|e| {
+                    ReconcileError::new("BootstrapFailed", format!("bootstrap administrator: {e}"))
+                })?;
+                until = full.next_expiry(now);
+            }
+        }
+        let token = self.store.state_token().map_err(store_error)?;
+        if !applied && token == memo.token {
+            self.settled = Some((token.clone(), until));
+        }
+        tracing::info!(
+            scoped_objects = scope.keys.objects.len(),
+            load_state_ms = (load_state + started.elapsed()).as_millis() as u64,
+            plan_ms = timings.plan.as_millis() as u64,
+            apply_ms = timings.apply.as_millis() as u64,
+            bootstrap_ms = 0u64,
+            scoped = true,
+            "reconcile phases"
+        );
+        let as_planned = outcomes_as_planned(&plan, &outcomes);
+        let memo = memo.advance(snapshot, &changed, &outcomes, token, until);
+        let all = memo.outcomes.clone();
+        self.memo = as_planned.then_some(memo);
+        Ok((plan, all))
+    }
+}
+
+impl Reconciler for StoreReconciler {
+    fn changed_files(&mut self, files: Option<BTreeSet<String>>) {
+        self.changed = files;
+    }
+
+    fn reconcile(
+        &mut self,
+        snapshot: Snapshot,
+        secrets: Option<&SecretsCache>,
+    ) -> Result<Reconciled, ReconcileError> {
+        let now = crate::snapshot::now();
+        let store_error = |e: StoreError| ReconcileError::new("StoreError", e.to_string());
+        let cached = secrets.map(SecretsCache::sink);
+        let plain = DirSecretSink::new(&self.secrets_dir);
+        let sink: &dyn SecretSink = match &cached {
+            Some(c) => c,
+            None => &plain,
+        };
+        self.settled = None;
+        let started = std::time::Instant::now();
+        let (plan, objects) = match self.scope(&snapshot, now).map_err(store_error)? {
+            Some(scoped) => {
+                let load_state = started.elapsed();
+                self.reconcile_scoped(&snapshot, scoped, sink, now, load_state)?
+            }
+            None => self.reconcile_full(&snapshot, sink, now)?,
+        };
         self.last_success = Some(now);
         let changes = plan
             .data_changes()
@@ -209,7 +366,7 @@ impl Reconciler for StoreReconciler {
             .collect();
         Ok(Reconciled {
             changes,
-            objects: outcomes,
+            objects,
             written: cached.map(|c| c.written()).unwrap_or_default(),
         })
     }
