@@ -420,4 +420,117 @@ mod tests {
             assert!(index.principal(nobody, now).is_none(), "{nobody}");
         }
     }
+
+    /// The index answers every question as the policy does over all models (`plan::answer`):
+    /// random organizations (model names shared across scopes, names and scope parts too long
+    /// to pack), users and tokens, and random questions of every action, with and without a
+    /// scope, about existing and unknown models.
+    mod same_answers {
+        use super::*;
+        use crate::plan::answer;
+        use crate::policy::Stage;
+        use proptest::prelude::*;
+
+        const PARTS: [&str; 4] = ["acme", "globex", "initech-holdings-worldwide", "p1"];
+        const NAMES: [&str; 5] = ["m0", "m1", "fraud", "a-model-name-too-long-to-pack", "x"];
+        const PEOPLE: [&str; 3] = ["alan", "maria", "a-user-name-too-long-to-pack"];
+
+        fn scope() -> impl Strategy<Value = Scope> {
+            prop_oneof![
+                Just(Scope::global()),
+                (0..PARTS.len()).prop_map(|c| Scope::customer(PARTS[c])),
+                (0..PARTS.len(), 0..PARTS.len())
+                    .prop_map(|(c, p)| Scope::project(PARTS[c], PARTS[p])),
+            ]
+        }
+
+        fn stage() -> impl Strategy<Value = Stage> {
+            prop_oneof![
+                Just(Stage::Dev),
+                Just(Stage::Staging),
+                Just(Stage::Production)
+            ]
+        }
+
+        fn question() -> impl Strategy<Value = Question> {
+            (
+                proptest::option::of(0..Action::ALL.len()),
+                proptest::option::of(0..NAMES.len()),
+                proptest::option::of(scope()),
+                proptest::option::of(stage()),
+            )
+                .prop_map(|(a, m, scope, to)| Question {
+                    action: a.map(|a| Action::ALL[a]),
+                    model: m.map(|m| NAMES[m].to_string()),
+                    scope,
+                    to,
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+            #[test]
+            fn index_answers_as_the_policy_over_all_models(
+                models in proptest::collection::vec(
+                    (0..NAMES.len(), scope(), proptest::option::of(0..PEOPLE.len()), stage()),
+                    0..12,
+                ),
+                bindings in proptest::collection::vec(
+                    (0..PEOPLE.len(), 0..Role::ALL.len(), scope()),
+                    0..10,
+                ),
+                token in (0..Role::ALL.len(), scope()),
+                questions in proptest::collection::vec(question(), 1..40),
+            ) {
+                let mut state = StoreState::default();
+                for who in PEOPLE {
+                    let u = UserRow::new(who, None);
+                    state.users.insert(u.username.clone(), u);
+                }
+                for (who, role, scope) in bindings {
+                    state.bindings.push(BindingRow {
+                        username: PEOPLE[who].into(),
+                        role: Role::ALL[role],
+                        scope,
+                        owner: None,
+                    });
+                }
+                for (name, scope, owner, stage) in models {
+                    let row = ModelRow {
+                        name: NAMES[name].into(),
+                        scope,
+                        owner: owner.map(|o| PEOPLE[o].to_string()),
+                        stage,
+                    };
+                    state.models.insert((row.scope.clone(), row.name.clone()), row);
+                }
+                let index = Index::build(&state);
+                let now = Timestamp::UNIX_EPOCH;
+                let mut principals: Vec<Principal> =
+                    PEOPLE.iter().filter_map(|p| index.principal(p, now)).collect();
+                // A token named like a user: it owns no model of that user's.
+                principals.push(Principal::token(
+                    "alan",
+                    Grant {
+                        role: Role::ALL[token.0],
+                        scope: token.1,
+                    },
+                ));
+                for q in &questions {
+                    for p in &principals {
+                        let fast = index.authorize(p, q);
+                        let slow = answer(p, index.models(), q);
+                        match (fast, slow) {
+                            (Ok(f), Ok(s)) => prop_assert_eq!(
+                                (f.allowed, f.code, f.reason()),
+                                (s.allowed, s.code, s.reason()),
+                                "{:?} asks {:?}", p.name, q
+                            ),
+                            (f, s) => prop_assert_eq!(f.err(), s.err(), "{:?} asks {:?}", p.name, q),
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
