@@ -18,11 +18,14 @@
 //! (to measure an older build with this harness); `STAGEGATE_BENCH_LOG` the
 //! daemon's `RUST_LOG` (`info`).
 
+#[path = "common/counting.rs"]
+mod counting;
 #[path = "common/org.rs"]
 mod org;
 #[path = "common/procfs.rs"]
 mod procfs;
 
+use counting::live_mib;
 use org::{env, Scale};
 use procfs::{cpu_secs, free_port, mem_mib};
 use serde_json::Value;
@@ -32,33 +35,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Counts live heap bytes, for the in-process memory breakdown (the daemon is a separate process).
-struct Counting;
-
-static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
-unsafe impl std::alloc::GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size(), std::sync::atomic::Ordering::Relaxed);
-        std::alloc::System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
-        LIVE.fetch_sub(l.size(), std::sync::atomic::Ordering::Relaxed);
-        std::alloc::System.dealloc(p, l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new, std::sync::atomic::Ordering::Relaxed);
-        LIVE.fetch_sub(l.size(), std::sync::atomic::Ordering::Relaxed);
-        std::alloc::System.realloc(p, l, new)
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
-
-fn live_mib() -> f64 {
-    LIVE.load(std::sync::atomic::Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
-}
+static ALLOC: counting::Counting = counting::Counting;
 
 /// Live heap bytes each piece of a reconcile holds, built in this process from the
 /// benchmark's own manifests, secrets and filled store with the library's functions.
