@@ -292,6 +292,25 @@ impl Cols for Row {
     }
 }
 
+/// Decodes the user, binding and token-key rows of one read into `state` (bindings sorted),
+/// for the full and the partial read alike.
+fn fill_principals(
+    state: &mut StoreState,
+    users: Vec<Row>,
+    bindings: Vec<Row>,
+    keys: Vec<Row>,
+) -> Result<(), StoreError> {
+    for u in decode_all("users", users, user_row)? {
+        state.users.insert(u.username.clone(), u);
+    }
+    state.bindings = decode_all("bindings", bindings, binding_row)?;
+    state.bindings.sort();
+    for t in decode_all("token_keys", keys, token_row)? {
+        state.token_keys.insert(t.key_id.clone(), t);
+    }
+    Ok(())
+}
+
 impl Store for PgStore {
     fn load_state(&self) -> Result<StoreState, StoreError> {
         self.with(|c| {
@@ -309,14 +328,7 @@ impl Store for PgStore {
             let statuses = tx.query("SELECT * FROM object_status", &[])?;
             state.revision = revision(&mut tx)?;
             tx.commit()?;
-            for u in decode_all("users", users, user_row)? {
-                state.users.insert(u.username.clone(), u);
-            }
-            state.bindings = decode_all("bindings", bindings, binding_row)?;
-            state.bindings.sort();
-            for t in decode_all("token_keys", keys, token_row)? {
-                state.token_keys.insert(t.key_id.clone(), t);
-            }
+            fill_principals(&mut state, users, bindings, keys)?;
             for m in decode_all("models", models, model_row)? {
                 state.models.insert((m.scope.clone(), m.name.clone()), m);
             }
@@ -368,14 +380,7 @@ impl Store for PgStore {
                 ..StoreState::default()
             };
             tx.commit()?;
-            for u in decode_all("users", users, user_row)? {
-                state.users.insert(u.username.clone(), u);
-            }
-            state.bindings = decode_all("bindings", bindings, binding_row)?;
-            state.bindings.sort();
-            for t in decode_all("token_keys", tokens, token_row)? {
-                state.token_keys.insert(t.key_id.clone(), t);
-            }
+            fill_principals(&mut state, users, bindings, tokens)?;
             for s in decode_all("object_status", statuses, status_row)? {
                 state.statuses.insert(s.key.clone(), s);
             }

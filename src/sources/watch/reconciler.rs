@@ -17,7 +17,7 @@ use super::secrets_cache::SecretsCache;
 use crate::bootstrap::{ensure_bootstrap_admin_in, unaffected_by, BootstrapConfig};
 use crate::secrets::{DirSecretSink, PasswordParams, SecretSink, ServerKey};
 use crate::snapshot::Snapshot;
-use crate::sources::directory::{reconcile_with_state, DirError};
+use crate::sources::directory::{reconcile_with_state, DirError, Timings};
 use crate::store::{AnyStore, StateToken, Store, StoreError, StoreState};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -118,6 +118,29 @@ impl StoreReconciler {
         self.scoped_rounds
     }
 
+    /// Plans `snapshot` against `state` and applies it with this reconciler's store, secrets
+    /// and settings: the one call the full and the scoped round share.
+    fn plan_and_apply(
+        &mut self,
+        snapshot: &Snapshot,
+        state: &StoreState,
+        sink: &dyn SecretSink,
+        now: jiff::Timestamp,
+    ) -> Result<(crate::plan::Plan, Vec<crate::apply::Outcome>, Timings), ReconcileError> {
+        reconcile_with_state(
+            snapshot,
+            &mut self.store,
+            state,
+            sink,
+            &self.secrets_dir,
+            &self.server_key,
+            self.password_params,
+            now,
+            self.public_url.as_deref(),
+        )
+        .map_err(|e| ReconcileError::new(reason(&e), e.to_string()))
+    }
+
     /// The store's current state, with the token it was read under.
     fn read_state(&mut self) -> Result<(StateToken, StoreState), StoreError> {
         let token = self.store.state_token()?;
@@ -161,18 +184,7 @@ impl StoreReconciler {
         let started = std::time::Instant::now();
         let (token, state) = self.read_state().map_err(store_error)?;
         let load_state = started.elapsed();
-        let (plan, outcomes, timings) = reconcile_with_state(
-            snapshot,
-            &mut self.store,
-            &state,
-            sink,
-            &self.secrets_dir,
-            &self.server_key,
-            self.password_params,
-            now,
-            self.public_url.as_deref(),
-        )
-        .map_err(|e| ReconcileError::new(reason(&e), e.to_string()))?;
+        let (plan, outcomes, timings) = self.plan_and_apply(snapshot, &state, sink, now)?;
         // Only after a successful apply: the store now reflects the declarations.
         let applied = self.store.state_token().map_err(store_error)? != token;
         let started = std::time::Instant::now();
@@ -266,18 +278,7 @@ impl StoreReconciler {
     ) -> Result<(crate::plan::Plan, Arc<Vec<crate::apply::Outcome>>), ReconcileError> {
         let store_error = |e: StoreError| ReconcileError::new("StoreError", e.to_string());
         self.scoped_rounds += 1;
-        let (plan, outcomes, timings) = reconcile_with_state(
-            &scope.snapshot,
-            &mut self.store,
-            &state,
-            sink,
-            &self.secrets_dir,
-            &self.server_key,
-            self.password_params,
-            now,
-            self.public_url.as_deref(),
-        )
-        .map_err(|e| ReconcileError::new(reason(&e), e.to_string()))?;
+        let (plan, outcomes, timings) = self.plan_and_apply(&scope.snapshot, &state, sink, now)?;
         let applied = self.store.state_token().map_err(store_error)? != memo.token;
         let started = std::time::Instant::now();
         // The scope's rows after the apply: their expiries (a key just issued) bound the next
