@@ -117,7 +117,10 @@ fn breakdown(server: &KubeApiServer, admin: &str) -> Vec<(String, String)> {
         }
     }
     push(
-        &format!("metadata of {} Secrets (ObjectMeta)", secrets.len()),
+        &format!(
+            "metadata of {} Secrets (what the cache keeps: `SecretMeta`)",
+            secrets.len()
+        ),
         live_mib() - t,
     );
     rows

@@ -5,7 +5,7 @@
 
 use crate::apply::{apply, ApplyContext, ApplyError};
 use crate::bootstrap::{ensure_bootstrap_admin, BootstrapConfig};
-use crate::plan::{plan, wanted_secrets, Plan, PlanContext};
+use crate::plan::{plan, wanted_secrets, PlanContext};
 use crate::secrets::{observe, SecretSink, SinkError};
 use crate::snapshot::Snapshot;
 use crate::store::{ObjectStatus, Store, StoreError};
@@ -33,8 +33,9 @@ pub enum PipelineError {
 /// What one pass of the core produced.
 #[derive(Debug)]
 pub struct Applied {
-    /// The plan that was applied.
-    pub plan: Plan,
+    /// How many changes to the store data the applied plan held (the plan itself is
+    /// dropped once applied: at 77,000 changes it is not kept through the report phase).
+    pub changes: usize,
     /// Every stored outcome after apply, as status to report.
     pub statuses: Vec<ObjectStatus>,
     /// When the same inputs would next plan differently by the clock alone (a token key
@@ -46,9 +47,11 @@ pub struct Applied {
 /// Plans and applies a validated snapshot, delivering secrets through `sink`, then keeps the
 /// bootstrap administrator (issue 8) as directory mode does. `ctx` is what apply needs (the
 /// clock, server key, argon2id cost and the public URL invitation Secrets point at); the
-/// plan is made with the same clock and key.
+/// plan is made with the same clock and key. The snapshot, the store state and the
+/// observed Secrets are dropped once the plan is made, so apply's peak does not hold
+/// them too.
 pub fn run(
-    snap: &Snapshot,
+    snap: Snapshot,
     store: &mut dyn Store,
     sink: &dyn SecretSink,
     ctx: &ApplyContext<'_>,
@@ -56,10 +59,10 @@ pub fn run(
 ) -> Result<Applied, PipelineError> {
     let (now, key, password_params) = (ctx.now, ctx.server_key, ctx.password_params);
     let state = store.load_state()?;
-    let wanted = wanted_secrets(snap, &state);
+    let wanted = wanted_secrets(&snap, &state);
     let inventory = observe(sink, wanted.iter());
     let plan = plan(
-        snap,
+        &snap,
         &state,
         &PlanContext {
             now,
@@ -68,17 +71,25 @@ pub fn run(
             password_policy: password_params.policy,
         },
     );
+    let next_expiry = state.next_expiry(now);
+    drop(inventory);
+    drop(wanted);
+    drop(snap);
+    drop(state);
+    let mut changes = 0;
     for c in plan.data_changes() {
+        changes += 1;
         tracing::info!(object = %c.object, source = %c.source, op = c.op.name(), change = %crate::plan::describe(&c.op), "change");
     }
     apply(&plan, store, sink, ctx)?;
+    drop(plan);
     if let Some(cfg) = bootstrap {
         ensure_bootstrap_admin(store, sink, cfg, password_params, now)?;
     }
     let statuses = store.statuses()?;
     Ok(Applied {
-        next_expiry: state.next_expiry(now),
-        plan,
+        next_expiry,
+        changes,
         statuses,
     })
 }

@@ -167,7 +167,7 @@ pub async fn reconcile(
                 public_url: ctx.public_url.as_deref(),
             };
             let applied = pipeline::run(
-                &snap,
+                snap,
                 &mut *store,
                 &ctx.sink,
                 &apply_ctx,
@@ -182,7 +182,7 @@ pub async fn reconcile(
         .await
         .map_err(|e| pipeline::PipelineError::Task(e.to_string()))??
     };
-    summary.changes = applied.plan.data_changes().count();
+    summary.changes = applied.changes;
     // Phase 4: report.
     let statuses: BTreeMap<&ObjectKey, &ObjectStatus> =
         applied.statuses.iter().map(|s| (&s.key, s)).collect();

@@ -10,7 +10,7 @@
 //! so the next plan sees what was just delivered) and from a GET elsewhere
 //! (the bootstrap admin Secret in the controller's namespace).
 
-use super::cache::Shared;
+use super::cache::{SecretMeta, Shared};
 use super::config::Settings;
 use super::leader::Fence;
 use super::{failpoint, MANAGED_BY, MANAGED_BY_LABEL};
@@ -38,13 +38,12 @@ pub struct KubeSecretSink {
     fence: Fence,
 }
 
-/// Whether a Secret (by its metadata) was written by stagegate, and with which key id.
-pub fn classify(meta: &ObjectMeta) -> SecretState {
-    let ann = meta.annotations.as_ref();
-    let get = |k: &str| ann.and_then(|a| a.get(k));
-    if get(MANAGED_BY_ANNOTATION).map(String::as_str) == Some(MANAGED_BY) {
+/// Whether a Secret (by what the cache keeps of its metadata, [`SecretMeta::of`]) was
+/// written by stagegate, and with which key id.
+pub fn classify(meta: &SecretMeta) -> SecretState {
+    if meta.ours {
         SecretState::Ours {
-            key_id: get(KEY_ID_ANNOTATION).cloned(),
+            key_id: meta.key_id.as_deref().map(str::to_string),
         }
     } else {
         SecretState::Foreign
@@ -101,17 +100,18 @@ impl KubeSecretSink {
     }
 
     /// The metadata of the Secret under `namespace/name`, from the cache when watched.
-    fn current(&self, namespace: &str, name: &str) -> Result<Option<ObjectMeta>, SinkError> {
+    fn current(&self, namespace: &str, name: &str) -> Result<Option<SecretMeta>, SinkError> {
         if self.settings.watches(namespace) {
-            let cache = self.shared.lock();
-            return Ok(cache
-                .secrets
-                .get(&(namespace.to_string(), name.to_string()))
-                .cloned());
+            return Ok(self.shared.lock().secret(namespace, name).cloned());
         }
+        self.get_metadata(namespace, name)
+    }
+
+    /// The metadata of the Secret under `namespace/name`, read from the API server.
+    fn get_metadata(&self, namespace: &str, name: &str) -> Result<Option<SecretMeta>, SinkError> {
         self.handle
             .block_on(self.api(namespace).get_metadata_opt(name))
-            .map(|m| m.map(|m| m.metadata))
+            .map(|m| m.map(|m| SecretMeta::of(m.metadata).2))
             .map_err(|e| io_err(namespace, name, e))
     }
 
@@ -157,26 +157,22 @@ impl KubeSecretSink {
         }
     }
 
-    /// Deletes our previous Secret (rotation), only if it is still the one we saw.
-    fn delete_ours(&self, old: &ObjectMeta) -> Result<(), SinkError> {
-        let (ns, name) = (
-            old.namespace.clone().unwrap_or_default(),
-            old.name.clone().unwrap_or_default(),
-        );
+    /// Deletes our previous Secret `ns/name` (rotation), only if it is still the one we saw.
+    fn delete_ours(&self, ns: &str, name: &str, old: &SecretMeta) -> Result<(), SinkError> {
         let dp = DeleteParams {
             preconditions: Some(Preconditions {
-                uid: old.uid.clone(),
-                resource_version: old.resource_version.clone(),
+                uid: old.uid.as_deref().map(str::to_string),
+                resource_version: old.resource_version.as_deref().map(str::to_string),
             }),
             ..Default::default()
         };
-        self.fenced(&ns, &name)?;
-        match self.handle.block_on(self.api(&ns).delete(&name, &dp)) {
+        self.fenced(ns, name)?;
+        match self.handle.block_on(self.api(ns).delete(name, &dp)) {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(io_err(&ns, &name, e)),
+            Err(e) => return Err(io_err(ns, name, e)),
         }
-        self.shared.update(|c| c.remove_secret(&ns, &name));
+        self.shared.update(|c| c.remove_secret(ns, name));
         Ok(())
     }
 
@@ -200,11 +196,8 @@ impl KubeSecretSink {
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 // Somebody created it since we looked: see whose it is.
-                let now = self
-                    .handle
-                    .block_on(self.api(&s.namespace).get_metadata_opt(&s.name))
-                    .map_err(|e| io_err(&s.namespace, &s.name, e))?;
-                match now.as_ref().map(|m| classify(&m.metadata)) {
+                let now = self.get_metadata(&s.namespace, &s.name)?;
+                match now.as_ref().map(classify) {
                     Some(SecretState::Ours { key_id }) if key_id.as_deref() == Some(&s.key_id) => {
                         Ok(Delivery::Delivered)
                     }
@@ -237,7 +230,7 @@ impl SecretSink for KubeSecretSink {
             }
             Some(_) => {
                 if let Some(old) = &existing {
-                    self.delete_ours(old)?;
+                    self.delete_ours(&s.namespace, &s.name, old)?;
                 }
                 self.create(s)
             }

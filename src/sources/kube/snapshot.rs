@@ -40,17 +40,17 @@ pub fn build(cache: &Cache) -> Built {
 
 /// Builds and validates the snapshot of `objects` (in key order), with the Secrets and
 /// settings of `cache`.
-fn build_from<'a>(cache: &Cache, objects: impl Iterator<Item = (&'a ObjectKey, Value)>) -> Built {
+fn build_from(cache: &Cache, objects: impl Iterator<Item = (ObjectKey, Value)>) -> Built {
     let mut out = Built::default();
     out.snapshot.domains.places = Places::Namespaces;
     out.snapshot.domains.required = cache.require_access_domain;
     let mut requests = Vec::new();
     for (key, value) in objects {
         if value.pointer("/metadata/deletionTimestamp").is_some() {
-            out.deleting.push(key.clone());
+            out.deleting.push(key);
             continue;
         }
-        if let Err(why) = convert(key, &value, &mut out.snapshot, &mut requests) {
+        if let Err(why) = convert(&key, &value, &mut out.snapshot, &mut requests) {
             out.snapshot.diagnostics.push(Diagnostic {
                 file: Some(key.to_string()),
                 line: None,
@@ -69,7 +69,7 @@ fn build_from<'a>(cache: &Cache, objects: impl Iterator<Item = (&'a ObjectKey, V
                     out.snapshot.domains.unreadable.push(ns.to_string());
                 }
             }
-            out.malformed.push((key.clone(), why));
+            out.malformed.push((key, why));
         }
     }
     // Requests are decided in order of creation; the name breaks ties.
@@ -162,7 +162,7 @@ fn referenced_secrets(cache: &Cache, snap: &Snapshot) -> BTreeMap<(String, Strin
         let ns = u.object.metadata.namespace.clone().unwrap_or_default();
         let id = (ns, r.name.clone());
         // Present (metadata) and fetched: a deleted Secret's old data is never used.
-        if !cache.secrets.contains_key(&id) {
+        if cache.secret(&id.0, &id.1).is_none() {
             continue;
         }
         let Some(secret) = cache.passwords.get(&id) else {
@@ -300,7 +300,7 @@ status: {phase: Active, conditions: []}
         let compact = build(&cache);
         // The same conversion run on the objects as served (status and all), as the cache
         // held them before it was compact.
-        let reference = build_from(&cache, full.iter().map(|(k, v)| (k, v.clone())));
+        let reference = build_from(&cache, full.iter().map(|(k, v)| (k.clone(), v.clone())));
         assert_eq!(format!("{compact:?}"), format!("{reference:?}"));
         // The schema violations are still reported with their fields.
         let why: BTreeMap<_, _> = compact

@@ -129,7 +129,7 @@ async fn watch_secrets(client: Client, feed: Feed, shared: Arc<Shared>) {
     while let Some(event) = stream.next().await {
         match event {
             Ok(Event::Init) => buffer.clear(),
-            Ok(Event::InitApply(s)) => buffer.push(super::cache::lean(s.metadata)),
+            Ok(Event::InitApply(s)) => buffer.push(super::cache::SecretMeta::of(s.metadata)),
             Ok(Event::InitDone) => {
                 let items = std::mem::take(&mut buffer);
                 shared.update(|c| c.replace_secrets(&feed, items));
