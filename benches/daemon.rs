@@ -183,6 +183,8 @@ struct Daemon {
     offset: u64,
     /// The latest `reconcile phases` line, for the `reconciled` line that follows it.
     phases: String,
+    /// The latest `api index updated` line (mode, keys, ms), if one was logged since taken.
+    api_index: Option<String>,
 }
 
 /// One `reconciled` log line.
@@ -224,6 +226,7 @@ impl Daemon {
             log,
             offset: 0,
             phases: String::new(),
+            api_index: None,
         }
     }
 
@@ -246,7 +249,8 @@ impl Daemon {
             }
             self.offset += n as u64;
             let phases = line.contains("\"reconcile phases\"");
-            if !phases && !line.contains("\"reconciled\"") {
+            let api = line.contains("\"api index updated\"");
+            if !phases && !api && !line.contains("\"reconciled\"") {
                 continue;
             }
             let Ok(v) = serde_json::from_str::<Value>(&line) else {
@@ -255,6 +259,14 @@ impl Daemon {
             // JSON logs carry fields at the top level or under "fields".
             let field = |k: &str| v.get(k).or_else(|| v.get("fields").and_then(|f| f.get(k)));
             let num = |k: &str| field(k).and_then(Value::as_u64).unwrap_or(0);
+            if api {
+                let mode = field("mode").and_then(Value::as_str).unwrap_or("?");
+                self.api_index = Some(match mode {
+                    "incremental" => format!("{mode}, {} keys, {} ms", num("keys"), num("ms")),
+                    _ => format!("{mode}, {} ms", num("ms")),
+                });
+                continue;
+            }
             if phases {
                 self.phases = ["load_state", "plan", "apply", "bootstrap"]
                     .iter()
@@ -280,6 +292,17 @@ impl Daemon {
             });
         }
         out
+    }
+
+    /// The next `api index updated` line, waiting for it at most `limit` (a binary that
+    /// does not log it: "not logged").
+    fn api_index(&mut self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        while self.api_index.is_none() && Instant::now() < deadline {
+            self.rounds();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.api_index.take().unwrap_or_else(|| "not logged".into())
     }
 
     /// Waits for the next `reconciled` line that `pick` accepts (at most `limit`).
@@ -503,11 +526,16 @@ fn main() {
     let text = std::fs::read_to_string(manifests.join(bfile)).expect("read");
     let edited = text.replacen("role: Developer", "role: Analyst", 1);
     d.rounds();
+    d.api_index = None;
     let t = Instant::now();
     write_atomic(&manifests, bfile, &edited);
     let r = d.wait_round(Duration::from_secs(120), |r| r.changes > 0);
     if let Some(r) = &r {
         rows.push(("  edit one binding: phases (ms)".into(), r.phases.clone()));
+        rows.push((
+            "  edit one binding: API index update".into(),
+            d.api_index(Duration::from_secs(5)),
+        ));
     }
     rows.push((
         "edit one binding → applied (write → reconcile logged)".into(),
@@ -544,6 +572,7 @@ fn main() {
     let line = match token {
         Some(tok) if whoami(&tok) == 200 => {
             d.settle(Duration::from_secs(2), Duration::from_secs(30));
+            d.api_index = None;
             let text = std::fs::read_to_string(manifests.join(tfile)).expect("read");
             let revoked = text.replacen("validity: 90d", "validity: 90d\n  revoked: true", 1);
             let t = Instant::now();
@@ -559,9 +588,10 @@ fn main() {
             let r = d.wait_round(Duration::from_secs(5), |r| r.changes > 0);
             match seen {
                 Some(at) => format!(
-                    "{} (debounce 300 ms; plan+apply {} ms)",
+                    "{} (debounce 300 ms; plan+apply {} ms; API index update: {})",
                     ms(at),
-                    r.map_or(0, |r| r.elapsed_ms)
+                    r.map_or(0, |r| r.elapsed_ms),
+                    d.api_index(Duration::from_secs(5))
                 ),
                 None => "still accepted after 120 s".into(),
             }

@@ -8,7 +8,7 @@ use crate::policy::{
 };
 use crate::resources::UserState;
 use crate::secrets::{parse_token_parts, verify_parts, HashValue, ServerKey, TokenFormatError};
-use crate::store::{KeyState, ModelRow, StoreState};
+use crate::store::{KeyState, ModelRow, StoreState, TokenKeyRow, UserRow};
 use jiff::Timestamp;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,7 +80,7 @@ pub struct TokenIdentity {
 }
 
 /// Everything the hot path reads, built in one go from the store.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Index {
     users: HashMap<String, UserEntry>,
     tokens: HashMap<String, TokenEntry>,
@@ -105,18 +105,7 @@ impl Index {
         let mut users: HashMap<String, UserEntry> = state
             .users
             .values()
-            .map(|u| {
-                (
-                    u.username.clone(),
-                    UserEntry {
-                        state: u.state,
-                        password_hash: u.password_hash.clone(),
-                        grants: Vec::new(),
-                        bootstrap: u.bootstrap,
-                        password_chosen_at: u.password_chosen_at,
-                    },
-                )
-            })
+            .map(|u| (u.username.clone(), user_entry(u)))
             .collect();
         for b in &state.bindings {
             if !b.role.allowed_at(&b.scope) {
@@ -136,47 +125,14 @@ impl Index {
         let tokens = state
             .token_keys
             .values()
-            .map(|t| {
-                (
-                    t.key_id.clone(),
-                    TokenEntry {
-                        name: t.token_name.clone(),
-                        secret_hmac: t.secret_hmac.clone(),
-                        secret_mac: decode_mac(&t.secret_hmac),
-                        grant: t.grant(),
-                        live: t.state == KeyState::Issued && t.revoked_at.is_none(),
-                        expires_at: t.expires_at,
-                        owner_user: t.owner_user.clone(),
-                        principal: Arc::new(Principal::token(&t.token_name, t.grant())),
-                    },
-                )
-            })
+            .map(|t| (t.key_id.clone(), token_entry(t)))
             .collect();
         let models: Models = state
             .models
             .values()
             .map(|m| (model_id(m), m.state()))
             .collect();
-        let mut named: HashMap<Box<str>, Vec<Entry>> = HashMap::new();
-        for (id, m) in &models {
-            named
-                .entry(id.name.as_str().into())
-                .or_default()
-                .push(Entry {
-                    packed: PackedModel::new(m),
-                    state: m.clone(),
-                });
-        }
-        let by_name = named
-            .into_iter()
-            .map(|(name, mut all)| match (all.pop(), all.is_empty()) {
-                (Some(one), true) => (name, Named::One(one)),
-                (last, _) => {
-                    all.extend(last);
-                    (name, Named::Many(all))
-                }
-            })
-            .collect();
+        let by_name = by_name(&models);
         Index {
             users,
             tokens,
@@ -184,6 +140,85 @@ impl Index {
             by_name,
             dummy_mac: [0; 32],
         }
+    }
+
+    /// This index with some rows replaced by what the store holds now: each user of
+    /// `users` with its current row (`None`: gone) and the grants of its current bindings
+    /// (as [`crate::store::Store::grants`] gives them), each token key of `tokens` by key
+    /// id (`None`: gone), and, when given, every model. Everything else is shared in
+    /// value with `self`; the result is what [`Index::build`] gives for the store's state
+    /// when those are all the rows that changed (a property test checks it).
+    pub fn patched(
+        &self,
+        users: Vec<(String, Option<UserRow>, Vec<Grant>)>,
+        tokens: Vec<(String, Option<TokenKeyRow>)>,
+        models: Option<Vec<ModelRow>>,
+    ) -> Self {
+        let mut next = self.clone();
+        for (name, row, grants) in users {
+            match row {
+                Some(row) => {
+                    let mut entry = user_entry(&row);
+                    // `grants` is sorted and distinct; keeping the allowed ones keeps it so.
+                    entry.grants = grants
+                        .into_iter()
+                        .filter(|g| g.role.allowed_at(&g.scope))
+                        .collect();
+                    next.users.insert(name, entry);
+                }
+                None => {
+                    next.users.remove(&name);
+                }
+            }
+        }
+        for (key_id, row) in tokens {
+            match row {
+                Some(row) => next.tokens.insert(key_id, token_entry(&row)),
+                None => next.tokens.remove(&key_id),
+            };
+        }
+        if let Some(models) = models {
+            next.models = models.iter().map(|m| (model_id(m), m.state())).collect();
+            next.by_name = by_name(&next.models);
+        }
+        next
+    }
+
+    /// Everything this index holds, as one text in a fixed order (tests compare indexes
+    /// with it; hashes are written out, so it is never logged).
+    #[cfg(test)]
+    pub(crate) fn contents(&self) -> String {
+        use std::collections::BTreeMap;
+        use std::fmt::Write;
+        let mut out = String::new();
+        for (name, u) in self.users.iter().collect::<BTreeMap<_, _>>() {
+            let hash = u.password_hash.as_ref().map(HashValue::expose);
+            let _ = writeln!(
+                out,
+                "user {name} {:?} {hash:?} {:?} {} {:?}",
+                u.state, u.grants, u.bootstrap, u.password_chosen_at
+            );
+        }
+        for (id, t) in self.tokens.iter().collect::<BTreeMap<_, _>>() {
+            let _ = writeln!(
+                out,
+                "token {id} {} {} {:?} {:?} {} {:?} {:?} {:?} {:?}",
+                t.name,
+                t.secret_hmac.expose(),
+                t.secret_mac,
+                t.grant,
+                t.live,
+                t.expires_at,
+                t.owner_user,
+                t.principal.name,
+                t.principal.grants()
+            );
+        }
+        let _ = writeln!(out, "models {:?}", self.models);
+        for (name, named) in self.by_name.iter().collect::<BTreeMap<_, _>>() {
+            let _ = writeln!(out, "named {name} {:?}", named.as_slice());
+        }
+        out
     }
 
     /// A user by username.
@@ -307,14 +342,14 @@ impl Index {
 }
 
 /// One model as the hot path reads it: its state, and its scope and owner packed.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Entry {
     packed: Option<PackedModel>,
     state: ModelState,
 }
 
 /// The models of one name: nearly always one, held inline.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Named {
     One(Entry),
     Many(Vec<Entry>),
@@ -327,6 +362,55 @@ impl Named {
             Named::Many(all) => all,
         }
     }
+}
+
+/// A user's entry without its grants (the caller adds them).
+fn user_entry(u: &UserRow) -> UserEntry {
+    UserEntry {
+        state: u.state,
+        password_hash: u.password_hash.clone(),
+        grants: Vec::new(),
+        bootstrap: u.bootstrap,
+        password_chosen_at: u.password_chosen_at,
+    }
+}
+
+/// A token key's entry.
+fn token_entry(t: &TokenKeyRow) -> TokenEntry {
+    TokenEntry {
+        name: t.token_name.clone(),
+        secret_hmac: t.secret_hmac.clone(),
+        secret_mac: decode_mac(&t.secret_hmac),
+        grant: t.grant(),
+        live: t.state == KeyState::Issued && t.revoked_at.is_none(),
+        expires_at: t.expires_at,
+        owner_user: t.owner_user.clone(),
+        principal: Arc::new(Principal::token(&t.token_name, t.grant())),
+    }
+}
+
+/// The models by name, each with its packed scope and owner.
+fn by_name(models: &Models) -> HashMap<Box<str>, Named, foldhash::fast::RandomState> {
+    let mut named: HashMap<Box<str>, Vec<Entry>> = HashMap::new();
+    for (id, m) in models {
+        named
+            .entry(id.name.as_str().into())
+            .or_default()
+            .push(Entry {
+                packed: PackedModel::new(m),
+                state: m.clone(),
+            });
+    }
+    named
+        .into_iter()
+        .map(|(name, mut all)| match (all.pop(), all.is_empty()) {
+            (Some(one), true) => (name, Named::One(one)),
+            (last, _) => {
+                all.extend(last);
+                (name, Named::Many(all))
+            }
+        })
+        .collect()
 }
 
 /// The bytes of a stored HMAC (64 hex digits).
@@ -347,7 +431,7 @@ fn model_id(m: &ModelRow) -> ModelId {
 mod tests {
     use super::*;
     use crate::policy::{PrincipalKind, Role, Scope};
-    use crate::store::{BindingRow, TokenKeyRow, UserRow};
+    use crate::store::BindingRow;
 
     fn key(id: &str, name: &str, owner: Option<&str>) -> TokenKeyRow {
         TokenKeyRow {

@@ -3,9 +3,9 @@
 //! readiness and Prometheus metrics (routes in `docs/openapi.yaml`).
 //!
 //! ```text
-//!  apply ──► store ──► ApiState::refresh ──► Index (users, grants, token keys, models) ──┐
-//!                                        └─► SessionCache                                ├─► handlers ──► policy::decide
-//!  request ──► observe (id, log, metrics) ──► rate limit ──► Caller (bearer) ───────────┘
+//!  apply ──► store ──► ApiState::poll_changes ──► Index (users, grants, token keys, models) ──┐
+//!   (journal: keys each commit wrote; patch) └─► SessionCache                                ├─► handlers ──► policy::decide
+//!  request ──► observe (id, log, metrics) ──► rate limit ──► Caller (bearer) ────────────────┘
 //! ```
 //!
 //! The hot path (token check, session check, decision) reads only the

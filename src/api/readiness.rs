@@ -4,7 +4,7 @@
 //! sees them here, in `stagegate status` and in `stagegate_manifest_files_broken`.
 
 use crate::snapshot::FILE_KIND;
-use crate::store::StoreState;
+use crate::store::{ObjectStatus, StoreState};
 use serde::{Deserialize, Serialize};
 
 /// A manifest file that failed to load as a whole.
@@ -32,9 +32,12 @@ pub struct Readiness {
 
 /// The broken files recorded in the store (their `File` status rows).
 pub(crate) fn broken_files(state: &StoreState) -> Vec<BrokenFile> {
-    state
-        .statuses
-        .values()
+    broken(state.statuses.values())
+}
+
+/// The broken files among some status rows (those of kind `File`).
+pub(crate) fn broken<'a>(statuses: impl Iterator<Item = &'a ObjectStatus>) -> Vec<BrokenFile> {
+    statuses
         .filter(|s| s.key.kind == FILE_KIND)
         .map(|s| BrokenFile {
             file: s.key.name.clone(),

@@ -7,17 +7,19 @@
 use super::config::ApiConfig;
 use super::index::Index;
 use super::metrics::Metrics;
-use super::readiness::{broken_files, BrokenFile};
+use super::readiness::{broken, broken_files, BrokenFile};
 use super::sessions::{SessionCache, SessionEntry};
 use super::throttle::{CallerLimiter, LoginThrottle, RateLimiter};
 use crate::policy::capability_lost;
 use crate::secrets::{generate_password, hash_password, HashValue, PasswordError, ServerKey};
 use crate::snapshot::FILE_KIND;
-use crate::store::{AnyStore, SessionsMarker, Store, StoreError, StoreState};
+use crate::store::{
+    AnyStore, CommitJournal, SessionsMarker, Store, StoreError, StoreState, Touched,
+};
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -25,6 +27,14 @@ use std::time::Duration;
 const EXPIRY_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Kinds always present in `stagegate_objects`, so a kind that drops to zero shows 0.
 const KINDS: [&str; 4] = ["User", "AccessBinding", "ApiToken", "ModelStageRequest"];
+
+/// Every kind of `stagegate_objects` at zero, ready and not, so a kind that drops to zero shows 0.
+fn zero_counts() -> BTreeMap<(String, bool), i64> {
+    KINDS
+        .iter()
+        .flat_map(|k| [((k.to_string(), true), 0), ((k.to_string(), false), 0)])
+        .collect()
+}
 
 /// Why the API state could not be built or refreshed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +61,11 @@ pub(crate) struct Inner {
     revision: AtomicI64,
     /// The store's sessions as of the last session reload (see [`AnyStore::sessions_marker`]).
     sessions_marker: Mutex<Option<SessionsMarker>>,
+    /// The keys each of the daemon's commits wrote, when this process's daemon journals
+    /// them (see [`ApiState::follow_commits`]): the index is then patched, not rebuilt.
+    journal: RwLock<Option<CommitJournal>>,
+    /// How many updates patched the index instead of rebuilding it (a figure for tests).
+    patches: AtomicU64,
     pub(crate) dummy_hash: HashValue,
     pub(crate) login_slots: Arc<tokio::sync::Semaphore>,
     pub(crate) login_throttle: LoginThrottle,
@@ -103,6 +118,8 @@ impl ApiState {
                 reconcile_failure: RwLock::new(None),
                 revision: AtomicI64::new(-1),
                 sessions_marker: Mutex::new(None),
+                journal: RwLock::new(None),
+                patches: AtomicU64::new(0),
                 dummy_hash,
                 broken_files: RwLock::default(),
             }),
@@ -175,9 +192,107 @@ impl ApiState {
 
     /// Reloads the index and sessions from the store (blocking: call off the async runtime).
     pub fn refresh(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         let mut store = self.store();
         let state = store.load_state()?;
-        self.rebuild(&mut store, &state)
+        self.rebuild(&mut store, &state)?;
+        tracing::info!(
+            mode = "full",
+            revision = state.revision,
+            ms = started.elapsed().as_millis() as u64,
+            "api index updated"
+        );
+        Ok(())
+    }
+
+    /// From now on, follows the commits journaled in `journal` (the daemon's store records
+    /// them, see [`AnyStore::record_commits`]): when the store moved on only by commits it
+    /// names, the index is updated from the rows those commits touched (see
+    /// [`ApiState::poll_changes`]).
+    pub fn follow_commits(&self, journal: CommitJournal) {
+        *self
+            .inner
+            .journal
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(journal);
+    }
+
+    /// Brings the index up to the store's revision `now`: from the rows the commits since
+    /// the index's revision touched, when the journal names them all and they are few;
+    /// else (another process or connection wrote, a commit too large, no journal) with a
+    /// full read.
+    fn update(&self, now: i64) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let from = self.inner.revision.load(Ordering::Acquire);
+        let touched = self
+            .inner
+            .journal
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|_| from >= 0)
+            .and_then(|j| j.between(from, now));
+        if let Some(touched) = touched {
+            let keys = touched.len();
+            let mut store = self.store();
+            if self.patch(&mut store, now, &touched)? {
+                self.inner.patches.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    mode = "incremental",
+                    keys,
+                    revision = now,
+                    ms = started.elapsed().as_millis() as u64,
+                    "api index updated"
+                );
+                return Ok(());
+            }
+        }
+        self.refresh()
+    }
+
+    /// Patches the index with the current rows of what `touched` names and publishes it as
+    /// of revision `now`; false, and nothing changed, when the store is no longer at `now`
+    /// once they are read (another commit came in between: the caller reads everything).
+    fn patch(&self, store: &mut AnyStore, now: i64, touched: &Touched) -> Result<bool, StoreError> {
+        let mut users = Vec::with_capacity(touched.usernames.len());
+        for name in &touched.usernames {
+            let row = store.user(name)?;
+            let grants = match row {
+                Some(_) => store.grants(name)?,
+                None => Vec::new(),
+            };
+            users.push((name.clone(), row, grants));
+        }
+        let mut tokens = Vec::with_capacity(touched.token_keys.len());
+        for id in &touched.token_keys {
+            tokens.push((id.clone(), store.token_key(id)?));
+        }
+        let models = match touched.models {
+            true => Some(store.models()?),
+            false => None,
+        };
+        let statuses = match touched.statuses {
+            true => match store.status_summary(FILE_KIND)? {
+                Some(summary) => Some(summary),
+                None => return Ok(false),
+            },
+            false => None,
+        };
+        // Every commit bumps the revision: unchanged since `now` was read, nothing was
+        // committed while these rows were read, one by one.
+        if store.current_revision()? != now {
+            return Ok(false);
+        }
+        let index = self.index().patched(users, tokens, models);
+        self.publish(store, index, now)?;
+        if let Some((counts, files)) = statuses {
+            let mut all = zero_counts();
+            for (kind, ready, n) in counts.into_iter().filter(|(k, _, _)| k != FILE_KIND) {
+                all.insert((kind, ready), n);
+            }
+            self.set_statuses(all, broken(files.iter()));
+        }
+        Ok(true)
     }
 
     /// Refreshes when another process committed since the last refresh, and reloads the
@@ -188,7 +303,7 @@ impl ApiState {
             (store.current_revision()?, store.sessions_marker()?)
         };
         if now != self.inner.revision.load(Ordering::Acquire) {
-            self.refresh()?;
+            self.update(now)?;
             return Ok(true);
         }
         if Some(marker) != *self.marker() {
@@ -224,6 +339,12 @@ impl ApiState {
         Ok(())
     }
 
+    /// How many index updates patched the rows the journaled commits touched (the rest read
+    /// the whole store).
+    pub fn index_patches(&self) -> u64 {
+        self.inner.patches.load(Ordering::Relaxed)
+    }
+
     /// The store revision the index was built from (0: nothing was ever applied).
     pub fn index_revision(&self) -> i64 {
         self.inner.revision.load(Ordering::Acquire)
@@ -234,10 +355,36 @@ impl ApiState {
         self.store().current_revision().is_ok()
     }
 
-    /// Swaps in a new index and session cache. Runs under the store lock, as logins and logouts
-    /// do, so a session created or ended concurrently is never lost or revived by the reload.
+    /// Swaps in the index built from `state`, with its sessions and gauges.
     fn rebuild(&self, store: &mut AnyStore, state: &StoreState) -> Result<(), StoreError> {
-        let index = Index::build(state);
+        self.publish(store, Index::build(state), state.revision)?;
+        let mut counts = zero_counts();
+        // A broken file is no declared object: it has its own gauge.
+        for s in state.statuses.values().filter(|s| s.key.kind != FILE_KIND) {
+            *counts.entry((s.key.kind.clone(), s.ready)).or_default() += 1;
+        }
+        self.set_statuses(counts, broken_files(state));
+        Ok(())
+    }
+
+    /// Sets the object gauges and the broken files `/readyz` shows.
+    fn set_statuses(&self, counts: BTreeMap<(String, bool), i64>, broken: Vec<BrokenFile>) {
+        let m = &self.inner.metrics;
+        m.set_files_broken(broken.len());
+        *self
+            .inner
+            .broken_files
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = broken;
+        for ((kind, ready), n) in counts {
+            m.set_objects(&kind, ready, n);
+        }
+    }
+
+    /// Swaps in `index` (of store revision `revision`) and the session cache. Runs under the
+    /// store lock, as logins and logouts do, so a session created or ended concurrently is
+    /// never lost or revived by the reload.
+    fn publish(&self, store: &mut AnyStore, index: Index, revision: i64) -> Result<(), StoreError> {
         let old = self.index();
         // Sessions end when their user is gone, revoked, or had its password reset, whether or not
         // the apply ended them in the store itself.
@@ -272,24 +419,6 @@ impl ApiState {
         let m = &self.inner.metrics;
         m.set_sessions(cache.len());
         m.set_tokens_expiring(index.tokens_expiring_within(now, EXPIRY_WINDOW));
-        let mut counts: BTreeMap<(String, bool), i64> = KINDS
-            .iter()
-            .flat_map(|k| [((k.to_string(), true), 0), ((k.to_string(), false), 0)])
-            .collect();
-        // A broken file is no declared object: it has its own gauge.
-        for s in state.statuses.values().filter(|s| s.key.kind != FILE_KIND) {
-            *counts.entry((s.key.kind.clone(), s.ready)).or_default() += 1;
-        }
-        let broken = broken_files(state);
-        m.set_files_broken(broken.len());
-        *self
-            .inner
-            .broken_files
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = broken;
-        for ((kind, ready), n) in counts {
-            m.set_objects(&kind, ready, n);
-        }
         let (users, tokens, models) = index.counts();
         *self
             .inner
@@ -297,7 +426,7 @@ impl ApiState {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = cache;
         *self.inner.index.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(index);
-        self.inner.revision.store(state.revision, Ordering::Release);
+        self.inner.revision.store(revision, Ordering::Release);
         tracing::debug!(users, tokens, models, "API index rebuilt");
         Ok(())
     }
@@ -326,3 +455,7 @@ impl ApiState {
         self.inner.metrics.set_sessions(sessions);
     }
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -198,6 +198,12 @@ async fn run_dir(
         }
         AnyStore::Sqlite(_) => None,
     };
+    // The API patches its index from the rows each of this process's commits touched.
+    let mut store = store;
+    let journal = crate::store::CommitJournal::new();
+    if store.record_commits(&journal) {
+        api.follow_commits(journal);
+    }
     let reconciler = StoreReconciler::new(
         store,
         o.secrets_dir.clone(),

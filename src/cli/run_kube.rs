@@ -69,11 +69,18 @@ pub async fn run(
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     });
+    // The API patches its index from the rows each of the controller's commits touched.
+    let mut store = store;
+    let journal = crate::store::CommitJournal::new();
+    if store.record_commits(&journal) {
+        state.follow_commits(journal);
+    }
     let refreshed = state.clone();
     let after_apply: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
         // Called on the controller's task: refresh without blocking the runtime's other tasks.
+        // Only when the store moved on since the index was read (every commit bumps it).
         tokio::task::block_in_place(|| {
-            if let Err(e) = refreshed.refresh() {
+            if let Err(e) = refreshed.poll_changes() {
                 tracing::warn!(error = %e, "refreshing the API index failed");
             }
         });

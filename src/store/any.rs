@@ -11,6 +11,9 @@ use crate::policy::Grant;
 use jiff::Timestamp;
 use std::path::Path;
 
+/// Status counts per (kind, ready), and the statuses of one kind.
+pub type StatusSummary = (Vec<(String, bool, i64)>, Vec<ObjectStatus>);
+
 /// Either store.
 #[derive(Debug)]
 pub enum AnyStore {
@@ -70,6 +73,28 @@ impl AnyStore {
     /// Evidence that nothing changed (see [`SqliteStore::state_token`], [`PgStore::state_token`]).
     pub fn state_token(&self) -> Result<StateToken, StoreError> {
         both!(self, s => s.state_token())
+    }
+
+    /// Records each commit's revision and keys in `journal` from now on (see
+    /// [`super::CommitJournal`]); false, and nothing recorded, on PostgreSQL, whose readers
+    /// follow commits from every process by polling and read the whole state.
+    pub fn record_commits(&mut self, journal: &super::CommitJournal) -> bool {
+        match self {
+            AnyStore::Sqlite(s) => {
+                s.record_commits(journal.clone());
+                true
+            }
+            AnyStore::Postgres(_) => false,
+        }
+    }
+
+    /// Status counts per kind and readiness and the statuses of kind `kind` (see
+    /// [`SqliteStore::status_summary`]); `None` on PostgreSQL (its readers read everything).
+    pub fn status_summary(&self, kind: &str) -> Result<Option<StatusSummary>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.status_summary(kind).map(Some),
+            AnyStore::Postgres(_) => Ok(None),
+        }
     }
 
     /// Number of rows in a table (tests and diagnostics).

@@ -10,6 +10,7 @@
 mod any;
 mod audit;
 mod copy;
+mod journal;
 mod model;
 mod partial;
 pub mod pg;
@@ -19,9 +20,10 @@ mod sqlite;
 pub(crate) mod throttle;
 mod write;
 
-pub use any::AnyStore;
+pub use any::{AnyStore, StatusSummary};
 pub use audit::{audit_page, parse_object, parse_since, AuditFilter, AuditPage};
 pub use copy::{copy_ops, copy_store, Copied};
+pub use journal::{CommitJournal, Committed, Touched, MAX_TOUCHED};
 pub use model::{
     AuditRow, BindingRow, ChosenPassword, DecidedRequest, InvitationRow, InvitationState, KeyState,
     ModelRow, ObjectStatus, Owner, PasswordSource, PendingPassword, Replaces, SessionRow, StoreOp,

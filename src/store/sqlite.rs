@@ -1,5 +1,6 @@
 //! `SqliteStore`: the embedded identity store (one SQLite file, WAL, foreign keys on).
 
+use super::journal::{CommitJournal, Committed, Touched};
 use super::model::*;
 use super::rows::*;
 use super::write::{chosen_password, write_op, Writer, BUMP_REVISION};
@@ -17,6 +18,8 @@ pub use api_sessions::StateToken;
 /// The SQLite identity store.
 pub struct SqliteStore {
     conn: Connection,
+    /// Where each commit records the keys it wrote, when someone follows them (the API).
+    journal: Option<CommitJournal>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -74,7 +77,35 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;
-        Ok(SqliteStore { conn })
+        Ok(SqliteStore {
+            conn,
+            journal: None,
+        })
+    }
+
+    /// From now on, records each commit's revision and the keys it wrote in `journal`
+    /// (see [`CommitJournal`]): the API follows the daemon's commits through it.
+    pub fn record_commits(&mut self, journal: CommitJournal) {
+        self.journal = Some(journal);
+    }
+
+    /// How many object statuses there are per kind and readiness, and the statuses of broken
+    /// manifest files (kind `kind`): what the API's gauges and `/readyz` need of the
+    /// statuses, without reading every row.
+    pub fn status_summary(&self, kind: &str) -> Result<super::StatusSummary, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT kind, ready, count(*) FROM object_status GROUP BY kind, ready",
+        )?;
+        let counts = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0, r.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT * FROM object_status WHERE kind = ?1 ORDER BY kind, namespace, name",
+        )?;
+        let files = stmt
+            .query_map([kind], |r| status_row(r).map_err(conv))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((counts, files))
     }
 
     /// Number of rows in a table (tests and diagnostics).
@@ -301,12 +332,36 @@ impl Store for SqliteStore {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // The keys this commit writes, for the journal: the users of the bindings it replaces
+        // or deletes are read before the write, in the same transaction.
+        let mut touched = match &self.journal {
+            Some(_) => Touched::of(ops),
+            None => None,
+        };
+        if let Some(t) = &mut touched {
+            let mut stmt = tx.prepare_cached(
+                "SELECT username FROM bindings WHERE owner_namespace = ?1 AND owner_name = ?2",
+            )?;
+            for (ns, name) in Touched::binding_owners(ops) {
+                let users = stmt.query_map([ns, name], |r| r.get::<_, String>(0))?;
+                for u in users {
+                    t.usernames.insert(u?);
+                }
+            }
+        }
         let mut w = SqliteWriter(&tx);
         for op in ops {
             write_op(&mut w, op)?;
         }
         w.exec(BUMP_REVISION, vec![])?;
+        let revision = match &self.journal {
+            Some(_) => Some(w.revision()?),
+            None => None,
+        };
         tx.commit()?;
+        if let (Some(journal), Some(revision)) = (&self.journal, revision) {
+            journal.push(Committed { revision, touched });
+        }
         Ok(())
     }
 
