@@ -4,13 +4,15 @@
 
 use crate::plan::{answer_among, ModelId, Models, Question, QuestionError};
 use crate::policy::{
-    decide, Action, Decision, Grant, ModelRef, ModelState, PackedModel, Principal, Request,
+    decide, Action, Decision, Grant, Label, ModelRef, ModelState, PackedModel, Principal, Request,
+    Stage,
 };
 use crate::resources::UserState;
 use crate::secrets::{parse_token_parts, verify_parts, HashValue, ServerKey, TokenFormatError};
 use crate::store::{KeyState, ModelRow, StoreState, TokenKeyRow, UserRow};
 use jiff::Timestamp;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// A user as login and session checks need it.
@@ -86,9 +88,8 @@ pub struct Index {
     tokens: HashMap<String, TokenEntry>,
     models: Models,
     /// Models by name: a question names one model, so only that name's entries (usually one)
-    /// are resolved and handed to the policy. A fast hash, and the one model of a name held in
-    /// the table itself: looking a model up reads as little memory as it can.
-    by_name: HashMap<Box<str>, Named, foldhash::fast::RandomState>,
+    /// are resolved and handed to the policy.
+    by_name: ByName,
     /// Never matches: verified against when a key id is unknown, so timing does not reveal which exist.
     dummy_mac: [u8; 32],
 }
@@ -132,7 +133,7 @@ impl Index {
             .values()
             .map(|m| (model_id(m), m.state()))
             .collect();
-        let by_name = by_name(&models);
+        let by_name = ByName::new(&models);
         Index {
             users,
             tokens,
@@ -179,7 +180,7 @@ impl Index {
         }
         if let Some(models) = models {
             next.models = models.iter().map(|m| (model_id(m), m.state())).collect();
-            next.by_name = by_name(&next.models);
+            next.by_name = ByName::new(&next.models);
         }
         next
     }
@@ -215,8 +216,20 @@ impl Index {
             );
         }
         let _ = writeln!(out, "models {:?}", self.models);
-        for (name, named) in self.by_name.iter().collect::<BTreeMap<_, _>>() {
-            let _ = writeln!(out, "named {name} {:?}", named.as_slice());
+        let mut named: Vec<&[Entry]> = self
+            .by_name
+            .slots
+            .iter()
+            .map(|slot| self.by_name.models(slot))
+            .collect();
+        named.sort_by(|a, b| {
+            a.first()
+                .map(|e| &e.state.name)
+                .cmp(&b.first().map(|e| &e.state.name))
+        });
+        for models in named {
+            let name = models.first().map_or("", |e| e.state.name.as_str());
+            let _ = writeln!(out, "named {name} {models:?}");
         }
         out
     }
@@ -307,18 +320,29 @@ impl Index {
         q: &'a Question,
     ) -> Result<Decision<'a>, QuestionError> {
         // `answer_among` resolves the model by name (and scope) among the models it is given;
-        // handing it only the models of that name gives the same answer without a scan. Each
-        // is handed with its packed scope and owner, and named by the table's key, which the
-        // lookup has just read.
-        let (name, models) = q
-            .model
-            .as_deref()
-            .and_then(|n| self.by_name.get_key_value(n))
-            .map_or(("", &[][..]), |(k, v)| (&**k, v.as_slice()));
-        let candidates = models
-            .iter()
-            .map(|e| ModelRef::packed(name, &e.state, e.packed.as_ref()));
-        answer_among(principal, candidates, q)
+        // handing it only the models of that name gives the same answer without a scan. The
+        // one model of a name is handed as its slot holds it (packed scope and owner, stage),
+        // named by the question's own string, which the lookup has just matched.
+        let name = q.model.as_deref().unwrap_or_default();
+        match self.by_name.find(name) {
+            Some(slot) if slot.count == 1 => {
+                let one = ModelRef {
+                    name,
+                    scope: &self.by_name.entries[slot.first].state.scope,
+                    owner: slot.owner.as_deref(),
+                    stage: slot.stage,
+                    packed: slot.packed.as_ref(),
+                };
+                answer_among(principal, std::iter::once(one), q)
+            }
+            found => {
+                let models = found.map_or(&[][..], |slot| self.by_name.models(slot));
+                let candidates = models
+                    .iter()
+                    .map(|e| ModelRef::packed(name, &e.state, e.packed.as_ref()));
+                answer_among(principal, candidates, q)
+            }
+        }
     }
 
     /// The models `principal` may see (DESIGN §3), sorted by scope and name.
@@ -348,19 +372,92 @@ struct Entry {
     state: ModelState,
 }
 
-/// The models of one name: nearly always one, held inline.
-#[derive(Clone, Debug)]
-enum Named {
-    One(Entry),
-    Many(Vec<Entry>),
+/// The models by name: one slot per name in a hash table, each holding inline what a question
+/// about the name's one model reads (the name to match, the stage, the packed scope and owner),
+/// so that a lookup reads the table's control bytes and one slot, two cache lines, and follows
+/// no pointer. The models themselves, grouped by name, are behind it.
+#[derive(Clone, Debug, Default)]
+struct ByName {
+    slots: hashbrown::HashTable<Slot>,
+    /// Every model, those of one name next to each other (a slot names its range).
+    entries: Vec<Entry>,
+    hasher: foldhash::fast::RandomState,
 }
 
-impl Named {
-    fn as_slice(&self) -> &[Entry] {
-        match self {
-            Named::One(m) => std::slice::from_ref(m),
-            Named::Many(all) => all,
+/// The models of one name.
+#[derive(Clone, Debug)]
+#[repr(align(64))]
+struct Slot {
+    /// The name inline, matched without reading it elsewhere (`None`: too long, and matched
+    /// against the first model's name).
+    name: Option<Label>,
+    /// The name's hash, so the table grows without hashing again.
+    hash: u64,
+    /// The name's models: `entries[first..first + count]`.
+    first: usize,
+    count: usize,
+    /// The one model's stage, packed scope and owner, and owner (when `count` is 1).
+    stage: Option<Stage>,
+    packed: Option<PackedModel>,
+    owner: Option<Box<str>>,
+}
+
+impl ByName {
+    fn new(models: &Models) -> ByName {
+        let mut named: HashMap<&str, Vec<&ModelState>> = HashMap::new();
+        for (id, m) in models {
+            named.entry(id.name.as_str()).or_default().push(m);
         }
+        let mut by_name = ByName {
+            slots: hashbrown::HashTable::with_capacity(named.len()),
+            entries: Vec::with_capacity(models.len()),
+            hasher: Default::default(),
+        };
+        for (name, all) in named {
+            let first = by_name.entries.len();
+            by_name.entries.extend(all.iter().map(|m| Entry {
+                packed: PackedModel::new(m),
+                state: (*m).clone(),
+            }));
+            let one = match all.as_slice() {
+                [one] => Some(*one),
+                _ => None,
+            };
+            let hash = by_name.hasher.hash_one(name);
+            let slot = Slot {
+                name: Label::new(name),
+                hash,
+                first,
+                count: all.len(),
+                stage: one.and_then(|m| m.stage),
+                packed: one.and_then(PackedModel::new),
+                owner: one.and_then(|m| m.owner.as_deref()).map(Into::into),
+            };
+            by_name.slots.insert_unique(hash, slot, |s| s.hash);
+        }
+        by_name
+    }
+
+    /// The slot of the models named `name`.
+    #[inline]
+    fn find(&self, name: &str) -> Option<&Slot> {
+        let label = Label::new(name);
+        self.slots
+            .find(self.hasher.hash_one(name), |s| match (&s.name, &label) {
+                (Some(mine), Some(theirs)) => mine == theirs,
+                (None, None) => self
+                    .entries
+                    .get(s.first)
+                    .is_some_and(|e| e.state.name == name),
+                _ => false,
+            })
+    }
+
+    /// The models of `slot`.
+    fn models(&self, slot: &Slot) -> &[Entry] {
+        self.entries
+            .get(slot.first..slot.first + slot.count)
+            .unwrap_or_default()
     }
 }
 
@@ -387,30 +484,6 @@ fn token_entry(t: &TokenKeyRow) -> TokenEntry {
         owner_user: t.owner_user.clone(),
         principal: Arc::new(Principal::token(&t.token_name, t.grant())),
     }
-}
-
-/// The models by name, each with its packed scope and owner.
-fn by_name(models: &Models) -> HashMap<Box<str>, Named, foldhash::fast::RandomState> {
-    let mut named: HashMap<Box<str>, Vec<Entry>> = HashMap::new();
-    for (id, m) in models {
-        named
-            .entry(id.name.as_str().into())
-            .or_default()
-            .push(Entry {
-                packed: PackedModel::new(m),
-                state: m.clone(),
-            });
-    }
-    named
-        .into_iter()
-        .map(|(name, mut all)| match (all.pop(), all.is_empty()) {
-            (Some(one), true) => (name, Named::One(one)),
-            (last, _) => {
-                all.extend(last);
-                (name, Named::Many(all))
-            }
-        })
-        .collect()
 }
 
 /// The bytes of a stored HMAC (64 hex digits).
@@ -515,9 +588,32 @@ mod tests {
         use crate::policy::Stage;
         use proptest::prelude::*;
 
-        const PARTS: [&str; 4] = ["acme", "globex", "initech-holdings-worldwide", "p1"];
-        const NAMES: [&str; 5] = ["m0", "m1", "fraud", "a-model-name-too-long-to-pack", "x"];
-        const PEOPLE: [&str; 3] = ["alan", "maria", "a-user-name-too-long-to-pack"];
+        const PARTS: [&str; 5] = [
+            "acme",
+            "globex",
+            "initech-holdings-worldwide",
+            "p1",
+            "sixteen-byte-cus",
+        ];
+        // Names held inline up to 16 bytes: two that differ in their last byte, and two
+        // just too long, matched against the models' own names.
+        const NAMES: [&str; 9] = [
+            "m0",
+            "m1",
+            "fraud",
+            "a-model-name-too-long-to-pack",
+            "x",
+            "sixteen-byte-mod",
+            "sixteen-byte-moe",
+            "seventeen-byte-md",
+            "seventeen-byte-me",
+        ];
+        const PEOPLE: [&str; 4] = [
+            "alan",
+            "maria",
+            "a-user-name-too-long-to-pack",
+            "sixteen-byte-usr",
+        ];
 
         fn scope() -> impl Strategy<Value = Scope> {
             prop_oneof![

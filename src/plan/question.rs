@@ -63,7 +63,10 @@ where
     let candidates = candidates.into_iter().map(Into::into);
     let mut found = candidates
         .clone()
-        .filter(|m: &ModelRef<'a>| m.name == name && scope.is_none_or(|s| m.is_at(s)));
+        // The API index names its candidates with the question's own string: no bytes to compare.
+        .filter(|m: &ModelRef<'a>| {
+            (std::ptr::eq(m.name, name) || m.name == name) && scope.is_none_or(|s| m.is_at(s))
+        });
     match (found.next(), found.next()) {
         (Some(one), None) => Ok(one),
         (None, _) => Ok(ModelRef::new(name, scope.unwrap_or(&GLOBAL), None, None)),

@@ -4,9 +4,7 @@
 //! borrows what it needs to say why; the human-readable reason is built only
 //! when a caller asks for it ([`Decision::reason`]).
 
-use super::types::{
-    Action, Grant, ModelState, PackedModel, Principal, PrincipalKind, Role, Scope, Stage,
-};
+use super::types::{Action, ModelState, PackedModel, Principal, PrincipalKind, Role, Scope, Stage};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -153,9 +151,10 @@ pub struct Decision<'a> {
     /// Machine-readable reason.
     pub code: DecisionCode,
     rule: Rule,
-    grant: Option<&'a Grant>,
-    principal: &'a str,
-    target: &'a Scope,
+    /// The place of the grant that decided among the principal's grants: read only to say why,
+    /// so deciding does not read where the grants are.
+    grant: Option<usize>,
+    principal: &'a Principal,
     req: Request<'a>,
 }
 
@@ -164,6 +163,16 @@ impl Decision<'_> {
     pub fn reason(&self) -> String {
         self.to_string()
     }
+
+    /// The scope acted on: the model's, else the request's, else global.
+    fn target(&self) -> &Scope {
+        target(&self.req)
+    }
+}
+
+/// The scope `req` acts on: the model's, else the request's, else global.
+fn target<'a>(req: &Request<'a>) -> &'a Scope {
+    req.model.map(|m| m.scope).or(req.scope).unwrap_or(&GLOBAL)
 }
 
 impl fmt::Display for Decision<'_> {
@@ -178,7 +187,7 @@ impl fmt::Display for Decision<'_> {
             .map_or("None".to_string(), |s| s.to_string());
         let to = req.to.map_or("?".to_string(), |s| s.to_string());
         let stage = req.model.and_then(|m| m.stage);
-        let Some(g) = self.grant else {
+        let Some(g) = self.grant.and_then(|i| self.principal.grants().get(i)) else {
             return match self.rule {
                 Rule::Incomplete => match action {
                     Action::ModelsTransition => write!(f, "{action} needs a model and a target stage (--to)"),
@@ -193,7 +202,8 @@ impl fmt::Display for Decision<'_> {
                 _ => write!(
                     f,
                     "{} holds no role at or above scope {}",
-                    self.principal, self.target
+                    self.principal.name,
+                    self.target()
                 ),
             };
         };
@@ -224,7 +234,7 @@ impl fmt::Display for Decision<'_> {
             Rule::CannotMove => write!(f, "{role} at {scope} cannot move models {from}→{to}"),
             Rule::NotInTable => write!(f, "{from}→{to} is not in the policy table: Admin only ({role} at {scope} is not Admin)"),
             Rule::NoRole | Rule::Incomplete | Rule::ModelMissing | Rule::ModelExists | Rule::NeverAllowed => {
-                write!(f, "{} holds no role at or above scope {}", self.principal, self.target)
+                write!(f, "{} holds no role at or above scope {}", self.principal.name, self.target())
             }
         }
     }
@@ -251,15 +261,13 @@ pub(super) fn decide_with<'a>(
     req: &Request<'a>,
     packed: bool,
 ) -> Decision<'a> {
-    let target = req.model.map(|m| m.scope).or(req.scope).unwrap_or(&GLOBAL);
     let decision =
-        |grant: Option<&'a Grant>, (allowed, code, rule): (bool, DecisionCode, Rule)| Decision {
+        |grant: Option<usize>, (allowed, code, rule): (bool, DecisionCode, Rule)| Decision {
             allowed,
             code,
             rule,
             grant,
-            principal: &principal.name,
-            target,
+            principal,
             req: *req,
         };
     if let Some(pre) = precheck(req) {
@@ -268,8 +276,6 @@ pub(super) fn decide_with<'a>(
     // Models are owned by users (the requester of their first deploy); a token named like
     // a user must not inherit that user's "own model" rights.
     let who = (principal.kind == PrincipalKind::User).then_some(Who { principal, packed });
-    let mut best: Option<(&'a Grant, (bool, DecisionCode, Rule))> = None;
-    let grants = principal.grants();
     // The packed grants say which grants apply, and with which role, without reading the grants'
     // memory; the grants themselves answer the same when they or the model could not be packed.
     // With the model's packed scope too (the API index keeps one per model), grants and scope
@@ -278,29 +284,61 @@ pub(super) fn decide_with<'a>(
         .packed()
         .filter(|_| packed)
         .zip(req.model.and_then(|m| m.packed));
-    for (i, g) in grants.iter().enumerate() {
-        let (role, applies) = match packed {
-            Some((p, target)) => (p[i].role, p[i].applies_to(target)),
-            None => (
-                g.role,
-                g.role.allowed_at(&g.scope) && g.scope.covers(target),
-            ),
-        };
+    let (grant, d) = match packed {
+        Some((grants, model)) => pick(
+            grants
+                .iter()
+                .map(|g| (g.role(), g.applies_to(model)))
+                .enumerate(),
+            who,
+            req,
+        ),
+        None => {
+            let target = target(req);
+            pick(
+                principal
+                    .grants()
+                    .iter()
+                    .map(|g| {
+                        (
+                            g.role,
+                            g.role.allowed_at(&g.scope) && g.scope.covers(target),
+                        )
+                    })
+                    .enumerate(),
+                who,
+                req,
+            )
+        }
+    };
+    decision(grant, d)
+}
+
+/// The first grant that allows `req`, else the most telling refusal among the grants that
+/// apply, else no role: `grants` says for each grant (by place) its role and whether it applies.
+#[inline]
+fn pick(
+    grants: impl Iterator<Item = (usize, (Role, bool))>,
+    who: Option<Who<'_>>,
+    req: &Request<'_>,
+) -> (Option<usize>, (bool, DecisionCode, Rule)) {
+    let mut best: Option<(usize, (bool, DecisionCode, Rule))> = None;
+    for (i, (role, applies)) in grants {
         if !applies {
             continue;
         }
         let d = decide_grant(role, who, req);
         if d.0 {
-            return decision(Some(g), d);
+            return (Some(i), d);
         }
         // Keep the most telling refusal: a specific rule beats a generic one.
         if best.is_none_or(|(_, b)| rank(d.1) > rank(b.1)) {
-            best = Some((g, d));
+            best = Some((i, d));
         }
     }
     match best {
-        Some((g, d)) => decision(Some(g), d),
-        None => decision(None, (false, DecisionCode::NoRoleInScope, Rule::NoRole)),
+        Some((i, d)) => (Some(i), d),
+        None => (None, (false, DecisionCode::NoRoleInScope, Rule::NoRole)),
     }
 }
 
@@ -380,19 +418,20 @@ fn decide_grant(role: Role, who: Option<Who<'_>>, req: &Request<'_>) -> (bool, D
             let Some(m) = req.model else {
                 return deny(DecisionCode::Incomplete, Rule::Incomplete);
             };
-            let own = who.is_some_and(|w| w.owns(&m));
+            // Ownership is read only by the rules that ask it.
+            let own = || who.is_some_and(|w| w.owns(&m));
             let Some(stage) = m.stage else {
                 return deny(DecisionCode::ModelMissing, Rule::ModelMissing);
             };
             match (role, stage) {
                 (Admin, _) => allow(Rule::SeesAllStages),
                 (Manager, Staging | Production) => allow(Rule::SeesStagingAndProduction),
-                (Manager, Dev) if own => allow(Rule::SeesOwnDev),
+                (Manager, Dev) if own() => allow(Rule::SeesOwnDev),
                 (Manager, Dev) => deny(DecisionCode::NotOwner, Rule::ManagerOwnDevOnly),
                 (Analyst, Production) => {
                     deny(DecisionCode::ProductionHidden, Rule::AnalystNeverProduction)
                 }
-                (Analyst, _) if own => allow(Rule::SeesOwnDevAndStaging),
+                (Analyst, _) if own() => allow(Rule::SeesOwnDevAndStaging),
                 (Analyst, _) => deny(DecisionCode::NotOwner, Rule::AnalystOwnOnly),
                 (Developer, Dev | Staging) => allow(Rule::SeesDevAndStaging),
                 (Deployer, Staging | Production) => allow(Rule::SeesStagingAndProduction),

@@ -9,6 +9,7 @@ mod types;
 
 pub use compare::{capability_lost, LostCapability};
 pub use decide::{decide, transition_possible, Decision, DecisionCode, ModelRef, Request};
+pub(crate) use types::Label;
 pub use types::{
     Action, FromStage, Grant, ModelState, PackedModel, Principal, PrincipalKind, Role, Scope,
     ScopeError, Stage,

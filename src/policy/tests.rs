@@ -439,13 +439,23 @@ mod packed_grants {
     use proptest::prelude::*;
 
     fn label() -> impl Strategy<Value = String> {
-        // Short names that collide often, names that share a prefix, and one too long to pack.
+        // Short names that collide often, names that share a prefix, and one too long to pack;
+        // names that differ in one byte only, at every length a packed label handles alike
+        // (1-3, 4-7, 8-16 bytes) and just past it.
         prop_oneof![
             Just("acme".to_string()),
             Just("acme2".to_string()),
             Just("globex".to_string()),
             Just("a".repeat(22)),
             Just("a".repeat(23)),
+            Just("abc".to_string()),
+            Just("axc".to_string()),
+            Just("abcdefg".to_string()),
+            Just("abcxefg".to_string()),
+            Just("abcdefgh-jklmnop".to_string()),
+            Just("abcdefghxjklmnop".to_string()),
+            Just("abcdefgh-jklmnopq".to_string()),
+            Just("abcdefghxjklmnopq".to_string()),
         ]
     }
 
@@ -477,10 +487,10 @@ mod packed_grants {
             // Up to 8: more than are packed.
             grants in proptest::collection::vec(grant(), 0..8),
             // Names too long to pack, too.
-            name in prop_oneof![Just("alan"), Just("maria"), Just("a-very-long-user-name")],
+            name in prop_oneof![Just("alan"), Just("maria"), Just("a-very-long-user-name"), Just("sixteen-byte-nam")],
             action in 0..Action::ALL.len(),
             target in scope(),
-            owner in prop_oneof![Just("alan"), Just("maria"), Just("a-very-long-user-name"), Just("a-very-long-user-nam")],
+            owner in prop_oneof![Just("alan"), Just("maria"), Just("a-very-long-user-name"), Just("a-very-long-user-nam"), Just("sixteen-byte-nam"), Just("sixteen-byte-naM")],
             from in stage(),
             to in stage(),
             with_model in any::<bool>(),

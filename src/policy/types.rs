@@ -410,9 +410,11 @@ pub enum PrincipalKind {
 ///
 /// The grants are read through [`Principal::grants`] and replaced through
 /// [`Principal::set_grants`], so that the packed copy `decide` reads stays in step with them.
-// In this order (`repr(C)`): what `decide` reads first and together.
+// Laid out (`repr(C)`, aligned to a cache line) so that everything `decide` reads of a packed
+// principal, the kind and the packed name and grants, is the first cache line: deciding reads
+// one line of the principal, and the grants and name behind it only to say why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct Principal {
     /// User or token.
     pub kind: PrincipalKind,
@@ -424,6 +426,9 @@ pub struct Principal {
     /// Username or token name: what model ownership is recorded against.
     pub name: String,
 }
+
+// The kind and the packed copy fill the first cache line and nothing else shares it.
+const _: () = assert!(std::mem::offset_of!(Principal, grants) == 64);
 
 impl Principal {
     /// A user principal.
@@ -460,7 +465,8 @@ impl Principal {
     pub(super) fn packed(&self) -> Option<&[PackedGrant]> {
         self.packed
             .whole
-            .then(|| &self.packed.grants[..usize::from(self.packed.len)])
+            .then(|| self.packed.grants.get(..usize::from(self.packed.len)))
+            .flatten()
     }
 
     /// Whether `owner` is this principal's name, read from the packed copy when it has one.
@@ -475,26 +481,53 @@ impl Principal {
 /// Most grants a principal holds packed; one with more is decided from its grants.
 const PACKED_GRANTS: usize = 6;
 /// Longest name or scope part held inline.
-const LABEL_INLINE: usize = 15;
+const LABEL_INLINE: usize = 16;
 
-/// A short string held inline, so that comparing it follows no pointer.
+/// A short string held inline, so that comparing it follows no pointer and calls nothing:
+/// its length and two 8-byte windows, on its first and on its last bytes. For a string of at
+/// most [`LABEL_INLINE`] bytes the windows overlap or meet, so together they spell every byte
+/// (shorter strings: the first and last 4 bytes, or the first, middle and last byte), and two
+/// labels are equal exactly when their strings are.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Label {
+pub(crate) struct Label {
     len: u8,
-    bytes: [u8; LABEL_INLINE],
+    head: [u8; 8],
+    tail: [u8; 8],
 }
 
 impl Label {
-    fn new(s: &str) -> Option<Label> {
-        let mut bytes = [0; LABEL_INLINE];
-        bytes.get_mut(..s.len())?.copy_from_slice(s.as_bytes());
+    /// `s` as a label; `None` when it is longer than [`LABEL_INLINE`].
+    #[inline]
+    pub(crate) fn new(s: &str) -> Option<Label> {
+        let b = s.as_bytes();
+        let n = b.len();
+        // A window of `w` bytes of `b` from `at` (constant widths: plain loads, no call).
+        let window = |at: usize, w: usize| {
+            let mut out = [0; 8];
+            if let (Some(o), Some(i)) = (out.get_mut(..w), b.get(at..at + w)) {
+                o.copy_from_slice(i);
+            }
+            out
+        };
+        let (head, tail) = match n {
+            0 => ([0; 8], [0; 8]),
+            1..4 => {
+                let (first, mid, last) = (b[0], b[n / 2], b[n - 1]);
+                ([first, mid, last, 0, 0, 0, 0, 0], [0; 8])
+            }
+            4..8 => (window(0, 4), window(n - 4, 4)),
+            8..=LABEL_INLINE => (window(0, 8), window(n - 8, 8)),
+            _ => return None,
+        };
         Some(Label {
-            len: s.len() as u8,
-            bytes,
+            len: n as u8,
+            head,
+            tail,
         })
     }
 
-    /// Whether the label spells `s` (zero padding makes equal labels equal byte arrays).
+    /// Whether the label spells `s`.
+    #[inline]
     fn is(&self, s: &str) -> bool {
         Label::new(s).is_some_and(|l| l == *self)
     }
@@ -530,14 +563,30 @@ mod parts {
     }
 }
 
-/// A scope part's number; `None` in a packed scope means the scope has no such part.
-type Part = std::num::NonZeroU32;
+/// A scope part's number in three bytes (every number up to [`parts::MAX_PARTS`] fits);
+/// [`Part::NONE`] in a packed scope means the scope has no such part.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Part([u8; 3]);
+
+const _: () = assert!(parts::MAX_PARTS < 1 << 24);
+
+impl Part {
+    /// No part (numbers start at 1).
+    const NONE: Part = Part([0; 3]);
+
+    fn new(id: std::num::NonZeroU32) -> Option<Part> {
+        match id.get().to_le_bytes() {
+            [a, b, c, 0] => Some(Part([a, b, c])),
+            _ => None,
+        }
+    }
+}
 
 /// A scope's parts as numbers: `None` when a part could not be numbered (see [`parts`]).
-fn pack_scope(scope: &Scope) -> Option<(Option<Part>, Option<Part>)> {
+fn pack_scope(scope: &Scope) -> Option<(Part, Part)> {
     let part = |p: &Option<String>| match p.as_deref() {
-        None => Some(None),
-        Some(s) => parts::id(s).map(Some),
+        None => Some(Part::NONE),
+        Some(s) => parts::id(s).and_then(Part::new),
     };
     Some((part(&scope.customer)?, part(&scope.project)?))
 }
@@ -545,8 +594,8 @@ fn pack_scope(scope: &Scope) -> Option<(Option<Part>, Option<Part>)> {
 /// What `decide` reads of a principal, held inside it: the name and up to [`PACKED_GRANTS`]
 /// grants with their scopes' parts as numbers. A decision on a large organization costs mostly
 /// memory reads; reading the principal's grants this way follows no pointer at all (the
-/// grants themselves are a list of scopes of strings: three pointers deep), and the whole
-/// principal stays within two or three cache lines. Packing only copies:
+/// grants themselves are a list of scopes of strings: three pointers deep), and with the
+/// principal's kind it fills one cache line. Packing only copies:
 /// [`PackedGrant::applies_to`] answers what [`Role::allowed_at`] and [`Scope::covers`] answer
 /// for the grant it was packed from, and a property test holds `decide` to that.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -580,46 +629,47 @@ impl Packed {
     }
 }
 
-/// One grant as `decide` reads it: the role, whether it may be held at its scope, and the
-/// scope's parts as numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One grant as `decide` reads it, in seven bytes: the role, whether it may be held at its
+/// scope, and the scope's parts as numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct PackedGrant {
-    /// The grant's role.
-    pub(super) role: Role,
-    /// `role.allowed_at(scope)`, and the scope is not a project without a customer.
-    usable: bool,
-    customer: Option<Part>,
-    project: Option<Part>,
-}
-
-impl Default for PackedGrant {
-    fn default() -> Self {
-        PackedGrant {
-            role: Role::Admin,
-            usable: false,
-            customer: None,
-            project: None,
-        }
-    }
+    /// The role's place in [`Role::ALL`], plus [`PackedGrant::UNUSABLE`] when the grant never counts.
+    role: u8,
+    customer: Part,
+    project: Part,
 }
 
 impl PackedGrant {
+    /// Set in `role` when the role may not be held at the scope (or the scope is a project
+    /// without a customer): the grant then never applies.
+    const UNUSABLE: u8 = 0x80;
+
     fn new(g: &Grant) -> Option<PackedGrant> {
         let (customer, project) = pack_scope(&g.scope)?;
+        let usable = g.role.allowed_at(&g.scope)
+            && !(g.scope.customer.is_none() && g.scope.project.is_some());
+        let place = Role::ALL.iter().position(|r| *r == g.role)?;
         Some(PackedGrant {
-            role: g.role,
-            usable: g.role.allowed_at(&g.scope)
-                && !(g.scope.customer.is_none() && g.scope.project.is_some()),
+            role: place as u8 | if usable { 0 } else { PackedGrant::UNUSABLE },
             customer,
             project,
         })
     }
 
+    /// The grant's role.
+    #[inline]
+    pub(super) fn role(&self) -> Role {
+        Role::ALL[usize::from(self.role & !PackedGrant::UNUSABLE) % Role::ALL.len()]
+    }
+
     /// Whether the grant counts for the model `target`: its role may be held at its scope, and
     /// its scope covers the model's (the same scope or anything above it). Compares numbers.
+    #[inline]
     pub(super) fn applies_to(&self, target: &PackedModel) -> bool {
-        let part = |mine: Option<Part>, theirs: Option<Part>| mine.is_none() || mine == theirs;
-        self.usable && part(self.customer, target.customer) && part(self.project, target.project)
+        let part = |mine: Part, theirs: Part| mine == Part::NONE || mine == theirs;
+        self.role & PackedGrant::UNUSABLE == 0
+            && part(self.customer, target.customer)
+            && part(self.project, target.project)
     }
 }
 
@@ -630,8 +680,8 @@ impl PackedGrant {
 /// without it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PackedModel {
-    customer: Option<Part>,
-    project: Option<Part>,
+    customer: Part,
+    project: Part,
     /// The scope's parts inline, to match a question's scope without reading the model's.
     customer_label: Option<Label>,
     project_label: Option<Label>,
@@ -656,6 +706,7 @@ impl PackedModel {
     }
 
     /// Whether the model lives at `scope` (what `==` on the model's scope answers).
+    #[inline]
     pub(crate) fn is_at(&self, scope: &Scope) -> bool {
         let part = |mine: &Option<Label>, theirs: &Option<String>| match (mine, theirs) {
             (None, None) => true,
@@ -666,6 +717,7 @@ impl PackedModel {
     }
 
     /// Whether `principal` (by its packed name) owns the model; `None` when its name is not packed.
+    #[inline]
     pub(super) fn owned_by(&self, principal: &Principal) -> Option<bool> {
         let name = principal.packed.name.as_ref()?;
         Some(self.owner.as_ref() == Some(name))
