@@ -112,8 +112,10 @@ pub struct SecretFileName {
 pub struct SecretFile {
     /// Its data for `passwordSecretRef`, when it parsed.
     pub data: Option<SecretData>,
-    /// A problem reading it (never quoting its content).
-    pub warning: Option<Diagnostic>,
+    /// A problem reading it (never quoting its content). Boxed: almost every file has
+    /// none, and the secrets cache keeps one `SecretFile` per delivered Secret (15,000 at
+    /// issue 19's scale), where an inline `Diagnostic` cost ~190 bytes each.
+    pub warning: Option<Box<Diagnostic>>,
     /// What [`DirSecretSink`]'s `state` reports for it; None when it could not be read.
     pub state: Option<SecretState>,
     /// A digest of what was read (or of why it was not), to tell whether it changed.
@@ -172,7 +174,7 @@ pub fn read_secret_file(sink: &DirSecretSink, f: &SecretFileName) -> Option<Secr
     let problem = |message: String, state: Option<SecretState>| SecretFile {
         data: None,
         digest: Sha256::digest(message.as_bytes()).into(),
-        warning: Some(warn(&f.path, &message)),
+        warning: Some(Box::new(warn(&f.path, &message))),
         state,
     };
     let bytes = match sink.read_raw(&f.namespace, &f.name) {
@@ -209,11 +211,11 @@ pub fn read_secret_file(sink: &DirSecretSink, f: &SecretFileName) -> Option<Secr
             if mns.as_deref().is_some_and(|m| m != f.namespace)
                 || mname.as_deref().is_some_and(|m| m != f.name)
             {
-                out.warning = Some(warn(&f.path, "metadata.namespace/name do not match the file's path <namespace>/<name>.yaml; using the path"));
+                out.warning = Some(Box::new(warn(&f.path, "metadata.namespace/name do not match the file's path <namespace>/<name>.yaml; using the path")));
             }
             out.data = Some(data);
         }
-        Err(m) => out.warning = Some(warn(&f.path, &m)),
+        Err(m) => out.warning = Some(Box::new(warn(&f.path, &m))),
     }
     Some(out)
 }
@@ -230,7 +232,7 @@ pub fn load_secrets_dir(dir: &Path) -> LoadedSecrets {
         let Some(read) = read_secret_file(&sink, &f) else {
             continue;
         };
-        diags.extend(read.warning);
+        diags.extend(read.warning.map(|w| *w));
         if let Some(data) = read.data {
             secrets.insert((f.namespace, f.name), data);
         }

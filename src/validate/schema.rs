@@ -154,7 +154,7 @@ fn pattern_rule(pattern: &str) -> String {
 
 fn describe(e: &jsonschema::ValidationError<'_>) -> Vec<SchemaIssue> {
     let path = e
-        .instance_path
+        .instance_path()
         .to_string()
         .trim_start_matches('/')
         .replace('/', ".");
@@ -174,7 +174,7 @@ fn describe(e: &jsonschema::ValidationError<'_>) -> Vec<SchemaIssue> {
     };
     // Messages name the field and the rule, never the value: a password pasted into the
     // wrong field must not reach a log line, a diagnostic or an Event.
-    match &e.kind {
+    match e.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => unexpected
             .iter()
             .map(|name| SchemaIssue {
@@ -192,7 +192,7 @@ fn describe(e: &jsonschema::ValidationError<'_>) -> Vec<SchemaIssue> {
             format!("must be one of {}", list(options)),
         ),
         ValidationErrorKind::MinLength { limit: 1 } => issue(Reason::SchemaViolation, EMPTY.into()),
-        ValidationErrorKind::Pattern { .. } if e.instance.as_str() == Some("") => {
+        ValidationErrorKind::Pattern { .. } if e.instance().as_str() == Some("") => {
             issue(Reason::SchemaViolation, EMPTY.into())
         }
         ValidationErrorKind::MinLength { limit } => issue(
@@ -225,7 +225,7 @@ fn describe(e: &jsonschema::ValidationError<'_>) -> Vec<SchemaIssue> {
         }],
         _ => issue(
             Reason::SchemaViolation,
-            format!("does not satisfy the schema rule at {}", e.schema_path),
+            format!("does not satisfy the schema rule at {}", e.schema_path()),
         ),
     }
 }

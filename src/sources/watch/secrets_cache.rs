@@ -188,7 +188,11 @@ impl SecretsCache {
             })
             .collect();
         let mut diags = self.listing.clone();
-        diags.extend(self.files.values().filter_map(|c| c.file.warning.clone()));
+        diags.extend(
+            self.files
+                .values()
+                .filter_map(|c| c.file.warning.as_deref().cloned()),
+        );
         (secrets, diags)
     }
 

@@ -79,7 +79,7 @@ fn goldens_for_realistic_changes() {
         let json: Value = serde_json::from_str(&outputs[2].1).unwrap();
         let errors: Vec<String> = validator
             .iter_errors(&json)
-            .map(|e| format!("{} at {}", e, e.instance_path))
+            .map(|e| format!("{} at {}", e, e.instance_path()))
             .collect();
         assert!(
             errors.is_empty(),

@@ -38,7 +38,7 @@ pub fn admit(schema: &Value, obj: &mut Value, strict: bool) -> Result<(), Reject
         .iter_errors(obj)
         .map(|e| {
             let path = e
-                .instance_path
+                .instance_path()
                 .as_str()
                 .trim_start_matches('/')
                 .replace('/', ".");
