@@ -6,7 +6,8 @@
 //! load generator, same requests).
 //!
 //! `cargo bench --bench api` (release). Environment: `BENCH_SECS` per phase
-//! (default 3), `BENCH_CONNECTIONS` (default 32).
+//! (default 3), `BENCH_CONNECTIONS` (default 32), `BENCH_SLICES` (default 6:
+//! the HTTP phase alternates between the two servers that many times).
 
 use jiff::Timestamp;
 use rand::rngs::StdRng;
@@ -225,7 +226,8 @@ fn to_ops(state: &StoreState) -> Vec<StoreOp> {
     ops
 }
 
-/// What one load run measured.
+/// What one load run (or several, added) measured.
+#[derive(Default)]
 struct Load {
     ok: u64,
     failed: u64,
@@ -238,7 +240,15 @@ impl Load {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
 
-    /// The `p` quantile of the latencies (sorted by `drive`).
+    /// Adds another run's counts, time and latencies (sort them again before `percentile`).
+    fn add(&mut self, other: Load) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.elapsed += other.elapsed;
+        self.latencies.extend(other.latencies);
+    }
+
+    /// The `p` quantile of the latencies (sorted).
     fn percentile(&self, p: f64) -> Duration {
         let i = ((self.latencies.len() as f64 * p) as usize)
             .min(self.latencies.len().saturating_sub(1));
@@ -351,15 +361,24 @@ fn requests(tokens: &[String], connections: usize) -> Arc<Vec<Vec<Vec<u8>>>> {
     )
 }
 
-/// A server on its own 2-thread runtime; stops when `stop` is sent.
+/// A server on its own 2-thread runtime, its threads named `name` (for `perf report --comm`).
+/// With `log`, its threads log through `log` (the others log nowhere).
 fn spawn_server<F>(
+    name: &str,
+    log: Option<tracing::Dispatch>,
     serve: impl FnOnce(tokio::net::TcpListener) -> F,
 ) -> (tokio::runtime::Runtime, SocketAddr)
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(log) = log {
+        // For the thread's life: the runtime's threads are never reused.
+        builder.on_thread_start(move || std::mem::forget(tracing::dispatcher::set_default(&log)));
+    }
+    let rt = builder
         .worker_threads(2)
+        .thread_name(name)
         .enable_all()
         .build()
         .expect("runtime");
@@ -388,18 +407,42 @@ fn bench_http(state: &StoreState, key: &ServerKey, tokens: &[String], secs: u64)
     );
     api.set_ready();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (server_rt, addr) = spawn_server(|listener| async move {
+    let logged_api = api.clone();
+    let (server_rt, addr) = spawn_server("stagegate", None, |listener| async move {
         serve(listener, api, async {
             stopped.await.ok();
         })
         .await
         .ok();
     });
+    // The same server logging as `stagegate run` does by default (text lines at `info`: one
+    // access line per request), to /dev/null: the formatting and the write, not a reader's pace.
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .expect("/dev/null");
+    let log = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(null))
+            .finish(),
+    );
+    let (logged_stop, logged_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (logged_rt, logged_addr) =
+        spawn_server("stagegate-log", Some(log), |listener| async move {
+            serve(listener, logged_api, async {
+                logged_stopped.await.ok();
+            })
+            .await
+            .ok();
+        });
 
     let connections = env_or("BENCH_CONNECTIONS", 32) as usize;
     let requests = requests(tokens, connections);
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("load")
         .enable_all()
         .build()
         .expect("runtime");
@@ -415,7 +458,7 @@ fn bench_http(state: &StoreState, key: &ServerKey, tokens: &[String], secs: u64)
     let skeleton = json!({"allowed": true, "code": "Allowed", "reason": ""}).to_string();
     let body = json!({"allowed": true, "code": "Allowed", "reason": "x".repeat(sample.len().saturating_sub(skeleton.len()))});
     let (bare_stop, bare_stopped) = tokio::sync::oneshot::channel::<()>();
-    let (bare_rt, bare_addr) = spawn_server(|listener| async move {
+    let (bare_rt, bare_addr) = spawn_server("bare-axum", None, |listener| async move {
         let app = axum::Router::new().route(
             "/v1/authorize",
             axum::routing::post(move |_body: axum::body::Bytes| {
@@ -423,6 +466,10 @@ fn bench_http(state: &StoreState, key: &ServerKey, tokens: &[String], secs: u64)
                 async move { axum::Json(body) }
             }),
         );
+        // TCP_NODELAY as stagegate's server sets it: the same socket options on both.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            tcp.set_nodelay(true).ok();
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 bare_stopped.await.ok();
@@ -431,11 +478,22 @@ fn bench_http(state: &StoreState, key: &ServerKey, tokens: &[String], secs: u64)
             .ok();
     });
 
-    // Warm both up, then measure each for the same time with the same load generator.
+    // Warm both up, then measure each for the same time with the same load generator, in
+    // alternating slices: a build starting on the shared machine then slows both alike.
     drive(&client_rt, bare_addr, &requests, 0.5);
     drive(&client_rt, addr, &requests, 0.5);
-    let bare = drive(&client_rt, bare_addr, &requests, secs as f64);
-    let ours = drive(&client_rt, addr, &requests, secs as f64);
+    drive(&client_rt, logged_addr, &requests, 0.5);
+    let slices = env_or("BENCH_SLICES", 6).max(1);
+    let slice = secs as f64 / slices as f64;
+    let (mut bare, mut ours, mut logged) = (Load::default(), Load::default(), Load::default());
+    for _ in 0..slices {
+        bare.add(drive(&client_rt, bare_addr, &requests, slice));
+        ours.add(drive(&client_rt, addr, &requests, slice));
+        logged.add(drive(&client_rt, logged_addr, &requests, slice));
+    }
+    for load in [&mut bare, &mut ours, &mut logged] {
+        load.latencies.sort_unstable();
+    }
     println!(
         "bare axum handler, same JSON size:  {:>12}  ({connections} connections, {} ok, {} failed, {} body bytes, p50 {:?}, p99 {:?})",
         rate(bare.ok, bare.elapsed),
@@ -457,10 +515,21 @@ fn bench_http(state: &StoreState, key: &ServerKey, tokens: &[String], secs: u64)
         "stagegate / bare axum:              {:>9.0} %  (goal: at least 70 %)",
         100.0 * ours.per_sec() / bare.per_sec()
     );
+    println!(
+        "  the same, access log to /dev/null: {:>12}  ({connections} connections, {} ok, {} failed, p50 {:?}, p99 {:?}; {:.0} % of bare)",
+        rate(logged.ok, logged.elapsed),
+        logged.ok,
+        logged.failed,
+        logged.percentile(0.5),
+        logged.percentile(0.99),
+        100.0 * logged.per_sec() / bare.per_sec()
+    );
     stop.send(()).ok();
     bare_stop.send(()).ok();
+    logged_stop.send(()).ok();
     drop(server_rt);
     drop(bare_rt);
+    drop(logged_rt);
 }
 
 fn main() {

@@ -1,9 +1,10 @@
 //! JSON errors `{error, message}` and the JSON body extractor that maps every
 //! rejection (syntax, schema, content type, size) to one of them.
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -191,11 +192,39 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(JsonBody(v)),
-            Err(rejection) => Err(map_rejection(&rejection)),
+        if !plain_json(req.headers()) {
+            // Any other content type (`application/json; charset=utf-8`, `+json`, none) is
+            // judged by axum, as before.
+            return match axum::Json::<T>::from_request(req, state).await {
+                Ok(axum::Json(v)) => Ok(JsonBody(v)),
+                Err(rejection) => Err(map_rejection(&rejection)),
+            };
+        }
+        // The common case without axum's MIME parsing and path-tracking deserializer: the body
+        // limit still applies (the `Bytes` extractor reads through it).
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge("request body is too large".into())
+            } else {
+                ApiError::BadRequest("request body could not be read".into())
+            }
+        })?;
+        match serde_json::from_slice(&bytes) {
+            Ok(v) => Ok(JsonBody(v)),
+            // A bad body is parsed again by axum, for the same messages as before.
+            Err(_) => match axum::Json::<T>::from_bytes(&bytes) {
+                Ok(axum::Json(v)) => Ok(JsonBody(v)),
+                Err(rejection) => Err(map_rejection(&rejection)),
+            },
         }
     }
+}
+
+/// Whether the content type is exactly `application/json`, the type nearly every client sends.
+fn plain_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"application/json"))
 }
 
 fn map_rejection(r: &JsonRejection) -> ApiError {

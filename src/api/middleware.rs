@@ -1,19 +1,27 @@
 //! Middleware: request ids, one access-log line and the request metrics per
 //! request (with bounded label values), header limits, the per-client rate
-//! limit, a JSON 500 for panics, and the JSON error body on every error
-//! response whatever layer produced it.
+//! limit, a JSON 500 for panics, the request timeout (all in one layer,
+//! [`Guard`]), and the JSON error body on every error response whatever layer
+//! produced it.
 
 use super::auth::bearer;
 use super::error::ApiError;
 use super::state::ApiState;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
+use pin_project_lite::pin_project;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::LazyLock;
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
+use tokio::time::Sleep;
+use tower::{Layer, Service};
 
 /// The request id header, taken from the client when well-formed and echoed in the response.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -87,45 +95,6 @@ pub fn peer_ip(req: &Request) -> IpAddr {
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
-/// Assigns the request id, answers 431 for too large a head (see [`too_large_head`]), then
-/// logs and measures the request once it is answered. One middleware for both: each layer of
-/// middleware costs every request allocations of its own.
-pub async fn observe(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .filter(|v| valid_request_id(v))
-        .cloned()
-        .unwrap_or_else(new_request_id);
-    req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
-    let method = method_label(req.method());
-    let route = route_of(&req);
-    let client = peer_ip(&req);
-    let mut resp = match too_large_head(&state, &req) {
-        Some(refusal) => refusal.into_response(),
-        None => next.run(req).await,
-    };
-    let latency = start.elapsed();
-    let status = resp.status().as_u16();
-    state
-        .metrics()
-        .observe_request(method, route, status, latency);
-    // Only these fields: never headers, bodies, query strings or credentials.
-    tracing::info!(
-        target: "stagegate::access",
-        method = %method,
-        route = %route,
-        status,
-        latency_us = latency.as_micros() as u64,
-        request_id = %id.to_str().unwrap_or_default(),
-        client = %client,
-        "request"
-    );
-    resp.headers_mut().insert(REQUEST_ID.clone(), id);
-    resp
-}
-
 /// The 431 (JSON) for more header fields, or more header bytes, than the configuration
 /// allows. hyper's own limits are set above these, so only absurd heads get its bare 431.
 fn too_large_head(state: &ApiState, req: &Request) -> Option<ApiError> {
@@ -167,19 +136,121 @@ pub fn json_errors(resp: Response) -> Response {
     Response::from_parts(parts, body)
 }
 
-/// Refuses requests over their rate with 429 and `Retry-After`.
+/// The response to a panic in a handler: a plain 500, the panic logged without request data.
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::Internal("panic".into()).into_response()
+}
+
+/// One layer for everything a request passes before its handler, in this order: the request
+/// id, the header limits (431), the rate limit (429), panics (500) and the request timeout
+/// (408); then, once answered, the access-log line, the metrics and the id on the response.
+///
+/// One hand-written layer instead of five (two `from_fn` middlewares, the panic and timeout
+/// layers of tower-http, a request-id layer): each layer applied to the router costs every
+/// request a clone of its boxed inner route, and a `from_fn` a boxed future and a boxed `Next`
+/// besides. The timeout arms its timer only when the handler does not answer on its first
+/// poll, so a decision answered at once never touches the timer wheel.
+#[derive(Clone)]
+pub struct GuardLayer {
+    state: ApiState,
+}
+
+impl GuardLayer {
+    /// The guard for `state`'s configuration, limiters and metrics.
+    pub fn new(state: ApiState) -> Self {
+        GuardLayer { state }
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service of [`GuardLayer`].
+#[derive(Clone)]
+pub struct Guard<S> {
+    inner: S,
+    state: ApiState,
+}
+
+impl<S> Service<Request> for Guard<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = GuardFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let start = Instant::now();
+        let id = req
+            .headers()
+            .get(&REQUEST_ID)
+            .filter(|v| valid_request_id(v))
+            .cloned()
+            .unwrap_or_else(new_request_id);
+        req.headers_mut().insert(REQUEST_ID.clone(), id.clone());
+        let method = method_label(req.method());
+        let route = route_of(&req);
+        let client = peer_ip(&req);
+        let state = &self.state;
+        let answer = match too_large_head(state, &req) {
+            Some(refusal) => Answer::Ready {
+                response: Some(refusal.into_response()),
+            },
+            // The rate limit and the handler's synchronous part run under the panic guard too.
+            None => catch_unwind(AssertUnwindSafe(|| {
+                match admit(state, &mut req, route, start) {
+                    Ok(()) => Answer::Running {
+                        future: self.inner.call(req),
+                    },
+                    Err(refusal) => Answer::Ready {
+                        response: Some(refusal.into_response()),
+                    },
+                }
+            }))
+            .unwrap_or_else(|panic| Answer::Ready {
+                response: Some(panic_response(panic)),
+            }),
+        };
+        GuardFuture {
+            answer,
+            timer: None,
+            deadline: start + state.config().request_timeout,
+            done: Some(Done {
+                state: state.clone(),
+                id,
+                method,
+                route,
+                client,
+                start,
+            }),
+        }
+    }
+}
+
+/// Refuses a request over its rate with 429 and `Retry-After`.
 ///
 /// An authenticated caller on a decision route is counted per caller, when a caller limit is
 /// configured; the caller is handed on to the handler, so the credential is checked once.
 /// Everything else but probes (login, logout, audit, and any request without a valid
 /// credential) is counted per client address with the strict limit.
-pub async fn rate_limit(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+fn admit(state: &ApiState, req: &mut Request, route: &str, now: Instant) -> Result<(), ApiError> {
     if UNLIMITED.contains(&route) {
-        return next.run(req).await;
+        return Ok(());
     }
-    let now = Instant::now();
     let caller = DECISION_ROUTES
         .contains(&route)
         .then(|| bearer(req.headers()))
@@ -195,24 +266,135 @@ pub async fn rate_limit(State(state): State<ApiState>, mut req: Request, next: N
             .inner
             .rate_limiter
             .as_ref()
-            .map_or(Ok(()), |l| l.take(&peer_ip(&req), now)),
+            .map_or(Ok(()), |l| l.take(&peer_ip(req), now)),
     };
     if let Err(wait) = verdict {
         state.metrics().request_throttled();
-        return ApiError::TooManyRequests {
+        return Err(ApiError::TooManyRequests {
             message: "request rate limit exceeded".into(),
             retry_after: wait,
-        }
-        .into_response();
+        });
     }
     if let Some(c) = caller {
         req.extensions_mut().insert(c);
     }
-    next.run(req).await
+    Ok(())
 }
 
-/// The response to a panic in a handler: a plain 500, the panic logged without request data.
-pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("handler panicked");
-    ApiError::Internal("panic".into()).into_response()
+/// What a request's answer is still owed: the access-log line, the metrics and the id header.
+struct Done {
+    state: ApiState,
+    id: HeaderValue,
+    method: &'static str,
+    route: &'static str,
+    client: IpAddr,
+    start: Instant,
+}
+
+impl Done {
+    fn finish(self, mut resp: Response) -> Response {
+        let latency = self.start.elapsed();
+        let status = resp.status().as_u16();
+        self.state
+            .metrics()
+            .observe_request(self.method, self.route, status, latency);
+        // Only these fields: never headers, bodies, query strings or credentials.
+        tracing::info!(
+            target: "stagegate::access",
+            method = %self.method,
+            route = %self.route,
+            status,
+            latency_us = latency.as_micros() as u64,
+            request_id = %self.id.to_str().unwrap_or_default(),
+            client = %self.client,
+            "request"
+        );
+        resp.headers_mut().insert(REQUEST_ID.clone(), self.id);
+        resp
+    }
+}
+
+pin_project! {
+    #[project = AnswerProj]
+    enum Answer<F> {
+        // Refused before the handler (431, 429) or a panic in its synchronous part.
+        Ready { response: Option<Response> },
+        Running { #[pin] future: F },
+    }
+}
+
+pin_project! {
+    /// The future of [`Guard`]: the handler's, with the panic guard, the lazily armed request
+    /// timeout and the bookkeeping of the answer.
+    pub struct GuardFuture<F> {
+        #[pin]
+        answer: Answer<F>,
+        // Armed at the first poll that leaves the handler pending.
+        #[pin]
+        timer: Option<Sleep>,
+        deadline: Instant,
+        done: Option<Done>,
+    }
+}
+
+impl<F> Future for GuardFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let resp = ready!(poll_answer(
+            this.answer,
+            this.timer.as_mut(),
+            *this.deadline,
+            cx
+        ));
+        let done = this
+            .done
+            .take()
+            .expect("GuardFuture polled after completion");
+        Poll::Ready(Ok(done.finish(resp)))
+    }
+}
+
+/// The handler's answer; a JSON 500 when it panics, a 408 when the deadline passes first.
+fn poll_answer<F>(
+    answer: Pin<&mut Answer<F>>,
+    mut timer: Pin<&mut Option<Sleep>>,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<Response>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    let future = match answer.project() {
+        AnswerProj::Ready { response } => {
+            // Taken once: the guard's future completes with it.
+            let resp = response.take();
+            return Poll::Ready(
+                resp.unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+            );
+        }
+        AnswerProj::Running { future } => future,
+    };
+    match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+        Ok(Poll::Ready(Ok(resp))) => return Poll::Ready(resp),
+        Ok(Poll::Ready(Err(never))) => match never {},
+        Ok(Poll::Pending) => {}
+        Err(panic) => return Poll::Ready(panic_response(panic)),
+    }
+    if timer.is_none() {
+        timer.set(Some(tokio::time::sleep_until(deadline.into())));
+    }
+    match timer.as_pin_mut() {
+        Some(sleep) => sleep.poll(cx).map(|()| request_timed_out()),
+        None => Poll::Pending,
+    }
+}
+
+/// The 408 of a request not answered in time (its JSON body comes from `json_errors`).
+fn request_timed_out() -> Response {
+    StatusCode::REQUEST_TIMEOUT.into_response()
 }

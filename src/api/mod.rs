@@ -5,7 +5,7 @@
 //! ```text
 //!  apply ──► store ──► ApiState::poll_changes ──► Index (users, grants, token keys, models) ──┐
 //!   (journal: keys each commit wrote; patch) └─► SessionCache                                ├─► handlers ──► policy::decide
-//!  request ──► observe (id, log, metrics) ──► rate limit ──► Caller (bearer) ────────────────┘
+//!  request ──► guard (id, log, metrics, rate limit) ──► Caller (bearer) ──────────────────────┘
 //! ```
 //!
 //! The hot path (token check, session check, decision) reads only the
@@ -47,13 +47,12 @@ pub use throttle::{CallerLimiter, LoginClient, LoginThrottle, RateLimiter};
 
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::routing::{on, MethodFilter};
 use axum::Router;
 use std::future::Future;
 use tower::util::MapResponseLayer;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
+use tower::ServiceBuilder;
 
 /// Collects routes and remembers each (method, path), so the route table can be checked against the OpenAPI file.
 struct Routes {
@@ -112,32 +111,32 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
 /// The application: routes, JSON fallbacks, body limit, rate limit, request ids and access log.
 ///
 /// Outermost first: every error response the server produces gets the JSON body
-/// (`json_errors`); request ids, header limits (431), the access log and metrics (one
-/// middleware); panics (500); the request timeout (408); the rate limit (429); the body limit
-/// (413).
+/// (`json_errors`); request ids, header limits (431), the rate limit (429), panics (500), the
+/// request timeout (408), the access log and metrics (one layer, `middleware::GuardLayer`);
+/// the body limit (413).
 pub fn router(state: ApiState) -> Router {
+    guarded(
+        routes()
+            .router
+            .merge(console::router())
+            .fallback(handlers::not_found)
+            .method_not_allowed_fallback(handlers::method_not_allowed),
+        state,
+    )
+}
+
+/// `routes` behind the API's layers (see [`router`]), with `state`.
+fn guarded(routes: Router<ApiState>, state: ApiState) -> Router {
     let limit = state.config().body_limit;
-    let timeout = state.config().request_timeout;
-    routes()
-        .router
-        .merge(console::router())
-        .fallback(handlers::not_found)
-        .method_not_allowed_fallback(handlers::method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::rate_limit,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
-        ))
-        .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::observe,
-        ))
-        .layer(MapResponseLayer::new(middleware::json_errors))
+    // One `layer` call: axum wraps every route in each layer given to `Router::layer`
+    // separately, and clones each wrapped route per request.
+    routes
+        .layer(
+            ServiceBuilder::new()
+                .layer(MapResponseLayer::new(middleware::json_errors))
+                .layer(middleware::GuardLayer::new(state.clone()))
+                .layer(DefaultBodyLimit::max(limit)),
+        )
         .with_state(state)
 }
 
@@ -196,4 +195,151 @@ pub async fn serve(
     }
     tracing::info!("API stopped");
     result
+}
+
+#[cfg(test)]
+mod guard_tests {
+    //! The one guard layer keeps what the five layers it replaced did: panics, timeouts, rate
+    //! limits and oversized heads answered in JSON, each with a request id, metrics counted.
+    use super::*;
+    use crate::secrets::{PasswordParams, ServerKey};
+    use crate::store::AnyStore;
+    use axum::body::Body;
+    use axum::http::{Request, Response, StatusCode};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    fn state(config: ApiConfig) -> ApiState {
+        let store = Arc::new(Mutex::new(AnyStore::in_memory().unwrap()));
+        ApiState::new(config, store, ServerKey::generate()).unwrap()
+    }
+
+    fn config() -> ApiConfig {
+        ApiConfig {
+            password_params: PasswordParams::insecure_fast_for_tests(),
+            request_timeout: Duration::from_millis(50),
+            rate_limit: None,
+            ..ApiConfig::default()
+        }
+    }
+
+    /// Real route paths (so their metric labels are known) with test handlers.
+    fn app(state: ApiState) -> Router {
+        async fn panics_later() -> &'static str {
+            tokio::task::yield_now().await;
+            panic!("handler bug")
+        }
+        async fn panics_at_once() -> &'static str {
+            panic!("at once")
+        }
+        async fn never() -> &'static str {
+            std::future::pending().await
+        }
+        let routes = Router::new()
+            .route("/v1/login", axum::routing::post(panics_later))
+            .route("/v1/logout", axum::routing::post(panics_at_once))
+            .route("/v1/audit", axum::routing::get(never))
+            .route("/healthz", axum::routing::get(|| async { "ok" }));
+        guarded(routes, state)
+    }
+
+    async fn send(app: &Router, req: Request<Body>) -> (Response<Body>, serde_json::Value) {
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (Response::from_parts(parts, Body::empty()), json)
+    }
+
+    fn req(method: &str, path: &str) -> Request<Body> {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    fn request_id(resp: &Response<Body>) -> &str {
+        resp.headers()[&REQUEST_ID].to_str().unwrap()
+    }
+
+    #[tokio::test]
+    async fn panics_before_and_after_the_first_await_are_json_500s_with_a_request_id() {
+        let state = state(config());
+        let app = app(state.clone());
+        for path in ["/v1/login", "/v1/logout"] {
+            let (resp, body) = send(&app, req("POST", path)).await;
+            assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+            assert_eq!(body["error"], "internal", "{path}");
+            assert_eq!(request_id(&resp).len(), 32, "{path}");
+        }
+        // The server still answers, and counted both.
+        let (resp, _) = send(&app, req("GET", "/healthz")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let metrics = state.metrics().encode().unwrap();
+        for route in ["/v1/login", "/v1/logout"] {
+            assert!(
+                metrics
+                    .lines()
+                    .any(|l| l.contains(&format!("route=\"{route}\""))
+                        && l.contains("status=\"500\"")),
+                "{route}: {metrics}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_never_answers_gets_a_json_408_and_a_valid_client_id_is_kept() {
+        let app = app(state(config()));
+        let mut r = req("GET", "/v1/audit");
+        r.headers_mut()
+            .insert(&REQUEST_ID, "trace-42.a_b".parse().unwrap());
+        let (resp, body) = send(&app, r).await;
+        assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(body["error"], "request_timeout");
+        assert_eq!(request_id(&resp), "trace-42.a_b");
+        // An invalid client id is replaced by a fresh one.
+        let mut r = req("GET", "/healthz");
+        r.headers_mut()
+            .insert(&REQUEST_ID, "no spaces".parse().unwrap());
+        let (resp, _) = send(&app, r).await;
+        assert_eq!(request_id(&resp).len(), 32);
+    }
+
+    #[tokio::test]
+    async fn rate_limits_and_header_limits_answer_before_the_handler() {
+        let app = app(state(ApiConfig {
+            rate_limit: Some(RateLimitConfig {
+                per_second: 0.001,
+                burst: 1,
+            }),
+            max_headers: 3,
+            ..config()
+        }));
+        // Probes are never limited; anything else without a credential is, per address.
+        for _ in 0..3 {
+            assert_eq!(
+                send(&app, req("GET", "/healthz")).await.0.status(),
+                StatusCode::OK
+            );
+        }
+        let (first, _) = send(&app, req("GET", "/v1/audit")).await;
+        assert_eq!(first.status(), StatusCode::REQUEST_TIMEOUT);
+        let (resp, body) = send(&app, req("POST", "/v1/login")).await;
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body["error"], "too_many_requests");
+        assert!(resp.headers().contains_key("retry-after"));
+        assert_eq!(request_id(&resp).len(), 32);
+        let mut many = req("GET", "/healthz");
+        for i in 0..4 {
+            many.headers_mut().insert(
+                format!("x-h{i}").parse::<axum::http::HeaderName>().unwrap(),
+                "v".parse().unwrap(),
+            );
+        }
+        let (resp, body) = send(&app, many).await;
+        assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(body["error"], "request_header_fields_too_large");
+    }
 }
