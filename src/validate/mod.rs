@@ -11,4 +11,4 @@ mod rules;
 pub mod schema;
 
 pub use claims::{secret_claims, secret_conflicts, SecretClaim, SecretUse};
-pub use rules::validate;
+pub use rules::{validate, validate_part, Elsewhere};

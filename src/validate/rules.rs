@@ -11,6 +11,86 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Appends policy and cross-object diagnostics to `snap`, and drops duplicate declarations
 /// (the first of each kind/namespace/name stays, both are reported invalid).
 pub fn validate(snap: &mut Snapshot) {
+    rules(snap, &Nowhere);
+}
+
+/// What the declarations *not* in a snapshot declare, as far as the cross-object
+/// rules ask: a part of an organization (the directory daemon's changed files and
+/// what they touch) is validated with the answers the rest would give.
+///
+/// `declares`, `names_token`, `claims_secret` and `has_requests` may answer `true`
+/// when unsure (the part is then not validated alone); `claims_username` must be exact.
+pub trait Elsewhere {
+    /// Whether a declaration elsewhere has this kind/namespace/name.
+    fn declares(&self, key: &ObjectKey) -> bool;
+    /// Whether a User elsewhere claims this username.
+    fn claims_username(&self, username: &str) -> bool;
+    /// Whether an ApiToken elsewhere has this name.
+    fn names_token(&self, name: &str) -> bool;
+    /// Whether a declaration elsewhere writes or reads Secret `namespace/name`.
+    fn claims_secret(&self, namespace: &str, name: &str) -> bool;
+    /// Whether a stage request is declared elsewhere.
+    fn has_requests(&self) -> bool;
+}
+
+/// The whole organization is in the snapshot: nothing elsewhere.
+struct Nowhere;
+
+impl Elsewhere for Nowhere {
+    fn declares(&self, _: &ObjectKey) -> bool {
+        false
+    }
+    fn claims_username(&self, _: &str) -> bool {
+        false
+    }
+    fn names_token(&self, _: &str) -> bool {
+        false
+    }
+    fn claims_secret(&self, _: &str, _: &str) -> bool {
+        false
+    }
+    fn has_requests(&self) -> bool {
+        false
+    }
+}
+
+/// Validates `part`, a part of an organization whose other declarations `elsewhere`
+/// describes, with the very rules [`validate`] runs, when every cross-object rule's
+/// group lies within the part: no key, username, token name or Secret of the part is
+/// declared elsewhere, and no stage request is declared both here and elsewhere. Then
+/// the part's diagnostics are those `validate` gives its objects in the whole
+/// organization (the one rule that reads across groups, a reference to a username,
+/// asks `elsewhere`), and this returns true. Otherwise it returns false and leaves
+/// `part` untouched: validate the whole organization instead.
+pub fn validate_part(part: &mut Snapshot, elsewhere: &dyn Elsewhere) -> bool {
+    let keys = part
+        .users
+        .iter()
+        .map(Declared::key)
+        .chain(part.bindings.iter().map(Declared::key))
+        .chain(part.tokens.iter().map(Declared::key))
+        .chain(part.requests.iter().map(Declared::key));
+    let closed = !keys.into_iter().any(|k| elsewhere.declares(&k))
+        && !part
+            .users
+            .iter()
+            .any(|u| elsewhere.claims_username(&u.object.username()))
+        && !part
+            .tokens
+            .iter()
+            .any(|t| elsewhere.names_token(&t.object.name_any()))
+        && !super::claims::secret_claims(part)
+            .iter()
+            .any(|c| elsewhere.claims_secret(&c.namespace, &c.secret))
+        && (part.requests.is_empty() || !elsewhere.has_requests());
+    if closed {
+        rules(part, elsewhere);
+    }
+    closed
+}
+
+/// Every rule of layer (b), on `snap`; usernames declared `elsewhere` count as known.
+fn rules(snap: &mut Snapshot, elsewhere: &dyn Elsewhere) {
     let mut out = Vec::new();
     dedup(snap, &mut out);
     // First: the checks below may read each declaration's resolved access domain.
@@ -90,7 +170,7 @@ pub fn validate(snap: &mut Snapshot) {
     ctx.names();
     ctx.usernames();
     ctx.token_names();
-    ctx.references();
+    ctx.references(elsewhere);
     out.extend(super::claims::secret_conflicts(snap_ref, |_| false));
     out.extend(super::requests::simultaneous(snap_ref));
     out.sort();
@@ -216,16 +296,17 @@ impl Ctx<'_> {
 
     /// References to usernames: one that is not a username can never resolve (an error);
     /// one no User declares is kept and takes effect when the user appears (a warning).
-    fn references(&mut self) {
-        let known: BTreeSet<String> = self
+    fn references(&mut self, elsewhere: &dyn Elsewhere) {
+        let here: BTreeSet<String> = self
             .snap
             .users
             .iter()
             .map(|u| u.object.username())
             .collect();
+        let known = |u: &str| here.contains(u) || elsewhere.claims_username(u);
         let mut warn = Vec::new();
         for d in &self.snap.bindings {
-            if !known.contains(&d.object.spec.user) {
+            if !known(&d.object.spec.user) {
                 warn.push((
                     d.key(),
                     d.source.clone(),
@@ -236,7 +317,7 @@ impl Ctx<'_> {
             }
         }
         for d in &self.snap.tokens {
-            if let Some(owner) = d.object.spec.owner.as_ref().filter(|o| !known.contains(*o)) {
+            if let Some(owner) = d.object.spec.owner.as_ref().filter(|o| !known(o)) {
                 warn.push((
                     d.key(),
                     d.source.clone(),
@@ -247,7 +328,7 @@ impl Ctx<'_> {
             }
         }
         for d in &self.snap.requests {
-            if !known.contains(&d.object.spec.requested_by) {
+            if !known(&d.object.spec.requested_by) {
                 warn.push((
                     d.key(),
                     d.source.clone(),

@@ -12,7 +12,7 @@
 //! [`super::packed`]), not the documents' texts (see [`Snapshot::reread`]).
 
 use super::packed::Parse;
-use crate::snapshot::{Declared, Snapshot};
+use crate::snapshot::{Declared, ObjectKey, Snapshot};
 use crate::sources::files::{
     file_problem, is_manifest, load_bytes, manifest_files, read_listed, Listed,
 };
@@ -54,6 +54,73 @@ pub struct Refresh {
     pub changed: Vec<(String, FileEvent)>,
     /// Files that were still being written: refresh again shortly.
     pub unsettled: Vec<String>,
+    /// The changed files' declarations, object by object; None when that is not known:
+    /// a file removed or broken, a declaration gone from a file, an access-domain object
+    /// changed, or a file whose last parse was broken.
+    pub edits: Option<Edits>,
+}
+
+/// What changed in the changed files, object by object.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Edits {
+    /// Users, bindings, tokens and stage requests added or changed (content or line).
+    pub objects: BTreeSet<ObjectKey>,
+    /// The usernames those declarations name, before and after the change: a User's
+    /// username, a binding's user, a token's owner.
+    pub usernames: BTreeSet<String>,
+}
+
+impl Edits {
+    /// Adds the declarations of `new` that `old` (the file's last parse, None for a new
+    /// file) did not have as they are, with the usernames both versions name; false when
+    /// a declaration of `old` is gone or an access-domain object changed.
+    fn add(&mut self, old: Option<&Snapshot>, new: &Snapshot) -> bool {
+        if let Some(old) = old {
+            let domains = |s: &Snapshot| format!("{:?}{:?}", s.domains.pins, s.domains.delegations);
+            if domains(old) != domains(new) {
+                return false;
+            }
+        }
+        let empty = Snapshot::default();
+        let old = old.unwrap_or(&empty);
+        self.kind(&old.users, &new.users, |u| vec![u.username()])
+            && self.kind(&old.bindings, &new.bindings, |b| vec![b.spec.user.clone()])
+            && self.kind(&old.tokens, &new.tokens, |t| {
+                t.spec.owner.iter().cloned().collect()
+            })
+            && self.kind(&old.requests, &new.requests, |_| Vec::new())
+    }
+
+    /// One kind of [`Edits::add`]; `names` gives the usernames an object names.
+    fn kind<K>(
+        &mut self,
+        old: &[Declared<K>],
+        new: &[Declared<K>],
+        names: impl Fn(&K) -> Vec<String>,
+    ) -> bool
+    where
+        K: Resource<DynamicType = ()> + serde::Serialize,
+    {
+        let form = |d: &Declared<K>| (d.source.line, serde_json::to_value(&d.object).ok());
+        let before: BTreeMap<ObjectKey, &Declared<K>> = old.iter().map(|d| (d.key(), d)).collect();
+        let now: BTreeSet<ObjectKey> = new.iter().map(Declared::key).collect();
+        if before.keys().any(|k| !now.contains(k)) {
+            return false;
+        }
+        for d in new {
+            let key = d.key();
+            let was = before.get(&key);
+            if was.is_some_and(|w| form(w) == form(d) && form(d).1.is_some()) {
+                continue;
+            }
+            self.usernames.extend(names(&d.object));
+            if let Some(w) = was {
+                self.usernames.extend(names(&w.object));
+            }
+            self.objects.insert(key);
+        }
+        true
+    }
 }
 
 impl Refresh {
@@ -116,6 +183,9 @@ pub struct DirCache {
     files: BTreeMap<PathBuf, Entry>,
     /// Files parsed since the cache was made (unchanged content is never parsed again).
     parsed: u64,
+    /// The last listing had a symbolic link or a refused file: a file's content may show
+    /// under another path than the one an event names, so only a full refresh will do.
+    links: bool,
 }
 
 /// How often a file that changes while it is read is re-read before giving up for this round.
@@ -156,6 +226,7 @@ impl DirCache {
             root: root.into(),
             files: BTreeMap::new(),
             parsed: 0,
+            links: false,
         }
     }
 
@@ -188,7 +259,14 @@ impl DirCache {
             .into_iter()
             .map(|l| (l.path.clone(), l))
             .collect();
-        let mut out = Refresh::default();
+        self.links = listed
+            .values()
+            .any(|l| l.refused.is_some() || l.open != l.path);
+        // The first refresh adds every file: nothing to tell object by object.
+        let mut out = Refresh {
+            edits: (!self.files.is_empty()).then(Edits::default),
+            ..Refresh::default()
+        };
         let gone: Vec<PathBuf> = self
             .files
             .keys()
@@ -198,6 +276,7 @@ impl DirCache {
         for path in gone {
             self.files.remove(&path);
             out.changed.push((label(&path), FileEvent::Removed));
+            out.edits = None;
         }
         for (path, file) in listed {
             if file.refused.is_none() && !force {
@@ -210,20 +289,30 @@ impl DirCache {
                 Some(why) => Read::Failed(why.clone()),
                 None => read_settled(&file),
             };
+            self.reread(&path, read, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Takes in what reading the listed file `path` gave.
+    fn reread(&mut self, path: &Path, read: Read, out: &mut Refresh) {
+        let path = path.to_path_buf();
+        {
             match read {
                 Read::Gone => {
                     if self.files.remove(&path).is_some() {
                         out.changed.push((label(&path), FileEvent::Removed));
+                        out.edits = None;
                     }
                 }
                 Read::Unsettled => out.unsettled.push(label(&path)),
                 Read::Bytes(stamp, bytes) => {
-                    if let Some(ev) = self.update(&path, stamp, bytes) {
+                    if let Some(ev) = self.update(&path, stamp, bytes, &mut out.edits) {
                         out.changed.push((label(&path), ev));
                     }
                 }
                 Read::Failed(why) => {
-                    let stamp = Stamp::of(&file.open).unwrap_or(Stamp {
+                    let stamp = Stamp::of(&path).unwrap_or(Stamp {
                         len: 0,
                         modified: None,
                         inode: 0,
@@ -231,7 +320,7 @@ impl DirCache {
                     // The same refusal again is no news.
                     let digest: [u8; 32] = Sha256::digest(why.as_bytes()).into();
                     if self.files.get(&path).is_some_and(|e| e.digest == digest) {
-                        continue;
+                        return;
                     }
                     let file = label(&path);
                     let snap = file_problem(
@@ -241,14 +330,98 @@ impl DirCache {
                     );
                     self.store(&path, stamp, digest, snap);
                     out.changed.push((file, FileEvent::Broken));
+                    out.edits = None;
                 }
             }
         }
-        Ok(out)
+    }
+
+    /// Re-reads only the files `paths` name (what the file watcher reported changed), as
+    /// [`DirCache::refresh`] would find them; None when a path may stand for other files
+    /// than itself (the root, a directory, a symbolic link, a path outside the root, a
+    /// gone path the cache holds files below, or any path while the directory has links):
+    /// refresh the whole directory then. Paths that are no manifest are no news.
+    pub fn refresh_paths(&mut self, paths: &[PathBuf]) -> Option<Refresh> {
+        if self.links {
+            return None;
+        }
+        let canonical = self.root.canonicalize().ok()?;
+        // First every path is checked, then read: a refusal must leave the cache as it was.
+        let mut reads: Vec<(PathBuf, bool)> = Vec::new();
+        for p in paths {
+            let rel = p
+                .strip_prefix(&self.root)
+                .or_else(|_| p.strip_prefix(&canonical))
+                .ok()?;
+            if rel.as_os_str().is_empty() {
+                return None;
+            }
+            // The listing skips hidden entries at every level (editors' temp files).
+            if rel
+                .components()
+                .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
+            let path = self.root.join(rel);
+            // Every folder between the root and the file must be one the listing descends.
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| d.starts_with(&self.root) && *d != self.root) {
+                if !std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()) {
+                    return None;
+                }
+                dir = d.parent();
+            }
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_file() => {
+                    if is_manifest(&path) {
+                        reads.push((path, true));
+                    }
+                }
+                Ok(_) => return None,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if self
+                        .files
+                        .keys()
+                        .any(|k| k.starts_with(&path) && *k != path)
+                    {
+                        return None;
+                    }
+                    reads.push((path, false));
+                }
+                Err(_) => return None,
+            }
+        }
+        let mut out = Refresh {
+            edits: (!self.files.is_empty()).then(Edits::default),
+            ..Refresh::default()
+        };
+        for (path, exists) in reads {
+            if !exists {
+                self.reread(&path, Read::Gone, &mut out);
+                continue;
+            }
+            // Read even when the stamp looks unchanged: the event says it changed, and a
+            // rewrite can keep size, inode and (coarse) modification time; the digest decides.
+            let listed = Listed {
+                path: path.clone(),
+                open: path.clone(),
+                refused: None,
+            };
+            self.reread(&path, read_settled(&listed), &mut out);
+        }
+        Some(out)
     }
 
     /// Parses `bytes` into the entry of `path`; returns what happened, or None when the content is unchanged.
-    fn update(&mut self, path: &Path, stamp: Stamp, bytes: Vec<u8>) -> Option<FileEvent> {
+    /// What changed object by object goes to `edits` (None when that is not known).
+    fn update(
+        &mut self,
+        path: &Path,
+        stamp: Stamp,
+        bytes: Vec<u8>,
+        edits: &mut Option<Edits>,
+    ) -> Option<FileEvent> {
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         if let Some(e) = self.files.get_mut(path) {
             if e.digest == digest {
@@ -263,8 +436,22 @@ impl DirCache {
         // Only the typed objects are kept: a field's line is found by reading the file
         // again, while it still has this content, when a problem needs it.
         snap.documents = Default::default();
-        snap.reread.insert(file, digest);
+        snap.reread.insert(file.clone(), digest);
         let broken = !snap.broken_files.is_empty();
+        if let Some(e) = edits.as_mut() {
+            let old = self.files.get(path).map(|e| &e.current);
+            let known = !broken
+                && match old {
+                    None => e.add(None, &snap),
+                    Some(p) if p.rest().broken_files.is_empty() => {
+                        e.add(Some(&p.snapshot(&file)), &snap)
+                    }
+                    Some(_) => false,
+                };
+            if !known {
+                *edits = None;
+            }
+        }
         self.store(path, stamp, digest, snap);
         Some(match (broken, existed) {
             (true, _) => FileEvent::Broken,
@@ -335,27 +522,64 @@ impl DirCache {
     pub fn snapshot(&self) -> Snapshot {
         let mut out = Snapshot::default();
         for (path, e) in &self.files {
-            let file = label(path);
-            let mut snap = e.current.snapshot(&file);
-            if !snap.broken_files.is_empty() {
-                if let Some(good) = e.last_good().map(|g| g.snapshot(&file)) {
-                    keep_missing(&mut snap.users, &good.users);
-                    keep_missing(&mut snap.bindings, &good.bindings);
-                    keep_missing(&mut snap.tokens, &good.tokens);
-                    keep_missing(&mut snap.requests, &good.requests);
-                    keep_missing(&mut snap.domains.pins, &good.domains.pins);
-                    keep_missing(&mut snap.domains.delegations, &good.domains.delegations);
-                    for (k, v) in &good.documents {
-                        snap.documents.entry(k.clone()).or_insert_with(|| v.clone());
-                    }
-                }
-            }
-            out.extend(snap);
+            out.extend(file_snapshot(path, e));
         }
-        // Its `access-domains.yaml` pins folders, as `load_paths` reads them.
-        out.domains.roots = vec![crate::sources::files::root_label(&self.root)];
-        out
+        self.rooted(out)
     }
+
+    /// The declarations of the files `part` (labels) only, with the access-domain objects
+    /// of every file (which place every declaration): what a round validating a part of
+    /// the directory reads (see `validate::validate_part`). Of the files not in `changed`
+    /// it keeps no stage request (nothing of a part plans them).
+    pub fn snapshot_of(&self, part: &BTreeSet<String>, changed: &BTreeSet<String>) -> Snapshot {
+        let mut out = Snapshot::default();
+        for (path, e) in &self.files {
+            let file = label(path);
+            if part.contains(&file) {
+                let mut snap = file_snapshot(path, e);
+                if !changed.contains(&file) {
+                    snap.requests = Vec::new();
+                }
+                out.extend(snap);
+            } else {
+                let rest = e.current.rest();
+                out.domains.pins.extend(rest.domains.pins.iter().cloned());
+                out.domains
+                    .delegations
+                    .extend(rest.domains.delegations.iter().cloned());
+            }
+        }
+        self.rooted(out)
+    }
+
+    /// `snap` placed in this cache's root: its `access-domains.yaml` pins folders, as
+    /// `load_paths` reads them.
+    fn rooted(&self, mut snap: Snapshot) -> Snapshot {
+        snap.domains.roots = vec![crate::sources::files::root_label(&self.root)];
+        snap
+    }
+}
+
+/// One file's declarations: its latest parse, and while that is broken as a whole,
+/// each object of its last good parse that did not parse now (so nothing it declared
+/// disappears).
+fn file_snapshot(path: &Path, e: &Entry) -> Snapshot {
+    let file = label(path);
+    let mut snap = e.current.snapshot(&file);
+    if !snap.broken_files.is_empty() {
+        if let Some(good) = e.last_good().map(|g| g.snapshot(&file)) {
+            keep_missing(&mut snap.users, &good.users);
+            keep_missing(&mut snap.bindings, &good.bindings);
+            keep_missing(&mut snap.tokens, &good.tokens);
+            keep_missing(&mut snap.requests, &good.requests);
+            keep_missing(&mut snap.domains.pins, &good.domains.pins);
+            keep_missing(&mut snap.domains.delegations, &good.domains.delegations);
+            for (k, v) in &good.documents {
+                snap.documents.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    snap
 }
 
 fn keep_missing<K>(now: &mut Vec<Declared<K>>, before: &[Declared<K>])

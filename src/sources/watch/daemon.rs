@@ -12,13 +12,14 @@
 //! work runs on a blocking thread; a stop request is honoured between
 //! reconciles, so the current apply always finishes.
 
-use super::cache::DirCache;
+use super::cache::{DirCache, Edits, Refresh};
 use super::fs_events::{self, Batch, WatchError};
+use super::kept::Kept;
 use super::secrets_cache::{SecretKey, SecretsCache};
 use crate::apply::Outcome;
 use crate::snapshot::{Diagnostic, Reason};
 use crate::snapshot::{ObjectKey, Snapshot, FILE_KIND};
-use crate::validate::validate;
+use crate::validate::{validate, validate_part};
 use jiff::Timestamp;
 use kube::ResourceExt;
 use std::collections::BTreeSet;
@@ -114,6 +115,21 @@ pub trait Reconciler: Send + 'static {
     /// when unknown (the first round, after a failed one, or when Secret files changed).
     /// A reconciler may then plan only what those files' declarations touch.
     fn changed_files(&mut self, _files: Option<BTreeSet<String>>) {}
+
+    /// Plans and applies a small change from `part`, a part of the declarations (already
+    /// validated, with `validate::validate_part`): the changed files told by
+    /// [`Reconciler::changed_files`], of whose declarations only `edited` changed, and every
+    /// User and AccessBinding of the usernames `covered`. None when that is not enough to
+    /// plan the change as a round of every declaration would: the daemon then runs one.
+    fn reconcile_part(
+        &mut self,
+        _part: Snapshot,
+        _edited: &BTreeSet<ObjectKey>,
+        _covered: &BTreeSet<String>,
+        _secrets: Option<&SecretsCache>,
+    ) -> Option<Result<Reconciled, ReconcileError>> {
+        None
+    }
 }
 
 /// The result of the latest reconcile, as published to the API and hooks.
@@ -187,6 +203,8 @@ struct Worker<R> {
     last_not_ready: Option<BTreeSet<(String, String)>>,
     /// The last reconcile could not run: the next round reconciles even if nothing changed since.
     failed: bool,
+    /// What the last valid validation of every declaration leaves for validating a part.
+    kept: Option<Kept>,
 }
 
 /// The directory daemon: owns the cache and the reconciler.
@@ -211,6 +229,7 @@ impl<R: Reconciler> Daemon<R> {
             last_diagnostics: BTreeSet::new(),
             last_not_ready: None,
             failed: false,
+            kept: None,
         };
         Daemon {
             config,
@@ -255,28 +274,37 @@ impl<R: Reconciler> Daemon<R> {
         let mut backoff = MIN_BACKOFF;
         let mut failing = false;
         loop {
-            let force = tokio::select! {
+            // What the watcher says changed (None: re-read everything, comparing stamps).
+            let (force, paths) = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 Some(batch) = rx.recv() => {
                     let mut relevant = self.relevant(&batch);
+                    let mut paths = batch.ok();
                     while let Ok(more) = rx.try_recv() {
                         relevant |= self.relevant(&more);
+                        paths = match (paths, more) {
+                            (Some(mut p), Ok(m)) => {
+                                p.extend(m);
+                                Some(p)
+                            }
+                            _ => None,
+                        };
                     }
                     if !relevant {
                         continue;
                     }
-                    false
+                    (false, paths)
                 }
                 _ = resync.tick() => {
                     if failing && retry.is_some() {
                         continue; // the back-off decides when the next attempt is
                     }
-                    true
+                    (true, None)
                 }
-                () = sleep_until(retry) => { retry = None; false }
+                () = sleep_until(retry) => { retry = None; (false, None) }
             };
-            let step = self.reconcile(force).await?;
+            let step = self.reconcile(force, paths).await?;
             failing = matches!(step, Step::Failed);
             match step {
                 Step::Done => backoff = MIN_BACKOFF,
@@ -308,14 +336,18 @@ impl<R: Reconciler> Daemon<R> {
         }
     }
 
-    async fn reconcile(&mut self, force: bool) -> Result<Step, DaemonError> {
+    async fn reconcile(
+        &mut self,
+        force: bool,
+        paths: Option<Vec<PathBuf>>,
+    ) -> Result<Step, DaemonError> {
         let mut worker = self
             .worker
             .take()
             .ok_or_else(|| DaemonError::Task("worker lost".into()))?;
         let generation = self.generation + 1;
         let (worker, step) = tokio::task::spawn_blocking(move || {
-            let step = worker.step(force, generation);
+            let step = worker.step(force, paths, generation);
             (worker, step)
         })
         .await
@@ -347,10 +379,16 @@ enum Step {
 
 impl<R: Reconciler> Worker<R> {
     /// One round: refresh the cache; reconcile when forced, first, or something changed.
-    fn step(&mut self, force: bool, generation: u64) -> (Step, Option<Report>) {
+    /// `paths`: what the file watcher reported changed, when that is all that needs reading.
+    fn step(
+        &mut self,
+        force: bool,
+        paths: Option<Vec<PathBuf>>,
+        generation: u64,
+    ) -> (Step, Option<Report>) {
         let started = std::time::Instant::now();
         self.activity.rounds += 1;
-        let out = self.round(force, generation, started);
+        let out = self.round(force, paths, generation, started);
         self.activity.files_parsed = self.cache.parsed();
         self.activity.secret_files_read = self.secrets.as_ref().map_or(0, SecretsCache::reads);
         if out.1.is_some() {
@@ -362,33 +400,63 @@ impl<R: Reconciler> Worker<R> {
         out
     }
 
+    /// Re-reads only what the watcher reported (see [`DirCache::refresh_paths`]); None when
+    /// the manifests need a full refresh. Returns the manifests' refresh and how many
+    /// Secrets changed (a full refresh of the secrets directory when its paths need one).
+    fn refresh_paths(&mut self, paths: &[PathBuf]) -> Option<(Refresh, usize)> {
+        let (secret_paths, manifest_paths): (Vec<PathBuf>, Vec<PathBuf>) = paths
+            .iter()
+            .cloned()
+            .partition(|p| self.secrets.as_ref().is_some_and(|s| within(p, s.root())));
+        let refresh = self.cache.refresh_paths(&manifest_paths)?;
+        let secrets = match &mut self.secrets {
+            Some(s) if secret_paths.is_empty() => 0,
+            Some(s) => match s.refresh_paths(&secret_paths) {
+                Some(changed) => changed.len(),
+                None => s.refresh().len(),
+            },
+            None => 0,
+        };
+        Some((refresh, secrets))
+    }
+
     fn round(
         &mut self,
         force: bool,
+        paths: Option<Vec<PathBuf>>,
         generation: u64,
         round_started: std::time::Instant,
     ) -> (Step, Option<Report>) {
-        let refresh = match self.cache.refresh(force) {
-            Ok(r) => r,
-            Err(e) => {
-                // Loud: readiness, metrics and status say so, not only the log.
-                let e = ReconcileError::new(
-                    "ManifestsUnreadable",
-                    format!("cannot read the watched directory: {e}"),
-                );
-                tracing::error!(generation, error = %e, "reconcile failed; will retry");
-                self.reconciler.failed(&e);
-                let report = Report {
-                    generation,
-                    finished_at: Timestamp::now(),
-                    elapsed: Duration::ZERO,
-                    reason: Some(e.reason),
-                    result: Err(e.message),
-                    broken_files: Vec::new(),
-                };
-                self.failed = true;
-                return (Step::Failed, Some(report));
-            }
+        let targeted = match &paths {
+            Some(p) if !force => self.refresh_paths(p),
+            _ => None,
+        };
+        let (refresh, secrets_changed) = match targeted {
+            Some(t) => t,
+            None => match self.cache.refresh(force) {
+                // Any Secret file that changed and that this process did not write is news: it
+                // may be a passwordSecretRef's new content, or a delivered Secret somebody deleted.
+                Ok(r) => (r, self.secrets.as_mut().map_or(0, |s| s.refresh().len())),
+                Err(e) => {
+                    // Loud: readiness, metrics and status say so, not only the log.
+                    let e = ReconcileError::new(
+                        "ManifestsUnreadable",
+                        format!("cannot read the watched directory: {e}"),
+                    );
+                    tracing::error!(generation, error = %e, "reconcile failed; will retry");
+                    self.reconciler.failed(&e);
+                    let report = Report {
+                        generation,
+                        finished_at: Timestamp::now(),
+                        elapsed: Duration::ZERO,
+                        reason: Some(e.reason),
+                        result: Err(e.message),
+                        broken_files: Vec::new(),
+                    };
+                    self.failed = true;
+                    return (Step::Failed, Some(report));
+                }
+            },
         };
         for (file, event) in &refresh.changed {
             tracing::info!(file = %file, event = event.as_str(), "manifest file changed");
@@ -396,9 +464,6 @@ impl<R: Reconciler> Worker<R> {
         for file in &refresh.unsettled {
             tracing::debug!(file = %file, "file still being written; will re-read");
         }
-        // Any Secret file that changed and that this process did not write is news: it may be
-        // a passwordSecretRef's new content, or a delivered Secret somebody deleted.
-        let secrets_changed = self.secrets.as_mut().map_or(0, |s| s.refresh().len());
         let refreshed = round_started.elapsed();
         let first = self.activity.reconciles == 0;
         // A resync re-reads everything; when that found nothing new, the store did not
@@ -421,27 +486,66 @@ impl<R: Reconciler> Worker<R> {
         if secrets_changed > 0 {
             tracing::info!(secrets = secrets_changed, "secret files changed");
         }
-        let started = std::time::Instant::now();
-        let mut snapshot = self.cache.snapshot();
-        snapshot.domains.required = self.require_access_domain;
-        if let Some(cache) = &mut self.secrets {
-            // Only the Secrets a passwordSecretRef names are data the plan reads.
-            let (secrets, diags) = cache.loaded(&referenced_secrets(&snapshot));
-            snapshot.secrets.extend(secrets);
-            snapshot.diagnostics.extend(diags);
-        }
-        let merged = started.elapsed();
-        let started = std::time::Instant::now();
-        validate(&mut snapshot);
-        let validated = started.elapsed();
-        self.log_diagnostics(&snapshot.diagnostics);
-        let broken_files: Vec<String> = snapshot.broken_files.iter().cloned().collect();
         let known = !first && !self.failed && secrets_changed == 0;
+        let changed: BTreeSet<String> = refresh.changed.iter().map(|(f, _)| f.clone()).collect();
         self.reconciler
-            .changed_files(known.then(|| refresh.changed.iter().map(|(f, _)| f.clone()).collect()));
-        let started = std::time::Instant::now();
-        let result = self.reconciler.reconcile(snapshot, self.secrets.as_ref());
-        let elapsed = started.elapsed();
+            .changed_files(known.then(|| changed.clone()));
+        // A small change: validate and plan a part of the declarations, when it is enough.
+        let part = match (&refresh.edits, known && refresh.unsettled.is_empty()) {
+            (Some(edits), true) if !changed.is_empty() => self.part(&changed, edits),
+            _ => None,
+        };
+        let mut timed = (Duration::ZERO, Duration::ZERO);
+        let mut broken_files = Vec::new();
+        let mut result = None;
+        if let Some((part, merged, validated)) = part {
+            timed = (merged, validated);
+            let edits = refresh
+                .edits
+                .as_ref()
+                .expect("a part is made from the edits");
+            let diagnostics = part.diagnostics.clone();
+            let started = std::time::Instant::now();
+            result = self
+                .reconciler
+                .reconcile_part(
+                    part,
+                    &edits.objects,
+                    &edits.usernames,
+                    self.secrets.as_ref(),
+                )
+                .map(|r| (r, started.elapsed()));
+            if result.is_some() {
+                self.log_diagnostics(&diagnostics, false);
+            }
+        }
+        let (result, elapsed) = match result {
+            Some(done) => done,
+            None => {
+                // A round of every declaration (what a part validated stays as the whole's).
+                let started = std::time::Instant::now();
+                let mut snapshot = self.cache.snapshot();
+                snapshot.domains.required = self.require_access_domain;
+                if let Some(cache) = &mut self.secrets {
+                    // Only the Secrets a passwordSecretRef names are data the plan reads.
+                    let (secrets, diags) = cache.loaded(&referenced_secrets(&snapshot));
+                    snapshot.secrets.extend(secrets);
+                    snapshot.diagnostics.extend(diags);
+                }
+                let merged = started.elapsed();
+                let started = std::time::Instant::now();
+                validate(&mut snapshot);
+                let validated = started.elapsed();
+                timed = (timed.0 + merged, timed.1 + validated);
+                self.kept = Kept::new(&snapshot);
+                self.log_diagnostics(&snapshot.diagnostics, true);
+                broken_files = snapshot.broken_files.iter().cloned().collect();
+                let started = std::time::Instant::now();
+                let result = self.reconciler.reconcile(snapshot, self.secrets.as_ref());
+                (result, started.elapsed())
+            }
+        };
+        let (merged, validated) = timed;
         if let (Ok(r), Some(cache)) = (&result, &mut self.secrets) {
             cache.absorb(&r.written);
         }
@@ -519,12 +623,57 @@ impl<R: Reconciler> Worker<R> {
         self.last_not_ready = Some(now);
     }
 
-    /// Logs diagnostics that are new since the last reconcile (not every resync).
+    /// A part of the declarations for a small change, validated, with the time its merge
+    /// and its validation took; None when the change needs a round of every declaration:
+    /// nothing kept from the last whole validation, or a rule's answer for the part
+    /// depends on declarations outside it, or the part has an error (the whole is then
+    /// validated, so the error is reported as it always is).
+    ///
+    /// The part holds the changed files and every file declaring a User or an
+    /// AccessBinding of a username their edited declarations name (before or after the
+    /// edit), which is what the reconciler's scope widens the change to.
+    fn part(
+        &mut self,
+        changed: &BTreeSet<String>,
+        edits: &Edits,
+    ) -> Option<(Snapshot, Duration, Duration)> {
+        let kept = self.kept.as_mut()?;
+        let started = std::time::Instant::now();
+        let mut files = kept.files_of(&edits.usernames);
+        files.extend(changed.iter().cloned());
+        let mut part = self.cache.snapshot_of(&files, changed);
+        part.domains.required = self.require_access_domain;
+        if let Some(cache) = &mut self.secrets {
+            let (secrets, diags) = cache.loaded_also(&referenced_secrets(&part));
+            part.secrets.extend(secrets);
+            part.diagnostics.extend(diags);
+        }
+        let merged = started.elapsed();
+        let started = std::time::Instant::now();
+        let closed = validate_part(&mut part, &kept.outside(&files, changed));
+        let validated = started.elapsed();
+        if !closed || part.has_errors() || !part.broken_files.is_empty() {
+            tracing::debug!(
+                closed,
+                "a part cannot be validated alone; validating everything"
+            );
+            return None;
+        }
+        // Whatever the reconciler does with the part, the changed files now declare this.
+        kept.update(&part, changed);
+        Some((part, merged, validated))
+    }
+
+    /// Logs diagnostics that are new since the last reconcile (not every resync); `all`:
+    /// `diags` are every declaration's (else a part's, which adds to those logged).
     ///
     /// A username clash is left to the readiness log: only planning knows which
     /// claimant the store holds, and its `UsernameConflict` line names the right one.
-    fn log_diagnostics(&mut self, diags: &[Diagnostic]) {
-        let now: BTreeSet<String> = diags.iter().map(ToString::to_string).collect();
+    fn log_diagnostics(&mut self, diags: &[Diagnostic], all: bool) {
+        let mut now: BTreeSet<String> = diags.iter().map(ToString::to_string).collect();
+        if !all {
+            now.extend(self.last_diagnostics.iter().cloned());
+        }
         for d in diags {
             let line = d.to_string();
             if self.last_diagnostics.contains(&line) || d.reason == Reason::DuplicateUsername {
@@ -557,6 +706,11 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether `p` lies in `root` (as given, or as the file system resolves it).
+fn within(p: &std::path::Path, root: &std::path::Path) -> bool {
+    p.starts_with(root) || root.canonicalize().is_ok_and(|r| p.starts_with(r))
 }
 
 fn hidden(p: &std::path::Path) -> bool {

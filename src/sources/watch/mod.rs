@@ -8,12 +8,13 @@
 mod cache;
 mod daemon;
 mod fs_events;
+mod kept;
 mod packed;
 mod reconciler;
 mod scoped;
 mod secrets_cache;
 
-pub use cache::{DirCache, FileEvent, Refresh};
+pub use cache::{DirCache, Edits, FileEvent, Refresh};
 pub use daemon::{
     Activity, AppliedChange, Daemon, DaemonConfig, DaemonError, Hook, ReconcileError, Reconciled,
     Reconciler, Report,

@@ -12,7 +12,7 @@
 //! store, the daemon's resync need not plan again (see [`Reconciler::settled`]).
 
 use super::daemon::{AppliedChange, ReconcileError, Reconciled, Reconciler};
-use super::scoped::{adds_no_expiry, earlier, outcomes_as_planned, Memo, Scope};
+use super::scoped::{adds_no_expiry, earlier, outcomes_as_planned, Memo, Part, Scope};
 use super::secrets_cache::SecretsCache;
 use crate::bootstrap::{ensure_bootstrap_admin_in, unaffected_by, BootstrapConfig};
 use crate::secrets::{DirSecretSink, PasswordParams, SecretSink, ServerKey};
@@ -251,20 +251,35 @@ impl StoreReconciler {
 impl StoreReconciler {
     /// The scope of this round, when the last round left a memo that still holds
     /// (nothing wrote since, nothing expired) and only manifest files changed.
+    ///
+    /// For a snapshot of a part of the declarations (`part`), a memo and changed files the
+    /// part cannot scope with stay for the full round that follows.
     fn scope(
         &mut self,
         snapshot: &Snapshot,
+        part: Option<Part>,
         now: jiff::Timestamp,
     ) -> Result<Option<Scoped>, StoreError> {
+        let (Some(memo), Some(changed)) = (&self.memo, &self.changed) else {
+            return Ok(None);
+        };
+        let found =
+            if self.store.state_token()? != memo.token || memo.until.is_some_and(|u| now >= u) {
+                None
+            } else {
+                memo.scope(snapshot, changed, part, &self.store)?
+            };
+        let Some((scope, state)) = found else {
+            if part.is_none() {
+                self.memo = None;
+                self.changed = None;
+            }
+            return Ok(None);
+        };
         let (Some(memo), Some(changed)) = (self.memo.take(), self.changed.take()) else {
             return Ok(None);
         };
-        if self.store.state_token()? != memo.token || memo.until.is_some_and(|u| now >= u) {
-            return Ok(None);
-        }
-        Ok(memo
-            .scope(snapshot, &changed, &self.store)?
-            .map(|(scope, state)| (memo, changed, scope, state)))
+        Ok(Some((memo, changed, scope, state)))
     }
 
     /// A scoped round: the same plan + apply on the scope's declarations and rows.
@@ -329,16 +344,15 @@ impl StoreReconciler {
     }
 }
 
-impl Reconciler for StoreReconciler {
-    fn changed_files(&mut self, files: Option<BTreeSet<String>>) {
-        self.changed = files;
-    }
-
-    fn reconcile(
+impl StoreReconciler {
+    /// One round: scoped when the memo allows, else (for a snapshot of every declaration)
+    /// full; None when `part` holds a part of the declarations and cannot be scoped.
+    fn round(
         &mut self,
-        snapshot: Snapshot,
+        snapshot: &Snapshot,
+        part: Option<Part>,
         secrets: Option<&SecretsCache>,
-    ) -> Result<Reconciled, ReconcileError> {
+    ) -> Option<Result<Reconciled, ReconcileError>> {
         let now = crate::snapshot::now();
         let store_error = |e: StoreError| ReconcileError::new("StoreError", e.to_string());
         let cached = secrets.map(SecretsCache::sink);
@@ -347,14 +361,25 @@ impl Reconciler for StoreReconciler {
             Some(c) => c,
             None => &plain,
         };
-        self.settled = None;
         let started = std::time::Instant::now();
-        let (plan, objects) = match self.scope(&snapshot, now).map_err(store_error)? {
+        let scoped = match self.scope(snapshot, part, now) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(store_error(e))),
+        };
+        if scoped.is_none() && part.is_some() {
+            return None;
+        }
+        self.settled = None;
+        let done = match scoped {
             Some(scoped) => {
                 let load_state = started.elapsed();
-                self.reconcile_scoped(&snapshot, scoped, sink, now, load_state)?
+                self.reconcile_scoped(snapshot, scoped, sink, now, load_state)
             }
-            None => self.reconcile_full(&snapshot, sink, now)?,
+            None => self.reconcile_full(snapshot, sink, now),
+        };
+        let (plan, objects) = match done {
+            Ok(d) => d,
+            Err(e) => return Some(Err(e)),
         };
         self.last_success = Some(now);
         let changes = plan
@@ -365,11 +390,36 @@ impl Reconciler for StoreReconciler {
                 source: c.source.clone(),
             })
             .collect();
-        Ok(Reconciled {
+        Some(Ok(Reconciled {
             changes,
             objects,
             written: cached.map(|c| c.written()).unwrap_or_default(),
-        })
+        }))
+    }
+}
+
+impl Reconciler for StoreReconciler {
+    fn changed_files(&mut self, files: Option<BTreeSet<String>>) {
+        self.changed = files;
+    }
+
+    fn reconcile(
+        &mut self,
+        snapshot: Snapshot,
+        secrets: Option<&SecretsCache>,
+    ) -> Result<Reconciled, ReconcileError> {
+        self.round(&snapshot, None, secrets)
+            .expect("a round of every declaration always runs")
+    }
+
+    fn reconcile_part(
+        &mut self,
+        part: Snapshot,
+        edited: &BTreeSet<crate::snapshot::ObjectKey>,
+        covered: &BTreeSet<String>,
+        secrets: Option<&SecretsCache>,
+    ) -> Option<Result<Reconciled, ReconcileError>> {
+        self.round(&part, Some(Part { edited, covered }), secrets)
     }
 
     fn settled(&mut self, now: jiff::Timestamp) -> bool {

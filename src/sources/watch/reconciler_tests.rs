@@ -444,7 +444,7 @@ proptest::proptest! {
             };
             let full = plan(&rec, &snap, &rec.store.load_state().unwrap());
             let memo = rec.memo.as_ref().filter(|m| rec.store.state_token().unwrap() == m.token);
-            if let Some((scope, partial)) = memo.and_then(|m| m.scope(&snap, &changed, &rec.store).unwrap()) {
+            if let Some((scope, partial)) = memo.and_then(|m| m.scope(&snap, &changed, None, &rec.store).unwrap()) {
                 let scoped = plan(&rec, &scope.snapshot, &partial);
                 proptest::prop_assert_eq!(
                     serde_json::to_string(&scoped.changes).unwrap(),

@@ -48,6 +48,15 @@ pub struct Memo {
     hasher: RandomState,
 }
 
+/// What a round that read only a part of the declarations tells [`Memo::scope`].
+#[derive(Clone, Copy, Debug)]
+pub struct Part<'a> {
+    /// The changed files' declarations that changed (added, or changed content or line).
+    pub edited: &'a BTreeSet<ObjectKey>,
+    /// The usernames whose every User and AccessBinding the part holds.
+    pub covered: &'a BTreeSet<String>,
+}
+
 /// A scope: the declarations to plan and the rows to read for them.
 #[derive(Debug)]
 pub struct Scope {
@@ -188,10 +197,17 @@ impl Memo {
 
     /// The scope of a round whose only news is `changed` (manifest files), or None when
     /// the change is not provably local (see the module documentation). Reads the store.
+    ///
+    /// With `part`, `snap` holds only a part of the declarations, and the part says which
+    /// of the changed files' declarations changed (`Part::edited`; the others are as the
+    /// last round planned them, and their inputs change only through the edited ones, which
+    /// the scope widens to) and for which usernames `snap` holds every User and binding
+    /// (`Part::covered`): a scope that needs another's is refused.
     pub fn scope(
         &self,
         snap: &Snapshot,
         changed: &BTreeSet<String>,
+        part: Option<Part>,
         store: &dyn Store,
     ) -> Result<Option<(Scope, StoreState)>, StoreError> {
         if unbounded(snap) {
@@ -216,20 +232,23 @@ impl Memo {
         if snap.requests.iter().any(|r| in_changed(&r.source)) {
             return Ok(None);
         }
+        let edited = |s: &crate::snapshot::Source, k: ObjectKey| {
+            in_changed(s) && part.is_none_or(|p| p.edited.contains(&k))
+        };
         let users: Vec<_> = snap
             .users
             .iter()
-            .filter(|d| in_changed(&d.source))
+            .filter(|d| edited(&d.source, d.key()))
             .collect();
         let bindings: Vec<_> = snap
             .bindings
             .iter()
-            .filter(|d| in_changed(&d.source))
+            .filter(|d| edited(&d.source, d.key()))
             .collect();
         let tokens: Vec<_> = snap
             .tokens
             .iter()
-            .filter(|d| in_changed(&d.source))
+            .filter(|d| edited(&d.source, d.key()))
             .collect();
         // First read: the rows the changed declarations own, and their users' rows.
         let first = StateKeys {
@@ -257,6 +276,9 @@ impl Memo {
         usernames.extend(bindings.iter().map(|b| b.object.spec.user.clone()));
         usernames.extend(before.bindings.iter().map(|b| b.username.clone()));
         usernames.extend(tokens.iter().filter_map(|t| t.object.spec.owner.clone()));
+        if part.is_some_and(|p| !usernames.is_subset(p.covered)) {
+            return Ok(None);
+        }
         let changed_bindings: BTreeSet<ObjectKey> = bindings.iter().map(|d| d.key()).collect();
         let changed_tokens: BTreeSet<ObjectKey> = tokens.iter().map(|d| d.key()).collect();
         let mut scoped = Snapshot {

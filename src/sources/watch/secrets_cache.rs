@@ -109,6 +109,61 @@ impl SecretsCache {
         changed
     }
 
+    /// Re-reads only the Secret files `paths` name (what the file watcher reported
+    /// changed), as [`SecretsCache::refresh`] would find them; None when a path may stand
+    /// for more than one file (the root, a namespace directory, a path outside the
+    /// directory, a namespace that is not a plain directory): refresh it all then.
+    pub fn refresh_paths(&mut self, paths: &[PathBuf]) -> Option<BTreeSet<SecretKey>> {
+        let root = self.sink.root().to_path_buf();
+        let canonical = root.canonicalize().ok()?;
+        // First every path is checked, then read: a refusal must leave the cache as it was.
+        let mut reads = Vec::new();
+        for p in paths {
+            let rel = p
+                .strip_prefix(&root)
+                .or_else(|_| p.strip_prefix(&canonical))
+                .ok()?;
+            let parts: Vec<String> = rel
+                .iter()
+                .map(|c| c.to_string_lossy().into_owned())
+                .collect();
+            // Hidden entries (temp files, swap files) are never listed, nor anything deeper.
+            if parts.iter().any(|c| c.starts_with('.')) || parts.len() > 2 {
+                continue;
+            }
+            let [ns, file] = parts.as_slice() else {
+                return None;
+            };
+            let Some(name) = file.strip_suffix(".yaml") else {
+                continue;
+            };
+            let ns_dir = root.join(ns);
+            if !std::fs::symlink_metadata(&ns_dir).is_ok_and(|m| m.is_dir()) {
+                return None;
+            }
+            reads.push(SecretFileName {
+                namespace: ns.clone(),
+                name: name.to_string(),
+                path: ns_dir.join(file),
+            });
+        }
+        let mut changed = BTreeSet::new();
+        for f in reads {
+            let key = (f.namespace.clone(), f.name.clone());
+            let stamp = FileStamp::of(&f.path);
+            let cached = self.files.get(&key);
+            // Read even when the stamp looks unchanged: the event says it changed (a rewrite
+            // can keep size, inode and coarse times); `read` compares digests.
+            if stamp.is_none() && cached.is_none() {
+                continue;
+            }
+            if self.read(&f, key.clone()) {
+                changed.insert(key);
+            }
+        }
+        Some(changed)
+    }
+
     /// Re-reads `keys` (Secrets this process has just written or removed) so that the
     /// file-system events of those writes find nothing new. Somebody else's edit of one of
     /// these very files in the instant between the write and this read would be taken for
@@ -158,6 +213,24 @@ impl SecretsCache {
         wanted: impl IntoIterator<Item = &'a SecretKey>,
     ) -> (BTreeMap<SecretKey, SecretData>, Vec<Diagnostic>) {
         self.wanted = wanted.into_iter().cloned().collect();
+        self.load_wanted()
+    }
+
+    /// As [`SecretsCache::loaded`] for a round that reads a part of the declarations:
+    /// `wanted` is added to the Secrets whose data is kept, and only its data is returned.
+    pub fn loaded_also<'a>(
+        &mut self,
+        wanted: impl IntoIterator<Item = &'a SecretKey>,
+    ) -> (BTreeMap<SecretKey, SecretData>, Vec<Diagnostic>) {
+        let part: BTreeSet<SecretKey> = wanted.into_iter().cloned().collect();
+        self.wanted.extend(part.iter().cloned());
+        let (mut secrets, diags) = self.load_wanted();
+        secrets.retain(|k, _| part.contains(k));
+        (secrets, diags)
+    }
+
+    /// The data of the wanted Secrets (read again where it was not kept) and every file's warning.
+    fn load_wanted(&mut self) -> (BTreeMap<SecretKey, SecretData>, Vec<Diagnostic>) {
         for c in self
             .files
             .iter_mut()

@@ -1,0 +1,341 @@
+//! What the last validation of the whole directory leaves for validating a part of it.
+//!
+//! A small change's round validates only the changed files and the files its
+//! widened plan reads (see `Daemon`'s partial round), with the rules
+//! `validate` runs on the whole organization (`validate::validate_part`).
+//! Those rules look across objects by kind/namespace/name, username, token
+//! name, Secret and stage request; [`Kept`] answers, for every file *outside*
+//! the part, what it declares under each of them ([`Outside`]), and which
+//! files declare a User or an AccessBinding of a username (the files a change
+//! to that user's declarations must bring into the part).
+//!
+//! It is built only from a validation with no error and no broken file (an
+//! organization where each key, username, token name and written Secret is
+//! declared once), and each answer that could be wrong errs on the side of
+//! "declared elsewhere", which makes the round validate everything: keys,
+//! token names and Secrets are held as 64-bit hashes (a collision reads as a
+//! conflict), usernames as text (a reference to a username must be answered
+//! exactly). At 10,000 users and 67,000 objects it is a few MiB.
+
+use crate::snapshot::{ObjectKey, Snapshot};
+use crate::validate::{secret_claims, Elsewhere};
+use kube::ResourceExt;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, RandomState};
+
+/// A hash maps to this when two files' declarations share it (never after a valid round,
+/// but a hash can collide): every file is then "elsewhere" for it.
+const SHARED: u32 = u32::MAX;
+
+/// What one file contributed, to take it out again when the file changes.
+#[derive(Debug, Default)]
+struct FileKept {
+    /// Hashes of its objects' keys, token names and claimed Secrets.
+    hashes: Vec<u64>,
+    /// Usernames (ids) its Users claim.
+    claims: Vec<u32>,
+    /// Usernames (ids) its AccessBindings grant to.
+    binds: Vec<u32>,
+    /// Stage requests it declares.
+    requests: usize,
+}
+
+/// Which files declare a User or AccessBinding of one username.
+#[derive(Debug, Default)]
+struct Who {
+    claimed_in: Vec<u32>,
+    bound_in: Vec<u32>,
+}
+
+/// The index of the last valid whole-directory validation (see the module documentation).
+#[derive(Debug)]
+pub struct Kept {
+    hasher: RandomState,
+    /// File label → id, and each id's label and contribution.
+    ids: HashMap<String, u32>,
+    files: Vec<(String, FileKept)>,
+    /// Key, token-name and Secret hashes → the file declaring them.
+    hashes: HashMap<u64, u32>,
+    /// Username → id; by id, which files name it.
+    names: HashMap<String, u32>,
+    who: Vec<Who>,
+    /// Stage requests declared in all files.
+    requests: usize,
+}
+
+/// What a hash stands for: the three namespaces of names the rules compare.
+#[derive(Hash)]
+enum Named<'a> {
+    Key(&'a ObjectKey),
+    Token(&'a str),
+    Secret(&'a str, &'a str),
+}
+
+/// Every declaration of `snap` by file: its hashes, claimed and granted usernames, requests.
+fn contributions(snap: &Snapshot, hasher: &RandomState, mut add: impl FnMut(&str, Contribution)) {
+    fn file(s: &crate::snapshot::Source) -> &str {
+        s.file.as_deref().unwrap_or("")
+    }
+    for d in &snap.users {
+        add(
+            file(&d.source),
+            Contribution::Hash(hasher.hash_one(Named::Key(&d.key()))),
+        );
+        add(file(&d.source), Contribution::Claims(d.object.username()));
+    }
+    for d in &snap.bindings {
+        add(
+            file(&d.source),
+            Contribution::Hash(hasher.hash_one(Named::Key(&d.key()))),
+        );
+        add(
+            file(&d.source),
+            Contribution::Binds(d.object.spec.user.clone()),
+        );
+    }
+    for d in &snap.tokens {
+        let name = d.object.name_any();
+        add(
+            file(&d.source),
+            Contribution::Hash(hasher.hash_one(Named::Key(&d.key()))),
+        );
+        add(
+            file(&d.source),
+            Contribution::Hash(hasher.hash_one(Named::Token(&name))),
+        );
+    }
+    for d in &snap.requests {
+        add(
+            file(&d.source),
+            Contribution::Hash(hasher.hash_one(Named::Key(&d.key()))),
+        );
+        add(file(&d.source), Contribution::Request);
+    }
+    for c in secret_claims(snap) {
+        let h = hasher.hash_one(Named::Secret(&c.namespace, &c.secret));
+        add(file(&c.source), Contribution::Hash(h));
+    }
+}
+
+/// One thing a declaration contributes to the index.
+enum Contribution {
+    Hash(u64),
+    Claims(String),
+    Binds(String),
+    Request,
+}
+
+impl Kept {
+    /// The index of `snap`, validated as a whole; None when it has an error or a broken
+    /// file (a part of it is then never validated alone).
+    pub fn new(snap: &Snapshot) -> Option<Kept> {
+        if !snap.broken_files.is_empty() || snap.has_errors() {
+            return None;
+        }
+        let mut kept = Kept {
+            hasher: RandomState::new(),
+            ids: HashMap::new(),
+            files: Vec::new(),
+            hashes: HashMap::new(),
+            names: HashMap::new(),
+            who: Vec::new(),
+            requests: 0,
+        };
+        kept.add(snap, |_| true);
+        Some(kept)
+    }
+
+    /// After a round that validated `part`: the files of `changed` now declare what `part`
+    /// holds of them (the part's other files did not change).
+    pub fn update(&mut self, part: &Snapshot, changed: &BTreeSet<String>) {
+        for f in changed {
+            self.remove(f);
+        }
+        self.add(part, |file| changed.contains(file));
+    }
+
+    /// Adds the declarations of `snap` in the files `take` accepts.
+    fn add(&mut self, snap: &Snapshot, take: impl Fn(&str) -> bool) {
+        let hasher = self.hasher.clone();
+        contributions(snap, &hasher, |file, c| {
+            if take(file) {
+                self.insert(file, c);
+            }
+        });
+    }
+
+    /// Adds one contribution of `file`.
+    fn insert(&mut self, file: &str, c: Contribution) {
+        let id = self.id(file);
+        match c {
+            Contribution::Hash(h) => {
+                let at = self.hashes.entry(h).or_insert(id);
+                if *at != id {
+                    *at = SHARED;
+                }
+                self.files[id as usize].1.hashes.push(h);
+            }
+            Contribution::Claims(u) => {
+                let n = self.name(u);
+                push_once(&mut self.who[n as usize].claimed_in, id);
+                push_once(&mut self.files[id as usize].1.claims, n);
+            }
+            Contribution::Binds(u) => {
+                let n = self.name(u);
+                push_once(&mut self.who[n as usize].bound_in, id);
+                push_once(&mut self.files[id as usize].1.binds, n);
+            }
+            Contribution::Request => {
+                self.files[id as usize].1.requests += 1;
+                self.requests += 1;
+            }
+        }
+    }
+
+    /// Takes out what `file` contributed.
+    fn remove(&mut self, file: &str) {
+        let Some(&id) = self.ids.get(file) else {
+            return;
+        };
+        let kept = std::mem::take(&mut self.files[id as usize].1);
+        for h in kept.hashes {
+            // A shared hash stays shared: answering "elsewhere" is always safe.
+            if self.hashes.get(&h) == Some(&id) {
+                self.hashes.remove(&h);
+            }
+        }
+        for n in kept.claims {
+            self.who[n as usize].claimed_in.retain(|f| *f != id);
+        }
+        for n in kept.binds {
+            self.who[n as usize].bound_in.retain(|f| *f != id);
+        }
+        self.requests -= kept.requests;
+    }
+
+    fn id(&mut self, file: &str) -> u32 {
+        if let Some(&id) = self.ids.get(file) {
+            return id;
+        }
+        let id = self.files.len() as u32;
+        self.ids.insert(file.to_string(), id);
+        self.files.push((file.to_string(), FileKept::default()));
+        id
+    }
+
+    fn name(&mut self, username: String) -> u32 {
+        if let Some(&n) = self.names.get(&username) {
+            return n;
+        }
+        let n = self.who.len() as u32;
+        self.names.insert(username, n);
+        self.who.push(Who::default());
+        n
+    }
+
+    /// The files declaring a User or an AccessBinding of any of `usernames`.
+    pub fn files_of<'a>(
+        &self,
+        usernames: impl IntoIterator<Item = &'a String>,
+    ) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for u in usernames {
+            let Some(&n) = self.names.get(u) else {
+                continue;
+            };
+            let who = &self.who[n as usize];
+            for id in who.claimed_in.iter().chain(&who.bound_in) {
+                out.insert(self.files[*id as usize].0.clone());
+            }
+        }
+        out
+    }
+
+    /// The rest of the directory, seen from a part made of the files `part` (whose stage
+    /// requests are those of `with_requests` only: the part leaves the others out).
+    pub fn outside<'a>(
+        &'a self,
+        part: &BTreeSet<String>,
+        with_requests: &BTreeSet<String>,
+    ) -> Outside<'a> {
+        let ids = |files: &BTreeSet<String>| -> HashSet<u32> {
+            files
+                .iter()
+                .filter_map(|f| self.ids.get(f).copied())
+                .collect()
+        };
+        Outside {
+            kept: self,
+            part: ids(part),
+            requests_in: ids(with_requests),
+        }
+    }
+}
+
+fn push_once(v: &mut Vec<u32>, x: u32) {
+    if !v.contains(&x) {
+        v.push(x);
+    }
+}
+
+/// The declarations of every file but a part's, as [`Elsewhere`] asks about them.
+#[derive(Debug)]
+pub struct Outside<'a> {
+    kept: &'a Kept,
+    part: HashSet<u32>,
+    /// The part's files whose stage requests it holds.
+    requests_in: HashSet<u32>,
+}
+
+impl Outside<'_> {
+    fn hash_elsewhere(&self, named: Named, inside: &HashSet<u32>) -> bool {
+        let h = self.kept.hasher.hash_one(named);
+        self.kept
+            .hashes
+            .get(&h)
+            .is_some_and(|id| !inside.contains(id))
+    }
+}
+
+impl Elsewhere for Outside<'_> {
+    fn declares(&self, key: &ObjectKey) -> bool {
+        // The part leaves out the stage requests of the files it reads only for users
+        // and bindings: for requests those files are elsewhere.
+        let inside = if key.kind == "ModelStageRequest" {
+            &self.requests_in
+        } else {
+            &self.part
+        };
+        self.hash_elsewhere(Named::Key(key), inside)
+    }
+
+    fn claims_username(&self, username: &str) -> bool {
+        self.kept.names.get(username).is_some_and(|n| {
+            self.kept.who[*n as usize]
+                .claimed_in
+                .iter()
+                .any(|f| !self.part.contains(f))
+        })
+    }
+
+    fn names_token(&self, name: &str) -> bool {
+        self.hash_elsewhere(Named::Token(name), &self.part)
+    }
+
+    fn claims_secret(&self, namespace: &str, name: &str) -> bool {
+        self.hash_elsewhere(Named::Secret(namespace, name), &self.part)
+    }
+
+    fn has_requests(&self) -> bool {
+        let inside: usize = self
+            .requests_in
+            .iter()
+            .map(|id| self.kept.files[*id as usize].1.requests)
+            .sum();
+        self.kept.requests > inside
+    }
+}
+
+#[cfg(test)]
+#[path = "kept_tests.rs"]
+mod tests;

@@ -1,0 +1,293 @@
+use super::*;
+use crate::sources::watch::DirCache;
+use crate::validate::{validate, validate_part};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const ROLES: [&str; 4] = ["Admin", "Manager", "Analyst", "Developer"];
+
+/// An organization in five files of several objects: users `u0`..`u5` (u6, u7 are never
+/// declared), bindings `b0`..`b5`, tokens `k0`..`k2`. Edits can make it invalid: a binding
+/// to an undeclared user, a Developer bound globally, a binding or User renamed onto
+/// another's key, a username claimed twice, a token delivering to a user's password Secret
+/// or to another token's, a token name used in two namespaces.
+#[derive(Clone, Debug)]
+struct Org {
+    /// (name index, explicit username, display name).
+    users: [(usize, Option<usize>, u8); 6],
+    /// (name index, user, role, global).
+    bindings: [(usize, usize, usize, bool); 6],
+    /// (namespace s?, owner, secret name: 0 default, 1 a user's password, 2 another token's).
+    tokens: [(bool, usize, u8); 3],
+    /// One more binding at the end of the second bindings file: (name index, user).
+    extra: Option<(usize, usize)>,
+}
+
+impl Org {
+    fn start() -> Org {
+        Org {
+            users: std::array::from_fn(|i| (i, None, 0)),
+            bindings: std::array::from_fn(|i| (i, i % 6, i % 3, i % 2 == 0)),
+            tokens: std::array::from_fn(|i| (false, i, 0)),
+            extra: None,
+        }
+    }
+
+    fn edit(&mut self, what: u8, value: u8) {
+        let v = value as usize;
+        match what % 11 {
+            10 => self.extra = (v % 2 == 0).then_some(((v / 2) % 8, (v / 16) % 8)),
+            0 => self.bindings[v % 6].1 = (v / 6) % 8,
+            1 => self.bindings[v % 6].2 = (v / 6) % ROLES.len(),
+            2 => self.bindings[v % 6].3 ^= true,
+            3 => self.bindings[v % 6].0 = if v % 3 == 0 { (v / 6) % 6 } else { v % 6 },
+            4 => self.users[v % 6].1 = (v % 2 == 0).then_some((v / 6) % 8),
+            5 => self.users[v % 6].2 = value,
+            6 => self.users[v % 6].0 = if v % 3 == 0 { (v / 6) % 6 } else { v % 6 },
+            7 => self.tokens[v % 3].2 = ((v / 3) % 3) as u8,
+            8 => self.tokens[v % 3].1 = (v / 3) % 8,
+            _ => self.tokens[v % 3].0 ^= true,
+        }
+    }
+
+    /// The files and their texts.
+    fn files(&self) -> BTreeMap<&'static str, String> {
+        let header = "apiVersion: stagegate.dev/v1alpha1\nkind:";
+        let user = |(name, username, display): &(usize, Option<usize>, u8)| {
+            let username = username.map_or(String::new(), |u| format!("  username: u{u}\n"));
+            format!("{header} User\nmetadata:\n  name: u{name}\n  namespace: t\nspec:\n  displayName: Name {display}\n{username}")
+        };
+        let binding = |(name, user, role, global): &(usize, usize, usize, bool)| {
+            let scope = if *global {
+                ""
+            } else {
+                "  scope:\n    customer: acme\n"
+            };
+            format!(
+                "{header} AccessBinding\nmetadata:\n  name: b{name}\n  namespace: t\nspec:\n  user: u{user}\n  role: {}\n{scope}",
+                ROLES[*role]
+            )
+        };
+        let token = |i: usize, (other, owner, secret): &(bool, usize, u8)| {
+            let ns = if *other { "s" } else { "t" };
+            let secret = match secret {
+                0 => String::new(),
+                1 => format!("  secretName: u{owner}-password\n"),
+                _ => format!("  secretName: k{}-token\n", (i + 1) % 3),
+            };
+            format!("{header} ApiToken\nmetadata:\n  name: k{i}\n  namespace: {ns}\nspec:\n  role: Analyst\n  owner: u{owner}\n  validity: 30d\n{secret}")
+        };
+        let join = |docs: Vec<String>| docs.join("---\n");
+        BTreeMap::from([
+            (
+                "users-a.yaml",
+                join(self.users[..3].iter().map(user).collect()),
+            ),
+            (
+                "users-b.yaml",
+                join(self.users[3..].iter().map(user).collect()),
+            ),
+            (
+                "bind-a.yaml",
+                join(self.bindings[..3].iter().map(binding).collect()),
+            ),
+            (
+                "bind-b.yaml",
+                join(
+                    self.bindings[3..]
+                        .iter()
+                        .chain(self.extra.map(|(n, u)| (n, u, 2, false)).as_ref())
+                        .map(binding)
+                        .collect(),
+                ),
+            ),
+            (
+                "tokens.yaml",
+                join(
+                    self.tokens
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| token(i, t))
+                        .collect(),
+                ),
+            ),
+        ])
+    }
+
+    /// Writes the files that differ from `before`, as editors do (temp file + rename).
+    fn write(&self, dir: &Path, before: &BTreeMap<&str, String>) -> Vec<std::path::PathBuf> {
+        let mut paths = Vec::new();
+        for (name, text) in self.files() {
+            if before.get(name) == Some(&text) {
+                continue;
+            }
+            let tmp = dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, &text).unwrap();
+            std::fs::rename(&tmp, dir.join(name)).unwrap();
+            paths.extend([tmp, dir.join(name)]);
+        }
+        paths
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+    /// For random runs of edits, valid and invalid, made to files of several objects: the
+    /// part the daemon would validate alone (the changed files and every file of a User or
+    /// binding of a username the edited declarations name) is validated alone only when
+    /// every rule's group lies within it, and then its diagnostics are exactly those the
+    /// whole directory's validation gives the part's files; a part with no error is never
+    /// one whose whole has an error; and the part holds every User and binding of those
+    /// usernames (what the reconciler's scope widens to).
+    #[test]
+    fn a_part_is_validated_alone_exactly_as_within_the_whole_or_not_at_all(
+        edits in proptest::collection::vec((0u8..11, 0u8..64), 1..12)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut org = Org::start();
+        let mut files = BTreeMap::new();
+        org.write(dir.path(), &files);
+        files = org.files();
+        let mut cache = DirCache::new(dir.path());
+        cache.refresh(false).unwrap();
+        let mut whole = cache.snapshot();
+        validate(&mut whole);
+        proptest::prop_assert!(!whole.has_errors(), "{:?}", whole.diagnostics);
+        let mut kept = Kept::new(&whole);
+        let (mut alone, mut accepted) = (0, 0);
+        for (what, value) in edits {
+            org.edit(what, value);
+            let paths = org.write(dir.path(), &files);
+            files = org.files();
+            let refresh = cache.refresh_paths(&paths).expect("plain files refresh alone");
+            let mut whole = cache.snapshot();
+            validate(&mut whole);
+            let changed: BTreeSet<String> = refresh.changed.iter().map(|(f, _)| f.clone()).collect();
+            let (Some(k), Some(edits)) = (kept.as_mut(), refresh.edits.as_ref()) else {
+                kept = Kept::new(&whole);
+                continue;
+            };
+            let mut part_files = k.files_of(&edits.usernames);
+            part_files.extend(changed.iter().cloned());
+            let mut part = cache.snapshot_of(&part_files, &changed);
+            let closed = validate_part(&mut part, &k.outside(&part_files, &changed));
+            if closed {
+                alone += 1;
+                let mut expected: Vec<_> = whole
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.file.as_ref().is_some_and(|f| part_files.contains(f)))
+                    .cloned()
+                    .collect();
+                expected.sort();
+                let mut got = part.diagnostics.clone();
+                got.sort();
+                proptest::prop_assert_eq!(got, expected, "{:?} {:?}", org, part_files);
+                let keys = |s: &Snapshot| -> BTreeSet<ObjectKey> {
+                    s.users.iter().map(|d| d.key()).chain(s.bindings.iter().map(|d| d.key())).collect()
+                };
+                let needed: BTreeSet<ObjectKey> = whole.users.iter()
+                    .filter(|u| edits.usernames.contains(&u.object.username()))
+                    .map(|d| d.key())
+                    .chain(whole.bindings.iter().filter(|b| edits.usernames.contains(&b.object.spec.user)).map(|d| d.key()))
+                    .collect();
+                proptest::prop_assert!(needed.is_subset(&keys(&part)), "{:?}", org);
+            }
+            if closed && !part.has_errors() {
+                accepted += 1;
+                proptest::prop_assert!(!whole.has_errors(), "{:?}: {:?}", org, whole.diagnostics);
+                k.update(&part, &changed);
+            } else {
+                kept = Kept::new(&whole);
+            }
+        }
+        // Not a figure asserted: most runs validate some parts alone, some fall back.
+        let _ = (alone, accepted);
+    }
+}
+
+#[test]
+fn a_part_is_validated_alone_when_each_rule_group_lies_within_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let org = Org::start();
+    org.write(dir.path(), &BTreeMap::new());
+    let mut cache = DirCache::new(dir.path());
+    cache.refresh(false).unwrap();
+    let mut whole = cache.snapshot();
+    validate(&mut whole);
+    let kept = Kept::new(&whole).expect("a valid organization");
+    type Edit = fn(&mut Org);
+    // (edit, validated alone?, with an error?)
+    let cases: [(&str, Edit, bool, bool); 9] = [
+        ("a role changed", |o| o.bindings[0].2 = 1, true, false),
+        (
+            "a binding to an undeclared user",
+            |o| o.bindings[0].1 = 7,
+            true,
+            false,
+        ),
+        (
+            "a Developer bound globally",
+            |o| o.bindings[0] = (0, 0, 3, true),
+            true,
+            true,
+        ),
+        (
+            "b1 renamed b0 (b1 is gone)",
+            |o| o.bindings[1].0 = 0,
+            false,
+            false,
+        ),
+        ("a new binding b6", |o| o.extra = Some((6, 1)), true, false),
+        (
+            "a second b3, in b3's file",
+            |o| o.extra = Some((3, 1)),
+            true,
+            true,
+        ),
+        (
+            "a second b0, in another file",
+            |o| o.extra = Some((0, 4)),
+            false,
+            false,
+        ),
+        (
+            "u1 claims username u4",
+            |o| o.users[1].1 = Some(4),
+            true,
+            true,
+        ),
+        (
+            "k0 delivers to k1's Secret",
+            |o| o.tokens[0].2 = 2,
+            true,
+            true,
+        ),
+    ];
+    for (what, edit, alone, error) in cases {
+        let mut o = org.clone();
+        edit(&mut o);
+        let paths = o.write(dir.path(), &org.files());
+        let refresh = cache.refresh_paths(&paths).unwrap();
+        let changed: BTreeSet<String> = refresh.changed.iter().map(|(f, _)| f.clone()).collect();
+        // A declaration gone from a file: what changed object by object is not told.
+        let Some(edits) = refresh.edits.clone() else {
+            assert!(!alone, "{what}");
+            let back = org.write(dir.path(), &o.files());
+            cache.refresh_paths(&back).unwrap();
+            continue;
+        };
+        let mut part_files = kept.files_of(&edits.usernames);
+        part_files.extend(changed.iter().cloned());
+        let mut part = cache.snapshot_of(&part_files, &changed);
+        let closed = validate_part(&mut part, &kept.outside(&part_files, &changed));
+        assert_eq!(closed, alone, "{what}");
+        if closed {
+            assert_eq!(part.has_errors(), error, "{what}: {:?}", part.diagnostics);
+        }
+        // Put the organization back for the next case.
+        let back = org.write(dir.path(), &o.files());
+        cache.refresh_paths(&back).unwrap();
+    }
+}
