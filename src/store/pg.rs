@@ -311,14 +311,19 @@ fn fill_principals(
     Ok(())
 }
 
+/// A read-only transaction that sees one snapshot of the database for all its statements
+/// (repeatable read), so a state read from several tables is one consistent state.
+fn read_transaction(c: &mut Client) -> Result<postgres::Transaction<'_>, postgres::Error> {
+    c.build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+}
+
 impl Store for PgStore {
     fn load_state(&self) -> Result<StoreState, StoreError> {
         self.with(|c| {
-            let mut tx = c
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
+            let mut tx = read_transaction(c)?;
             let mut state = StoreState::default();
             let users = tx.query("SELECT * FROM users", &[])?;
             let bindings = tx.query("SELECT * FROM bindings ORDER BY id", &[])?;
@@ -355,11 +360,7 @@ impl Store for PgStore {
         const OWNED: &str = "(owner_kind, owner_namespace, owner_name) IN \
              (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))";
         self.with(|c| {
-            let mut tx = c
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
+            let mut tx = read_transaction(c)?;
             let objects: [&(dyn ToSql + Sync); 3] = [&kinds, &namespaces, &names];
             let users = tx.query(
                 "SELECT * FROM users WHERE username = ANY($1)",

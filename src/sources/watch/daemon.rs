@@ -526,12 +526,8 @@ impl<R: Reconciler> Worker<R> {
                 let started = std::time::Instant::now();
                 let mut snapshot = self.cache.snapshot();
                 snapshot.domains.required = self.require_access_domain;
-                if let Some(cache) = &mut self.secrets {
-                    // Only the Secrets a passwordSecretRef names are data the plan reads.
-                    let (secrets, diags) = cache.loaded(&referenced_secrets(&snapshot));
-                    snapshot.secrets.extend(secrets);
-                    snapshot.diagnostics.extend(diags);
-                }
+                // Only the Secrets a passwordSecretRef names are data the plan reads.
+                add_referenced_secrets(&mut self.secrets, &mut snapshot, false);
                 let merged = started.elapsed();
                 let started = std::time::Instant::now();
                 validate(&mut snapshot);
@@ -643,11 +639,7 @@ impl<R: Reconciler> Worker<R> {
         files.extend(changed.iter().cloned());
         let mut part = self.cache.snapshot_of(&files, changed);
         part.domains.required = self.require_access_domain;
-        if let Some(cache) = &mut self.secrets {
-            let (secrets, diags) = cache.loaded_also(&referenced_secrets(&part));
-            part.secrets.extend(secrets);
-            part.diagnostics.extend(diags);
-        }
+        add_referenced_secrets(&mut self.secrets, &mut part, true);
         let merged = started.elapsed();
         let started = std::time::Instant::now();
         let closed = validate_part(&mut part, &kept.outside(&files, changed));
@@ -686,6 +678,23 @@ impl<R: Reconciler> Worker<R> {
             }
         }
         self.last_diagnostics = now;
+    }
+}
+
+/// Adds to `snapshot` the data of the Secrets its declarations reference, read through
+/// `cache`, and the problems reading them. A `part` round adds to what the cache keeps
+/// wanted ([`SecretsCache::loaded_also`]); a whole round replaces it
+/// ([`SecretsCache::loaded`]).
+fn add_referenced_secrets(cache: &mut Option<SecretsCache>, snapshot: &mut Snapshot, part: bool) {
+    if let Some(cache) = cache {
+        let wanted = referenced_secrets(snapshot);
+        let (secrets, diags) = if part {
+            cache.loaded_also(&wanted)
+        } else {
+            cache.loaded(&wanted)
+        };
+        snapshot.secrets.extend(secrets);
+        snapshot.diagnostics.extend(diags);
     }
 }
 

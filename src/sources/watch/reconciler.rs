@@ -118,6 +118,24 @@ impl StoreReconciler {
         self.scoped_rounds
     }
 
+    /// Runs the bootstrap-administrator step (when configured) on `state`: the one call the
+    /// full and the scoped round share.
+    fn bootstrap_step(
+        &mut self,
+        state: &StoreState,
+        sink: &dyn SecretSink,
+        now: jiff::Timestamp,
+    ) -> Result<(), ReconcileError> {
+        let Some(cfg) = &self.bootstrap else {
+            return Ok(());
+        };
+        ensure_bootstrap_admin_in(&mut self.store, state, sink, cfg, self.password_params, now)
+            .map_err(|e| {
+                ReconcileError::new("BootstrapFailed", format!("bootstrap administrator: {e}"))
+            })?;
+        Ok(())
+    }
+
     /// Plans `snapshot` against `state` and applies it with this reconciler's store, secrets
     /// and settings: the one call the full and the scoped round share.
     fn plan_and_apply(
@@ -191,7 +209,7 @@ impl StoreReconciler {
         let mut reread = std::time::Duration::ZERO;
         let mut after: Option<Option<jiff::Timestamp>> = None;
         let state = match &self.bootstrap {
-            Some(cfg) => {
+            Some(_) => {
                 // The apply wrote: the bootstrap step needs the state it left, unless
                 // nothing it wrote is something that step reads.
                 let state = if applied && !unaffected_by(&plan.changes, &state) {
@@ -204,17 +222,7 @@ impl StoreReconciler {
                     state
                 };
                 reread = started.elapsed();
-                ensure_bootstrap_admin_in(
-                    &mut self.store,
-                    &state,
-                    sink,
-                    cfg,
-                    self.password_params,
-                    now,
-                )
-                .map_err(|e| {
-                    ReconcileError::new("BootstrapFailed", format!("bootstrap administrator: {e}"))
-                })?;
+                self.bootstrap_step(&state, sink, now)?;
                 state
             }
             None => state,
@@ -305,23 +313,11 @@ impl StoreReconciler {
         }
         // The bootstrap step ran in the memo's round; it needs running again only when this
         // apply wrote something it reads, and then on the whole state.
-        if let Some(cfg) = &self.bootstrap {
-            if applied && !unaffected_by(&plan.changes, &state) {
-                self.state_reads += 1;
-                let full = self.store.load_state().map_err(store_error)?;
-                ensure_bootstrap_admin_in(
-                    &mut self.store,
-                    &full,
-                    sink,
-                    cfg,
-                    self.password_params,
-                    now,
-                )
-                .map_err(|e| {
-                    ReconcileError::new("BootstrapFailed", format!("bootstrap administrator: {e}"))
-                })?;
-                until = full.next_expiry(now);
-            }
+        if self.bootstrap.is_some() && applied && !unaffected_by(&plan.changes, &state) {
+            self.state_reads += 1;
+            let full = self.store.load_state().map_err(store_error)?;
+            self.bootstrap_step(&full, sink, now)?;
+            until = full.next_expiry(now);
         }
         let token = self.store.state_token().map_err(store_error)?;
         if !applied && token == memo.token {
