@@ -564,12 +564,34 @@ async fn kube_controller_reconciles_across_namespaces() {
             reconcile,
             |_, _, _| Action::await_change(),
             Arc::new(client.clone()),
-        )
-        .take(2)
-        .collect::<Vec<_>>();
-    let results = tokio::time::timeout(Duration::from_secs(10), controller)
-        .await
-        .unwrap();
+        );
+    let watched = |server: &KubeApiServer| -> Vec<String> {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.verb == "watch" && r.namespace.is_none())
+            .filter_map(|r| r.resource.clone())
+            .collect()
+    };
+    // Two reconciles, then keep the controller running until it has opened both of its
+    // cluster-wide watches: its Secret watcher starts beside the User one and may open
+    // its watch after both Users were reconciled.
+    let mut controller = Box::pin(controller);
+    let results = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut results = Vec::new();
+        while results.len() < 2 {
+            results.extend(controller.next().await);
+        }
+        while !watched(&server).contains(&"secrets".into()) {
+            tokio::select! {
+                _ = controller.next() => {}
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        results
+    })
+    .await
+    .unwrap();
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
     for (namespace, name) in [("default", "kim"), ("team-b", "lee")] {
         let stored = server
@@ -577,12 +599,7 @@ async fn kube_controller_reconciles_across_namespaces() {
             .unwrap();
         assert_eq!(stored["status"]["phase"], "Invited");
     }
-    let watched: Vec<String> = server
-        .requests()
-        .iter()
-        .filter(|r| r.verb == "watch" && r.namespace.is_none())
-        .filter_map(|r| r.resource.clone())
-        .collect();
+    let watched = watched(&server);
     assert!(
         watched.contains(&"users".into()) && watched.contains(&"secrets".into()),
         "{watched:?}"
