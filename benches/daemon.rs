@@ -261,8 +261,19 @@ impl Daemon {
             let num = |k: &str| field(k).and_then(Value::as_u64).unwrap_or(0);
             if api {
                 let mode = field("mode").and_then(Value::as_str).unwrap_or("?");
+                // Where a patch's time went, when the binary logs it.
+                let parts =
+                    ["read_ms", "patch_ms", "publish_ms"].map(|k| field(k).and_then(Value::as_f64));
+                let parts = match parts {
+                    [Some(read), Some(patch), Some(publish)] => {
+                        format!(" (read {read:.1}, patch {patch:.1}, publish {publish:.1} ms)")
+                    }
+                    _ => String::new(),
+                };
                 self.api_index = Some(match mode {
-                    "incremental" => format!("{mode}, {} keys, {} ms", num("keys"), num("ms")),
+                    "incremental" => {
+                        format!("{mode}, {} keys, {} ms{parts}", num("keys"), num("ms"))
+                    }
                     _ => format!("{mode}, {} ms", num("ms")),
                 });
                 continue;

@@ -82,14 +82,18 @@ pub struct TokenIdentity {
 }
 
 /// Everything the hot path reads, built in one go from the store.
+///
+/// A clone shares every entry with the original (users and token keys in [`Shards`], the
+/// models behind an `Arc`), so [`Index::patched`] copies only what a commit touched and a
+/// reader's index never changes under it.
 #[derive(Clone, Debug)]
 pub struct Index {
-    users: HashMap<String, UserEntry>,
-    tokens: HashMap<String, TokenEntry>,
-    models: Models,
+    users: Shards<UserEntry>,
+    tokens: Shards<TokenEntry>,
+    models: Arc<Models>,
     /// Models by name: a question names one model, so only that name's entries (usually one)
     /// are resolved and handed to the policy.
-    by_name: ByName,
+    by_name: Arc<ByName>,
     /// Never matches: verified against when a key id is unknown, so timing does not reveal which exist.
     dummy_mac: [u8; 32],
 }
@@ -135,10 +139,10 @@ impl Index {
             .collect();
         let by_name = ByName::new(&models);
         Index {
-            users,
+            users: users.into_iter().collect(),
             tokens,
-            models,
-            by_name,
+            models: Arc::new(models),
+            by_name: Arc::new(by_name),
             dummy_mac: [0; 32],
         }
     }
@@ -146,9 +150,11 @@ impl Index {
     /// This index with some rows replaced by what the store holds now: each user of
     /// `users` with its current row (`None`: gone) and the grants of its current bindings
     /// (as [`crate::store::Store::grants`] gives them), each token key of `tokens` by key
-    /// id (`None`: gone), and, when given, every model. Everything else is shared in
-    /// value with `self`; the result is what [`Index::build`] gives for the store's state
-    /// when those are all the rows that changed (a property test checks it).
+    /// id (`None`: gone), and, when given, every model. Everything else is shared with
+    /// `self` (only the shards holding a replaced user or key are copied, and the models
+    /// only when given), so the cost follows the number of rows, not the index's size; the
+    /// result is what [`Index::build`] gives for the store's state when those are all the
+    /// rows that changed (a property test checks it).
     pub fn patched(
         &self,
         users: Vec<(String, Option<UserRow>, Vec<Grant>)>,
@@ -179,8 +185,9 @@ impl Index {
             };
         }
         if let Some(models) = models {
-            next.models = models.iter().map(|m| (model_id(m), m.state())).collect();
-            next.by_name = ByName::new(&next.models);
+            let models: Models = models.iter().map(|m| (model_id(m), m.state())).collect();
+            next.by_name = Arc::new(ByName::new(&models));
+            next.models = Arc::new(models);
         }
         next
     }
@@ -362,6 +369,88 @@ impl Index {
             )
             .allowed
         })
+    }
+}
+
+/// How many shards a [`Shards`] map has: patching a key copies its shard (about 40 of
+/// 10,000 users), cloning the map copies this many pointers.
+const SHARDS: usize = 256;
+
+/// A map from names to entries split by hash into [`SHARDS`] maps behind `Arc`s: a clone
+/// shares every shard, and a change copies only the shard of the key it changes (copy on
+/// write), so an index that readers still hold is patched without copying it whole, and
+/// an entry of one index version never changes under another.
+#[derive(Clone, Debug)]
+struct Shards<V> {
+    shards: Vec<Arc<HashMap<String, V>>>,
+    /// Picks a key's shard; each shard's map hashes keys with its own `HashMap` keys.
+    hasher: foldhash::fast::RandomState,
+    /// Number of entries in all shards.
+    len: usize,
+}
+
+impl<V> Default for Shards<V> {
+    fn default() -> Self {
+        Shards {
+            shards: (0..SHARDS).map(|_| Arc::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+            len: 0,
+        }
+    }
+}
+
+impl<V: Clone> Shards<V> {
+    /// The shard `key` lives in.
+    #[inline]
+    fn shard(&self, key: &str) -> usize {
+        self.hasher.hash_one(key) as usize % SHARDS
+    }
+
+    fn get(&self, key: &str) -> Option<&V> {
+        self.shards[self.shard(key)].get(key)
+    }
+
+    /// Sets `key`'s entry, copying its shard if another index shares it.
+    fn insert(&mut self, key: String, value: V) {
+        let i = self.shard(&key);
+        if Arc::make_mut(&mut self.shards[i])
+            .insert(key, value)
+            .is_none()
+        {
+            self.len += 1;
+        }
+    }
+
+    /// Removes `key`'s entry, copying its shard if another index shares it (not when absent).
+    fn remove(&mut self, key: &str) {
+        let i = self.shard(key);
+        if self.shards[i].contains_key(key) {
+            Arc::make_mut(&mut self.shards[i]).remove(key);
+            self.len -= 1;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.shards.iter().flat_map(|s| s.values())
+    }
+}
+
+impl<V: Clone> FromIterator<(String, V)> for Shards<V> {
+    fn from_iter<I: IntoIterator<Item = (String, V)>>(entries: I) -> Self {
+        let mut all = Shards::default();
+        for (key, value) in entries {
+            all.insert(key, value);
+        }
+        all
     }
 }
 

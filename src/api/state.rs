@@ -14,10 +14,9 @@ use crate::policy::capability_lost;
 use crate::secrets::{generate_password, hash_password, HashValue, PasswordError, ServerKey};
 use crate::snapshot::FILE_KIND;
 use crate::store::{
-    AnyStore, CommitJournal, SessionsMarker, Store, StoreError, StoreState, Touched,
+    AnyStore, CommitJournal, SessionsMarker, StatusCounts, Store, StoreError, StoreState, Touched,
 };
 use jiff::Timestamp;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -29,7 +28,7 @@ const EXPIRY_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 const KINDS: [&str; 4] = ["User", "AccessBinding", "ApiToken", "ModelStageRequest"];
 
 /// Every kind of `stagegate_objects` at zero, ready and not, so a kind that drops to zero shows 0.
-fn zero_counts() -> BTreeMap<(String, bool), i64> {
+fn zero_counts() -> StatusCounts {
     KINDS
         .iter()
         .flat_map(|k| [((k.to_string(), true), 0), ((k.to_string(), false), 0)])
@@ -66,6 +65,9 @@ pub(crate) struct Inner {
     journal: RwLock<Option<CommitJournal>>,
     /// How many updates patched the index instead of rebuilding it (a figure for tests).
     patches: AtomicU64,
+    /// Object statuses per kind and readiness (all kinds, no zeros) as of the index's
+    /// revision: a patch moves them by the journal's counts instead of counting every row.
+    status_counts: Mutex<Option<StatusCounts>>,
     pub(crate) dummy_hash: HashValue,
     pub(crate) login_slots: Arc<tokio::sync::Semaphore>,
     pub(crate) login_throttle: LoginThrottle,
@@ -120,6 +122,7 @@ impl ApiState {
                 sessions_marker: Mutex::new(None),
                 journal: RwLock::new(None),
                 patches: AtomicU64::new(0),
+                status_counts: Mutex::new(None),
                 dummy_hash,
                 broken_files: RwLock::default(),
             }),
@@ -233,17 +236,9 @@ impl ApiState {
             .filter(|_| from >= 0)
             .and_then(|j| j.between(from, now));
         if let Some(touched) = touched {
-            let keys = touched.len();
             let mut store = self.store();
-            if self.patch(&mut store, now, &touched)? {
+            if self.patch(&mut store, now, &touched, started)? {
                 self.inner.patches.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    mode = "incremental",
-                    keys,
-                    revision = now,
-                    ms = started.elapsed().as_millis() as u64,
-                    "api index updated"
-                );
                 return Ok(());
             }
         }
@@ -253,7 +248,13 @@ impl ApiState {
     /// Patches the index with the current rows of what `touched` names and publishes it as
     /// of revision `now`; false, and nothing changed, when the store is no longer at `now`
     /// once they are read (another commit came in between: the caller reads everything).
-    fn patch(&self, store: &mut AnyStore, now: i64, touched: &Touched) -> Result<bool, StoreError> {
+    fn patch(
+        &self,
+        store: &mut AnyStore,
+        now: i64,
+        touched: &Touched,
+        started: std::time::Instant,
+    ) -> Result<bool, StoreError> {
         let mut users = Vec::with_capacity(touched.usernames.len());
         for name in &touched.usernames {
             let row = store.user(name)?;
@@ -271,27 +272,51 @@ impl ApiState {
             true => Some(store.models()?),
             false => None,
         };
-        let statuses = match touched.statuses {
-            true => match store.status_summary(FILE_KIND)? {
-                Some(summary) => Some(summary),
-                None => return Ok(false),
-            },
-            false => None,
+        // The object gauges: moved by the counts the journal took from each written status's
+        // row before and after, when it has them; else every status is counted again.
+        let kept = self.kept_counts().clone();
+        let statuses = match (touched.statuses, kept, &touched.status_counts) {
+            (false, _, _) => None,
+            (true, Some(mut counts), Some(moved)) => {
+                for (kind, n) in moved {
+                    *counts.entry(kind.clone()).or_default() += n;
+                }
+                counts.retain(|_, n| *n != 0);
+                let files = match touched.files {
+                    true => Some(store.statuses_of_kind(FILE_KIND)?),
+                    false => None,
+                };
+                Some((counts, files))
+            }
+            (true, _, _) => {
+                let (rows, files) = store.status_summary(FILE_KIND)?;
+                let counts = rows.into_iter().map(|(k, r, n)| ((k, r), n)).collect();
+                Some((counts, Some(files)))
+            }
         };
         // Every commit bumps the revision: unchanged since `now` was read, nothing was
         // committed while these rows were read, one by one.
         if store.current_revision()? != now {
             return Ok(false);
         }
+        let read = started.elapsed();
         let index = self.index().patched(users, tokens, models);
+        let patched = started.elapsed();
         self.publish(store, index, now)?;
         if let Some((counts, files)) = statuses {
-            let mut all = zero_counts();
-            for (kind, ready, n) in counts.into_iter().filter(|(k, _, _)| k != FILE_KIND) {
-                all.insert((kind, ready), n);
-            }
-            self.set_statuses(all, broken(files.iter()));
+            self.set_statuses(counts, files.map(|f| broken(f.iter())));
         }
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        tracing::info!(
+            mode = "incremental",
+            keys = touched.len(),
+            revision = now,
+            ms = started.elapsed().as_millis() as u64,
+            read_ms = ms(read),
+            patch_ms = ms(patched - read),
+            publish_ms = ms(started.elapsed() - patched),
+            "api index updated"
+        );
         Ok(true)
     }
 
@@ -358,27 +383,49 @@ impl ApiState {
     /// Swaps in the index built from `state`, with its sessions and gauges.
     fn rebuild(&self, store: &mut AnyStore, state: &StoreState) -> Result<(), StoreError> {
         self.publish(store, Index::build(state), state.revision)?;
-        let mut counts = zero_counts();
-        // A broken file is no declared object: it has its own gauge.
-        for s in state.statuses.values().filter(|s| s.key.kind != FILE_KIND) {
+        let mut counts = StatusCounts::new();
+        for s in state.statuses.values() {
             *counts.entry((s.key.kind.clone(), s.ready)).or_default() += 1;
         }
-        self.set_statuses(counts, broken_files(state));
+        self.set_statuses(counts, Some(broken_files(state)));
         Ok(())
     }
 
-    /// Sets the object gauges and the broken files `/readyz` shows.
-    fn set_statuses(&self, counts: BTreeMap<(String, bool), i64>, broken: Vec<BrokenFile>) {
+    /// Keeps `counts` (statuses per kind and readiness, all kinds) and sets the object
+    /// gauges from them, and, when given, the broken files `/readyz` shows.
+    fn set_statuses(&self, counts: StatusCounts, broken: Option<Vec<BrokenFile>>) {
         let m = &self.inner.metrics;
-        m.set_files_broken(broken.len());
-        *self
-            .inner
-            .broken_files
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = broken;
-        for ((kind, ready), n) in counts {
+        if let Some(broken) = broken {
+            m.set_files_broken(broken.len());
+            *self
+                .inner
+                .broken_files
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = broken;
+        }
+        let mut all = zero_counts();
+        // A broken file is no declared object: it has its own gauge.
+        for (key, n) in counts.iter().filter(|((kind, _), _)| kind != FILE_KIND) {
+            all.insert(key.clone(), *n);
+        }
+        for ((kind, ready), n) in all {
             m.set_objects(&kind, ready, n);
         }
+        *self.kept_counts() = Some(counts);
+    }
+
+    fn kept_counts(&self) -> MutexGuard<'_, Option<StatusCounts>> {
+        self.inner
+            .status_counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The object statuses per kind and readiness the gauges were last set from (tests
+    /// compare them with a count of the store's rows).
+    #[cfg(test)]
+    pub(crate) fn status_counts(&self) -> Option<StatusCounts> {
+        self.kept_counts().clone()
     }
 
     /// Swaps in `index` (of store revision `revision`) and the session cache. Runs under the

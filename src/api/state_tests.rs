@@ -8,7 +8,7 @@ use crate::policy::{Action, Role, Scope, Stage};
 use crate::secrets::{PasswordParams, ServerKey};
 use crate::snapshot::ObjectKey;
 use crate::store::{
-    BindingRow, KeyState, ModelRow, ObjectStatus, Owner, SqliteStore, StoreOp, TokenKeyRow, UserRow,
+    BindingRow, KeyState, ModelRow, ObjectStatus, Owner, StoreOp, TokenKeyRow, UserRow,
 };
 use proptest::prelude::*;
 use std::sync::atomic::AtomicUsize;
@@ -188,19 +188,29 @@ impl TempStore {
 
     /// The daemon's connection (journaled), another writer's (not journaled: another
     /// process), and the API on its own connection, following the daemon's journal.
-    fn open(&self) -> (SqliteStore, SqliteStore, ApiState) {
-        let journal = CommitJournal::new();
-        let mut daemon = SqliteStore::open(&self.path()).expect("store");
-        daemon.record_commits(journal.clone());
-        let other = SqliteStore::open(&self.path()).expect("store");
-        let config = ApiConfig {
-            password_params: PasswordParams::insecure_fast_for_tests(),
-            ..ApiConfig::default()
-        };
-        let api = ApiState::open(config, &self.path(), ServerKey::generate()).expect("api");
-        api.follow_commits(journal);
-        (daemon, other, api)
+    fn open(&self) -> (AnyStore, AnyStore, ApiState) {
+        open_at(&self.path())
     }
+}
+
+/// [`TempStore::open`] for the store at `location` (a file, or a PostgreSQL URL).
+fn open_at(location: &std::path::Path) -> (AnyStore, AnyStore, ApiState) {
+    let journal = CommitJournal::new();
+    let mut daemon = AnyStore::open(location).expect("store");
+    assert!(daemon.record_commits(&journal));
+    let other = AnyStore::open(location).expect("store");
+    let config = ApiConfig {
+        password_params: PasswordParams::insecure_fast_for_tests(),
+        ..ApiConfig::default()
+    };
+    let api = ApiState::open(config, location, ServerKey::generate()).expect("api");
+    api.follow_commits(journal);
+    (daemon, other, api)
+}
+
+/// A fresh PostgreSQL database of the test server, as a store location.
+fn postgres() -> std::path::PathBuf {
+    crate::store::pg::test_server::database().into()
 }
 
 impl Drop for TempStore {
@@ -246,47 +256,96 @@ fn answers(index: &Index) -> Vec<String> {
     out
 }
 
+/// One round: some writes, whether another writer commits them, how the API polls.
+type Round = (Vec<Write>, bool, u8);
+
+fn rounds() -> impl Strategy<Value = Vec<Round>> {
+    proptest::collection::vec(
+        (
+            proptest::collection::vec(write(), 1..5),
+            any::<bool>(),
+            0u8..8,
+        ),
+        1..14,
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     /// After every commit, the API's index (patched when only the daemon's journaled
     /// commits happened since it was read) equals `Index::build` of the whole store,
     /// in content and in answers; so do its gauges' inputs and broken files.
     #[test]
-    fn the_patched_index_equals_the_index_built_from_the_whole_store(
-        rounds in proptest::collection::vec(
-            (proptest::collection::vec(write(), 1..5), any::<bool>(), 0u8..8),
-            1..14,
-        ),
-    ) {
+    fn the_patched_index_equals_the_index_built_from_the_whole_store(rounds in rounds()) {
         let dir = TempStore::new();
-        let (mut daemon, mut other, api) = dir.open();
-        // Whether another writer committed since the API last looked.
-        let mut gap = false;
-        for (writes, by_other, polls) in rounds {
-            let ops: Vec<StoreOp> = writes.iter().map(op).collect();
-            let foreign = by_other && polls == 0;
-            gap |= foreign;
-            let store = if foreign { &mut other } else { &mut daemon };
-            store.commit(&ops).expect("commit");
-            // Some commits pile up before the API looks.
-            if polls % 3 == 0 {
-                continue;
-            }
-            let patches = api.index_patches();
-            prop_assert!(api.poll_changes().expect("poll"));
-            let state = daemon.load_state().expect("state");
-            prop_assert_eq!(api.index_revision(), state.revision);
-            let built = Index::build(&state);
-            let index = api.index();
-            prop_assert_eq!(index.contents(), built.contents());
-            prop_assert_eq!(answers(&index), answers(&built));
-            prop_assert_eq!(api.broken_files(), crate::api::readiness::broken_files(&state));
-            // The daemon's own commits are patched in (a test that could never see a
-            // patch would prove nothing).
-            prop_assert_eq!(api.index_patches() - patches, u64::from(!gap), "{:?}", writes);
-            gap = false;
-        }
+        patched_equals_built(dir.open(), rounds)?;
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    /// The same on PostgreSQL: the daemon's own commits are journaled there too, and a
+    /// commit by another connection (another process) sends the API to a full read.
+    #[test]
+    fn the_patched_index_equals_the_index_built_from_the_whole_store_on_postgres(
+        rounds in rounds(),
+    ) {
+        patched_equals_built(open_at(&postgres()), rounds)?;
+    }
+}
+
+/// Commits `rounds` by the daemon (journaled) or another writer, polls the API as each
+/// says, and checks after each poll that its index is the one built from the whole store.
+fn patched_equals_built(
+    (mut daemon, mut other, api): (AnyStore, AnyStore, ApiState),
+    rounds: Vec<Round>,
+) -> Result<(), TestCaseError> {
+    // Whether another writer committed since the API last looked.
+    let mut gap = false;
+    for (writes, by_other, polls) in rounds {
+        let ops: Vec<StoreOp> = writes.iter().map(op).collect();
+        let foreign = by_other && polls == 0;
+        gap |= foreign;
+        let store = if foreign { &mut other } else { &mut daemon };
+        store.commit(&ops).expect("commit");
+        // Some commits pile up before the API looks.
+        if polls % 3 == 0 {
+            continue;
+        }
+        let patches = api.index_patches();
+        // An index a reader still holds shares entries with the next one: a patch
+        // copies what it changes and never changes this one.
+        let held = api.index();
+        let held_contents = held.contents();
+        prop_assert!(api.poll_changes().expect("poll"));
+        prop_assert_eq!(held.contents(), held_contents);
+        let state = daemon.load_state().expect("state");
+        prop_assert_eq!(api.index_revision(), state.revision);
+        let built = Index::build(&state);
+        let index = api.index();
+        prop_assert_eq!(index.contents(), built.contents());
+        prop_assert_eq!(answers(&index), answers(&built));
+        prop_assert_eq!(
+            api.broken_files(),
+            crate::api::readiness::broken_files(&state)
+        );
+        // The gauges' counts, moved by the journal's counts, equal a count of the rows.
+        let mut counted = StatusCounts::new();
+        for s in state.statuses.values() {
+            *counted.entry((s.key.kind.clone(), s.ready)).or_default() += 1;
+        }
+        prop_assert_eq!(api.status_counts(), Some(counted));
+        // The daemon's own commits are patched in (a test that could never see a
+        // patch would prove nothing).
+        prop_assert_eq!(
+            api.index_patches() - patches,
+            u64::from(!gap),
+            "{:?}",
+            writes
+        );
+        gap = false;
+    }
+    Ok(())
 }
 
 /// A commit the journal does not name (another writer) sends the API back to a full read,

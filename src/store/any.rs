@@ -75,26 +75,24 @@ impl AnyStore {
         both!(self, s => s.state_token())
     }
 
-    /// Records each commit's revision and keys in `journal` from now on (see
-    /// [`super::CommitJournal`]); false, and nothing recorded, on PostgreSQL, whose readers
-    /// follow commits from every process by polling and read the whole state.
+    /// Records each of this handle's commits (revision and keys) in `journal` from now on
+    /// (see [`super::CommitJournal`]); commits by other processes or connections are not
+    /// recorded, so a reader following the journal reads everything after one. True: both
+    /// stores journal.
     pub fn record_commits(&mut self, journal: &super::CommitJournal) -> bool {
-        match self {
-            AnyStore::Sqlite(s) => {
-                s.record_commits(journal.clone());
-                true
-            }
-            AnyStore::Postgres(_) => false,
-        }
+        both!(self, s => s.record_commits(journal.clone()));
+        true
     }
 
     /// Status counts per kind and readiness and the statuses of kind `kind` (see
-    /// [`SqliteStore::status_summary`]); `None` on PostgreSQL (its readers read everything).
-    pub fn status_summary(&self, kind: &str) -> Result<Option<StatusSummary>, StoreError> {
-        match self {
-            AnyStore::Sqlite(s) => s.status_summary(kind).map(Some),
-            AnyStore::Postgres(_) => Ok(None),
-        }
+    /// [`SqliteStore::status_summary`]).
+    pub fn status_summary(&self, kind: &str) -> Result<StatusSummary, StoreError> {
+        both!(self, s => s.status_summary(kind))
+    }
+
+    /// The statuses of kind `kind` (one key range, not the whole table).
+    pub fn statuses_of_kind(&self, kind: &str) -> Result<Vec<ObjectStatus>, StoreError> {
+        both!(self, s => s.statuses_of_kind(kind))
     }
 
     /// Number of rows in a table (tests and diagnostics).

@@ -9,10 +9,13 @@
 //! an unbroken run of entries from the revision it last read up to the store's current
 //! one knows every key that changed in between; any gap (a commit by another process or
 //! connection, the API's own self-service writes, a full journal) sends it back to a full
-//! read.
+//! read. Likewise each status a small commit writes or deletes is read before the write,
+//! so the entry says how the number of statuses per kind and readiness moved (the API's
+//! gauges follow it without counting every row).
 
 use super::model::StoreOp;
-use std::collections::{BTreeSet, VecDeque};
+use crate::snapshot::{ObjectKey, FILE_KIND};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// Commits touching more keys than this are journaled as [`Committed::touched`] `None`
@@ -34,7 +37,15 @@ pub struct Touched {
     pub models: bool,
     /// Whether any object status was written or deleted.
     pub statuses: bool,
+    /// When `statuses`: how the number of statuses per kind and readiness moved (see
+    /// [`Touched::count_statuses`]); `None` when not known (the reader counts them all).
+    pub status_counts: Option<StatusCounts>,
+    /// Whether a manifest file's status (kind [`FILE_KIND`]) was written or deleted.
+    pub files: bool,
 }
+
+/// Numbers of object statuses, or changes to them, per kind and readiness.
+pub type StatusCounts = BTreeMap<(String, bool), i64>;
 
 impl Touched {
     /// The keys `ops` write, without the old users of replaced or deleted bindings (see
@@ -59,7 +70,8 @@ impl Touched {
                     t.token_keys.insert(id.clone());
                 }
                 StoreOp::UpsertModel(_) => t.models = true,
-                StoreOp::SetStatus(_) | StoreOp::DeleteStatus(_) => t.statuses = true,
+                StoreOp::SetStatus(s) => t.status(&s.key),
+                StoreOp::DeleteStatus(k) => t.status(k),
                 // Sessions, decided requests, the audit log and the revision check change
                 // nothing a reader of the index reads (sessions are read whole).
                 StoreOp::EndSessions(_)
@@ -88,6 +100,74 @@ impl Touched {
             .collect()
     }
 
+    fn status(&mut self, key: &ObjectKey) {
+        self.statuses = true;
+        self.files |= key.kind == FILE_KIND;
+    }
+
+    /// The statuses `ops` write or delete, when at most [`MAX_TOUCHED`]: their readiness
+    /// before the write (`None`: no row) is read in the commit's transaction and handed to
+    /// [`Touched::count_statuses`].
+    pub fn status_keys(ops: &[StoreOp]) -> Option<BTreeSet<&ObjectKey>> {
+        let keys: BTreeSet<&ObjectKey> = ops
+            .iter()
+            .filter_map(|op| match op {
+                StoreOp::SetStatus(s) => Some(&s.key),
+                StoreOp::DeleteStatus(k) => Some(k),
+                _ => None,
+            })
+            .collect();
+        (keys.len() <= MAX_TOUCHED).then_some(keys)
+    }
+
+    /// Records how `ops` move the number of statuses per kind and readiness, given each
+    /// written status's readiness before them (`before`, from [`Touched::status_keys`]).
+    pub fn count_statuses(&mut self, ops: &[StoreOp], before: &BTreeMap<&ObjectKey, Option<bool>>) {
+        let mut after = before.clone();
+        for op in ops {
+            match op {
+                StoreOp::SetStatus(s) => after.insert(&s.key, Some(s.ready)),
+                StoreOp::DeleteStatus(k) => after.insert(k, None),
+                _ => None,
+            };
+        }
+        let mut counts = StatusCounts::new();
+        let changes = before
+            .iter()
+            .map(|(k, r)| (k, r, -1))
+            .chain(after.iter().map(|(k, r)| (k, r, 1)));
+        for (key, ready, n) in changes {
+            if let Some(ready) = ready {
+                *counts.entry((key.kind.clone(), *ready)).or_default() += n;
+            }
+        }
+        counts.retain(|_, n| *n != 0);
+        self.status_counts = Some(counts);
+    }
+
+    /// Completes what [`Touched::of`] found in `ops` with what only the store knows, read in
+    /// the commit's transaction before its writes: the users of the bindings it replaces or
+    /// deletes (`users_of`: binding owner namespace and name → usernames) and, for the
+    /// status counts, the readiness of each status it writes (`ready_of`: `None`, no row).
+    pub fn read_before<E>(
+        &mut self,
+        ops: &[StoreOp],
+        mut users_of: impl FnMut(&str, &str) -> Result<Vec<String>, E>,
+        mut ready_of: impl FnMut(&ObjectKey) -> Result<Option<bool>, E>,
+    ) -> Result<(), E> {
+        for (namespace, name) in Touched::binding_owners(ops) {
+            self.usernames.extend(users_of(namespace, name)?);
+        }
+        if let Some(keys) = Touched::status_keys(ops).filter(|_| self.statuses) {
+            let mut before = BTreeMap::new();
+            for key in keys {
+                before.insert(key, ready_of(key)?);
+            }
+            self.count_statuses(ops, &before);
+        }
+        Ok(())
+    }
+
     /// Number of keys named.
     pub fn len(&self) -> usize {
         self.usernames.len() + self.token_keys.len()
@@ -98,12 +178,30 @@ impl Touched {
         self.len() == 0 && !self.models && !self.statuses
     }
 
-    /// Adds what `other` names.
+    /// Adds what `other` names (status counts add up; one unknown makes the sum unknown).
     pub fn extend(&mut self, other: Touched) {
         self.usernames.extend(other.usernames);
         self.token_keys.extend(other.token_keys);
         self.models |= other.models;
+        if other.statuses {
+            self.status_counts = match (
+                self.statuses,
+                self.status_counts.take(),
+                other.status_counts,
+            ) {
+                (false, _, counts) => counts,
+                (true, Some(mut mine), Some(theirs)) => {
+                    for (k, n) in theirs {
+                        *mine.entry(k).or_default() += n;
+                    }
+                    mine.retain(|_, n| *n != 0);
+                    Some(mine)
+                }
+                _ => None,
+            };
+        }
         self.statuses |= other.statuses;
+        self.files |= other.files;
     }
 }
 

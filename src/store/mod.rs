@@ -23,7 +23,7 @@ mod write;
 pub use any::{AnyStore, StatusSummary};
 pub use audit::{audit_page, parse_object, parse_since, AuditFilter, AuditPage};
 pub use copy::{copy_ops, copy_store, Copied};
-pub use journal::{CommitJournal, Committed, Touched, MAX_TOUCHED};
+pub use journal::{CommitJournal, Committed, StatusCounts, Touched, MAX_TOUCHED};
 pub use model::{
     AuditRow, BindingRow, ChosenPassword, DecidedRequest, InvitationRow, InvitationState, KeyState,
     ModelRow, ObjectStatus, Owner, PasswordSource, PendingPassword, Replaces, SessionRow, StoreOp,

@@ -24,11 +24,13 @@
 //! own small runtime, so like SQLite it must be called from blocking code (the API and
 //! the daemons call the store from `spawn_blocking`), never from an async task.
 
+use super::journal::{CommitJournal, Committed, Touched};
 use super::model::*;
 use super::rows::*;
 use super::write::{chosen_password, write_op, Writer, BUMP_REVISION};
 use super::{Attempt, Counter, StateToken, Store, StoreError};
 use crate::policy::Grant;
+use crate::snapshot::ObjectKey;
 use bulk::PgWriter;
 use jiff::Timestamp;
 use postgres::types::ToSql;
@@ -68,6 +70,9 @@ struct Conn {
 pub struct PgStore {
     target: PgTarget,
     conn: Mutex<Conn>,
+    /// Where this store's own commits are recorded, when a reader follows them (see
+    /// [`PgStore::record_commits`]).
+    journal: Option<CommitJournal>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -120,6 +125,7 @@ impl PgStore {
         PgStore {
             target,
             conn: Mutex::new(Conn { client: None }),
+            journal: None,
         }
     }
 
@@ -202,12 +208,53 @@ impl PgStore {
         })
     }
 
+    /// From now on, records each of this store's commits (its revision and the keys it
+    /// wrote) in `journal`, as [`super::SqliteStore::record_commits`] does: the API of this
+    /// process follows them. A commit by any other process or connection bumps the shared
+    /// revision without an entry here, so a reader finds a gap and reads everything.
+    pub fn record_commits(&mut self, journal: CommitJournal) {
+        self.journal = Some(journal);
+    }
+
+    /// How many object statuses there are per kind and readiness, and the statuses of kind
+    /// `kind` (see [`super::SqliteStore::status_summary`]).
+    pub fn status_summary(&self, kind: &str) -> Result<super::StatusSummary, StoreError> {
+        let counts = self.with(|c| {
+            c.query(
+                "SELECT kind, ready, count(*) FROM object_status GROUP BY kind, ready",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<Vec<_>, StoreError>>()
+        })?;
+        Ok((counts, self.statuses_of_kind(kind)?))
+    }
+
+    /// The statuses of kind `kind`.
+    pub fn statuses_of_kind(&self, kind: &str) -> Result<Vec<ObjectStatus>, StoreError> {
+        self.select(
+            "object_status",
+            r#"SELECT * FROM object_status WHERE kind = $1 ORDER BY namespace COLLATE "C", name COLLATE "C""#,
+            &[&kind],
+            status_row,
+        )
+    }
+
     /// Runs `f` in one write transaction, ordered after every other commit (see the module
     /// comment), and commits it with a revision bump when `f` returns true; false rolls back.
     fn write(
         &mut self,
         f: impl FnOnce(&mut PgWriter) -> Result<bool, StoreError>,
     ) -> Result<bool, StoreError> {
+        Ok(self.write_at(f)?.is_some())
+    }
+
+    /// [`PgStore::write`], giving the revision the commit produced (`None`: rolled back).
+    fn write_at(
+        &mut self,
+        f: impl FnOnce(&mut PgWriter) -> Result<bool, StoreError>,
+    ) -> Result<Option<i64>, StoreError> {
         let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
         let client = connected(&self.target, conn)?;
         let mut tx = client
@@ -215,17 +262,20 @@ impl PgStore {
             .isolation_level(IsolationLevel::ReadCommitted)
             .start()?;
         // The row lock that orders commits across processes (see the module comment).
-        tx.query_one(
-            "SELECT value FROM store_meta WHERE key = 'revision' FOR UPDATE",
-            &[],
-        )?;
+        let before: i64 = tx
+            .query_one(
+                "SELECT value FROM store_meta WHERE key = 'revision' FOR UPDATE",
+                &[],
+            )?
+            .try_get(0)?;
         let mut w = PgWriter::new(&mut tx);
         if !f(&mut w)? {
-            return Ok(false);
+            return Ok(None);
         }
         w.exec(BUMP_REVISION, vec![])?;
         tx.commit()?;
-        Ok(true)
+        // The row stayed locked from the read to the commit: the bump made it one more.
+        Ok(Some(before + 1))
     }
 
     /// Runs `sql` with `args` and decodes each row with `f`.
@@ -393,12 +443,45 @@ impl Store for PgStore {
         if ops.is_empty() {
             return Ok(());
         }
-        self.write(|w| {
+        // The keys this commit writes, for the journal, read in its transaction before the
+        // write (see `SqliteStore::commit`).
+        let mut touched = match &self.journal {
+            Some(_) => Touched::of(ops),
+            None => None,
+        };
+        let revision = self.write_at(|w| {
+            if let Some(t) = &mut touched {
+                let owners = "SELECT username FROM bindings WHERE owner_namespace = $1 AND owner_name = $2";
+                let ready = "SELECT ready FROM object_status WHERE kind = $1 AND namespace = $2 AND name = $3";
+                // Both reads run in the writer's transaction, one at a time.
+                let w = std::cell::RefCell::new(&mut *w);
+                t.read_before(
+                    ops,
+                    |ns: &str, name: &str| -> Result<Vec<String>, StoreError> {
+                        let rows = w.borrow_mut().query(owners, &[&ns, &name])?;
+                        rows.iter()
+                            .map(|r| r.try_get::<_, String>(0).map_err(StoreError::from))
+                            .collect()
+                    },
+                    |k: &ObjectKey| -> Result<Option<bool>, StoreError> {
+                        let rows = w
+                            .borrow_mut()
+                            .query(ready, &[&k.kind, &k.namespace, &k.name])?;
+                        match rows.first() {
+                            Some(r) => Ok(Some(r.try_get::<_, bool>(0)?)),
+                            None => Ok(None),
+                        }
+                    },
+                )?;
+            }
             for op in ops {
                 write_op(w, op)?;
             }
             Ok(true)
         })?;
+        if let (Some(journal), Some(revision)) = (&self.journal, revision) {
+            journal.push(Committed { revision, touched });
+        }
         Ok(())
     }
 

@@ -6,6 +6,7 @@ use super::rows::*;
 use super::write::{chosen_password, write_op, Writer, BUMP_REVISION};
 use super::{schema, Attempt, Counter, Store, StoreError};
 use crate::policy::Grant;
+use crate::snapshot::ObjectKey;
 use jiff::Timestamp;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
@@ -99,13 +100,18 @@ impl SqliteStore {
         let counts = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0, r.get(2)?)))?
             .collect::<Result<Vec<_>, _>>()?;
+        Ok((counts, self.statuses_of_kind(kind)?))
+    }
+
+    /// The statuses of kind `kind` (one primary-key range, not the whole table).
+    pub fn statuses_of_kind(&self, kind: &str) -> Result<Vec<ObjectStatus>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT * FROM object_status WHERE kind = ?1 ORDER BY kind, namespace, name",
         )?;
-        let files = stmt
+        let rows = stmt
             .query_map([kind], |r| status_row(r).map_err(conv))?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((counts, files))
+        Ok(rows)
     }
 
     /// Number of rows in a table (tests and diagnostics).
@@ -333,21 +339,32 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // The keys this commit writes, for the journal: the users of the bindings it replaces
-        // or deletes are read before the write, in the same transaction.
+        // or deletes, and the readiness of the statuses it writes, are read before the
+        // write, in the same transaction.
         let mut touched = match &self.journal {
             Some(_) => Touched::of(ops),
             None => None,
         };
         if let Some(t) = &mut touched {
-            let mut stmt = tx.prepare_cached(
+            let mut owners = tx.prepare_cached(
                 "SELECT username FROM bindings WHERE owner_namespace = ?1 AND owner_name = ?2",
             )?;
-            for (ns, name) in Touched::binding_owners(ops) {
-                let users = stmt.query_map([ns, name], |r| r.get::<_, String>(0))?;
-                for u in users {
-                    t.usernames.insert(u?);
-                }
-            }
+            let mut ready = tx.prepare_cached(
+                "SELECT ready FROM object_status WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+            )?;
+            t.read_before(
+                ops,
+                |ns: &str, name: &str| -> rusqlite::Result<Vec<String>> {
+                    owners.query_map([ns, name], |r| r.get(0))?.collect()
+                },
+                |k: &ObjectKey| -> rusqlite::Result<Option<bool>> {
+                    ready
+                        .query_row([&k.kind, &k.namespace, &k.name], |r| {
+                            r.get::<_, i64>(0).map(|ready| ready != 0)
+                        })
+                        .optional()
+                },
+            )?;
         }
         let mut w = SqliteWriter(&tx);
         for op in ops {

@@ -222,6 +222,16 @@ impl<'a, 't> PgWriter<'a, 't> {
         }
     }
 
+    /// Runs a read in the writer's transaction, after sending the queued rows.
+    pub(super) fn query(
+        &mut self,
+        sql: &str,
+        args: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, StoreError> {
+        self.flush()?;
+        Ok(self.tx.query(sql, args)?)
+    }
+
     /// Sends the queued rows: deletes first, then inserts (see the module comment).
     pub(super) fn flush(&mut self) -> Result<(), StoreError> {
         let groups = std::mem::take(&mut self.groups);
