@@ -311,19 +311,15 @@ impl Memo {
             .iter()
             .filter(|d| edited(&d.source, d.key()))
             .collect();
-        // First read: the rows the changed and removed declarations own, and the rows of
-        // their users (with a part: of every username they name, before and after).
+        // First read, what the checks below need: the rows of the changed Users' usernames
+        // (with a part, when a User changed or a declaration is gone: of every username they
+        // name, before and after) and the rows the changed bindings own (their old users).
+        // Statuses and token keys wait for the scope's read.
         let mut first = StateKeys {
             usernames: users.iter().map(|u| u.object.username()).collect(),
-            objects: users
-                .iter()
-                .map(|d| d.key())
-                .chain(bindings.iter().map(|d| d.key()))
-                .chain(tokens.iter().map(|d| d.key()))
-                .chain(removed.iter().cloned())
-                .collect(),
+            objects: bindings.iter().map(|d| d.key()).collect(),
         };
-        if let Some(p) = part {
+        if let Some(p) = part.filter(|_| !users.is_empty() || !removed.is_empty()) {
             first.usernames.extend(p.covered.iter().cloned());
         }
         let before = store.load_partial(&first)?;
