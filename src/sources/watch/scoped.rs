@@ -354,6 +354,7 @@ impl Memo {
         }
         let changed_bindings: BTreeSet<ObjectKey> = bindings.iter().map(|d| d.key()).collect();
         let changed_tokens: BTreeSet<ObjectKey> = tokens.iter().map(|d| d.key()).collect();
+        let owners_move = !users.is_empty() || removed.iter().any(|k| k.kind == "User");
         let mut scoped = Snapshot {
             users: snap
                 .users
@@ -369,17 +370,21 @@ impl Memo {
                 })
                 .cloned()
                 .collect(),
-            // A token's outcome reads its owner's state: every token of a username in scope.
+            // A token's outcome reads its owner's state and existence: when a User changed
+            // or is gone, every token of a username in scope. (Otherwise each user in scope
+            // keeps its row and state, and reading every token key for them would cost a
+            // scan of the token keys for nothing.)
             tokens: snap
                 .tokens
                 .iter()
                 .filter(|t| {
                     changed_tokens.contains(&t.key())
-                        || t.object
-                            .spec
-                            .owner
-                            .as_ref()
-                            .is_some_and(|o| usernames.contains(o))
+                        || owners_move
+                            && t.object
+                                .spec
+                                .owner
+                                .as_ref()
+                                .is_some_and(|o| usernames.contains(o))
                 })
                 .cloned()
                 .collect(),
