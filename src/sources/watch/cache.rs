@@ -55,8 +55,8 @@ pub struct Refresh {
     /// Files that were still being written: refresh again shortly.
     pub unsettled: Vec<String>,
     /// The changed files' declarations, object by object; None when that is not known:
-    /// a file removed or broken, a declaration gone from a file, an access-domain object
-    /// changed, or a file whose last parse was broken.
+    /// a file removed or broken, an access-domain object changed, or a file whose last
+    /// parse was broken.
     pub edits: Option<Edits>,
 }
 
@@ -65,16 +65,19 @@ pub struct Refresh {
 pub struct Edits {
     /// Users, bindings, tokens and stage requests added or changed (content or line).
     pub objects: BTreeSet<ObjectKey>,
+    /// Declarations gone from the changed files (deleted, renamed or moved to another
+    /// file: a moved one is also in `objects`).
+    pub removed: BTreeSet<ObjectKey>,
     /// The usernames those declarations name, before and after the change: a User's
-    /// username, a binding's user, a token's owner.
+    /// username, a binding's user, a token's owner (of a removed one too).
     pub usernames: BTreeSet<String>,
 }
 
 impl Edits {
     /// Adds the declarations of `new` that `old` (the file's last parse, None for a new
-    /// file) did not have as they are, with the usernames both versions name; false when
-    /// a declaration of `old` is gone or an access-domain object changed.
-    fn add(&mut self, old: Option<&Snapshot>, new: &Snapshot) -> bool {
+    /// file) did not have as they are, and those of `old` that `new` has not, with the
+    /// usernames both versions name; false when an access-domain object changed.
+    pub(super) fn add(&mut self, old: Option<&Snapshot>, new: &Snapshot) -> bool {
         if let Some(old) = old {
             let domains = |s: &Snapshot| format!("{:?}{:?}", s.domains.pins, s.domains.delegations);
             if domains(old) != domains(new) {
@@ -83,12 +86,13 @@ impl Edits {
         }
         let empty = Snapshot::default();
         let old = old.unwrap_or(&empty);
-        self.kind(&old.users, &new.users, |u| vec![u.username()])
-            && self.kind(&old.bindings, &new.bindings, |b| vec![b.spec.user.clone()])
-            && self.kind(&old.tokens, &new.tokens, |t| {
-                t.spec.owner.iter().cloned().collect()
-            })
-            && self.kind(&old.requests, &new.requests, |_| Vec::new())
+        self.kind(&old.users, &new.users, |u| vec![u.username()]);
+        self.kind(&old.bindings, &new.bindings, |b| vec![b.spec.user.clone()]);
+        self.kind(&old.tokens, &new.tokens, |t| {
+            t.spec.owner.iter().cloned().collect()
+        });
+        self.kind(&old.requests, &new.requests, |_| Vec::new());
+        true
     }
 
     /// One kind of [`Edits::add`]; `names` gives the usernames an object names.
@@ -97,15 +101,15 @@ impl Edits {
         old: &[Declared<K>],
         new: &[Declared<K>],
         names: impl Fn(&K) -> Vec<String>,
-    ) -> bool
-    where
+    ) where
         K: Resource<DynamicType = ()> + serde::Serialize,
     {
         let form = |d: &Declared<K>| (d.source.line, serde_json::to_value(&d.object).ok());
         let before: BTreeMap<ObjectKey, &Declared<K>> = old.iter().map(|d| (d.key(), d)).collect();
         let now: BTreeSet<ObjectKey> = new.iter().map(Declared::key).collect();
-        if before.keys().any(|k| !now.contains(k)) {
-            return false;
+        for (key, gone) in before.iter().filter(|(k, _)| !now.contains(*k)) {
+            self.usernames.extend(names(&gone.object));
+            self.removed.insert(key.clone());
         }
         for d in new {
             let key = d.key();
@@ -119,7 +123,6 @@ impl Edits {
             }
             self.objects.insert(key);
         }
-        true
     }
 }
 

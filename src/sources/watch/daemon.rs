@@ -118,14 +118,14 @@ pub trait Reconciler: Send + 'static {
 
     /// Plans and applies a small change from `part`, a part of the declarations (already
     /// validated, with `validate::validate_part`): the changed files told by
-    /// [`Reconciler::changed_files`], of whose declarations only `edited` changed, and every
-    /// User and AccessBinding of the usernames `covered`. None when that is not enough to
-    /// plan the change as a round of every declaration would: the daemon then runs one.
+    /// [`Reconciler::changed_files`], of whose declarations only `edits.objects` changed and
+    /// `edits.removed` are gone, and every User, AccessBinding and owned ApiToken of the
+    /// usernames `edits.usernames`. None when that is not enough to plan the change as a
+    /// round of every declaration would: the daemon then runs one.
     fn reconcile_part(
         &mut self,
         _part: Snapshot,
-        _edited: &BTreeSet<ObjectKey>,
-        _covered: &BTreeSet<String>,
+        _edits: &Edits,
         _secrets: Option<&SecretsCache>,
     ) -> Option<Result<Reconciled, ReconcileError>> {
         None
@@ -508,12 +508,7 @@ impl<R: Reconciler> Worker<R> {
             let started = std::time::Instant::now();
             result = self
                 .reconciler
-                .reconcile_part(
-                    part,
-                    &edits.objects,
-                    &edits.usernames,
-                    self.secrets.as_ref(),
-                )
+                .reconcile_part(part, edits, self.secrets.as_ref())
                 .map(|r| (r, started.elapsed()));
             if result.is_some() {
                 self.log_diagnostics(&diagnostics, false);
@@ -625,9 +620,10 @@ impl<R: Reconciler> Worker<R> {
     /// depends on declarations outside it, or the part has an error (the whole is then
     /// validated, so the error is reported as it always is).
     ///
-    /// The part holds the changed files and every file declaring a User or an
-    /// AccessBinding of a username their edited declarations name (before or after the
-    /// edit), which is what the reconciler's scope widens the change to.
+    /// The part holds the changed files and every file declaring a User, an
+    /// AccessBinding or an owned ApiToken of a username their edited or removed
+    /// declarations name (before or after the edit), which is what the reconciler's
+    /// scope widens the change to.
     fn part(
         &mut self,
         changed: &BTreeSet<String>,
@@ -642,7 +638,10 @@ impl<R: Reconciler> Worker<R> {
         add_referenced_secrets(&mut self.secrets, &mut part, true);
         let merged = started.elapsed();
         let started = std::time::Instant::now();
-        let closed = validate_part(&mut part, &kept.outside(&files, changed));
+        // A User claiming or giving up a username a stage request names changes that
+        // request's warning, and a part holds only the changed files' requests.
+        let closed = !kept.moves_a_requester_claim(&part, changed)
+            && validate_part(&mut part, &kept.outside(&files, changed));
         let validated = started.elapsed();
         if !closed || part.has_errors() || !part.broken_files.is_empty() {
             tracing::debug!(

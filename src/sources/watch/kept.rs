@@ -6,8 +6,8 @@
 //! Those rules look across objects by kind/namespace/name, username, token
 //! name, Secret and stage request; [`Kept`] answers, for every file *outside*
 //! the part, what it declares under each of them ([`Outside`]), and which
-//! files declare a User or an AccessBinding of a username (the files a change
-//! to that user's declarations must bring into the part).
+//! files declare a User, an AccessBinding or an owned ApiToken of a username
+//! (the files a change to that user's declarations must bring into the part).
 //!
 //! It is built only from a validation with no error and no broken file (an
 //! organization where each key, username, token name and written Secret is
@@ -36,15 +36,22 @@ struct FileKept {
     claims: Vec<u32>,
     /// Usernames (ids) its AccessBindings grant to.
     binds: Vec<u32>,
+    /// Usernames (ids) its ApiTokens name as owner.
+    owns: Vec<u32>,
+    /// Usernames (ids) its stage requests name as requester, once per request.
+    requesters: Vec<u32>,
     /// Stage requests it declares.
     requests: usize,
 }
 
-/// Which files declare a User or AccessBinding of one username.
+/// Which files declare a User, an AccessBinding or an owned ApiToken of one username, and
+/// how many stage requests name it as requester.
 #[derive(Debug, Default)]
 struct Who {
     claimed_in: Vec<u32>,
     bound_in: Vec<u32>,
+    owned_in: Vec<u32>,
+    requested: usize,
 }
 
 /// The index of the last valid whole-directory validation (see the module documentation).
@@ -103,6 +110,9 @@ fn contributions(snap: &Snapshot, hasher: &RandomState, mut add: impl FnMut(&str
             file(&d.source),
             Contribution::Hash(hasher.hash_one(Named::Token(&name))),
         );
+        if let Some(owner) = &d.object.spec.owner {
+            add(file(&d.source), Contribution::Owns(owner.clone()));
+        }
     }
     for d in &snap.requests {
         add(
@@ -110,6 +120,10 @@ fn contributions(snap: &Snapshot, hasher: &RandomState, mut add: impl FnMut(&str
             Contribution::Hash(hasher.hash_one(Named::Key(&d.key()))),
         );
         add(file(&d.source), Contribution::Request);
+        add(
+            file(&d.source),
+            Contribution::Requests(d.object.spec.requested_by.clone()),
+        );
     }
     for c in secret_claims(snap) {
         let h = hasher.hash_one(Named::Secret(&c.namespace, &c.secret));
@@ -122,6 +136,8 @@ enum Contribution {
     Hash(u64),
     Claims(String),
     Binds(String),
+    Owns(String),
+    Requests(String),
     Request,
 }
 
@@ -185,6 +201,16 @@ impl Kept {
                 push_once(&mut self.who[n as usize].bound_in, id);
                 push_once(&mut self.files[id as usize].1.binds, n);
             }
+            Contribution::Owns(u) => {
+                let n = self.name(u);
+                push_once(&mut self.who[n as usize].owned_in, id);
+                push_once(&mut self.files[id as usize].1.owns, n);
+            }
+            Contribution::Requests(u) => {
+                let n = self.name(u);
+                self.who[n as usize].requested += 1;
+                self.files[id as usize].1.requesters.push(n);
+            }
             Contribution::Request => {
                 self.files[id as usize].1.requests += 1;
                 self.requests += 1;
@@ -210,6 +236,12 @@ impl Kept {
         for n in kept.binds {
             self.who[n as usize].bound_in.retain(|f| *f != id);
         }
+        for n in kept.owns {
+            self.who[n as usize].owned_in.retain(|f| *f != id);
+        }
+        for n in kept.requesters {
+            self.who[n as usize].requested -= 1;
+        }
         self.requests -= kept.requests;
     }
 
@@ -233,7 +265,8 @@ impl Kept {
         n
     }
 
-    /// The files declaring a User or an AccessBinding of any of `usernames`.
+    /// The files declaring a User, an AccessBinding or an owned ApiToken of any of
+    /// `usernames`.
     pub fn files_of<'a>(
         &self,
         usernames: impl IntoIterator<Item = &'a String>,
@@ -244,11 +277,47 @@ impl Kept {
                 continue;
             };
             let who = &self.who[n as usize];
-            for id in who.claimed_in.iter().chain(&who.bound_in) {
+            for id in who
+                .claimed_in
+                .iter()
+                .chain(&who.bound_in)
+                .chain(&who.owned_in)
+            {
                 out.insert(self.files[*id as usize].0.clone());
             }
         }
         out
+    }
+
+    /// Whether `part`, the new declarations of the files `changed` (and others), claims a
+    /// username those files did not claim before, or no longer claims one they did, that a
+    /// stage request names as requester. Such a request's `UnknownUser` warning comes or
+    /// goes, and a part holds no request of an unchanged file: validate the whole then.
+    pub fn moves_a_requester_claim(&self, part: &Snapshot, changed: &BTreeSet<String>) -> bool {
+        let before: BTreeSet<u32> = changed
+            .iter()
+            .filter_map(|f| self.ids.get(f))
+            .flat_map(|id| self.files[*id as usize].1.claims.iter().copied())
+            .collect();
+        let mut after: BTreeSet<u32> = BTreeSet::new();
+        for u in &part.users {
+            if u.source
+                .file
+                .as_deref()
+                .is_some_and(|f| changed.contains(f))
+            {
+                match self.names.get(&u.object.username()) {
+                    Some(n) => {
+                        after.insert(*n);
+                    }
+                    // A username nobody named before: no request names it.
+                    None => continue,
+                }
+            }
+        }
+        before
+            .symmetric_difference(&after)
+            .any(|n| self.who[*n as usize].requested > 0)
     }
 
     /// The rest of the directory, seen from a part made of the files `part` (whose stage

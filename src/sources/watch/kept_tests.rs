@@ -7,7 +7,8 @@ use std::path::Path;
 const ROLES: [&str; 4] = ["Admin", "Manager", "Analyst", "Developer"];
 
 /// An organization in five files of several objects: users `u0`..`u5` (u6, u7 are never
-/// declared), bindings `b0`..`b5`, tokens `k0`..`k2`. Edits can make it invalid: a binding
+/// declared), bindings `b0`..`b5`, tokens `k0`..`k2`; a User or a token can be removed
+/// from its file. Edits can make it invalid: a binding
 /// to an undeclared user, a Developer bound globally, a binding or User renamed onto
 /// another's key, a username claimed twice, a token delivering to a user's password Secret
 /// or to another token's, a token name used in two namespaces.
@@ -21,6 +22,10 @@ struct Org {
     tokens: [(bool, usize, u8); 3],
     /// One more binding at the end of the second bindings file: (name index, user).
     extra: Option<(usize, usize)>,
+    /// A User left out of its file (removed), by index.
+    gone_user: Option<usize>,
+    /// An ApiToken left out of its file (removed), by index.
+    gone_token: Option<usize>,
 }
 
 impl Org {
@@ -30,12 +35,16 @@ impl Org {
             bindings: std::array::from_fn(|i| (i, i % 6, i % 3, i % 2 == 0)),
             tokens: std::array::from_fn(|i| (false, i, 0)),
             extra: None,
+            gone_user: None,
+            gone_token: None,
         }
     }
 
     fn edit(&mut self, what: u8, value: u8) {
         let v = value as usize;
-        match what % 11 {
+        match what % 13 {
+            11 => self.gone_user = (v % 2 == 0).then_some((v / 2) % 6),
+            12 => self.gone_token = (v % 2 == 0).then_some((v / 2) % 3),
             10 => self.extra = (v % 2 == 0).then_some(((v / 2) % 8, (v / 16) % 8)),
             0 => self.bindings[v % 6].1 = (v / 6) % 8,
             1 => self.bindings[v % 6].2 = (v / 6) % ROLES.len(),
@@ -81,11 +90,25 @@ impl Org {
         BTreeMap::from([
             (
                 "users-a.yaml",
-                join(self.users[..3].iter().map(user).collect()),
+                join(
+                    self.users[..3]
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| self.gone_user != Some(*i))
+                        .map(|(_, u)| user(u))
+                        .collect(),
+                ),
             ),
             (
                 "users-b.yaml",
-                join(self.users[3..].iter().map(user).collect()),
+                join(
+                    self.users[3..]
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| self.gone_user != Some(i + 3))
+                        .map(|(_, u)| user(u))
+                        .collect(),
+                ),
             ),
             (
                 "bind-a.yaml",
@@ -107,6 +130,7 @@ impl Org {
                     self.tokens
                         .iter()
                         .enumerate()
+                        .filter(|(i, _)| self.gone_token != Some(*i))
                         .map(|(i, t)| token(i, t))
                         .collect(),
                 ),
@@ -133,16 +157,17 @@ impl Org {
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
 
-    /// For random runs of edits, valid and invalid, made to files of several objects: the
-    /// part the daemon would validate alone (the changed files and every file of a User or
-    /// binding of a username the edited declarations name) is validated alone only when
-    /// every rule's group lies within it, and then its diagnostics are exactly those the
-    /// whole directory's validation gives the part's files; a part with no error is never
-    /// one whose whole has an error; and the part holds every User and binding of those
-    /// usernames (what the reconciler's scope widens to).
+    /// For random runs of edits, valid and invalid, made to files of several objects
+    /// (declarations changed, added and removed): the part the daemon would validate alone
+    /// (the changed files and every file of a User, binding or owned token of a username
+    /// the edited or removed declarations name) is validated alone only when every rule's
+    /// group lies within it, and then its diagnostics are exactly those the whole
+    /// directory's validation gives the part's files; a part with no error is never one
+    /// whose whole has an error; and the part holds every User, binding and owned token of
+    /// those usernames (what the reconciler's scope widens to).
     #[test]
     fn a_part_is_validated_alone_exactly_as_within_the_whole_or_not_at_all(
-        edits in proptest::collection::vec((0u8..11, 0u8..64), 1..12)
+        edits in proptest::collection::vec((0u8..13, 0u8..64), 1..12)
     ) {
         let dir = tempfile::tempdir().unwrap();
         let mut org = Org::start();
@@ -185,12 +210,16 @@ proptest::proptest! {
                 got.sort();
                 proptest::prop_assert_eq!(got, expected, "{:?} {:?}", org, part_files);
                 let keys = |s: &Snapshot| -> BTreeSet<ObjectKey> {
-                    s.users.iter().map(|d| d.key()).chain(s.bindings.iter().map(|d| d.key())).collect()
+                    s.users.iter().map(|d| d.key())
+                        .chain(s.bindings.iter().map(|d| d.key()))
+                        .chain(s.tokens.iter().map(|d| d.key()))
+                        .collect()
                 };
                 let needed: BTreeSet<ObjectKey> = whole.users.iter()
                     .filter(|u| edits.usernames.contains(&u.object.username()))
                     .map(|d| d.key())
                     .chain(whole.bindings.iter().filter(|b| edits.usernames.contains(&b.object.spec.user)).map(|d| d.key()))
+                    .chain(whole.tokens.iter().filter(|t| t.object.spec.owner.as_ref().is_some_and(|o| edits.usernames.contains(o))).map(|d| d.key()))
                     .collect();
                 proptest::prop_assert!(needed.is_subset(&keys(&part)), "{:?}", org);
             }
@@ -234,10 +263,10 @@ fn a_part_is_validated_alone_when_each_rule_group_lies_within_it() {
             true,
         ),
         (
-            "b1 renamed b0 (b1 is gone)",
+            "b1 renamed b0 (b1 is gone, b0 twice in its file)",
             |o| o.bindings[1].0 = 0,
-            false,
-            false,
+            true,
+            true,
         ),
         ("a new binding b6", |o| o.extra = Some((6, 1)), true, false),
         (

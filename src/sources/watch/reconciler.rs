@@ -333,7 +333,7 @@ impl StoreReconciler {
             "reconcile phases"
         );
         let as_planned = outcomes_as_planned(&plan, &outcomes);
-        let memo = memo.advance(snapshot, &changed, &outcomes, token, until);
+        let memo = memo.advance(snapshot, &changed, &scope.removed, &outcomes, token, until);
         let all = memo.outcomes.clone();
         self.memo = as_planned.then_some(memo);
         Ok((plan, all))
@@ -411,11 +411,10 @@ impl Reconciler for StoreReconciler {
     fn reconcile_part(
         &mut self,
         part: Snapshot,
-        edited: &BTreeSet<crate::snapshot::ObjectKey>,
-        covered: &BTreeSet<String>,
+        edits: &super::cache::Edits,
         secrets: Option<&SecretsCache>,
     ) -> Option<Result<Reconciled, ReconcileError>> {
-        self.round(&part, Some(Part { edited, covered }), secrets)
+        self.round(&part, Some(Part::of(edits)), secrets)
     }
 
     fn settled(&mut self, now: jiff::Timestamp) -> bool {

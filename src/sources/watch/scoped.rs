@@ -17,12 +17,17 @@
 //! and whose inputs did not change. A plan's inputs of one object are its own
 //! declaration and rows, its status, and (for bindings and tokens) whether their
 //! user exists and is active, (for a user) its username's claim; the scope takes
-//! every User of every username involved with that user's row and all its bindings (which the
-//! session-ending check of apply reads too), and refuses (falls back to the full
-//! round) a User whose username or state would change, a declaration that
-//! disappeared, a stage request, or rows owned by declarations outside the
-//! scope. The property test in `scoped_tests.rs` checks the equivalence on random
-//! edit sequences: plan, store and statuses.
+//! every User of every username involved with that user's row, all its bindings (which the
+//! session-ending check of apply reads too) and every token it owns (whose outcome
+//! reads its owner's state: a User revoked, removed or declared anew is planned with
+//! them), and the rows of declarations gone from the changed files (pruned as the full
+//! round prunes them). It refuses (falls back to the full round) a User whose username
+//! would change or is held by another row, a declaration that disappeared when the
+//! round does not know which (only a part, [`Part::removed`], names it: the memo
+//! keeps hashes), a new User without a part (a renamed one's old username is
+//! unknown), a stage request, or rows owned by declarations outside the scope. The
+//! property test in `reconciler_tests.rs` checks the equivalence on random edit
+//! sequences: plan, store and statuses.
 
 use crate::apply::Outcome;
 use crate::plan::{Change, Op};
@@ -53,8 +58,22 @@ pub struct Memo {
 pub struct Part<'a> {
     /// The changed files' declarations that changed (added, or changed content or line).
     pub edited: &'a BTreeSet<ObjectKey>,
-    /// The usernames whose every User and AccessBinding the part holds.
+    /// The declarations gone from the changed files.
+    pub removed: &'a BTreeSet<ObjectKey>,
+    /// The usernames whose every User, AccessBinding and owned ApiToken the part holds
+    /// (every username the edited and removed declarations name, before and after).
     pub covered: &'a BTreeSet<String>,
+}
+
+impl<'a> Part<'a> {
+    /// The part a refresh's object-by-object edits describe.
+    pub fn of(edits: &'a super::cache::Edits) -> Part<'a> {
+        Part {
+            edited: &edits.objects,
+            removed: &edits.removed,
+            covered: &edits.usernames,
+        }
+    }
 }
 
 /// A scope: the declarations to plan and the rows to read for them.
@@ -62,8 +81,10 @@ pub struct Part<'a> {
 pub struct Scope {
     /// The declarations (of the changed files, widened to their dependencies).
     pub snapshot: Snapshot,
-    /// The rows they touch.
+    /// The rows they touch (and the rows of the removed declarations).
     pub keys: StateKeys,
+    /// Declarations gone from the changed files (their rows are pruned).
+    pub removed: BTreeSet<ObjectKey>,
 }
 
 fn outcome_key(o: &Outcome) -> (&str, &str, &str) {
@@ -167,6 +188,7 @@ impl Memo {
         mut self,
         snap: &Snapshot,
         changed: &BTreeSet<String>,
+        removed: &BTreeSet<ObjectKey>,
         scoped: &[Outcome],
         token: StateToken,
         until: Option<Timestamp>,
@@ -184,6 +206,14 @@ impl Memo {
             }
         }
         let outcomes = Arc::make_mut(&mut self.outcomes);
+        // A removed declaration has no outcome any more (one moved to another changed file
+        // gets its new one below).
+        for k in removed {
+            let key = (k.kind.as_str(), k.namespace.as_str(), k.name.as_str());
+            if let Ok(i) = outcomes.binary_search_by(|x| outcome_key(x).cmp(&key)) {
+                outcomes.remove(i);
+            }
+        }
         for o in scoped {
             match outcomes.binary_search_by(|x| outcome_key(x).cmp(&outcome_key(o))) {
                 Ok(i) => outcomes[i] = o.clone(),
@@ -201,8 +231,11 @@ impl Memo {
     /// With `part`, `snap` holds only a part of the declarations, and the part says which
     /// of the changed files' declarations changed (`Part::edited`; the others are as the
     /// last round planned them, and their inputs change only through the edited ones, which
-    /// the scope widens to) and for which usernames `snap` holds every User and binding
-    /// (`Part::covered`): a scope that needs another's is refused.
+    /// the scope widens to), which are gone (`Part::removed`) and for which usernames `snap`
+    /// holds every User, binding and owned token (`Part::covered`): a scope that needs
+    /// another's is refused. Without a part (`snap` holds every declaration) a removed
+    /// declaration or a new User is refused: the memo keeps keys only as hashes, so neither
+    /// the removed key nor a renamed User's old username is known.
     pub fn scope(
         &self,
         snap: &Snapshot,
@@ -215,17 +248,45 @@ impl Memo {
         }
         let in_changed =
             |s: &crate::snapshot::Source| s.file.as_deref().is_some_and(|f| changed.contains(f));
-        // A declaration gone from a changed file (deleted, renamed or moved): full round.
+        // A declaration gone from a changed file (deleted, renamed or moved) is planned as
+        // a removal only when the part names it; a stage request's removal undoes nothing
+        // but is left to the full round, as a request in a changed file is.
         let mut now: HashMap<&str, HashSet<u64>> = HashMap::new();
         for (file, key) in declared(snap).filter(|(f, _)| changed.contains(*f)) {
             now.entry(file)
                 .or_default()
                 .insert(self.hasher.hash_one(&key));
         }
+        let declared_now: HashSet<ObjectKey> = match part {
+            Some(p) if !p.removed.is_empty() => declared(snap)
+                .filter(|(f, _)| changed.contains(*f))
+                .map(|(_, k)| k)
+                .collect(),
+            _ => HashSet::new(),
+        };
+        let removed: BTreeSet<ObjectKey> = part
+            .map(|p| {
+                p.removed
+                    .iter()
+                    .filter(|k| !declared_now.contains(*k))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if removed.iter().any(|k| k.kind == "ModelStageRequest") {
+            return Ok(None);
+        }
+        let removed_hashes: HashSet<u64> = part
+            .map(|p| p.removed.iter().map(|k| self.hasher.hash_one(k)).collect())
+            .unwrap_or_default();
         for f in changed {
             let before = self.files.get(f).map(Vec::as_slice).unwrap_or_default();
             let after = now.get(f.as_str());
-            if before.iter().any(|h| !after.is_some_and(|a| a.contains(h))) {
+            let gone = |h: &u64| !after.is_some_and(|a| a.contains(h));
+            if before
+                .iter()
+                .any(|h| gone(h) && !removed_hashes.contains(h))
+            {
                 return Ok(None);
             }
         }
@@ -250,25 +311,37 @@ impl Memo {
             .iter()
             .filter(|d| edited(&d.source, d.key()))
             .collect();
-        // First read: the rows the changed declarations own, and their users' rows.
-        let first = StateKeys {
+        // First read, what the checks below need: the rows of the changed Users' usernames
+        // (with a part, when a User changed or a declaration is gone: of every username they
+        // name, before and after) and the rows the changed bindings own (their old users).
+        // Statuses and token keys wait for the scope's read.
+        let mut first = StateKeys {
             usernames: users.iter().map(|u| u.object.username()).collect(),
-            objects: users
-                .iter()
-                .map(|d| d.key())
-                .chain(bindings.iter().map(|d| d.key()))
-                .chain(tokens.iter().map(|d| d.key()))
-                .collect(),
+            objects: bindings.iter().map(|d| d.key()).collect(),
         };
+        if let Some(p) = part.filter(|_| !users.is_empty() || !removed.is_empty()) {
+            first.usernames.extend(p.covered.iter().cloned());
+        }
         let before = store.load_partial(&first)?;
-        // A User may change anything but what others depend on: its username's claim
-        // (row owned by it, same username) and whether it is active.
+        // A User may change its state (every binding and owned token of its username is in
+        // the scope) but not take a username another row holds, nor (a rename) leave a row
+        // under another username: the old name's bindings and tokens and the rows a rename
+        // frees are what the full round settles. A new User (no row claims its username,
+        // none is owned by it) is scoped only with a part, whose usernames read above
+        // include any old username of a renamed one.
         for u in &users {
-            let row = before.users.get(&u.object.username());
-            let same = row.is_some_and(|r| {
-                r.owner.as_ref().is_some_and(|o| o.key == u.key()) && r.state == u.object.spec.state
-            });
-            if !same {
+            let key = u.key();
+            let owned = |r: &crate::store::UserRow| r.owner.as_ref().is_some_and(|o| o.key == key);
+            let ok = match before.users.get(&u.object.username()) {
+                Some(r) => owned(r),
+                None => part.is_some() && !before.users.values().any(owned),
+            };
+            if !ok
+                || before
+                    .users
+                    .values()
+                    .any(|r| owned(r) && r.username != u.object.username())
+            {
                 return Ok(None);
             }
         }
@@ -281,6 +354,7 @@ impl Memo {
         }
         let changed_bindings: BTreeSet<ObjectKey> = bindings.iter().map(|d| d.key()).collect();
         let changed_tokens: BTreeSet<ObjectKey> = tokens.iter().map(|d| d.key()).collect();
+        let owners_move = !users.is_empty() || removed.iter().any(|k| k.kind == "User");
         let mut scoped = Snapshot {
             users: snap
                 .users
@@ -296,10 +370,22 @@ impl Memo {
                 })
                 .cloned()
                 .collect(),
+            // A token's outcome reads its owner's state and existence: when a User changed
+            // or is gone, every token of a username in scope. (Otherwise each user in scope
+            // keeps its row and state, and reading every token key for them would cost a
+            // scan of the token keys for nothing.)
             tokens: snap
                 .tokens
                 .iter()
-                .filter(|t| changed_tokens.contains(&t.key()))
+                .filter(|t| {
+                    changed_tokens.contains(&t.key())
+                        || owners_move
+                            && t.object
+                                .spec
+                                .owner
+                                .as_ref()
+                                .is_some_and(|o| usernames.contains(o))
+                })
                 .cloned()
                 .collect(),
             ..Snapshot::default()
@@ -325,6 +411,7 @@ impl Memo {
             .map(|d| d.key())
             .chain(scoped.bindings.iter().map(|d| d.key()))
             .chain(scoped.tokens.iter().map(|d| d.key()))
+            .chain(removed.iter().cloned())
             .collect();
         let keys = StateKeys { usernames, objects };
         let state = store.load_partial(&keys)?;
@@ -342,6 +429,7 @@ impl Memo {
             Scope {
                 snapshot: scoped,
                 keys,
+                removed,
             },
             state,
         )))
