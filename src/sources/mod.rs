@@ -5,4 +5,5 @@ pub mod files;
 pub mod health;
 pub mod kube;
 pub mod memory;
+pub mod scoped;
 pub mod watch;

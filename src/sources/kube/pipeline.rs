@@ -3,7 +3,7 @@
 //! then read back every object's stored outcome for the report phase.
 //! Synchronous: run it on a blocking thread.
 
-use crate::apply::{apply, ApplyContext, ApplyError};
+use crate::apply::{apply_from, ApplyContext, ApplyError};
 use crate::bootstrap::{ensure_bootstrap_admin, BootstrapConfig};
 use crate::plan::{plan, wanted_secrets, PlanContext};
 use crate::secrets::{observe, SecretSink, SinkError};
@@ -42,6 +42,21 @@ pub struct Applied {
     /// or invitation expiring; see [`crate::store::StoreState::next_expiry`]), as of the
     /// state this plan was made from.
     pub next_expiry: Option<jiff::Timestamp>,
+    /// How long each step took, for the round's phase log.
+    pub timings: Timings,
+}
+
+/// How long each step of the core took.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timings {
+    /// Reading the whole store state.
+    pub load_state: std::time::Duration,
+    /// Observing the wanted Secrets and planning.
+    pub plan: std::time::Duration,
+    /// Applying the plan (one store transaction, Secrets delivered).
+    pub apply: std::time::Duration,
+    /// The bootstrap step and reading every stored status back.
+    pub statuses: std::time::Duration,
 }
 
 /// Plans and applies a validated snapshot, delivering secrets through `sink`, then keeps the
@@ -58,7 +73,11 @@ pub fn run(
     bootstrap: Option<&BootstrapConfig>,
 ) -> Result<Applied, PipelineError> {
     let (now, key, password_params) = (ctx.now, ctx.server_key, ctx.password_params);
+    let mut timings = Timings::default();
+    let started = std::time::Instant::now();
     let state = store.load_state()?;
+    timings.load_state = started.elapsed();
+    let started = std::time::Instant::now();
     let wanted = wanted_secrets(&snap, &state);
     let inventory = observe(sink, wanted.iter());
     let plan = plan(
@@ -71,25 +90,33 @@ pub fn run(
             password_policy: password_params.policy,
         },
     );
+    timings.plan = started.elapsed();
     let next_expiry = state.next_expiry(now);
     drop(inventory);
     drop(wanted);
     drop(snap);
-    drop(state);
     let mut changes = 0;
     for c in plan.data_changes() {
         changes += 1;
         tracing::info!(object = %c.object, source = %c.source, op = c.op.name(), change = %crate::plan::describe(&c.op), "change");
     }
-    apply(&plan, store, sink, ctx)?;
+    // Apply works from the state the plan was made from (as directory mode's does): no
+    // second read of every row.
+    let started = std::time::Instant::now();
+    apply_from(&plan, &state, store, sink, ctx)?;
+    drop(state);
     drop(plan);
+    timings.apply = started.elapsed();
+    let started = std::time::Instant::now();
     if let Some(cfg) = bootstrap {
         ensure_bootstrap_admin(store, sink, cfg, password_params, now)?;
     }
     let statuses = store.statuses()?;
+    timings.statuses = started.elapsed();
     Ok(Applied {
         next_expiry,
         changes,
         statuses,
+        timings,
     })
 }

@@ -126,12 +126,18 @@ pub async fn reconcile(
     // A failed request about one object is that object's problem: it gets a Warning Event,
     // the others and the core (revocations above all) go on, and the loop retries soon.
     // Referenced password Secrets: their data, read by name when they changed.
+    let started = std::time::Instant::now();
     super::watch::fetch_passwords(&ctx.client, shared).await;
+    let passwords = started.elapsed();
     // Phase 1: snapshot (pure), with a copy of the objects for the report phase.
+    let started = std::time::Instant::now();
     let (built, objects, version) = {
         let cache = shared.lock();
         (snapshot::build(&cache), cache.object_list(), cache.version)
     };
+    let snapshot_ms = started.elapsed();
+    let validated = built.validated_in;
+    let started = std::time::Instant::now();
     // Phase 2: our finalizer goes on before the store entry can exist.
     for (key, object) in &objects {
         if finalizer::finalized(&key.kind) && !object.deleting() && !object.finalized() {
@@ -149,7 +155,9 @@ pub async fn reconcile(
             }
         }
     }
+    let finalizers = started.elapsed();
     // Phase 3: the shared core, on a blocking thread (the sink blocks on API calls).
+    let started = std::time::Instant::now();
     let (applied, token): (Applied, Option<StateToken>) = {
         let ctx = ctx.clone();
         let snap = built.snapshot;
@@ -183,7 +191,9 @@ pub async fn reconcile(
         .map_err(|e| pipeline::PipelineError::Task(e.to_string()))??
     };
     summary.changes = applied.changes;
+    let core = started.elapsed();
     // Phase 4: report.
+    let started = std::time::Instant::now();
     let statuses: BTreeMap<&ObjectKey, &ObjectStatus> =
         applied.statuses.iter().map(|s| (&s.key, s)).collect();
     for (key, object) in &objects {
@@ -226,6 +236,22 @@ pub async fn reconcile(
             }
         }
     }
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    let t = applied.timings;
+    tracing::info!(
+        objects = objects.len(),
+        passwords_ms = ms(passwords),
+        unpack_ms = ms(snapshot_ms.saturating_sub(validated)),
+        validate_ms = ms(validated),
+        finalizers_ms = ms(finalizers),
+        load_state_ms = ms(t.load_state),
+        plan_ms = ms(t.plan),
+        apply_ms = ms(t.apply),
+        statuses_ms = ms(t.statuses),
+        core_ms = ms(core),
+        report_ms = ms(started.elapsed()),
+        "reconcile phases"
+    );
     if let Some(token) = token.filter(|_| summary == Summary::default()) {
         memory.settled = Some(Settled {
             version,

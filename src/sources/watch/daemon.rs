@@ -14,11 +14,11 @@
 
 use super::cache::{DirCache, Edits, Refresh};
 use super::fs_events::{self, Batch, WatchError};
-use super::kept::Kept;
 use super::secrets_cache::{SecretKey, SecretsCache};
 use crate::apply::Outcome;
 use crate::snapshot::{Diagnostic, Reason};
 use crate::snapshot::{ObjectKey, Snapshot, FILE_KIND};
+use crate::sources::scoped::Kept;
 use crate::validate::{validate, validate_part};
 use jiff::Timestamp;
 use kube::ResourceExt;

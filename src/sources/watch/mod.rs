@@ -8,10 +8,8 @@
 mod cache;
 mod daemon;
 mod fs_events;
-mod kept;
 mod packed;
 mod reconciler;
-mod scoped;
 mod secrets_cache;
 
 pub use cache::{DirCache, Edits, FileEvent, Refresh};

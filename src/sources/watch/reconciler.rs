@@ -12,12 +12,12 @@
 //! store, the daemon's resync need not plan again (see [`Reconciler::settled`]).
 
 use super::daemon::{AppliedChange, ReconcileError, Reconciled, Reconciler};
-use super::scoped::{adds_no_expiry, earlier, outcomes_as_planned, Memo, Part, Scope};
 use super::secrets_cache::SecretsCache;
 use crate::bootstrap::{ensure_bootstrap_admin_in, unaffected_by, BootstrapConfig};
 use crate::secrets::{DirSecretSink, PasswordParams, SecretSink, ServerKey};
 use crate::snapshot::Snapshot;
 use crate::sources::directory::{reconcile_with_state, DirError, Timings};
+use crate::sources::scoped::{adds_no_expiry, earlier, outcomes_as_planned, Memo, Part, Scope};
 use crate::store::{AnyStore, StateToken, Store, StoreError, StoreState};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
