@@ -357,7 +357,9 @@ impl ApiState {
 
     /// Swaps in the index built from `state`, with its sessions and gauges.
     fn rebuild(&self, store: &mut AnyStore, state: &StoreState) -> Result<(), StoreError> {
-        self.publish(store, Index::build(state), state.revision)?;
+        // Built while the whole store state filled the same pages: moved into fresh ones.
+        let index = crate::sources::memory::compacted(Index::build(state), Index::compacted);
+        self.publish(store, index, state.revision)?;
         let mut counts = zero_counts();
         // A broken file is no declared object: it has its own gauge.
         for s in state.statuses.values().filter(|s| s.key.kind != FILE_KIND) {

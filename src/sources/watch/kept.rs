@@ -28,7 +28,7 @@ use std::hash::{BuildHasher, Hash, RandomState};
 const SHARED: u32 = u32::MAX;
 
 /// What one file contributed, to take it out again when the file changes.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct FileKept {
     /// Hashes of its objects' keys, token names and claimed Secrets.
     hashes: Vec<u64>,
@@ -41,14 +41,15 @@ struct FileKept {
 }
 
 /// Which files declare a User or AccessBinding of one username.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Who {
     claimed_in: Vec<u32>,
     bound_in: Vec<u32>,
 }
 
 /// The index of the last valid whole-directory validation (see the module documentation).
-#[derive(Debug)]
+/// Cloned (into fresh pages, `sources::memory::compacted`) after a whole round builds it.
+#[derive(Clone, Debug)]
 pub struct Kept {
     hasher: RandomState,
     /// File label → id, and each id's label and contribution.

@@ -130,3 +130,14 @@ fn only_wanted_data_is_kept_and_a_newly_wanted_file_is_read_again() {
         Ok(SecretState::Foreign) | Ok(SecretState::Ours { .. })
     ));
 }
+
+#[test]
+fn a_compacted_cache_holds_and_hands_out_the_same() {
+    let (_dir, mut cache) = setup();
+    cache.refresh();
+    let before = (format!("{:?}", cache.files), cache.loaded(&[key("a")]).0);
+    cache.compact();
+    assert_eq!(format!("{:?}", cache.files), before.0);
+    assert_eq!(cache.loaded(&[key("a")]).0, before.1);
+    assert!(cache.refresh().is_empty(), "nothing looks changed");
+}
