@@ -105,6 +105,16 @@ impl Default for Index {
 }
 
 impl Index {
+    /// A deep copy, every token's principal included (a clone shares them): for
+    /// `sources::memory::compacted`, which moves a freshly built index into fresh pages.
+    pub fn compacted(&self) -> Index {
+        let mut copy = self.clone();
+        for t in copy.tokens.values_mut() {
+            t.principal = Arc::new(Principal::clone(&t.principal));
+        }
+        copy
+    }
+
     /// Builds the index from a store read.
     pub fn build(state: &StoreState) -> Self {
         let mut users: HashMap<String, UserEntry> = state
@@ -664,6 +674,33 @@ mod tests {
         assert_eq!((ci.kind, ci.grants().len()), (PrincipalKind::Token, 1));
         for nobody in ["gone", "old", "new", "orphan", "unknown"] {
             assert!(index.principal(nobody, now).is_none(), "{nobody}");
+        }
+    }
+
+    /// The compacted copy is the same index, with principals of its own (not shared).
+    #[test]
+    fn compacted_index_equals_the_original() {
+        let mut state = StoreState::default();
+        for name in ["dan", "eve"] {
+            state.users.insert(name.into(), UserRow::new(name, None));
+        }
+        state.bindings.push(BindingRow {
+            username: "dan".into(),
+            role: Role::Developer,
+            scope: Scope::customer("acme"),
+            owner: None,
+        });
+        for k in [key("k1", "ci", Some("dan")), key("k2", "cd", None)] {
+            state.token_keys.insert(k.key_id.clone(), k);
+        }
+        let index = Index::build(&state);
+        let copy = index.compacted();
+        assert_eq!(format!("{copy:?}"), format!("{index:?}"));
+        for (id, t) in &index.tokens {
+            assert!(
+                !Arc::ptr_eq(&t.principal, &copy.tokens[id].principal),
+                "{id}"
+            );
         }
     }
 

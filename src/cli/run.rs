@@ -101,6 +101,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // A worker going idle after a round gives back the pages it freed (the old API
+        // index, the last report): see `sources::memory`.
+        .on_thread_park(crate::sources::memory::on_thread_park)
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {

@@ -247,7 +247,8 @@ impl StoreReconciler {
             scoped = false,
             "reconcile phases"
         );
-        let outcomes = Arc::new(outcomes);
+        // Kept until the next round (the report, the memo): out of the round's pages.
+        let outcomes = Arc::new(crate::sources::memory::compacted(outcomes, Vec::clone));
         if let (Some(until), true) = (until, outcomes_as_planned(&plan, &outcomes)) {
             let token = self.store.state_token().map_err(store_error)?;
             self.memo = Memo::new(snapshot, outcomes.clone(), token, until);
