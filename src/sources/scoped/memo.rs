@@ -67,7 +67,7 @@ pub struct Part<'a> {
 
 impl<'a> Part<'a> {
     /// The part a refresh's object-by-object edits describe.
-    pub fn of(edits: &'a super::cache::Edits) -> Part<'a> {
+    pub fn of(edits: &'a crate::sources::watch::Edits) -> Part<'a> {
         Part {
             edited: &edits.objects,
             removed: &edits.removed,
