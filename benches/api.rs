@@ -14,17 +14,24 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use stagegate::api::{serve, ApiConfig, ApiState, Index};
+use stagegate::cli::logging::{log_dispatch, BackgroundWriter};
 use stagegate::plan::Question;
 use stagegate::policy::{Action, Grant, Principal, Role, Scope, Stage};
 use stagegate::secrets::{generate_key, hash_password, PasswordParams, SecretValue, ServerKey};
 use stagegate::store::{
     BindingRow, KeyState, ModelRow, SqliteStore, Store, StoreOp, StoreState, TokenKeyRow, UserRow,
 };
+use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// The allocator of the `stagegate` binary (src/main.rs), for every server in this process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USERS: usize = 10_000;
 const BINDINGS: usize = 50_000;
@@ -361,21 +368,19 @@ fn requests(tokens: &[String], connections: usize) -> Arc<Vec<Vec<Vec<u8>>>> {
     )
 }
 
-/// A server on its own 2-thread runtime, its threads named `name` (for `perf report --comm`).
-/// With `log`, its threads log through `log` (the others log nowhere).
+/// A server on its own 2-thread runtime, its threads named `name` (for `perf report --comm`),
+/// logging through `log`.
 fn spawn_server<F>(
     name: &str,
-    log: Option<tracing::Dispatch>,
+    log: tracing::Dispatch,
     serve: impl FnOnce(tokio::net::TcpListener) -> F,
 ) -> (tokio::runtime::Runtime, SocketAddr)
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(log) = log {
-        // For the thread's life: the runtime's threads are never reused.
-        builder.on_thread_start(move || std::mem::forget(tracing::dispatcher::set_default(&log)));
-    }
+    // For the thread's life: the runtime's threads are never reused.
+    builder.on_thread_start(move || std::mem::forget(tracing::dispatcher::set_default(&log)));
     let rt = builder
         .worker_threads(2)
         .thread_name(name)
@@ -388,6 +393,25 @@ where
     let addr = listener.local_addr().expect("addr");
     rt.spawn(serve(listener));
     (rt, addr)
+}
+
+/// Lines written through [`LineCounter`].
+static LINES: AtomicU64 = AtomicU64::new(0);
+
+/// An output that counts the lines written through it: the bench checks the access log is written.
+struct LineCounter(std::fs::File);
+
+impl Write for LineCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.0.write(buf)?;
+        let lines = buf[..n].iter().filter(|b| **b == b'\n').count();
+        LINES.fetch_add(lines as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 fn bench_http(state: &StoreState, key: &ServerKey, tokens: &[String], secs: u64) {
@@ -406,37 +430,47 @@ fn bench_http(state: &StoreState, key: &ServerKey, tokens: &[String], secs: u64)
         start.elapsed().as_secs_f64() * 1e3
     );
     api.set_ready();
+    // The same server logging as `stagegate run` does by default (text lines at `info`: one
+    // access line per request, the product's subscriber and background writer), to /dev/null:
+    // the formatting and the writes, not a reader's pace. `BENCH_LOG_SYNC=1`: each line written
+    // by the request's thread under a mutex instead (the writer before issue 19 step 3).
+    let null = LineCounter(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .expect("/dev/null"),
+    );
+    let (log, _log_guard) = if env_or("BENCH_LOG_SYNC", 0) == 1 {
+        (
+            log_dispatch(false, false, std::sync::Mutex::new(null)),
+            None,
+        )
+    } else {
+        let (writer, guard) = BackgroundWriter::spawn(null).expect("log writer");
+        (log_dispatch(false, false, writer), Some(guard))
+    };
+    // The other servers log nowhere, through a dispatcher of their own: with the logging one
+    // as the only dispatcher, tracing would take the interest of whichever thread first hit a
+    // callsite (an unlogged one: never) for every thread, and the access line would never be
+    // written (it was not, before step 3).
+    let quiet = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let logged_api = api.clone();
-    let (server_rt, addr) = spawn_server("stagegate", None, |listener| async move {
+    let (server_rt, addr) = spawn_server("stagegate", quiet.clone(), |listener| async move {
         serve(listener, api, async {
             stopped.await.ok();
         })
         .await
         .ok();
     });
-    // The same server logging as `stagegate run` does by default (text lines at `info`: one
-    // access line per request), to /dev/null: the formatting and the write, not a reader's pace.
-    let null = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/null")
-        .expect("/dev/null");
-    let log = tracing::Dispatch::new(
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(null))
-            .finish(),
-    );
     let (logged_stop, logged_stopped) = tokio::sync::oneshot::channel::<()>();
-    let (logged_rt, logged_addr) =
-        spawn_server("stagegate-log", Some(log), |listener| async move {
-            serve(listener, logged_api, async {
-                logged_stopped.await.ok();
-            })
-            .await
-            .ok();
-        });
+    let (logged_rt, logged_addr) = spawn_server("stagegate-log", log, |listener| async move {
+        serve(listener, logged_api, async {
+            logged_stopped.await.ok();
+        })
+        .await
+        .ok();
+    });
 
     let connections = env_or("BENCH_CONNECTIONS", 32) as usize;
     let requests = requests(tokens, connections);
@@ -458,7 +492,7 @@ fn bench_http(state: &StoreState, key: &ServerKey, tokens: &[String], secs: u64)
     let skeleton = json!({"allowed": true, "code": "Allowed", "reason": ""}).to_string();
     let body = json!({"allowed": true, "code": "Allowed", "reason": "x".repeat(sample.len().saturating_sub(skeleton.len()))});
     let (bare_stop, bare_stopped) = tokio::sync::oneshot::channel::<()>();
-    let (bare_rt, bare_addr) = spawn_server("bare-axum", None, |listener| async move {
+    let (bare_rt, bare_addr) = spawn_server("bare-axum", quiet, |listener| async move {
         let app = axum::Router::new().route(
             "/v1/authorize",
             axum::routing::post(move |_body: axum::body::Bytes| {
@@ -523,6 +557,10 @@ fn bench_http(state: &StoreState, key: &ServerKey, tokens: &[String], secs: u64)
         logged.percentile(0.5),
         logged.percentile(0.99),
         100.0 * logged.per_sec() / bare.per_sec()
+    );
+    println!(
+        "  access lines written:              {:>12}  (one per request of the logged server)",
+        LINES.load(Ordering::Relaxed)
     );
     stop.send(()).ok();
     bare_stop.send(()).ok();

@@ -9,6 +9,7 @@ mod can_i;
 mod crds;
 mod diff;
 mod help;
+pub mod logging;
 mod plan;
 pub mod run;
 mod run_kube;

@@ -49,19 +49,10 @@ pub struct Args {
     pub api: super::serve::ApiArgs,
 }
 
-/// Logging to stderr: `RUST_LOG`, or `info` (each change is one line), as text or JSON.
-pub fn init_logging(json: bool) {
-    let filter = super::log_filter("info");
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    // try_init: a subscriber already set (tests in one process) stays.
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
+/// Logging to stderr: `RUST_LOG`, or `info` (each change is one line), as text or JSON,
+/// written by a background thread (see [`super::logging`]); keep the guard until the end.
+pub fn init_logging(json: bool) -> Option<super::logging::LogGuard> {
+    super::logging::init(json)
 }
 
 /// The checked configuration of directory mode.
@@ -93,7 +84,7 @@ fn configure(args: &Args, dir: &Path) -> anyhow::Result<DirMode> {
 
 /// Runs the daemon until SIGTERM or SIGINT; exit 0 after a clean stop.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    init_logging(args.log_json);
+    let _log = init_logging(args.log_json);
     let mode = args
         .dir
         .as_deref()
@@ -296,6 +287,7 @@ async fn follow_until_leader(
             let l = watched.clone();
             if let Ok(Ok(false)) = tokio::task::spawn_blocking(move || l.held()).await {
                 tracing::error!("lost the store's reconcile lock (connection lost); exiting so another process reconciles");
+                super::logging::flush();
                 std::process::exit(3);
             }
         }

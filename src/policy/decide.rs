@@ -181,11 +181,9 @@ impl fmt::Display for Decision<'_> {
         let action = req.action;
         let name = req.model.map_or("", |m| m.name);
         let owner = req.model.and_then(|m| m.owner).unwrap_or("nobody");
-        let from = req
-            .model
-            .and_then(|m| m.stage)
-            .map_or("None".to_string(), |s| s.to_string());
-        let to = req.to.map_or("?".to_string(), |s| s.to_string());
+        // Rendered only by the rules that name them: no string is built per reason.
+        let from = StageOr(req.model.and_then(|m| m.stage), "None");
+        let to = StageOr(req.to, "?");
         let stage = req.model.and_then(|m| m.stage);
         let Some(g) = self.grant.and_then(|i| self.principal.grants().get(i)) else {
             return match self.rule {
@@ -222,7 +220,7 @@ impl fmt::Display for Decision<'_> {
             Rule::SeesOwnDevAndStaging => allow(f, &"sees its own Dev and Staging models"),
             Rule::AnalystOwnOnly => write!(f, "Analyst at {scope} sees only its own models; {name} is owned by {owner}"),
             Rule::SeesDevAndStaging => allow(f, &"sees every Dev and Staging model"),
-            Rule::CannotSeeStage => write!(f, "{role} at {scope} cannot see {} models", stage.map_or("?".into(), |s| s.to_string())),
+            Rule::CannotSeeStage => write!(f, "{role} at {scope} cannot see {} models", StageOr(stage, "?")),
             Rule::DeploysOwn => allow(f, &"deploys its own models to Dev"),
             Rule::DeployerCannotDeploy => write!(f, "{role} at {scope} cannot deploy models to Dev"),
             Rule::MovesAny => allow(f, &format_args!("may move any model {from}→{to}")),
@@ -236,6 +234,18 @@ impl fmt::Display for Decision<'_> {
             Rule::NoRole | Rule::Incomplete | Rule::ModelMissing | Rule::ModelExists | Rule::NeverAllowed => {
                 write!(f, "{} holds no role at or above scope {}", self.principal.name, self.target())
             }
+        }
+    }
+}
+
+/// A stage's name, or `absent` when there is none.
+struct StageOr(Option<Stage>, &'static str);
+
+impl fmt::Display for StageOr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(s) => s.fmt(f),
+            None => f.write_str(self.1),
         }
     }
 }
