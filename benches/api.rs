@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use stagegate::api::{serve, ApiConfig, ApiState, Index};
-use stagegate::cli::logging::{log_dispatch, BackgroundWriter};
+use stagegate::cli::logging::{background, log_dispatch};
 use stagegate::plan::Question;
 use stagegate::policy::{Action, Grant, Principal, Role, Scope, Stage};
 use stagegate::secrets::{generate_key, hash_password, PasswordParams, SecretValue, ServerKey};
@@ -446,7 +446,7 @@ fn bench_http(state: &StoreState, key: &ServerKey, tokens: &[String], secs: u64)
             None,
         )
     } else {
-        let (writer, guard) = BackgroundWriter::spawn(null).expect("log writer");
+        let (writer, guard) = background(null);
         (log_dispatch(false, false, writer), Some(guard))
     };
     // The other servers log nowhere, through a dispatcher of their own: with the logging one
