@@ -105,21 +105,6 @@ impl Default for Index {
 }
 
 impl Index {
-    /// A deep copy, every token's principal included (a clone shares them): for
-    /// `sources::memory::compacted`, which moves a freshly built index into fresh pages.
-    pub fn compacted(&self) -> Index {
-        Index {
-            users: self.users.deep_copy(UserEntry::clone),
-            tokens: self.tokens.deep_copy(|t| TokenEntry {
-                principal: Arc::new(Principal::clone(&t.principal)),
-                ..t.clone()
-            }),
-            models: Arc::new(Models::clone(&self.models)),
-            by_name: Arc::new(ByName::clone(&self.by_name)),
-            dummy_mac: self.dummy_mac,
-        }
-    }
-
     /// Builds the index from a store read.
     pub fn build(state: &StoreState) -> Self {
         let mut users: HashMap<String, UserEntry> = state
@@ -457,17 +442,6 @@ impl<V: Clone> Shards<V> {
     fn values(&self) -> impl Iterator<Item = &V> {
         self.shards.iter().flat_map(|s| s.values())
     }
-
-    /// A copy sharing no shard or entry with `self`, each value made by `copy`.
-    fn deep_copy(&self, copy: impl Fn(&V) -> V) -> Self {
-        Shards {
-            shards: (self.shards.iter())
-                .map(|s| Arc::new(s.iter().map(|(k, v)| (k.clone(), copy(v))).collect()))
-                .collect(),
-            hasher: self.hasher.clone(),
-            len: self.len,
-        }
-    }
 }
 
 impl<V: Clone> FromIterator<(String, V)> for Shards<V> {
@@ -690,45 +664,6 @@ mod tests {
         assert_eq!((ci.kind, ci.grants().len()), (PrincipalKind::Token, 1));
         for nobody in ["gone", "old", "new", "orphan", "unknown"] {
             assert!(index.principal(nobody, now).is_none(), "{nobody}");
-        }
-    }
-
-    /// The compacted copy is the same index, with principals of its own (not shared).
-    #[test]
-    fn compacted_index_equals_the_original() {
-        let mut state = StoreState::default();
-        for name in ["dan", "eve"] {
-            state.users.insert(name.into(), UserRow::new(name, None));
-        }
-        state.bindings.push(BindingRow {
-            username: "dan".into(),
-            role: Role::Developer,
-            scope: Scope::customer("acme"),
-            owner: None,
-        });
-        for k in [key("k1", "ci", Some("dan")), key("k2", "cd", None)] {
-            state.token_keys.insert(k.key_id.clone(), k);
-        }
-        let index = Index::build(&state);
-        let copy = index.compacted();
-        // Each shard's map hashes with its own seed: compare entries in key order.
-        fn sorted<V: std::fmt::Debug + Clone>(s: &Shards<V>) -> String {
-            let mut all: Vec<_> = s.iter().collect();
-            all.sort_by(|a, b| a.0.cmp(b.0));
-            format!("{all:?}")
-        }
-        assert_eq!(sorted(&copy.users), sorted(&index.users));
-        assert_eq!(sorted(&copy.tokens), sorted(&index.tokens));
-        assert_eq!(format!("{:?}", copy.models), format!("{:?}", index.models));
-        assert_eq!(
-            format!("{:?}", copy.by_name),
-            format!("{:?}", index.by_name)
-        );
-        for (id, t) in index.tokens.iter() {
-            assert!(
-                !Arc::ptr_eq(&t.principal, &copy.tokens.get(id).unwrap().principal),
-                "{id}"
-            );
         }
     }
 

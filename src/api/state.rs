@@ -382,9 +382,7 @@ impl ApiState {
 
     /// Swaps in the index built from `state`, with its sessions and gauges.
     fn rebuild(&self, store: &mut AnyStore, state: &StoreState) -> Result<(), StoreError> {
-        // Built while the whole store state filled the same pages: moved into fresh ones.
-        let index = crate::sources::memory::compacted(Index::build(state), Index::compacted);
-        self.publish(store, index, state.revision)?;
+        self.publish(store, Index::build(state), state.revision)?;
         let mut counts = StatusCounts::new();
         for s in state.statuses.values() {
             *counts.entry((s.key.kind.clone(), s.ready)).or_default() += 1;

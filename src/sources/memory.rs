@@ -11,19 +11,13 @@
 //! ([`on_thread_park`], installed on the runtime by `stagegate run`): the old API index,
 //! reports and request buffers are dropped on those threads.
 //!
-//! What outlives a round (the API index after a full reload, the outcomes the report
-//! and the memo keep) is copied into the pages of one long-lived thread ([`compacted`]):
-//! built among the round's temporaries, its blocks would otherwise keep their pages
-//! resident once the temporaries are freed.
-//!
 //! The library forbids `unsafe`, and only the binary knows which allocator it
 //! runs on: it registers the purge here ([`set_release`]); without one (tests,
 //! other programs linking the library) [`release_freed`] does nothing.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 static RELEASE: OnceLock<fn()> = OnceLock::new();
 
@@ -77,78 +71,9 @@ pub fn on_thread_park() {
     }
 }
 
-/// Work for the keeper thread: copy one value into the keeper's pages.
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The keeper thread's queue (spawned on first use; none if it could not be spawned).
-static KEEPER: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
-
-/// `value` copied by `copy` into fresh pages, for a structure that outlives the round
-/// that built it (the API index after a full reload). Built by a round's thread while
-/// the round's temporaries (the store state, the merged snapshot) filled the same
-/// pages, its blocks pin those pages once the temporaries are freed, and they stay
-/// resident (abandoned once the blocking thread exits): README "The daemon itself",
-/// step 9b. The copy is made on one long-lived thread that allocates nothing but such
-/// copies, so its pages stay dense; the original is dropped here and its pages are given
-/// back by the next [`release_freed`]. Without a registered allocator (tests, other
-/// programs linking the library) `value` is returned as it is; if the keeper is
-/// unavailable, too.
-pub fn compacted<T: Send + Sync + 'static>(value: T, copy: fn(&T) -> T) -> T {
-    // The lib tests copy too: the callers' tests then check that the copy is the same.
-    if RELEASE.get().is_none() && !cfg!(test) {
-        return value;
-    }
-    copy_on_keeper(value, copy)
-}
-
-/// [`compacted`]'s copy, made on the keeper thread whatever the allocator.
-fn copy_on_keeper<T: Send + Sync + 'static>(value: T, copy: fn(&T) -> T) -> T {
-    let keeper = KEEPER.get_or_init(|| {
-        let (tx, rx) = channel::<Job>();
-        std::thread::Builder::new()
-            .name("stagegate-keeper".into())
-            .spawn(move || rx.into_iter().for_each(|job| job()))
-            .ok()
-            .map(|_| Mutex::new(tx))
-    });
-    let Some(keeper) = keeper else {
-        return value;
-    };
-    let shared = Arc::new(value);
-    let (back, answer) = channel();
-    let theirs = Arc::clone(&shared);
-    let job: Job = Box::new(move || {
-        let copied = copy(&theirs);
-        drop(theirs);
-        let _ = back.send(copied);
-        // The copies this one replaces were freed by other threads into the keeper's pages:
-        // give back those that are empty now.
-        if let Some(release) = RELEASE.get() {
-            release();
-        }
-    });
-    let sent = keeper.lock().unwrap_or_else(|p| p.into_inner()).send(job);
-    match sent.ok().and_then(|()| answer.recv().ok()) {
-        // The original is freed here, on the caller's thread, into its own pages.
-        Some(copied) => copied,
-        // The keeper is gone (it panicked): the original, as it is (or copied here if the
-        // keeper's share is not dropped yet).
-        None => Arc::try_unwrap(shared).unwrap_or_else(|shared| copy(&shared)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_keeper_copy_equals_the_original() {
-        let value: Vec<String> = (0..1000).map(|i| format!("user-{i}")).collect();
-        let copied = copy_on_keeper(value.clone(), Vec::clone);
-        assert_eq!(copied, value);
-        let again = copy_on_keeper(copied, Vec::clone);
-        assert_eq!(again, value, "the keeper serves more than one copy");
-    }
 
     #[test]
     fn each_other_thread_releases_once_per_release_asked_for() {

@@ -28,7 +28,7 @@ use std::hash::{BuildHasher, Hash, RandomState};
 const SHARED: u32 = u32::MAX;
 
 /// What one file contributed, to take it out again when the file changes.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct FileKept {
     /// Hashes of its objects' keys, token names and claimed Secrets.
     hashes: Vec<u64>,
@@ -46,7 +46,7 @@ struct FileKept {
 
 /// Which files declare a User, an AccessBinding or an owned ApiToken of one username, and
 /// how many stage requests name it as requester.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct Who {
     claimed_in: Vec<u32>,
     bound_in: Vec<u32>,
@@ -55,8 +55,7 @@ struct Who {
 }
 
 /// The index of the last valid whole-directory validation (see the module documentation).
-/// Cloned (into fresh pages, `sources::memory::compacted`) after a whole round builds it.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Kept {
     hasher: RandomState,
     /// File label → id, and each id's label and contribution.

@@ -366,10 +366,6 @@ impl<R: Reconciler> Daemon<R> {
     }
 }
 
-/// Secrets written by one round from which the secrets cache is moved into fresh pages
-/// (a first apply writes one per token and invited user; a small change, a few).
-const COMPACT_SECRETS: usize = 1_000;
-
 /// First retry delay after a failed reconcile; doubled at each failure in a row.
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 /// Longest delay between attempts while reconciles keep failing.
@@ -532,9 +528,7 @@ impl<R: Reconciler> Worker<R> {
                 validate(&mut snapshot);
                 let validated = started.elapsed();
                 timed = (timed.0 + merged, timed.1 + validated);
-                // Kept until the next whole round: out of this round's pages.
-                self.kept = Kept::new(&snapshot)
-                    .map(|kept| crate::sources::memory::compacted(kept, Kept::clone));
+                self.kept = Kept::new(&snapshot);
                 self.log_diagnostics(&snapshot.diagnostics, true);
                 broken_files = snapshot.broken_files.iter().cloned().collect();
                 let started = std::time::Instant::now();
@@ -545,9 +539,6 @@ impl<R: Reconciler> Worker<R> {
         let (merged, validated) = timed;
         if let (Ok(r), Some(cache)) = (&result, &mut self.secrets) {
             cache.absorb(&r.written);
-            if r.written.len() >= COMPACT_SECRETS {
-                cache.compact();
-            }
         }
         let elapsed_ms = elapsed.as_millis() as u64;
         self.failed = result.is_err();

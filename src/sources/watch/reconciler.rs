@@ -247,8 +247,7 @@ impl StoreReconciler {
             scoped = false,
             "reconcile phases"
         );
-        // Kept until the next round (the report, the memo): out of the round's pages.
-        let outcomes = Arc::new(crate::sources::memory::compacted(outcomes, Vec::clone));
+        let outcomes = Arc::new(outcomes);
         if let (Some(until), true) = (until, outcomes_as_planned(&plan, &outcomes)) {
             let token = self.store.state_token().map_err(store_error)?;
             self.memo = Memo::new(snapshot, outcomes.clone(), token, until);

@@ -179,14 +179,6 @@ impl SecretsCache {
         }
     }
 
-    /// Moves the cached files into fresh pages (`sources::memory::compacted`): after a
-    /// round that wrote many Secrets, their entries were read back into the holes the
-    /// round's freed temporaries left, and would keep those pages resident.
-    pub fn compact(&mut self) {
-        let files = std::mem::take(&mut self.files);
-        self.files = crate::sources::memory::compacted(files, BTreeMap::clone);
-    }
-
     /// Reads one file into the cache; true when what it holds changed.
     fn read(&mut self, f: &SecretFileName, key: SecretKey) -> bool {
         let before = FileStamp::of(&f.path);

@@ -130,16 +130,3 @@ fn only_wanted_data_is_kept_and_a_newly_wanted_file_is_read_again() {
         Ok(SecretState::Foreign) | Ok(SecretState::Ours { .. })
     ));
 }
-
-#[test]
-fn a_compacted_cache_holds_and_hands_out_the_same() {
-    let (_dir, mut cache) = setup();
-    cache.refresh();
-    // `loaded` first: it marks the Secret wanted and keeps its data (the files change).
-    let data = cache.loaded(&[key("a")]).0;
-    let before = (format!("{:?}", cache.files), data);
-    cache.compact();
-    assert_eq!(format!("{:?}", cache.files), before.0);
-    assert_eq!(cache.loaded(&[key("a")]).0, before.1);
-    assert!(cache.refresh().is_empty(), "nothing looks changed");
-}
