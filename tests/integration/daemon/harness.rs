@@ -161,6 +161,10 @@ impl Running {
         }
     }
 
+    /// Its process id (None once terminated or killed).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
     /// Its stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

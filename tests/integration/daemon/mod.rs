@@ -9,6 +9,7 @@ pub(crate) mod harness;
 mod invalid_edits;
 mod invitations;
 mod loud_failure;
+mod memory;
 mod quiet;
 mod rate_limits;
 mod status_truth;
