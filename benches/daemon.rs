@@ -283,7 +283,12 @@ impl Daemon {
                     .iter()
                     .map(|p| format!("{p} {}", num(&format!("{p}_ms"))))
                     .collect::<Vec<_>>()
-                    .join(", ");
+                    .join(", ")
+                    + " ms";
+                // A scoped round says how many objects it planned in full.
+                if let Some(n) = field("scoped_objects").and_then(Value::as_u64) {
+                    self.phases.push_str(&format!(" ({n} objects in scope)"));
+                }
                 continue;
             }
             let before: Vec<String> = ["refresh", "merge", "validate"]
@@ -295,11 +300,10 @@ impl Daemon {
                 changes: num("changes"),
                 elapsed_ms: num("elapsed_ms"),
                 forced: field("forced").and_then(Value::as_bool).unwrap_or(false),
-                phases: format!(
-                    "{}, {} ms",
-                    before.join(", "),
-                    std::mem::take(&mut self.phases)
-                ),
+                phases: match std::mem::take(&mut self.phases) {
+                    p if p.is_empty() => format!("{} ms", before.join(", ")),
+                    p => format!("{}, {p}", before.join(", ")),
+                },
             });
         }
         out
@@ -580,6 +584,7 @@ fn main() {
             .map(|r| r.status().as_u16())
             .unwrap_or(0)
     };
+    let mut revoke_phases = None;
     let line = match token {
         Some(tok) if whoami(&tok) == 200 => {
             d.settle(Duration::from_secs(2), Duration::from_secs(30));
@@ -597,6 +602,9 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             let r = d.wait_round(Duration::from_secs(5), |r| r.changes > 0);
+            if let Some(r) = &r {
+                revoke_phases = Some(r.phases.clone());
+            }
             match seen {
                 Some(at) => format!(
                     "{} (debounce 300 ms; plan+apply {} ms; API index update: {})",
@@ -609,6 +617,9 @@ fn main() {
         }
         _ => "n/a (token t00000 not delivered or not accepted)".into(),
     };
+    if let Some(p) = revoke_phases {
+        rows.push(("  revoke one token: phases (ms)".into(), p));
+    }
     rows.push(("revoke one token → API answers 401".into(), line));
     d.settle(Duration::from_secs(2), Duration::from_secs(30));
     d.stop();

@@ -159,6 +159,7 @@ pub fn plan(snap: &Snapshot, state: &StoreState, ctx: &PlanContext<'_>) -> Plan 
     plan_bindings(&mut b);
     super::tokens::plan_tokens(&mut b);
     super::requests::plan_requests(&mut b);
+    moved_statuses(&mut b);
     invalid_statuses(&mut b);
     super::broken::broken_file_statuses(&mut b);
     let Builder {
@@ -268,6 +269,28 @@ fn plan_bindings(b: &mut Builder) {
                 scope: r.scope.clone(),
             },
         );
+    }
+}
+
+/// Statuses of the declarations a scoped round plans for their status alone
+/// ([`Snapshot::moved`]): the stored status with the new source.
+///
+/// Why this is what planning the declaration itself would give: the round that wrote the
+/// stored status planned it from the same declaration (only its line differs) and the
+/// same inputs (the scope holds every declaration an edit can change the outcome of), and
+/// nothing of a declaration's plan reads its line but the `source` of its status and of
+/// its changes (a declaration planned again with unchanged inputs has no change). A
+/// declaration the snapshot plans in full (one the scope widened to) keeps its plan.
+fn moved_statuses(b: &mut Builder) {
+    for (key, source) in &b.snap.moved {
+        if b.objects.contains_key(key) {
+            continue;
+        }
+        if let Some(old) = b.state.statuses.get(key) {
+            let mut st = old.clone();
+            st.source = source.to_string();
+            b.set_status(st);
+        }
     }
 }
 

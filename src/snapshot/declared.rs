@@ -125,6 +125,11 @@ pub struct Snapshot {
     /// objects (the texts were a large share of its memory), and [`Snapshot::field_line`]
     /// re-reads such a file, while it still has that content, when a problem needs a line.
     pub reread: BTreeMap<String, [u8; 32]>,
+    /// Declarations planned for their status alone (a scoped round's, see
+    /// `sources::scoped`): each is unchanged since the store's status of it was planned
+    /// except for its source (its file's lines moved), so `plan` gives it that status with
+    /// this source. Empty in every other snapshot.
+    pub moved: BTreeMap<ObjectKey, Source>,
 }
 
 impl Snapshot {
@@ -164,6 +169,7 @@ impl Snapshot {
         self.broken_files.extend(other.broken_files);
         self.documents.extend(other.documents);
         self.reread.extend(other.reread);
+        self.moved.extend(other.moved);
         self.domains.pins.extend(other.domains.pins);
         self.domains.delegations.extend(other.domains.delegations);
         self.domains.unreadable.extend(other.domains.unreadable);

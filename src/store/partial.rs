@@ -18,19 +18,23 @@ pub struct StateKeys {
     pub usernames: BTreeSet<String>,
     /// Declarations: the binding rows and token keys they own, and their statuses.
     pub objects: BTreeSet<ObjectKey>,
+    /// Declarations whose status alone is read (none of the rows they own): those a
+    /// scoped round plans for their status only (`Snapshot::moved`).
+    pub statuses: BTreeSet<ObjectKey>,
 }
 
 impl StateKeys {
     /// Whether nothing is asked for.
     pub fn is_empty(&self) -> bool {
-        self.usernames.is_empty() && self.objects.is_empty()
+        self.usernames.is_empty() && self.objects.is_empty() && self.statuses.is_empty()
     }
 }
 
 impl StoreState {
     /// The rows `keys` names: users with one of its usernames; bindings of those users
     /// or owned by one of its objects; token keys owned by one of its objects; the
-    /// statuses of its objects; no models or decided requests; the same revision.
+    /// statuses of its objects and of its `statuses`; no models or decided requests; the
+    /// same revision.
     pub fn restricted_to(&self, keys: &StateKeys) -> StoreState {
         let owned =
             |o: &Option<super::Owner>| o.as_ref().is_some_and(|o| keys.objects.contains(&o.key));
@@ -58,7 +62,7 @@ impl StoreState {
             statuses: self
                 .statuses
                 .iter()
-                .filter(|(k, _)| keys.objects.contains(*k))
+                .filter(|(k, _)| keys.objects.contains(*k) || keys.statuses.contains(*k))
                 .map(|(k, s)| (k.clone(), s.clone()))
                 .collect(),
             revision: self.revision,

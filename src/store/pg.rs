@@ -409,6 +409,13 @@ impl Store for PgStore {
         ];
         const OWNED: &str = "(owner_kind, owner_namespace, owner_name) IN \
              (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))";
+        // Statuses of the objects and of the status-only keys.
+        let statused = || keys.objects.iter().chain(&keys.statuses);
+        let [skinds, snamespaces, snames]: [Vec<&str>; 3] = [
+            statused().map(|k| k.kind.as_str()).collect(),
+            statused().map(|k| k.namespace.as_str()).collect(),
+            statused().map(|k| k.name.as_str()).collect(),
+        ];
         self.with(|c| {
             let mut tx = read_transaction(c)?;
             let objects: [&(dyn ToSql + Sync); 3] = [&kinds, &namespaces, &names];
@@ -424,7 +431,7 @@ impl Store for PgStore {
             let statuses = tx.query(
                 "SELECT * FROM object_status WHERE (kind, namespace, name) IN \
                  (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
-                &objects,
+                &[&skinds, &snamespaces, &snames],
             )?;
             let mut state = StoreState {
                 revision: revision(&mut tx)?,

@@ -161,6 +161,11 @@ CREATE TABLE login_failures (
 ) STRICT;
 CREATE INDEX login_failures_forget ON login_failures (forget_at);
 "#,
+    // 5: token keys by owning declaration, so a partial read of a few tokens' keys
+    // (`load_partial`, a scoped round) looks them up instead of scanning the table.
+    r#"
+CREATE INDEX token_keys_owner ON token_keys (owner_namespace, owner_name);
+"#,
 ];
 
 /// The schema version this build writes.

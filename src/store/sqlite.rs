@@ -269,8 +269,8 @@ impl Store for SqliteStore {
     }
 
     fn load_partial(&self, keys: &super::StateKeys) -> Result<StoreState, StoreError> {
-        // Point lookups by index, in one read transaction; token keys (no owner index, a
-        // few thousand rows) are scanned once when a token is asked for.
+        // Point lookups by index, in one read transaction (token keys by their owner's
+        // index, schema version 5).
         let tx = self.conn.unchecked_transaction()?;
         let mut state = StoreState::default();
         let bindings = |sql: &str, args: &[&dyn rusqlite::ToSql]| {
@@ -303,6 +303,18 @@ impl Store for SqliteStore {
                         .filter(|b| !keys.usernames.contains(&b.username)),
                 );
             }
+            if k.kind == "ApiToken" {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT * FROM token_keys WHERE owner_namespace = ?2 AND owner_name = ?3 AND owner_kind = ?1",
+                )?;
+                for t in stmt.query_map(args, |r| token_row(r).map_err(conv))? {
+                    let t = t?;
+                    state.token_keys.insert(t.key_id.clone(), t);
+                }
+            }
+        }
+        for k in keys.objects.iter().chain(&keys.statuses) {
+            let args: [&dyn rusqlite::ToSql; 3] = [&k.kind, &k.namespace, &k.name];
             if let Some(s) = one(
                 &tx,
                 "SELECT * FROM object_status WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
@@ -310,18 +322,6 @@ impl Store for SqliteStore {
                 |r| status_row(r),
             )? {
                 state.statuses.insert(s.key.clone(), s);
-            }
-        }
-        if keys.objects.iter().any(|k| k.kind == "ApiToken") {
-            for t in all(&tx, "SELECT * FROM token_keys ORDER BY key_id", |r| {
-                token_row(r)
-            })? {
-                if t.owner
-                    .as_ref()
-                    .is_some_and(|o| keys.objects.contains(&o.key))
-                {
-                    state.token_keys.insert(t.key_id.clone(), t);
-                }
             }
         }
         state.bindings.sort();

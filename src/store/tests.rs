@@ -760,6 +760,7 @@ fn partial_reads(mut s: AnyStore) {
                 key("ApiToken", "t2"),
             ]
             .into(),
+            ..StateKeys::default()
         },
         StateKeys {
             usernames: ["bob".to_string()].into(),
@@ -769,6 +770,22 @@ fn partial_reads(mut s: AnyStore) {
                 key("User", "cy"),
             ]
             .into(),
+            ..StateKeys::default()
+        },
+        // Statuses alone: no row of theirs (nor the token keys "cy" owns) is read.
+        StateKeys {
+            statuses: [
+                key("ApiToken", "cy"),
+                key("User", "bob"),
+                key("User", "zed"),
+            ]
+            .into(),
+            ..StateKeys::default()
+        },
+        StateKeys {
+            usernames: ["cy".to_string()].into(),
+            objects: [key("ApiToken", "t1")].into(),
+            statuses: [key("ApiToken", "cy"), key("ApiToken", "t1")].into(),
         },
     ] {
         let partial = s.load_partial(&keys).unwrap();
@@ -781,9 +798,37 @@ fn partial_reads(mut s: AnyStore) {
     let some = full.restricted_to(&StateKeys {
         usernames: ["ada".to_string()].into(),
         objects: [key("AccessBinding", "bob-1"), key("ApiToken", "t2")].into(),
+        ..StateKeys::default()
     });
     assert_eq!(
         (some.users.len(), some.bindings.len(), some.token_keys.len()),
         (1, 4, 1)
+    );
+    let statuses = full.restricted_to(&StateKeys {
+        statuses: [key("ApiToken", "cy")].into(),
+        ..StateKeys::default()
+    });
+    assert_eq!((statuses.statuses.len(), statuses.token_keys.len()), (1, 0));
+}
+
+#[test]
+fn token_keys_are_indexed_by_their_owner_in_both_stores() {
+    // A partial read looks a token's keys up by owner (schema version 5) instead of
+    // scanning the table: the migration made the index (dropping it fails otherwise).
+    for (name, s) in both_stores() {
+        raw(&s, "DROP INDEX token_keys_owner").unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let s = SqliteStore::in_memory().unwrap();
+    let plan: Vec<String> = s
+        .conn_for_tests()
+        .prepare("EXPLAIN QUERY PLAN SELECT * FROM token_keys WHERE owner_namespace = 'a' AND owner_name = 'b' AND owner_kind = 'ApiToken'")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().any(|p| p.contains("token_keys_owner")),
+        "{plan:?}"
     );
 }

@@ -21,7 +21,10 @@
 //! session-ending check of apply reads too) and every token it owns (whose outcome
 //! reads its owner's state: a User revoked, removed or declared anew is planned with
 //! them), and the rows of declarations gone from the changed files (pruned as the full
-//! round prunes them). It refuses (falls back to the full round) a User whose username
+//! round prunes them). A declaration whose only change is its line (lines added or
+//! removed above it in its file; [`Part::moved`]) is no edit: nothing planned for another
+//! declaration reads it, so it widens nothing, and it is planned for its status alone
+//! (its stored status with the new source, [`Snapshot::moved`]). It refuses (falls back to the full round) a User whose username
 //! would change or is held by another row, a declaration that disappeared when the
 //! round does not know which (only a part, [`Part::removed`], names it: the memo
 //! keeps hashes), a new User without a part (a renamed one's old username is
@@ -31,11 +34,11 @@
 
 use crate::apply::Outcome;
 use crate::plan::{Change, Op};
-use crate::snapshot::{ObjectKey, Snapshot};
+use crate::snapshot::{ObjectKey, Snapshot, Source};
 use crate::store::{StateKeys, StateToken, Store, StoreError, StoreState};
 use jiff::Timestamp;
 use kube::ResourceExt;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
@@ -56,8 +59,11 @@ pub struct Memo {
 /// What a round that read only a part of the declarations tells [`Memo::scope`].
 #[derive(Clone, Copy, Debug)]
 pub struct Part<'a> {
-    /// The changed files' declarations that changed (added, or changed content or line).
+    /// The changed files' declarations that changed (added, or changed content).
     pub edited: &'a BTreeSet<ObjectKey>,
+    /// The changed files' Users, bindings and tokens whose only change is their line: each
+    /// is planned for its status alone ([`Snapshot::moved`]) unless the scope widens to it.
+    pub moved: &'a BTreeSet<ObjectKey>,
     /// The declarations gone from the changed files.
     pub removed: &'a BTreeSet<ObjectKey>,
     /// The usernames whose every User, AccessBinding and owned ApiToken the part holds
@@ -70,6 +76,7 @@ impl<'a> Part<'a> {
     pub fn of(edits: &'a crate::sources::watch::Edits) -> Part<'a> {
         Part {
             edited: &edits.objects,
+            moved: &edits.moved,
             removed: &edits.removed,
             covered: &edits.usernames,
         }
@@ -91,17 +98,19 @@ fn outcome_key(o: &Outcome) -> (&str, &str, &str) {
     (&o.kind, &o.namespace, &o.name)
 }
 
-/// Every declaration of `snap` as (file, key).
-fn declared(snap: &Snapshot) -> impl Iterator<Item = (&str, ObjectKey)> {
-    fn file(s: &crate::snapshot::Source) -> &str {
-        s.file.as_deref().unwrap_or("")
-    }
+/// Every declaration of `snap` as (source, key).
+fn declared_at(snap: &Snapshot) -> impl Iterator<Item = (&Source, ObjectKey)> {
     snap.users
         .iter()
-        .map(|d| (file(&d.source), d.key()))
-        .chain(snap.bindings.iter().map(|d| (file(&d.source), d.key())))
-        .chain(snap.tokens.iter().map(|d| (file(&d.source), d.key())))
-        .chain(snap.requests.iter().map(|d| (file(&d.source), d.key())))
+        .map(|d| (&d.source, d.key()))
+        .chain(snap.bindings.iter().map(|d| (&d.source, d.key())))
+        .chain(snap.tokens.iter().map(|d| (&d.source, d.key())))
+        .chain(snap.requests.iter().map(|d| (&d.source, d.key())))
+}
+
+/// Every declaration of `snap` as (file, key).
+fn declared(snap: &Snapshot) -> impl Iterator<Item = (&str, ObjectKey)> {
+    declared_at(snap).map(|(s, k)| (s.file.as_deref().unwrap_or(""), k))
 }
 
 /// Whether a round's apply did what its plan said: every outcome apply changed from the
@@ -318,6 +327,7 @@ impl Memo {
         let mut first = StateKeys {
             usernames: users.iter().map(|u| u.object.username()).collect(),
             objects: bindings.iter().map(|d| d.key()).collect(),
+            ..StateKeys::default()
         };
         if let Some(p) = part.filter(|_| !users.is_empty() || !removed.is_empty()) {
             first.usernames.extend(p.covered.iter().cloned());
@@ -413,14 +423,31 @@ impl Memo {
             .chain(scoped.tokens.iter().map(|d| d.key()))
             .chain(removed.iter().cloned())
             .collect();
-        let keys = StateKeys { usernames, objects };
+        // A declaration whose only change is its line (`Part::moved`) and that the scope does
+        // not plan in full is planned for its status alone: the stored one with its new
+        // source (see `plan`'s `moved_statuses` for why that is what the full round plans).
+        // It changes no input of another declaration, so it widens nothing.
+        scoped.moved = match part {
+            Some(p) if !p.moved.is_empty() => declared_at(snap)
+                .filter(|(s, k)| in_changed(s) && p.moved.contains(k) && !objects.contains(k))
+                .map(|(s, k)| (k, s.clone()))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        let keys = StateKeys {
+            usernames,
+            objects,
+            statuses: scoped.moved.keys().cloned().collect(),
+        };
         let state = store.load_partial(&keys)?;
-        // Every row read must be one a declaration in scope owns (or no declaration's).
+        // Every row read must be one a declaration in scope owns (or no declaration's), and
+        // each declaration planned for its status alone must have one.
         let owned_in_scope = |o: &Option<crate::store::Owner>| {
             o.as_ref().is_none_or(|o| keys.objects.contains(&o.key))
         };
         let closed = state.users.values().all(|u| owned_in_scope(&u.owner))
             && state.bindings.iter().all(|b| owned_in_scope(&b.owner))
+            && keys.statuses.iter().all(|k| state.statuses.contains_key(k))
             && state.revision == before.revision;
         if !closed {
             return Ok(None);

@@ -63,8 +63,13 @@ pub struct Refresh {
 /// What changed in the changed files, object by object.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Edits {
-    /// Users, bindings, tokens and stage requests added or changed (content or line).
+    /// Users, bindings, tokens and stage requests added or whose content changed.
     pub objects: BTreeSet<ObjectKey>,
+    /// Users, bindings and tokens whose only change is their line (an edit above them in
+    /// their file added or removed lines): only their status's source changes, and they
+    /// name no username for the part (see `sources::scoped::Part::moved`). A stage request
+    /// that moved counts as changed (`objects`): nothing of a part plans one alone.
+    pub moved: BTreeSet<ObjectKey>,
     /// Declarations gone from the changed files (deleted, renamed or moved to another
     /// file: a moved one is also in `objects`).
     pub removed: BTreeSet<ObjectKey>,
@@ -86,25 +91,29 @@ impl Edits {
         }
         let empty = Snapshot::default();
         let old = old.unwrap_or(&empty);
-        self.kind(&old.users, &new.users, |u| vec![u.username()]);
-        self.kind(&old.bindings, &new.bindings, |b| vec![b.spec.user.clone()]);
-        self.kind(&old.tokens, &new.tokens, |t| {
+        self.kind(&old.users, &new.users, true, |u| vec![u.username()]);
+        self.kind(&old.bindings, &new.bindings, true, |b| {
+            vec![b.spec.user.clone()]
+        });
+        self.kind(&old.tokens, &new.tokens, true, |t| {
             t.spec.owner.iter().cloned().collect()
         });
-        self.kind(&old.requests, &new.requests, |_| Vec::new());
+        self.kind(&old.requests, &new.requests, false, |_| Vec::new());
         true
     }
 
-    /// One kind of [`Edits::add`]; `names` gives the usernames an object names.
+    /// One kind of [`Edits::add`]; `names` gives the usernames an object names; `moves`:
+    /// an object whose only change is its line goes to `moved` (else to `objects`).
     fn kind<K>(
         &mut self,
         old: &[Declared<K>],
         new: &[Declared<K>],
+        moves: bool,
         names: impl Fn(&K) -> Vec<String>,
     ) where
         K: Resource<DynamicType = ()> + serde::Serialize,
     {
-        let form = |d: &Declared<K>| (d.source.line, serde_json::to_value(&d.object).ok());
+        let content = |d: &Declared<K>| serde_json::to_value(&d.object).ok();
         let before: BTreeMap<ObjectKey, &Declared<K>> = old.iter().map(|d| (d.key(), d)).collect();
         let now: BTreeSet<ObjectKey> = new.iter().map(Declared::key).collect();
         for (key, gone) in before.iter().filter(|(k, _)| !now.contains(*k)) {
@@ -114,7 +123,15 @@ impl Edits {
         for d in new {
             let key = d.key();
             let was = before.get(&key);
-            if was.is_some_and(|w| form(w) == form(d) && form(d).1.is_some()) {
+            let same = was.is_some_and(|w| {
+                let c = content(d);
+                c.is_some() && content(w) == c && w.source.file == d.source.file
+            });
+            if same && was.is_some_and(|w| w.source.line == d.source.line) {
+                continue;
+            }
+            if same && moves {
+                self.moved.insert(key);
                 continue;
             }
             self.usernames.extend(names(&d.object));

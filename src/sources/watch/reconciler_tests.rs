@@ -316,14 +316,20 @@ fn an_edit_the_bootstrap_step_does_not_read_costs_one_state_read_and_an_admin_ch
     }
 }
 
-/// An organization of one object per file, for the scoped rounds: four users (declared?
-/// revoked? display name), four bindings (declared? user, role, global?) and two tokens
-/// (declared? revoked? owner).
+/// An organization for the scoped rounds: four users (declared? revoked? display name),
+/// four bindings (declared? user, role, global?) and two tokens (declared? revoked?
+/// owner), one object per file, or (`layout` 1) one file per kind, or (2) all in one file;
+/// grouped, the optional lines (a revoked state, a customer scope) move the declarations
+/// after them; and per kind (`pads`) comment lines before its first declaration and
+/// blank lines after it (before and after each, one per file), which move the
+/// declarations below them and change nothing else.
 #[derive(Clone, Debug)]
 struct Files {
     users: [(bool, bool, u8); 4],
     bindings: [(bool, usize, usize, bool); 4],
     tokens: [(bool, bool, usize); 2],
+    layout: u8,
+    pads: [(usize, usize); 3],
 }
 
 impl Files {
@@ -337,12 +343,23 @@ impl Files {
                 (false, 3, 2, false),
             ],
             tokens: [(true, false, 0), (false, false, 1)],
+            layout: 0,
+            pads: [(0, 0); 3],
         }
+    }
+
+    /// One file per kind (`layout` 1) or one file (2), every object declared.
+    fn grouped(layout: u8) -> Files {
+        let mut org = Files::start();
+        org.layout = layout;
+        org.bindings[3].0 = true;
+        org.tokens[1].0 = true;
+        org
     }
 
     fn edit(&mut self, what: u8, value: u8) {
         let v = value as usize;
-        match what % 10 {
+        match what % 12 {
             0 => self.users[v % 4].0 ^= true,
             1 => self.users[v % 4].1 ^= true,
             2 | 3 => self.users[v % 4].2 = value,
@@ -351,24 +368,52 @@ impl Files {
             6 => self.bindings[v % 4].2 = (v / 4) % ROLES.len(),
             7 => self.bindings[v % 4].3 ^= true,
             8 => self.tokens[v % 2].1 ^= true,
-            _ => match v % 3 {
+            9 => match v % 3 {
                 0 => self.tokens[v % 2].0 ^= true,
                 _ => self.tokens[v % 2].2 = (v / 2) % 4,
             },
+            10 => self.pads[v % 3].0 = (v / 3) % 3,
+            _ => self.pads[v % 3].1 = (v / 3) % 3,
         }
     }
 
     /// Each declaration's file and text.
     fn files(&self) -> std::collections::BTreeMap<String, String> {
-        let mut out = std::collections::BTreeMap::new();
+        let mut out: std::collections::BTreeMap<String, (String, usize)> = Default::default();
         let header = "apiVersion: stagegate.dev/v1alpha1\nkind:";
+        // Grouped, a default is left out (as people write it): a revoked state or a
+        // customer scope is a line more.
+        let grouped = self.layout > 0;
+        let mut add = |kind: usize, i: usize, declared: bool, text: String| {
+            let (file, first) = match self.layout {
+                0 => (format!("{}{i}", ["u", "b", "k"][kind]), true),
+                1 => (["users", "bindings", "tokens"][kind].to_string(), i == 0),
+                _ => ("org".to_string(), i == 0),
+            };
+            let (top, blank) = self.pads[kind];
+            let (entry, docs) = out.entry(format!("{file}.yaml")).or_default();
+            if declared && *docs > 0 {
+                entry.push_str("---\n");
+            }
+            if first {
+                entry.push_str(&"# a comment\n".repeat(top));
+            }
+            if declared {
+                *docs += 1;
+                entry.push_str(&text);
+                if first {
+                    entry.push_str(&"\n".repeat(blank));
+                }
+            }
+        };
         for (i, (declared, revoked, name)) in self.users.iter().enumerate() {
-            let state = if *revoked { "Revoked" } else { "Active" };
-            let text = format!("{header} User\nmetadata:\n  name: u{i}\n  namespace: t\nspec:\n  displayName: Name {name}\n  state: {state}\n");
-            out.insert(
-                format!("u{i}.yaml"),
-                if *declared { text } else { String::new() },
-            );
+            let state = match (*revoked, grouped) {
+                (true, _) => "  state: Revoked\n",
+                (false, false) => "  state: Active\n",
+                (false, true) => "",
+            };
+            let text = format!("{header} User\nmetadata:\n  name: u{i}\n  namespace: t\nspec:\n  displayName: Name {name}\n{state}");
+            add(0, i, *declared, text);
         }
         for (i, (declared, user, role, global)) in self.bindings.iter().enumerate() {
             let scope = if *global {
@@ -380,19 +425,18 @@ impl Files {
                 "{header} AccessBinding\nmetadata:\n  name: b{i}\n  namespace: t\nspec:\n  user: u{user}\n  role: {}\n{scope}",
                 ROLES[*role]
             );
-            out.insert(
-                format!("b{i}.yaml"),
-                if *declared { text } else { String::new() },
-            );
+            add(1, i, *declared, text);
         }
         for (i, (declared, revoked, owner)) in self.tokens.iter().enumerate() {
-            let text = format!("{header} ApiToken\nmetadata:\n  name: k{i}\n  namespace: t\nspec:\n  role: Analyst\n  owner: u{owner}\n  validity: 30d\n  revoked: {revoked}\n");
-            out.insert(
-                format!("k{i}.yaml"),
-                if *declared { text } else { String::new() },
-            );
+            let revoked = match (*revoked, grouped) {
+                (true, _) => "  revoked: true\n",
+                (false, false) => "  revoked: false\n",
+                (false, true) => "",
+            };
+            let text = format!("{header} ApiToken\nmetadata:\n  name: k{i}\n  namespace: t\nspec:\n  role: Analyst\n  owner: u{owner}\n  validity: 30d\n{revoked}");
+            add(2, i, *declared, text);
         }
-        out
+        out.into_iter().map(|(f, (text, _))| (f, text)).collect()
     }
 
     fn snapshot(files: &std::collections::BTreeMap<String, String>) -> Snapshot {
@@ -473,9 +517,11 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
 
     /// A scoped round plans only the changed files' declarations and what they touch, from
-    /// a partial read. For random runs of small edits (each file one object: users added,
-    /// removed, revoked, renamed for display; bindings added, removed, moved, re-roled,
-    /// re-scoped; tokens added, removed, revoked, given another owner), whenever the daemon
+    /// a partial read. For random runs of small edits (one object per file or one file per
+    /// kind: users added, removed, revoked, renamed for display; bindings added, removed,
+    /// moved, re-roled, re-scoped; tokens added, removed, revoked, given another owner;
+    /// comments and blank lines inserted or removed, and in one file per kind every edit
+    /// that adds or removes lines, which move the declarations after them), whenever the daemon
     /// would scope a round — from every declaration, or from the part it validates for the
     /// change — the scoped plan has exactly the full plan's changes, in order, and the full
     /// plan's statuses of the scoped objects; after each round (scoped from the part when
@@ -484,12 +530,13 @@ proptest::proptest! {
     /// outcome the round reported.
     #[test]
     fn a_scoped_round_plans_and_leaves_the_store_as_the_full_round_would(
-        edits in proptest::collection::vec((0u8..10, 0u8..16), 1..12)
+        layout in 0u8..3,
+        edits in proptest::collection::vec((0u8..12, 0u8..16), 1..12)
     ) {
         let dir = tempfile::tempdir().unwrap();
         let mut rec = reconciler(dir.path(), &dir.path().join("store.db"), true);
         let sink = DirSecretSink::new(dir.path().join("secrets"));
-        let mut org = Files::start();
+        let mut org = if layout > 0 { Files::grouped(layout) } else { Files::start() };
         let mut files = org.files();
         rec.reconcile(Files::snapshot(&files), None).unwrap();
         for (what, value) in edits {
@@ -515,7 +562,8 @@ proptest::proptest! {
                     serde_json::to_string(&full.changes).unwrap(),
                     "{:?} {:?} part: {}", org, changed, p.is_some()
                 );
-                let expected: Vec<_> = full.objects.iter().filter(|s| scope.keys.objects.contains(&s.key)).collect();
+                let planned = |k: &crate::snapshot::ObjectKey| scope.keys.objects.contains(k) || scope.keys.statuses.contains(k);
+                let expected: Vec<_> = full.objects.iter().filter(|s| planned(&s.key)).collect();
                 proptest::prop_assert_eq!(scoped.objects.iter().collect::<Vec<_>>(), expected);
             }
             rec.changed_files(Some(changed.clone()));
@@ -624,5 +672,160 @@ fn removals_a_new_user_and_a_revoked_user_are_scoped_from_the_part_the_daemon_va
         }
         let again = rec.reconcile(snap, None).unwrap();
         assert!(again.changes.is_empty(), "{:?}", again.changes);
+    }
+}
+
+#[test]
+fn a_declaration_moved_by_an_edit_above_it_is_planned_for_its_status_alone() {
+    let key = |kind: &str, name: &str| crate::snapshot::ObjectKey::new(kind, "t", name);
+    let (u, b, k) = (
+        |i: usize| key("User", &format!("u{i}")),
+        |i: usize| key("AccessBinding", &format!("b{i}")),
+        |i: usize| key("ApiToken", &format!("k{i}")),
+    );
+    // (layout, edit, what it is, the declarations planned for their status alone, a data
+    // change the round makes)
+    let cases = [
+        (
+            1,
+            8,
+            0,
+            "k0 revoked: a line more above k1",
+            vec![k(1)],
+            "revokeToken",
+        ),
+        (
+            1,
+            7,
+            0,
+            "b0 given a customer scope: two lines more",
+            vec![b(1), b(2), b(3)],
+            "updateBinding",
+        ),
+        (
+            1,
+            1,
+            0,
+            "u0 revoked: a line more",
+            vec![u(1), u(2), u(3)],
+            "updateUser",
+        ),
+        (
+            1,
+            0,
+            1,
+            "u1 removed above u2 and u3",
+            vec![u(2), u(3)],
+            "deleteUser",
+        ),
+        (
+            1,
+            10,
+            5,
+            "a comment at the top of the tokens' file",
+            vec![k(0), k(1)],
+            "",
+        ),
+        (
+            1,
+            11,
+            4,
+            "a blank line after the first binding",
+            vec![b(1), b(2), b(3)],
+            "",
+        ),
+        (1, 9, 0, "k0 removed above k1", vec![k(1)], "deleteToken"),
+        // One file: u0's binding b0 and token k0 move too, but the scope plans them in
+        // full (k0 is revoked with its owner); every other declaration after u0 moved.
+        (
+            2,
+            1,
+            0,
+            "u0 revoked, its binding and token below it",
+            vec![u(1), u(2), u(3), b(1), b(2), b(3), k(1)],
+            "revokeToken",
+        ),
+        (
+            2,
+            10,
+            4,
+            "a comment above the first binding",
+            vec![b(0), b(1), b(2), b(3), k(0), k(1)],
+            "",
+        ),
+    ];
+    let mut at = None;
+    for (layout, what, value, case, moved, change) in cases {
+        if at.as_ref().is_none_or(|(l, _, _, _)| *l != layout) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut rec = reconciler(dir.path(), &dir.path().join("store.db"), true);
+            let org = Files::grouped(layout);
+            let files = org.files();
+            rec.reconcile(Files::snapshot(&files), None).unwrap();
+            at = Some((layout, (dir, rec), org, files));
+        }
+        let (_, (dir, rec), org, files) = at.as_mut().unwrap();
+        org.edit(what, value);
+        let next = org.files();
+        let (changed, edits) = edits_between(files, &next);
+        *files = next;
+        let snap = Files::snapshot(files);
+        let part = part_of(&snap, &changed, &edits);
+        let memo = rec.memo.as_ref().expect("the last round left a memo");
+        let (scope, _) = memo
+            .scope(&part, &changed, Some(Part::of(&edits)), &rec.store)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{case}: scoped"));
+        let moved: BTreeSet<_> = moved.into_iter().collect();
+        assert_eq!(scope.keys.statuses, moved, "{case}");
+        assert!(scope.keys.objects.is_disjoint(&moved), "{case}");
+        let before = rec.scoped_rounds();
+        rec.changed_files(Some(changed.clone()));
+        let round = rec
+            .reconcile_part(part, &edits, None)
+            .unwrap_or_else(|| panic!("{case}: scoped"))
+            .unwrap();
+        assert_eq!(rec.scoped_rounds() - before, 1, "{case}");
+        let made: Vec<_> = round.changes.iter().map(|c| c.action.as_str()).collect();
+        assert!(
+            made.contains(&change) || change.is_empty() && made.is_empty(),
+            "{case}: {made:?}"
+        );
+        // The store holds what a round of every declaration would: the moved declarations'
+        // statuses name their new lines, and a full plan finds nothing to do.
+        let state = rec.store.load_state().unwrap();
+        let now = crate::snapshot::now();
+        let sink = DirSecretSink::new(dir.path().join("secrets"));
+        let full = crate::sources::directory::plan_against(
+            &snap,
+            &state,
+            &sink,
+            &rec.server_key,
+            rec.password_params.policy,
+            now,
+        )
+        .unwrap();
+        assert!(full.changes.is_empty(), "{case}: {:?}", full.changes);
+        let outcomes: Vec<_> = full
+            .objects
+            .iter()
+            .map(crate::apply::Outcome::from)
+            .collect();
+        assert_eq!(&outcomes, round.objects.as_ref(), "{case}");
+        for key in &moved {
+            let d = snap
+                .users
+                .iter()
+                .map(|d| (d.key(), d.source.to_string()))
+                .chain(
+                    snap.bindings
+                        .iter()
+                        .map(|d| (d.key(), d.source.to_string())),
+                )
+                .chain(snap.tokens.iter().map(|d| (d.key(), d.source.to_string())))
+                .find(|(k, _)| k == key)
+                .unwrap();
+            assert_eq!(state.statuses[key].source, d.1, "{case}: {key}");
+        }
     }
 }

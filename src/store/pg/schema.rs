@@ -167,6 +167,10 @@ CREATE TABLE login_failures (
 );
 CREATE INDEX login_failures_forget ON login_failures (forget_at);
 "#,
+    // 5: token keys by owning declaration (as in SQLite's schema version 5).
+    r#"
+CREATE INDEX token_keys_owner ON token_keys (owner_namespace, owner_name);
+"#,
 ];
 
 // Both stores are at the same schema version in every build.
