@@ -402,20 +402,11 @@ impl Store for PgStore {
     fn load_partial(&self, keys: &super::StateKeys) -> Result<StoreState, StoreError> {
         // One statement per table, the keys passed as arrays (as the set writes do).
         let usernames: Vec<&str> = keys.usernames.iter().map(String::as_str).collect();
-        let [kinds, namespaces, names]: [Vec<&str>; 3] = [
-            keys.objects.iter().map(|k| k.kind.as_str()).collect(),
-            keys.objects.iter().map(|k| k.namespace.as_str()).collect(),
-            keys.objects.iter().map(|k| k.name.as_str()).collect(),
-        ];
+        let [kinds, namespaces, names] = key_columns(&keys.objects);
         const OWNED: &str = "(owner_kind, owner_namespace, owner_name) IN \
              (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))";
         // Statuses of the objects and of the status-only keys.
-        let statused = || keys.objects.iter().chain(&keys.statuses);
-        let [skinds, snamespaces, snames]: [Vec<&str>; 3] = [
-            statused().map(|k| k.kind.as_str()).collect(),
-            statused().map(|k| k.namespace.as_str()).collect(),
-            statused().map(|k| k.name.as_str()).collect(),
-        ];
+        let [skinds, snamespaces, snames] = key_columns(keys.objects.iter().chain(&keys.statuses));
         self.with(|c| {
             let mut tx = read_transaction(c)?;
             let objects: [&(dyn ToSql + Sync); 3] = [&kinds, &namespaces, &names];
@@ -690,4 +681,18 @@ impl ReconcileLock {
             .get(0))
         })
     }
+}
+
+/// The kind, namespace and name columns of `keys`, as the arrays an `unnest($1, $2, $3)`
+/// statement takes.
+fn key_columns<'a>(
+    keys: impl IntoIterator<Item = &'a crate::snapshot::ObjectKey>,
+) -> [Vec<&'a str>; 3] {
+    let mut columns: [Vec<&str>; 3] = Default::default();
+    for k in keys {
+        columns[0].push(&k.kind);
+        columns[1].push(&k.namespace);
+        columns[2].push(&k.name);
+    }
+    columns
 }

@@ -24,10 +24,10 @@
 //! round prunes them). A declaration whose only change is its line (lines added or
 //! removed above it in its file; [`Part::moved`]) is no edit: nothing planned for another
 //! declaration reads it, so it widens nothing, and it is planned for its status alone
-//! (its stored status with the new source, [`Snapshot::moved`]). It refuses (falls back to the full round) a User whose username
-//! would change or is held by another row, a declaration that disappeared when the
-//! round does not know which (only a part, [`Part::removed`], names it: the memo
-//! keeps hashes), a new User without a part (a renamed one's old username is
+//! (its stored status with the new source, [`Snapshot::moved`]). It refuses (falls back
+//! to the full round) a User whose username would change or is held by another row, a
+//! declaration that disappeared when the round does not know which (only a part,
+//! [`Part::removed`], names it: the memo keeps hashes), a new User without a part (a renamed one's old username is
 //! unknown), a stage request, or rows owned by declarations outside the scope. The
 //! property test in `reconciler_tests.rs` checks the equivalence on random edit
 //! sequences: plan, store and statuses.

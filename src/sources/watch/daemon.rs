@@ -119,8 +119,8 @@ pub trait Reconciler: Send + 'static {
     /// Plans and applies a small change from `part`, a part of the declarations (already
     /// validated, with `validate::validate_part`): the changed files told by
     /// [`Reconciler::changed_files`], of whose declarations only `edits.objects` changed,
-    /// `edits.moved` changed their line alone and `edits.removed` are gone, and every User, AccessBinding and owned ApiToken of the
-    /// usernames `edits.usernames`. None when that is not enough to plan the change as a
+    /// `edits.moved` changed their line alone and `edits.removed` are gone, and every User,
+    /// AccessBinding and owned ApiToken of the usernames `edits.usernames`. None when that is not enough to plan the change as a
     /// round of every declaration would: the daemon then runs one.
     fn reconcile_part(
         &mut self,
