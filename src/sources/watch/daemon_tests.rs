@@ -191,17 +191,23 @@ impl Reconciler for Settling {
     }
 }
 
+/// Writes one User manifest (`ada`) into `dir` and configures a daemon watching it, with
+/// no secrets directory.
+fn one_user(dir: &std::path::Path, resync: Duration) -> DaemonConfig {
+    std::fs::write(dir.join("a.yaml"), USER.replace("NAME", "ada")).unwrap();
+    DaemonConfig {
+        dir: dir.to_path_buf(),
+        secrets_dir: None,
+        resync,
+        debounce: Duration::from_millis(50),
+        require_access_domain: false,
+    }
+}
+
 /// Runs a daemon with a fast resync until it has run `rounds` rounds; returns its activity.
 async fn resync_rounds(settled: bool, rounds: u64) -> Activity {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.yaml"), USER.replace("NAME", "ada")).unwrap();
-    let config = DaemonConfig {
-        dir: dir.path().to_path_buf(),
-        secrets_dir: None,
-        resync: Duration::from_millis(20),
-        debounce: Duration::from_millis(50),
-        require_access_domain: false,
-    };
+    let config = one_user(dir.path(), Duration::from_millis(20));
     let daemon = Daemon::new(config, Settling(Recorder::default(), settled));
     let mut activity = daemon.activity();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -226,4 +232,84 @@ async fn a_resync_reconciles_only_when_the_reconciler_is_not_settled() {
     let a = resync_rounds(false, 4).await;
     assert!(a.reconciles >= 4, "{a:?}");
     assert_eq!(a.files_parsed, 1, "{a:?}");
+}
+
+/// Reports one change, one written Secret and one outcome per user, as the store
+/// reconciler does after an apply.
+#[derive(Clone, Default)]
+struct Changing(Recorder);
+
+impl Reconciler for Changing {
+    fn reconcile(
+        &mut self,
+        snapshot: Snapshot,
+        secrets: Option<&SecretsCache>,
+    ) -> Result<Reconciled, ReconcileError> {
+        let names: Vec<String> = snapshot.users.iter().map(|u| u.key().name).collect();
+        let mut out = self.0.reconcile(snapshot, secrets)?;
+        out.changes = names
+            .iter()
+            .map(|n| AppliedChange {
+                object: ObjectKey::new("User", "t", n),
+                action: "createUser".into(),
+                source: "a.yaml:1".into(),
+            })
+            .collect();
+        out.written = names
+            .iter()
+            .map(|n| ("t".to_string(), format!("{n}-password")))
+            .collect();
+        out.objects = Arc::new(
+            names
+                .iter()
+                .map(|n| Outcome {
+                    kind: "User".into(),
+                    namespace: "t".into(),
+                    name: n.clone(),
+                    ready: true,
+                    reason: "Ready".into(),
+                    phase: None,
+                    message: String::new(),
+                })
+                .collect(),
+        );
+        Ok(out)
+    }
+}
+
+#[tokio::test]
+async fn hooks_see_the_rounds_changes_and_the_published_report_only_its_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = one_user(dir.path(), Duration::from_secs(3600));
+    let mut daemon = Daemon::new(config, Changing::default());
+    let hooked = Arc::new(Mutex::new(None));
+    let h = hooked.clone();
+    daemon.on_applied(move |o| {
+        let r = o.result.as_ref().unwrap();
+        *h.lock().unwrap() = Some((r.changes.len(), r.written.len(), r.objects.len()));
+    });
+    let mut rx = daemon.reports();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(daemon.run(async {
+        let _ = stop_rx.await;
+    }));
+    wait_for(&mut rx, 1).await;
+    let published = rx.borrow().clone().unwrap();
+    stop_tx.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        *hooked.lock().unwrap(),
+        Some((1, 1, 1)),
+        "the hook sees it all"
+    );
+    // The published report lives until the next round: a first apply's lists of changes
+    // and written Secrets (tens of MiB at scale) are not kept in it.
+    let r = published.result.as_ref().unwrap();
+    assert!(r.changes.is_empty(), "{:?}", r.changes);
+    assert!(r.written.is_empty(), "{:?}", r.written);
+    assert_eq!(
+        r.objects.len(),
+        1,
+        "the outcomes stay (the memo shares them)"
+    );
 }
