@@ -47,20 +47,30 @@ pub const BUCKETS: u64 = 1024;
 /// The bucket of the object `kind` `namespace/name`: its label in the [`Memo`] and the
 /// [`Kept`] index (FNV-1a of the name: the same in every round of the process).
 pub fn label_of(kind: &str, namespace: &str, name: &str) -> String {
+    label_in::<BUCKETS>(kind, namespace, name)
+}
+
+/// [`label_of`] with `N` buckets (the benchmark compares bucket counts).
+pub fn label_in<const N: u64>(kind: &str, namespace: &str, name: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    format!("{kind} {namespace} #{}", h % BUCKETS)
+    format!("{kind} {namespace} #{}", h % N)
 }
 
 /// The [`crate::sources::scoped::Label`] of Kubernetes mode: the bucket of the object
 /// whose source is `file` (`Kind namespace/name`, as [`snapshot::source_of`] writes it).
 pub fn bucket(file: &str) -> Cow<'_, str> {
+    bucket_in::<BUCKETS>(file)
+}
+
+/// [`bucket`] with `N` buckets (the benchmark compares bucket counts).
+pub fn bucket_in<const N: u64>(file: &str) -> Cow<'_, str> {
     let (kind, rest) = file.split_once(' ').unwrap_or(("", file));
     let (namespace, name) = rest.split_once('/').unwrap_or(("", rest));
-    Cow::Owned(label_of(kind, namespace, name))
+    Cow::Owned(label_in::<N>(kind, namespace, name))
 }
 
 /// What the controller keeps between rounds to scope the next one: the validation index

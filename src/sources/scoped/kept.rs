@@ -179,7 +179,30 @@ impl Kept {
             label,
         };
         kept.add(snap, |_| true);
+        kept.shrink();
         Some(kept)
+    }
+
+    /// Gives back what the vectors and maps grew beyond their contents while being built:
+    /// the index lives as long as the process idles.
+    fn shrink(&mut self) {
+        for (_, f) in &mut self.files {
+            f.hashes.shrink_to_fit();
+            f.claims.shrink_to_fit();
+            f.binds.shrink_to_fit();
+            f.owns.shrink_to_fit();
+            f.requesters.shrink_to_fit();
+        }
+        for w in &mut self.who {
+            w.claimed_in.shrink_to_fit();
+            w.bound_in.shrink_to_fit();
+            w.owned_in.shrink_to_fit();
+        }
+        self.files.shrink_to_fit();
+        self.who.shrink_to_fit();
+        self.ids.shrink_to_fit();
+        self.names.shrink_to_fit();
+        self.hashes.shrink_to_fit();
     }
 
     /// After a round that validated `part`: the files of `changed` now declare what `part`

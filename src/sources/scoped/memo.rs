@@ -206,7 +206,10 @@ impl Memo {
         }
         for v in files.values_mut() {
             v.sort_unstable();
+            // Kept while the process idles: no room to grow.
+            v.shrink_to_fit();
         }
+        files.shrink_to_fit();
         Some(Memo {
             token,
             until,
