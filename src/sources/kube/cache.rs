@@ -333,6 +333,18 @@ impl Changes {
         self.objects.insert(key, old.cloned());
     }
 
+    /// Records that someone else rewrote the status of `key` (capped as `object` is).
+    fn restatus(&mut self, key: &Key) {
+        if !self.known {
+            return;
+        }
+        if self.restatus.len() >= MAX_CHANGED {
+            self.unknown();
+            return;
+        }
+        self.restatus.insert(key.key());
+    }
+
     /// Something changed that `objects` does not describe.
     fn unknown(&mut self) {
         *self = Changes::default();
@@ -442,8 +454,8 @@ impl Cache {
             Some(old) if old.object.same_but_status(&object) => {
                 let restatus = old.object.packed_status() != object.packed_status()
                     && old.expected_status != Some(fingerprint_now);
-                if restatus && self.changes.known {
-                    self.changes.restatus.insert(key.key());
+                if restatus {
+                    self.changes.restatus(&key);
                 }
                 (restatus, old.expected_status)
             }
@@ -842,6 +854,57 @@ mod tests {
         let mut same = cache.object(&key()).unwrap().object();
         same["metadata"]["resourceVersion"] = json!("7");
         assert!(!moved(&mut cache, same));
+    }
+
+    #[test]
+    fn changes_name_edited_objects_apart_from_status_rewrites_and_own_secret_writes() {
+        let mut cache = Cache::default();
+        cache.put_object(key(), binding("Analyst", "1", json!({})));
+        assert!(
+            !cache.take_changes().known,
+            "the first round reads everything"
+        );
+        // The controller's own status patch: no change; someone else's: a status to put back.
+        let ready = json!({"phase": "x"});
+        cache.expect_status(&key(), &ready);
+        cache.put_object(key(), binding("Analyst", "2", ready));
+        cache.put_object(key(), binding("Analyst", "3", json!({"phase": "forged"})));
+        let c = cache.take_changes();
+        assert!(c.known && c.objects.is_empty());
+        assert_eq!(c.restatus.into_iter().collect::<Vec<_>>(), [key()]);
+        // A spec change: the object, with its version as of the last round.
+        cache.put_object(key(), binding("Admin", "4", json!({})));
+        cache.put_object(key(), binding("Manager", "5", json!({})));
+        let c = cache.take_changes();
+        let old = c.objects[&key()].as_ref().unwrap().declared();
+        assert_eq!(old["spec"]["role"], "Analyst");
+        // A Secret the sink wrote, and its watch event: no change; someone else deleting it
+        // after that: the next round reads everything.
+        let meta = ObjectMeta {
+            namespace: Some("team".into()),
+            name: Some("ci-token".into()),
+            uid: Some("u1".into()),
+            annotations: Some(
+                [(
+                    crate::secrets::MANAGED_BY_ANNOTATION.to_string(),
+                    super::super::MANAGED_BY.to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        cache.put_own_secret(meta.clone());
+        cache.put_secret(meta);
+        assert!(cache.take_changes().known);
+        cache.remove_secret("team", "ci-token");
+        assert!(!cache.take_changes().known);
+        // Past the cap: everything.
+        for i in 0..=MAX_CHANGED {
+            let k = ObjectKey::new("AccessBinding", "team", &format!("b{i}"));
+            cache.put_object(k, binding("Analyst", "1", json!({})));
+        }
+        let c = cache.take_changes();
+        assert!(!c.known && c.objects.is_empty());
     }
 
     #[test]
