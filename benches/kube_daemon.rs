@@ -108,6 +108,40 @@ fn breakdown(server: &KubeApiServer, admin: &str) -> Vec<(String, String)> {
     let t = live_mib();
     let built = stagegate::sources::kube::snapshot::build(&cache);
     push("snapshot a round builds from it", live_mib() - t);
+    // What the controller keeps for scoped rounds, by how objects are grouped.
+    {
+        use stagegate::sources::kube::scoped::bucket_in;
+        use stagegate::sources::scoped::{by_file, Kept, Label, Memo};
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let store = stagegate::store::AnyStore::open(&tmp.path().join("s.db")).expect("store");
+        let token = store.state_token().expect("token");
+        let groupings: [(&str, Label); 4] = [
+            ("256 buckets per kind and namespace", bucket_in::<256>),
+            ("1024 buckets (the controller's)", bucket_in::<1024>),
+            ("4096 buckets", bucket_in::<4096>),
+            ("one entry per object", by_file),
+        ];
+        for (what, label) in groupings {
+            let t = live_mib();
+            let kept = Kept::labelled(&built.snapshot, label);
+            let memo = Memo::labelled(
+                &built.snapshot,
+                Default::default(),
+                token.clone(),
+                None,
+                label,
+            );
+            push(
+                &format!("scoped rounds' index and memo (`Kept`, `Memo`), {what}"),
+                live_mib() - t,
+            );
+            assert!(
+                kept.is_some() && memo.is_some(),
+                "the organization is valid"
+            );
+            drop((kept, memo));
+        }
+    }
     drop(built);
     let secrets = list(&format!("/api/v1/namespaces/{NS}/secrets"));
     let t = live_mib();

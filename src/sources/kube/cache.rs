@@ -294,6 +294,63 @@ impl Key {
     }
 }
 
+/// The most objects a round's [`Changes`] names one by one; past it the next round
+/// reads everything (a scoped round is for small changes, and the old versions it keeps
+/// cost memory).
+pub const MAX_CHANGED: usize = 1000;
+
+/// What changed in the cache since the last round took it ([`Cache::take_changes`]):
+/// which objects of the four kinds changed, and whether that is all that changed.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Objects whose body changed (added, spec or metadata changed, deleted), each with
+    /// its version as of the last round (None: it did not exist then).
+    pub objects: BTreeMap<ObjectKey, Option<Compact>>,
+    /// Objects whose status someone else rewrote (put back by the report phase; no input
+    /// of the plan).
+    pub restatus: BTreeSet<ObjectKey>,
+    /// Whether `objects` and `restatus` are all that changed. False at the start, after a
+    /// list (a watch restart), after a Secret change that matters (a password reset, a
+    /// delivered Secret someone else changed or deleted), and past [`MAX_CHANGED`]
+    /// objects: the next round must read everything.
+    pub known: bool,
+}
+
+impl Changes {
+    /// Records that `key` changed; `old` is its version before this change.
+    fn object(&mut self, key: &Key, old: Option<&Compact>) {
+        if !self.known {
+            return;
+        }
+        let key = key.key();
+        if self.objects.contains_key(&key) {
+            return;
+        }
+        if self.objects.len() >= MAX_CHANGED {
+            self.unknown();
+            return;
+        }
+        self.objects.insert(key, old.cloned());
+    }
+
+    /// Records that someone else rewrote the status of `key` (capped as `object` is).
+    fn restatus(&mut self, key: &Key) {
+        if !self.known {
+            return;
+        }
+        if self.restatus.len() >= MAX_CHANGED {
+            self.unknown();
+            return;
+        }
+        self.restatus.insert(key.key());
+    }
+
+    /// Something changed that `objects` does not describe.
+    fn unknown(&mut self) {
+        *self = Changes::default();
+    }
+}
+
 /// The watched state.
 #[derive(Debug, Default)]
 pub struct Cache {
@@ -310,12 +367,15 @@ pub struct Cache {
     pub version: u64,
     /// Refuse declarations in namespaces no AccessDomain pins (`--require-access-domain`).
     pub require_access_domain: bool,
+    /// What changed since the last round (see [`Changes`]).
+    changes: Changes,
 }
 
 impl Cache {
     /// Replaces everything a feed covers with a fresh list (watch (re)start). The status
     /// expected of an object that is listed again is kept.
     pub fn replace_objects(&mut self, feed: &Feed, items: Vec<(ObjectKey, Compact)>) {
+        self.changes.unknown();
         let mut expected: HashMap<Key, u64> = HashMap::new();
         self.objects.retain(|k, e| {
             let (kind, namespace, _) = k.parts();
@@ -342,6 +402,18 @@ impl Cache {
         self.objects.iter().map(|(k, e)| (k.key(), &e.object))
     }
 
+    /// The objects whose kind, namespace and name `pick` accepts, in key order (the others'
+    /// keys are never built: a scoped round's part picks a few hundred of 67,000).
+    pub fn objects_where<'a>(
+        &'a self,
+        mut pick: impl FnMut(&str, &str, &str) -> bool + 'a,
+    ) -> impl Iterator<Item = (ObjectKey, &'a Compact)> + 'a {
+        self.objects.iter().filter_map(move |(k, e)| {
+            let (kind, namespace, name) = k.parts();
+            pick(kind, namespace, name).then(|| (k.key(), &e.object))
+        })
+    }
+
     /// One object.
     pub fn object(&self, key: &ObjectKey) -> Option<&Compact> {
         self.objects.get(&Key::of(key)).map(|e| &e.object)
@@ -358,9 +430,10 @@ impl Cache {
 
     /// Replaces the metadata of every Secret a feed covers (see [`SecretMeta::of`]).
     pub fn replace_secrets(&mut self, feed: &Feed, items: Vec<(String, String, SecretMeta)>) {
+        self.changes.unknown();
         self.secrets.retain(|ns, _| !feed.covers("Secret", ns));
         for (namespace, name, meta) in items {
-            self.insert_secret(namespace, &name, meta);
+            self.insert_secret(namespace, &name, meta, false);
         }
         self.mark_synced(feed);
     }
@@ -378,13 +451,22 @@ impl Cache {
         let object = Compact::new(&key.kind, value);
         let key = Key::of(&key);
         let (matters, expected_status) = match self.objects.get(&key) {
-            Some(old) if old.object.same_but_status(&object) => (
-                old.object.packed_status() != object.packed_status()
-                    && old.expected_status != Some(fingerprint_now),
-                old.expected_status,
-            ),
-            Some(old) => (true, old.expected_status),
-            None => (true, None),
+            Some(old) if old.object.same_but_status(&object) => {
+                let restatus = old.object.packed_status() != object.packed_status()
+                    && old.expected_status != Some(fingerprint_now);
+                if restatus {
+                    self.changes.restatus(&key);
+                }
+                (restatus, old.expected_status)
+            }
+            Some(old) => {
+                self.changes.object(&key, Some(&old.object));
+                (true, old.expected_status)
+            }
+            None => {
+                self.changes.object(&key, None);
+                (true, None)
+            }
         };
         let entry = Entry {
             object,
@@ -398,8 +480,28 @@ impl Cache {
 
     /// Forgets an object.
     pub fn remove_object(&mut self, key: &ObjectKey) {
-        self.objects.remove(&Key::of(key));
+        let key = Key::of(key);
+        if let Some(old) = self.objects.remove(&key) {
+            self.changes.object(&key, Some(&old.object));
+        }
         self.version += 1;
+    }
+
+    /// What changed since the last call (see [`Changes`]); from now on, changes are
+    /// recorded afresh.
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::replace(
+            &mut self.changes,
+            Changes {
+                known: true,
+                ..Changes::default()
+            },
+        )
+    }
+
+    /// Forgets what changed: the next round reads everything (a round that failed).
+    pub fn forget_changes(&mut self) {
+        self.changes.unknown();
     }
 
     /// Records the `status` a reconcile wants `key` to have (before patching it, so
@@ -414,13 +516,25 @@ impl Cache {
     /// that matters bumps the version.
     pub fn put_secret(&mut self, meta: ObjectMeta) {
         let (namespace, name, meta) = SecretMeta::of(meta);
-        self.insert_secret(namespace, &name, meta);
+        self.insert_secret(namespace, &name, meta, false);
     }
 
-    fn insert_secret(&mut self, namespace: String, name: &str, meta: SecretMeta) {
-        let matters = meta.ours
-            || self.secret(&namespace, name).is_some_and(|m| m.ours)
-            || self.relevant(&namespace, name);
+    /// [`Cache::put_secret`] of a Secret the controller's sink itself just wrote: what the
+    /// round that wrote it planned, so no news for the next round's [`Changes`] (its watch
+    /// event, the same metadata, is then no change either).
+    pub fn put_own_secret(&mut self, meta: ObjectMeta) {
+        let (namespace, name, meta) = SecretMeta::of(meta);
+        self.insert_secret(namespace, &name, meta, true);
+    }
+
+    fn insert_secret(&mut self, namespace: String, name: &str, meta: SecretMeta, own: bool) {
+        let before = self.secret(&namespace, name);
+        let same = before == Some(&meta);
+        let matters =
+            meta.ours || before.is_some_and(|m| m.ours) || self.relevant(&namespace, name);
+        if matters && !same && !own {
+            self.changes.unknown();
+        }
         self.secrets
             .entry(namespace)
             .or_default()
@@ -432,14 +546,28 @@ impl Cache {
 
     /// Forgets a Secret.
     pub fn remove_secret(&mut self, namespace: &str, name: &str) {
+        self.drop_secret(namespace, name, false);
+    }
+
+    /// [`Cache::remove_secret`] of a Secret the controller's sink itself just deleted (see
+    /// [`Cache::put_own_secret`]).
+    pub fn remove_own_secret(&mut self, namespace: &str, name: &str) {
+        self.drop_secret(namespace, name, true);
+    }
+
+    fn drop_secret(&mut self, namespace: &str, name: &str, own: bool) {
         let was = self.secrets.get_mut(namespace).and_then(|m| m.remove(name));
         if self.secrets.get(namespace).is_some_and(BTreeMap::is_empty) {
             self.secrets.remove(namespace);
         }
+        let existed = was.is_some();
         let was_ours = was.is_some_and(|m| m.ours);
         self.passwords
             .remove(&(namespace.to_string(), name.to_string()));
         if was_ours || self.relevant(namespace, name) {
+            if existed && !own {
+                self.changes.unknown();
+            }
             self.version += 1;
         }
     }
@@ -726,6 +854,57 @@ mod tests {
         let mut same = cache.object(&key()).unwrap().object();
         same["metadata"]["resourceVersion"] = json!("7");
         assert!(!moved(&mut cache, same));
+    }
+
+    #[test]
+    fn changes_name_edited_objects_apart_from_status_rewrites_and_own_secret_writes() {
+        let mut cache = Cache::default();
+        cache.put_object(key(), binding("Analyst", "1", json!({})));
+        assert!(
+            !cache.take_changes().known,
+            "the first round reads everything"
+        );
+        // The controller's own status patch: no change; someone else's: a status to put back.
+        let ready = json!({"phase": "x"});
+        cache.expect_status(&key(), &ready);
+        cache.put_object(key(), binding("Analyst", "2", ready));
+        cache.put_object(key(), binding("Analyst", "3", json!({"phase": "forged"})));
+        let c = cache.take_changes();
+        assert!(c.known && c.objects.is_empty());
+        assert_eq!(c.restatus.into_iter().collect::<Vec<_>>(), [key()]);
+        // A spec change: the object, with its version as of the last round.
+        cache.put_object(key(), binding("Admin", "4", json!({})));
+        cache.put_object(key(), binding("Manager", "5", json!({})));
+        let c = cache.take_changes();
+        let old = c.objects[&key()].as_ref().unwrap().declared();
+        assert_eq!(old["spec"]["role"], "Analyst");
+        // A Secret the sink wrote, and its watch event: no change; someone else deleting it
+        // after that: the next round reads everything.
+        let meta = ObjectMeta {
+            namespace: Some("team".into()),
+            name: Some("ci-token".into()),
+            uid: Some("u1".into()),
+            annotations: Some(
+                [(
+                    crate::secrets::MANAGED_BY_ANNOTATION.to_string(),
+                    super::super::MANAGED_BY.to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        cache.put_own_secret(meta.clone());
+        cache.put_secret(meta);
+        assert!(cache.take_changes().known);
+        cache.remove_secret("team", "ci-token");
+        assert!(!cache.take_changes().known);
+        // Past the cap: everything.
+        for i in 0..=MAX_CHANGED {
+            let k = ObjectKey::new("AccessBinding", "team", &format!("b{i}"));
+            cache.put_object(k, binding("Analyst", "1", json!({})));
+        }
+        let c = cache.take_changes();
+        assert!(!c.known && c.objects.is_empty());
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod finalizer;
 pub mod leader;
 pub mod pipeline;
 pub mod reconcile;
+pub mod scoped;
 pub mod sink;
 pub mod snapshot;
 pub mod status;

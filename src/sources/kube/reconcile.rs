@@ -6,6 +6,7 @@
 
 use super::cache::{Compact, Shared};
 use super::pipeline::{self, Applied};
+use super::scoped::{self, PartRound, Scoper};
 use super::sink::KubeSecretSink;
 use super::{events, finalizer, snapshot, status, ControllerError, ReportError};
 use crate::secrets::{PasswordParams, ServerKey};
@@ -16,8 +17,9 @@ use kube::api::Patch;
 use kube::runtime::events::Recorder;
 use kube::Client;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// What every reconcile needs (the controller-rs `Context`).
 #[derive(Clone)]
@@ -47,6 +49,12 @@ pub struct Memory {
     reported: HashMap<ObjectKey, String>,
     /// Set by a reconcile that changed nothing anywhere: what it saw.
     settled: Option<Settled>,
+    /// What a round keeps to scope the next one (see [`super::scoped`]).
+    scoper: Scoper,
+    /// The last round's next expiry (see [`Applied::next_expiry`]).
+    until: Option<jiff::Timestamp>,
+    /// How many rounds were scoped (a figure for tests and logs).
+    scoped_rounds: u64,
 }
 
 /// What a reconcile that wrote nothing (no store change, no request to the API server)
@@ -75,6 +83,12 @@ impl Memory {
     /// What the last reconcile saw, when it changed nothing at all.
     pub fn settled(&self) -> Option<Settled> {
         self.settled.clone()
+    }
+
+    /// How many rounds of this term were scoped (planned the changed objects and what
+    /// they touch, not everything).
+    pub fn scoped_rounds(&self) -> u64 {
+        self.scoped_rounds
     }
 }
 
@@ -115,7 +129,9 @@ fn api_error(verb: &'static str, key: &ObjectKey, source: kube::Error) -> Report
     }
 }
 
-/// Runs one reconcile of everything in `shared`.
+/// Runs one reconcile of everything in `shared`: a scoped round when only a few objects
+/// changed since the last one and the change is provably local (see [`super::scoped`]),
+/// else a whole round.
 pub async fn reconcile(
     ctx: &Context,
     shared: &Shared,
@@ -129,18 +145,204 @@ pub async fn reconcile(
     let started = std::time::Instant::now();
     super::watch::fetch_passwords(&ctx.client, shared).await;
     let passwords = started.elapsed();
+    let started = std::time::Instant::now();
+    let (part, version) = {
+        let mut cache = shared.lock();
+        let changes = cache.take_changes();
+        (memory.scoper.part(&cache, changes), cache.version)
+    };
+    let mut finalized = BTreeSet::new();
+    if let Some(part) = part {
+        let snapshot_ms = started.elapsed();
+        match scoped_round(ctx, part, &mut summary, &mut finalized).await {
+            Ok(Some((part, applied, token, times))) => {
+                memory.scoped_rounds += 1;
+                let phases = Phases {
+                    passwords,
+                    snapshot: snapshot_ms,
+                    validated: part.built.validated_in,
+                    finalizers: times.0,
+                    core: times.1,
+                };
+                report(
+                    ctx,
+                    shared,
+                    memory,
+                    &part.objects,
+                    &part.built,
+                    applied,
+                    phases,
+                    &mut summary,
+                )
+                .await;
+                finish(memory, &summary, token, version);
+                return Ok(summary);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                memory.scoper.keep(None);
+                return Err(e);
+            }
+        }
+    }
     // Phase 1: snapshot (pure), with a copy of the objects for the report phase.
     let started = std::time::Instant::now();
-    let (built, objects, version) = {
+    let (mut built, objects, version) = {
         let cache = shared.lock();
         (snapshot::build(&cache), cache.object_list(), cache.version)
     };
+    memory.scoper.validated(&built.snapshot);
+    let snap = std::mem::take(&mut built.snapshot);
     let snapshot_ms = started.elapsed();
     let validated = built.validated_in;
     let started = std::time::Instant::now();
     // Phase 2: our finalizer goes on before the store entry can exist.
-    for (key, object) in &objects {
-        if finalizer::finalized(&key.kind) && !object.deleting() && !object.finalized() {
+    add_finalizers(ctx, &objects, &mut finalized, &mut summary).await;
+    let finalizers = started.elapsed();
+    // Phase 3: the shared core, on a blocking thread (the sink blocks on API calls).
+    let started = std::time::Instant::now();
+    let (applied, token): (Applied, Option<StateToken>) = {
+        core(ctx, move |store, ctx, apply_ctx| {
+            pipeline::run(
+                snap,
+                store,
+                &ctx.sink,
+                apply_ctx,
+                ctx.bootstrap.as_ref(),
+                Some(scoped::bucket),
+            )
+        })
+        .await
+        .inspect_err(|_| memory.scoper.keep(None))?
+    };
+    let core_ms = started.elapsed();
+    let phases = Phases {
+        passwords,
+        snapshot: snapshot_ms,
+        validated,
+        finalizers,
+        core: core_ms,
+    };
+    report(
+        ctx,
+        shared,
+        memory,
+        &objects,
+        &built,
+        applied,
+        phases,
+        &mut summary,
+    )
+    .await;
+    finish(memory, &summary, token, version);
+    Ok(summary)
+}
+
+/// How long the phases before the report took, for the round's phase log.
+struct Phases {
+    passwords: std::time::Duration,
+    snapshot: std::time::Duration,
+    validated: std::time::Duration,
+    finalizers: std::time::Duration,
+    core: std::time::Duration,
+}
+
+/// The end of a round: it settled when it wrote nothing anywhere; a failed request about
+/// an object leaves it for a whole round.
+fn finish(memory: &mut Memory, summary: &Summary, token: Option<StateToken>, version: u64) {
+    if summary.object_failures > 0 {
+        memory.scoper.keep(None);
+    }
+    if let Some(token) = token.filter(|_| *summary == Summary::default()) {
+        memory.settled = Some(Settled {
+            version,
+            token,
+            until: memory.until,
+        });
+    }
+}
+
+/// Runs `work` on the store on a blocking thread (the sink blocks on API calls), with
+/// the store's token when nothing (apply, bootstrap) wrote.
+async fn core<T: Send + 'static>(
+    ctx: &Context,
+    work: impl FnOnce(
+            &mut AnyStore,
+            &Context,
+            &crate::apply::ApplyContext<'_>,
+        ) -> Result<T, pipeline::PipelineError>
+        + Send
+        + 'static,
+) -> Result<(T, Option<StateToken>), ControllerError> {
+    let ctx = ctx.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let mut store = ctx
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The token before and after: equal when nothing (apply, bootstrap) wrote.
+        let before = store.state_token().ok();
+        let apply_ctx = crate::apply::ApplyContext {
+            now: crate::snapshot::now(),
+            server_key: &ctx.server_key,
+            password_params: ctx.password_params,
+            public_url: ctx.public_url.as_deref(),
+        };
+        let out = work(&mut store, &ctx, &apply_ctx)?;
+        let after = store.state_token().ok();
+        Ok::<_, pipeline::PipelineError>((out, before.filter(|b| Some(b) == after.as_ref())))
+    })
+    .await
+    .map_err(|e| pipeline::PipelineError::Task(e.to_string()))??;
+    Ok(done)
+}
+
+/// A scoped round's finalizers and core: None when the scope cannot be proven local (the
+/// round then reads everything; the finalizers added are in `finalized`).
+async fn scoped_round(
+    ctx: &Context,
+    mut part: PartRound,
+    summary: &mut Summary,
+    finalized: &mut BTreeSet<ObjectKey>,
+) -> Result<Option<(PartRound, Applied, Option<StateToken>, (Duration, Duration))>, ControllerError>
+{
+    let started = std::time::Instant::now();
+    add_finalizers(ctx, &part.objects, finalized, summary).await;
+    let finalizers = started.elapsed();
+    let started = std::time::Instant::now();
+    let Some(memo) = part.memo.take() else {
+        return Ok(None);
+    };
+    let (back, token) = core(ctx, move |store, ctx, apply_ctx| {
+        let applied = pipeline::run_scoped(
+            &part.input(),
+            memo,
+            store,
+            &ctx.sink,
+            apply_ctx,
+            ctx.bootstrap.as_ref(),
+        )?;
+        Ok((part, applied))
+    })
+    .await?;
+    let (part, applied) = back;
+    Ok(applied.map(|a| (part, a, token, (finalizers, started.elapsed()))))
+}
+
+/// Adds our finalizer to every object of `objects` of a finalized kind that lacks it and
+/// is not being deleted, but those in `done` (added earlier this round); adds them there.
+async fn add_finalizers(
+    ctx: &Context,
+    objects: &BTreeMap<ObjectKey, Arc<Compact>>,
+    done: &mut BTreeSet<ObjectKey>,
+    summary: &mut Summary,
+) {
+    for (key, object) in objects {
+        if finalizer::finalized(&key.kind)
+            && !object.deleting()
+            && !object.finalized()
+            && !done.contains(key)
+        {
             let value = object.object();
             match finalizer::send(
                 &ctx.client,
@@ -150,62 +352,45 @@ pub async fn reconcile(
             )
             .await
             {
-                Ok(()) => summary.finalizers += 1,
-                Err(e) => object_failed(ctx, object, e, &mut summary).await,
+                Ok(()) => {
+                    summary.finalizers += 1;
+                    done.insert(key.clone());
+                }
+                Err(e) => object_failed(ctx, object, e, summary).await,
             }
         }
     }
-    let finalizers = started.elapsed();
-    // Phase 3: the shared core, on a blocking thread (the sink blocks on API calls).
-    let started = std::time::Instant::now();
-    let (applied, token): (Applied, Option<StateToken>) = {
-        let ctx = ctx.clone();
-        let snap = built.snapshot;
-        tokio::task::spawn_blocking(move || {
-            let mut store = ctx
-                .store
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // The token before and after: equal when nothing (apply, bootstrap) wrote.
-            let before = store.state_token().ok();
-            let apply_ctx = crate::apply::ApplyContext {
-                now: crate::snapshot::now(),
-                server_key: &ctx.server_key,
-                password_params: ctx.password_params,
-                public_url: ctx.public_url.as_deref(),
-            };
-            let applied = pipeline::run(
-                snap,
-                &mut *store,
-                &ctx.sink,
-                &apply_ctx,
-                ctx.bootstrap.as_ref(),
-            )?;
-            let after = store.state_token().ok();
-            Ok::<_, pipeline::PipelineError>((
-                applied,
-                before.filter(|b| Some(b) == after.as_ref()),
-            ))
-        })
-        .await
-        .map_err(|e| pipeline::PipelineError::Task(e.to_string()))??
-    };
+}
+
+/// Phase 4: the statuses of `objects` that `applied` read back, the malformed objects of
+/// `built`, and the finalizers of its deleting objects (their store entries are gone now).
+#[allow(clippy::too_many_arguments)]
+async fn report(
+    ctx: &Context,
+    shared: &Shared,
+    memory: &mut Memory,
+    objects: &BTreeMap<ObjectKey, Arc<Compact>>,
+    built: &snapshot::Built,
+    mut applied: Applied,
+    phases: Phases,
+    summary: &mut Summary,
+) {
     summary.changes = applied.changes;
-    let core = started.elapsed();
-    // Phase 4: report.
+    memory.scoper.keep(applied.memo.take());
+    memory.until = applied.next_expiry;
     let started = std::time::Instant::now();
     let statuses: BTreeMap<&ObjectKey, &ObjectStatus> =
         applied.statuses.iter().map(|s| (&s.key, s)).collect();
-    for (key, object) in &objects {
+    for (key, object) in objects {
         if object.deleting() {
             continue;
         }
         let Some(st) = statuses.get(key) else {
             continue;
         };
-        match publish_status(ctx, shared, key, object, st, &mut summary).await {
+        match publish_status(ctx, shared, key, object, st, summary).await {
             Ok(n) => summary.events += n,
-            Err(e) => object_failed(ctx, object, e, &mut summary).await,
+            Err(e) => object_failed(ctx, object, e, summary).await,
         }
     }
     for (key, why) in &built.malformed {
@@ -232,7 +417,7 @@ pub async fn reconcile(
                     summary.finalizers += 1;
                     tracing::info!(object = %key, "store entry removed; finalizer released");
                 }
-                Err(e) => object_failed(ctx, object, e, &mut summary).await,
+                Err(e) => object_failed(ctx, object, e, summary).await,
             }
         }
     }
@@ -240,26 +425,20 @@ pub async fn reconcile(
     let t = applied.timings;
     tracing::info!(
         objects = objects.len(),
-        passwords_ms = ms(passwords),
-        unpack_ms = ms(snapshot_ms.saturating_sub(validated)),
-        validate_ms = ms(validated),
-        finalizers_ms = ms(finalizers),
+        passwords_ms = ms(phases.passwords),
+        unpack_ms = ms(phases.snapshot.saturating_sub(phases.validated)),
+        validate_ms = ms(phases.validated),
+        finalizers_ms = ms(phases.finalizers),
         load_state_ms = ms(t.load_state),
         plan_ms = ms(t.plan),
         apply_ms = ms(t.apply),
         statuses_ms = ms(t.statuses),
-        core_ms = ms(core),
+        core_ms = ms(phases.core),
         report_ms = ms(started.elapsed()),
+        scoped = applied.scoped.is_some(),
+        scoped_objects = applied.scoped.unwrap_or(0) as u64,
         "reconcile phases"
     );
-    if let Some(token) = token.filter(|_| summary == Summary::default()) {
-        memory.settled = Some(Settled {
-            version,
-            token,
-            until: applied.next_expiry,
-        });
-    }
-    Ok(summary)
 }
 
 /// Reports a failed request about one object on that object (a Warning Event

@@ -172,7 +172,7 @@ impl KubeSecretSink {
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(io_err(ns, name, e)),
         }
-        self.shared.update(|c| c.remove_secret(ns, name));
+        self.shared.update(|c| c.remove_own_secret(ns, name));
         Ok(())
     }
 
@@ -189,7 +189,7 @@ impl KubeSecretSink {
             .block_on(self.api(&s.namespace).create(&pp, &manifest))
         {
             Ok(created) => {
-                self.shared.update(|c| c.put_secret(created.metadata));
+                self.shared.update(|c| c.put_own_secret(created.metadata));
                 failpoint::hit("after-secret-create");
                 tracing::info!(namespace = %s.namespace, name = %s.name, key_id = %s.key_id, "secret created");
                 Ok(Delivery::Delivered)

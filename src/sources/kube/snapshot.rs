@@ -44,6 +44,17 @@ pub fn build(cache: &Cache) -> Built {
 /// Builds and validates the snapshot of `objects` (in key order), with the Secrets and
 /// settings of `cache`.
 fn build_from(cache: &Cache, objects: impl Iterator<Item = (ObjectKey, Value)>) -> Built {
+    let mut out = convert_from(cache, objects);
+    let started = std::time::Instant::now();
+    validate::validate(&mut out.snapshot);
+    out.validated_in = started.elapsed();
+    out
+}
+
+/// Builds the snapshot of `objects` (in key order), with the Secrets and settings of
+/// `cache`, not validated: a whole round validates it with `validate`, a scoped round
+/// (a part of the objects) with `validate::validate_part`.
+pub fn convert_from(cache: &Cache, objects: impl Iterator<Item = (ObjectKey, Value)>) -> Built {
     let mut out = Built::default();
     out.snapshot.domains.places = Places::Namespaces;
     out.snapshot.domains.required = cache.require_access_domain;
@@ -79,9 +90,6 @@ fn build_from(cache: &Cache, objects: impl Iterator<Item = (ObjectKey, Value)>) 
     requests.sort_by(|(a, _), (b, _)| a.cmp(b));
     out.snapshot.requests = requests.into_iter().map(|(_, d)| d).collect();
     out.snapshot.secrets = referenced_secrets(cache, &out.snapshot);
-    let started = std::time::Instant::now();
-    validate::validate(&mut out.snapshot);
-    out.validated_in = started.elapsed();
     out
 }
 

@@ -17,6 +17,7 @@
 //! conflict), usernames as text (a reference to a username must be answered
 //! exactly). At 10,000 users and 67,000 objects it is a few MiB.
 
+use super::memo::{by_file, Label};
 use crate::snapshot::{ObjectKey, Snapshot};
 use crate::validate::{secret_claims, Elsewhere};
 use kube::ResourceExt;
@@ -68,6 +69,8 @@ pub struct Kept {
     who: Vec<Who>,
     /// Stage requests declared in all files.
     requests: usize,
+    /// The label ("file") of a declaration's source (see [`Label`]).
+    label: Label,
 }
 
 /// What a hash stands for: the three namespaces of names the rules compare.
@@ -79,55 +82,67 @@ enum Named<'a> {
 }
 
 /// Every declaration of `snap` by file: its hashes, claimed and granted usernames, requests.
-fn contributions(snap: &Snapshot, hasher: &RandomState, mut add: impl FnMut(&str, Contribution)) {
-    fn file(s: &crate::snapshot::Source) -> &str {
-        s.file.as_deref().unwrap_or("")
+fn contributions(
+    snap: &Snapshot,
+    hasher: &RandomState,
+    label: Label,
+    mut add: impl FnMut(&str, Contribution),
+) {
+    // Borrowed in directory mode: no allocation per declaration.
+    fn labelled(label: Label, s: &crate::snapshot::Source) -> std::borrow::Cow<'_, str> {
+        label(s.file.as_deref().unwrap_or(""))
     }
     for d in &snap.users {
         add(
-            file(&d.source),
+            &labelled(label, &d.source),
             Contribution::Hash(hasher.hash_one(Named::Key(&d.key()))),
         );
-        add(file(&d.source), Contribution::Claims(d.object.username()));
+        add(
+            &labelled(label, &d.source),
+            Contribution::Claims(d.object.username()),
+        );
     }
     for d in &snap.bindings {
         add(
-            file(&d.source),
+            &labelled(label, &d.source),
             Contribution::Hash(hasher.hash_one(Named::Key(&d.key()))),
         );
         add(
-            file(&d.source),
+            &labelled(label, &d.source),
             Contribution::Binds(d.object.spec.user.clone()),
         );
     }
     for d in &snap.tokens {
         let name = d.object.name_any();
         add(
-            file(&d.source),
+            &labelled(label, &d.source),
             Contribution::Hash(hasher.hash_one(Named::Key(&d.key()))),
         );
         add(
-            file(&d.source),
+            &labelled(label, &d.source),
             Contribution::Hash(hasher.hash_one(Named::Token(&name))),
         );
         if let Some(owner) = &d.object.spec.owner {
-            add(file(&d.source), Contribution::Owns(owner.clone()));
+            add(
+                &labelled(label, &d.source),
+                Contribution::Owns(owner.clone()),
+            );
         }
     }
     for d in &snap.requests {
         add(
-            file(&d.source),
+            &labelled(label, &d.source),
             Contribution::Hash(hasher.hash_one(Named::Key(&d.key()))),
         );
-        add(file(&d.source), Contribution::Request);
+        add(&labelled(label, &d.source), Contribution::Request);
         add(
-            file(&d.source),
+            &labelled(label, &d.source),
             Contribution::Requests(d.object.spec.requested_by.clone()),
         );
     }
     for c in secret_claims(snap) {
         let h = hasher.hash_one(Named::Secret(&c.namespace, &c.secret));
-        add(file(&c.source), Contribution::Hash(h));
+        add(&labelled(label, &c.source), Contribution::Hash(h));
     }
 }
 
@@ -145,6 +160,11 @@ impl Kept {
     /// The index of `snap`, validated as a whole; None when it has an error or a broken
     /// file (a part of it is then never validated alone).
     pub fn new(snap: &Snapshot) -> Option<Kept> {
+        Kept::labelled(snap, by_file)
+    }
+
+    /// [`Kept::new`] with the declarations kept under `label` of their source file.
+    pub fn labelled(snap: &Snapshot, label: Label) -> Option<Kept> {
         if !snap.broken_files.is_empty() || snap.has_errors() {
             return None;
         }
@@ -156,9 +176,33 @@ impl Kept {
             names: HashMap::new(),
             who: Vec::new(),
             requests: 0,
+            label,
         };
         kept.add(snap, |_| true);
+        kept.shrink();
         Some(kept)
+    }
+
+    /// Gives back what the vectors and maps grew beyond their contents while being built:
+    /// the index lives as long as the process idles.
+    fn shrink(&mut self) {
+        for (_, f) in &mut self.files {
+            f.hashes.shrink_to_fit();
+            f.claims.shrink_to_fit();
+            f.binds.shrink_to_fit();
+            f.owns.shrink_to_fit();
+            f.requesters.shrink_to_fit();
+        }
+        for w in &mut self.who {
+            w.claimed_in.shrink_to_fit();
+            w.bound_in.shrink_to_fit();
+            w.owned_in.shrink_to_fit();
+        }
+        self.files.shrink_to_fit();
+        self.who.shrink_to_fit();
+        self.ids.shrink_to_fit();
+        self.names.shrink_to_fit();
+        self.hashes.shrink_to_fit();
     }
 
     /// After a round that validated `part`: the files of `changed` now declare what `part`
@@ -173,7 +217,7 @@ impl Kept {
     /// Adds the declarations of `snap` in the files `take` accepts.
     fn add(&mut self, snap: &Snapshot, take: impl Fn(&str) -> bool) {
         let hasher = self.hasher.clone();
-        contributions(snap, &hasher, |file, c| {
+        contributions(snap, &hasher, self.label, |file, c| {
             if take(file) {
                 self.insert(file, c);
             }
@@ -304,7 +348,7 @@ impl Kept {
             if u.source
                 .file
                 .as_deref()
-                .is_some_and(|f| changed.contains(f))
+                .is_some_and(|f| changed.contains((self.label)(f).as_ref()))
             {
                 match self.names.get(&u.object.username()) {
                     Some(n) => {

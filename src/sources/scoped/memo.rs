@@ -38,6 +38,7 @@ use crate::snapshot::{ObjectKey, Snapshot, Source};
 use crate::store::{StateKeys, StateToken, Store, StoreError, StoreState};
 use jiff::Timestamp;
 use kube::ResourceExt;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
@@ -54,6 +55,19 @@ pub struct Memo {
     /// Every declared object's outcome, sorted by key.
     pub outcomes: Arc<Vec<Outcome>>,
     hasher: RandomState,
+    /// The label of a declaration's source file: what `files` and a round's changed
+    /// files are keyed by ([`by_file`] in directory mode; the controller groups its
+    /// objects into a fixed number of buckets, see `sources::kube::scoped`).
+    label: Label,
+}
+
+/// Maps a declaration's source file (`Source::file`) to the label a [`Memo`] and a
+/// [`super::Kept`] keep its declarations under: the "file" a change names.
+pub type Label = fn(&str) -> Cow<'_, str>;
+
+/// Directory mode's [`Label`]: each manifest file is its own label.
+pub fn by_file(file: &str) -> Cow<'_, str> {
+    Cow::Borrowed(file)
 }
 
 /// What a round that read only a part of the declarations tells [`Memo::scope`].
@@ -108,9 +122,9 @@ fn declared_at(snap: &Snapshot) -> impl Iterator<Item = (&Source, ObjectKey)> {
         .chain(snap.requests.iter().map(|d| (&d.source, d.key())))
 }
 
-/// Every declaration of `snap` as (file, key).
-fn declared(snap: &Snapshot) -> impl Iterator<Item = (&str, ObjectKey)> {
-    declared_at(snap).map(|(s, k)| (s.file.as_deref().unwrap_or(""), k))
+/// Every declaration of `snap` as (label of its file, key).
+fn declared(snap: &Snapshot, label: Label) -> impl Iterator<Item = (Cow<'_, str>, ObjectKey)> {
+    declared_at(snap).map(move |(s, k)| (label(s.file.as_deref().unwrap_or("")), k))
 }
 
 /// Whether a round's apply did what its plan said: every outcome apply changed from the
@@ -162,6 +176,17 @@ impl Memo {
         token: StateToken,
         until: Option<Timestamp>,
     ) -> Option<Memo> {
+        Memo::labelled(snap, outcomes, token, until, by_file)
+    }
+
+    /// [`Memo::new`] with the declarations kept under `label` of their source file.
+    pub fn labelled(
+        snap: &Snapshot,
+        outcomes: Arc<Vec<Outcome>>,
+        token: StateToken,
+        until: Option<Timestamp>,
+        label: Label,
+    ) -> Option<Memo> {
         if unbounded(snap)
             || !outcomes
                 .windows(2)
@@ -171,23 +196,27 @@ impl Memo {
         }
         let hasher = RandomState::new();
         let mut files: HashMap<String, Vec<u64>> = HashMap::new();
-        for (file, key) in declared(snap) {
-            match files.get_mut(file) {
+        for (file, key) in declared(snap, label) {
+            match files.get_mut(file.as_ref()) {
                 Some(v) => v.push(hasher.hash_one(&key)),
                 None => {
-                    files.insert(file.to_string(), vec![hasher.hash_one(&key)]);
+                    files.insert(file.into_owned(), vec![hasher.hash_one(&key)]);
                 }
             }
         }
         for v in files.values_mut() {
             v.sort_unstable();
+            // Kept while the process idles: no room to grow.
+            v.shrink_to_fit();
         }
+        files.shrink_to_fit();
         Some(Memo {
             token,
             until,
             files,
             outcomes,
             hasher,
+            label,
         })
     }
 
@@ -205,9 +234,10 @@ impl Memo {
         for f in changed {
             self.files.remove(f);
         }
-        for (file, key) in declared(snap).filter(|(f, _)| changed.contains(*f)) {
+        for (file, key) in declared(snap, self.label).filter(|(f, _)| changed.contains(f.as_ref()))
+        {
             let h = self.hasher.hash_one(&key);
-            self.files.entry(file.to_string()).or_default().push(h);
+            self.files.entry(file.into_owned()).or_default().push(h);
         }
         for f in changed {
             if let Some(v) = self.files.get_mut(f) {
@@ -255,20 +285,24 @@ impl Memo {
         if unbounded(snap) {
             return Ok(None);
         }
-        let in_changed =
-            |s: &crate::snapshot::Source| s.file.as_deref().is_some_and(|f| changed.contains(f));
+        let label = self.label;
+        let in_changed = |s: &crate::snapshot::Source| {
+            s.file
+                .as_deref()
+                .is_some_and(|f| changed.contains(label(f).as_ref()))
+        };
         // A declaration gone from a changed file (deleted, renamed or moved) is planned as
         // a removal only when the part names it; a stage request's removal undoes nothing
         // but is left to the full round, as a request in a changed file is.
-        let mut now: HashMap<&str, HashSet<u64>> = HashMap::new();
-        for (file, key) in declared(snap).filter(|(f, _)| changed.contains(*f)) {
+        let mut now: HashMap<Cow<str>, HashSet<u64>> = HashMap::new();
+        for (file, key) in declared(snap, label).filter(|(f, _)| changed.contains(f.as_ref())) {
             now.entry(file)
                 .or_default()
                 .insert(self.hasher.hash_one(&key));
         }
         let declared_now: HashSet<ObjectKey> = match part {
-            Some(p) if !p.removed.is_empty() => declared(snap)
-                .filter(|(f, _)| changed.contains(*f))
+            Some(p) if !p.removed.is_empty() => declared(snap, label)
+                .filter(|(f, _)| changed.contains(f.as_ref()))
                 .map(|(_, k)| k)
                 .collect(),
             _ => HashSet::new(),

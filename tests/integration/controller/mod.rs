@@ -15,6 +15,7 @@ mod leader;
 mod namespaced;
 mod quiet;
 mod restart;
+mod scoped;
 
 use crate::kube_api::{Identity, KubeApiServer, RecordedRequest};
 use crate::support;

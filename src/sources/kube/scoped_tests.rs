@@ -1,0 +1,365 @@
+use super::super::pipeline::{run, run_scoped, Applied};
+use super::*;
+use crate::apply::ApplyContext;
+use crate::secrets::{MemorySink, PasswordParams, ServerKey};
+use crate::store::{AnyStore, ObjectStatus, Store};
+use serde_json::json;
+
+#[test]
+fn buckets_are_stable_and_name_kind_and_namespace() {
+    let key = ObjectKey::new("AccessBinding", "org", "b004711");
+    let label = label_of(&key.kind, &key.namespace, &key.name);
+    assert_eq!(bucket(&key.to_string()), label);
+    assert!(label.starts_with("AccessBinding org #"), "{label}");
+    let spread: BTreeSet<String> = (0..4096)
+        .map(|i| label_of("User", "org", &format!("u{i:05}")))
+        .collect();
+    assert!(spread.len() > 900, "{}", spread.len());
+}
+
+const ROLES: [&str; 3] = ["Admin", "Manager", "Analyst"];
+
+/// Whether an object is declared, being deleted (its finalizer still on), or gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Life {
+    Gone,
+    Declared,
+    Deleting,
+}
+
+impl Life {
+    /// The next step of an object's life: added, deleted (finalizer held), removed.
+    fn next(self) -> Life {
+        match self {
+            Life::Gone => Life::Declared,
+            Life::Declared => Life::Deleting,
+            Life::Deleting => Life::Gone,
+        }
+    }
+}
+
+/// A small organization in a cluster: four users (life, revoked, display name, renamed),
+/// four bindings (life, user, role, global) and two tokens (life, revoked, owner).
+#[derive(Clone, Debug)]
+struct Org {
+    users: [(Life, bool, u8, bool); 4],
+    bindings: [(Life, usize, usize, bool); 4],
+    tokens: [(Life, bool, usize); 2],
+}
+
+impl Org {
+    fn start() -> Org {
+        Org {
+            users: [(Life::Declared, false, 0, false); 4],
+            bindings: [
+                (Life::Declared, 0, 0, true),
+                (Life::Declared, 1, 1, false),
+                (Life::Declared, 2, 2, true),
+                (Life::Gone, 3, 2, false),
+            ],
+            tokens: [(Life::Declared, false, 0), (Life::Gone, false, 1)],
+        }
+    }
+
+    /// One edit: a binding patched (user, role, scope), a token revoked, a user edited
+    /// (revoked, display name) or renamed (another username), an object added, deleted
+    /// or removed.
+    fn edit(&mut self, what: u8, value: u8) {
+        let v = value as usize;
+        match what % 11 {
+            0 => self.users[v % 4].0 = self.users[v % 4].0.next(),
+            1 => self.users[v % 4].1 ^= true,
+            2 => self.users[v % 4].2 = value,
+            3 => self.users[v % 4].3 ^= true,
+            4 => self.bindings[v % 4].0 = self.bindings[v % 4].0.next(),
+            5 => self.bindings[v % 4].1 = (v / 4) % 8,
+            6 => self.bindings[v % 4].2 = (v / 4) % ROLES.len(),
+            7 => self.bindings[v % 4].3 ^= true,
+            8 => self.tokens[v % 2].1 ^= true,
+            9 => self.tokens[v % 2].0 = self.tokens[v % 2].0.next(),
+            _ => self.tokens[v % 2].2 = (v / 2) % 8,
+        }
+    }
+
+    /// Username `i` of eight: user `i % 4`'s, as declared before (`i < 4`) or after a rename.
+    fn username(i: usize) -> String {
+        if i < 4 {
+            format!("u{i}")
+        } else {
+            format!("u{}-renamed", i % 4)
+        }
+    }
+
+    /// Every object, as the API server serves it.
+    fn objects(&self) -> BTreeMap<ObjectKey, Value> {
+        let mut out = BTreeMap::new();
+        let mut add = |kind: &str, name: String, life: Life, spec: Value| {
+            if life == Life::Gone {
+                return;
+            }
+            let mut meta = json!({"name": name, "namespace": "t", "uid": format!("uid-{kind}-{name}"),
+                                  "generation": 1, "finalizers": [super::super::FINALIZER]});
+            if life == Life::Deleting {
+                meta["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            }
+            let value = json!({"apiVersion": "stagegate.dev/v1alpha1", "kind": kind,
+                               "metadata": meta, "spec": spec});
+            out.insert(ObjectKey::new(kind, "t", &name), value);
+        };
+        for (i, (life, revoked, display, renamed)) in self.users.iter().enumerate() {
+            let mut spec = json!({"displayName": format!("Name {display}"),
+                                  "state": if *revoked { "Revoked" } else { "Active" }});
+            if *renamed {
+                spec["username"] = json!(Org::username(i + 4));
+            }
+            add("User", format!("u{i}"), *life, spec);
+        }
+        for (i, (life, user, role, global)) in self.bindings.iter().enumerate() {
+            let mut spec = json!({"user": Org::username(*user), "role": ROLES[*role]});
+            if !*global {
+                spec["scope"] = json!({"customer": "acme"});
+            }
+            add("AccessBinding", format!("b{i}"), *life, spec);
+        }
+        for (i, (life, revoked, owner)) in self.tokens.iter().enumerate() {
+            let spec = json!({"role": "Analyst", "owner": Org::username(*owner),
+                              "validity": "30d", "revoked": revoked});
+            add("ApiToken", format!("k{i}"), *life, spec);
+        }
+        out
+    }
+}
+
+/// The core of a controller (no API server): its cache, what it keeps between rounds, a
+/// store and a sink; `scoped`: whether its rounds may be scoped (else each is whole, as
+/// before scoped rounds).
+struct Core {
+    cache: Cache,
+    scoper: Scoper,
+    store: AnyStore,
+    sink: MemorySink,
+    key: ServerKey,
+    scoped: bool,
+    scoped_rounds: usize,
+    _dir: tempfile::TempDir,
+}
+
+impl Core {
+    fn new(scoped: bool) -> Core {
+        let dir = tempfile::tempdir().unwrap();
+        Core {
+            cache: Cache::default(),
+            scoper: Scoper::default(),
+            store: AnyStore::open(&dir.path().join("store.db")).unwrap(),
+            sink: MemorySink::new(),
+            key: ServerKey::generate(),
+            scoped,
+            scoped_rounds: 0,
+            _dir: dir,
+        }
+    }
+
+    /// Brings the cache to `objects`, as the watch events would.
+    fn sync(&mut self, objects: &BTreeMap<ObjectKey, Value>) {
+        let gone: Vec<ObjectKey> = self
+            .cache
+            .objects()
+            .map(|(k, _)| k)
+            .filter(|k| !objects.contains_key(k))
+            .collect();
+        for k in gone {
+            self.cache.remove_object(&k);
+        }
+        for (k, v) in objects {
+            self.cache.put_object(k.clone(), v.clone());
+        }
+    }
+
+    /// One round, as `reconcile::reconcile` runs its phases: scoped when the part and the
+    /// scope allow, else whole. The statuses it would report and whether it was scoped.
+    fn round(&mut self) -> (Applied, bool) {
+        let ctx = ApplyContext {
+            now: crate::snapshot::now(),
+            server_key: &self.key,
+            password_params: PasswordParams::insecure_fast_for_tests(),
+            public_url: None,
+        };
+        let changes = self.cache.take_changes();
+        if self.scoped {
+            if let Some(mut part) = self.scoper.part(&self.cache, changes) {
+                let memo = part.memo.take().expect("a part holds the memo");
+                let done = run_scoped(&part.input(), memo, &mut self.store, &self.sink, &ctx, None)
+                    .unwrap();
+                if let Some(mut applied) = done {
+                    self.scoper.keep(applied.memo.take());
+                    self.scoped_rounds += 1;
+                    return (applied, true);
+                }
+            }
+        }
+        let mut built = snapshot::build(&self.cache);
+        self.scoper.validated(&built.snapshot);
+        let snap = std::mem::take(&mut built.snapshot);
+        let label = self
+            .scoped
+            .then_some(bucket as crate::sources::scoped::Label);
+        let mut applied = run(snap, &mut self.store, &self.sink, &ctx, None, label).unwrap();
+        self.scoper.keep(applied.memo.take());
+        (applied, false)
+    }
+}
+
+/// What the report phase would publish from `statuses`, without what differs between two
+/// stores by chance (key ids and times).
+fn published(statuses: &[ObjectStatus]) -> BTreeMap<ObjectKey, String> {
+    statuses
+        .iter()
+        .map(|s| {
+            let extra: BTreeMap<&String, &String> = s
+                .extra
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "keyId" | "issuedAt" | "expiresAt"))
+                .collect();
+            // Key ids are random: the word after "key" is masked.
+            let mut words: Vec<&str> = s.message.split(' ').collect();
+            for i in 1..words.len() {
+                if words[i - 1] == "key" {
+                    words[i] = "ID";
+                }
+            }
+            let text = format!(
+                "{} {} {} {:?} {:?} {:?}",
+                s.ready,
+                s.reason,
+                words.join(" "),
+                s.phase,
+                s.observed_generation,
+                extra
+            );
+            (s.key.clone(), text)
+        })
+        .collect()
+}
+
+/// The store's rows, without what differs between two stores by chance.
+fn rows(store: &AnyStore) -> String {
+    let state = store.load_state().unwrap();
+    let users: Vec<String> = state
+        .users
+        .values()
+        .map(|u| {
+            let owner = u.owner.as_ref().map(|o| &o.key);
+            format!(
+                "{} {:?} {:?} {owner:?}",
+                u.username, u.display_name, u.state
+            )
+        })
+        .collect();
+    let mut bindings: Vec<String> = state
+        .bindings
+        .iter()
+        .map(|b| {
+            let owner = b.owner.as_ref().map(|o| &o.key);
+            format!("{} {:?} {:?} {owner:?}", b.username, b.role, b.scope)
+        })
+        .collect();
+    bindings.sort();
+    let mut tokens: Vec<String> = state
+        .token_keys
+        .values()
+        .map(|t| {
+            let owner = t.owner.as_ref().map(|o| &o.key);
+            format!(
+                "{} {:?} {:?} {:?} {:?} {owner:?}",
+                t.token_name,
+                t.owner_user,
+                t.role,
+                t.revoked_at.is_some(),
+                t.state
+            )
+        })
+        .collect();
+    tokens.sort();
+    format!("{users:#?}\n{bindings:#?}\n{tokens:#?}")
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 32, ..Default::default() })]
+
+    /// A controller whose rounds are scoped when they can be reaches, after every round of
+    /// random edits (bindings patched, tokens revoked, users revoked, renamed or renamed
+    /// for display, objects added, deleted with their finalizer held, removed), the same
+    /// store rows and the same statuses as one whose every round is whole; each scoped
+    /// round reports exactly the statuses the whole round gives its objects.
+    #[test]
+    fn a_controller_with_scoped_rounds_reaches_what_whole_rounds_reach(
+        edits in proptest::collection::vec((0u8..11, 0u8..32), 1..12)
+    ) {
+        let mut org = Org::start();
+        let (mut scoped, mut whole) = (Core::new(true), Core::new(false));
+        for core in [&mut scoped, &mut whole] {
+            core.sync(&org.objects());
+            core.round();
+            // The round after the first (its own Secret writes, finalizers) settles it.
+            core.round();
+        }
+        for (what, value) in edits {
+            org.edit(what, value);
+            let objects = org.objects();
+            scoped.sync(&objects);
+            whole.sync(&objects);
+            let (a, was_scoped) = scoped.round();
+            let (b, _) = whole.round();
+            proptest::prop_assert_eq!(a.changes, b.changes, "{:?}", org);
+            let all = published(&b.statuses);
+            let reported = published(&a.statuses);
+            if was_scoped {
+                // Only the scope's statuses, each as the whole round has it.
+                for (k, s) in &reported {
+                    proptest::prop_assert_eq!(Some(s), all.get(k), "{:?} {}", org, k);
+                }
+            } else {
+                proptest::prop_assert_eq!(&reported, &all, "{:?}", org);
+            }
+            proptest::prop_assert_eq!(published(&scoped.store.statuses().unwrap()), all, "{:?}", org);
+            proptest::prop_assert_eq!(rows(&scoped.store), rows(&whole.store), "{:?}", org);
+        }
+    }
+}
+
+/// The edits the benchmark times are scoped: a binding patched, a token revoked; a
+/// change to a stage request (or anything the part cannot hold) is a whole round.
+#[test]
+fn a_binding_patch_and_a_token_revocation_are_scoped_rounds() {
+    let mut org = Org::start();
+    let mut core = Core::new(true);
+    core.sync(&org.objects());
+    assert!(!core.round().1, "the first round reads everything");
+    assert!(!core.round().1, "nothing changed: a round with no part");
+    org.edit(6, 4); // b0's role
+    core.sync(&org.objects());
+    let (applied, scoped) = core.round();
+    assert!(scoped);
+    assert_eq!(applied.changes, 1);
+    assert!(
+        applied.scoped.is_some_and(|n| n < 10),
+        "{:?}",
+        applied.scoped
+    );
+    org.edit(8, 0); // k0 revoked
+    core.sync(&org.objects());
+    let (applied, scoped) = core.round();
+    assert!(scoped);
+    assert_eq!(applied.changes, 1);
+    // A watch restart: the next round reads everything.
+    let objects = core.cache.objects().map(|(k, c)| (k, c.clone())).collect();
+    let feed = super::super::cache::Feed {
+        kind: "User",
+        namespace: None,
+    };
+    core.cache.replace_objects(&feed, Vec::new());
+    core.cache.replace_objects(&feed, objects);
+    org.edit(6, 8);
+    core.sync(&org.objects());
+    assert!(!core.round().1);
+}

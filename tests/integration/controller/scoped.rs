@@ -1,0 +1,59 @@
+//! A small change is a scoped round (issue "Scale", goal 4, Kubernetes mode): a patch of
+//! one binding is validated, planned and applied with the objects it touches, not the
+//! whole organization, and reaches the store.
+
+use super::*;
+
+/// The "reconcile phases" lines of `log` that say the round was scoped.
+fn scoped_rounds(log: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("reconcile phases"))
+        .filter(|l| l.contains("\"scoped\":true") || l.contains("scoped=true"))
+        .count()
+}
+
+#[test]
+fn a_patched_binding_is_applied_by_a_scoped_round() {
+    let c = Cluster::start();
+    apply_examples(&c);
+    let ctl = c.controller_with("scoped", &c.store_path(), &["--resync", "1s"], &[]);
+    let binding = |s: &StoreState| {
+        s.bindings
+            .iter()
+            .find(|b| {
+                b.owner
+                    .as_ref()
+                    .is_some_and(|o| o.key.name == "maria-manager-acme")
+            })
+            .map(|b| format!("{:?}", b.role))
+    };
+    wait_for(60, "maria's binding stored", Some(&ctl), || {
+        binding(&c.store()).filter(|r| r == "Manager")
+    });
+    // Settled: the rounds of the first apply's own writes are done.
+    let (mut count, mut since) = (ctl.reconciles(), Instant::now());
+    wait_for(60, "no round for 2.5 s", Some(&ctl), || {
+        let now = ctl.reconciles();
+        if now != count {
+            (count, since) = (now, Instant::now());
+        }
+        (since.elapsed() >= Duration::from_millis(2500)).then_some(())
+    });
+    let before = scoped_rounds(&ctl.log());
+    c.kubectl(&[
+        "patch",
+        "accessbinding",
+        "maria-manager-acme",
+        "-n",
+        "ml-platform",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"role":"Analyst"}}"#,
+    ]);
+    wait_for(30, "the patched role stored", Some(&ctl), || {
+        binding(&c.store()).filter(|r| r == "Analyst")
+    });
+    wait_for(10, "a scoped round logged", Some(&ctl), || {
+        (scoped_rounds(&ctl.log()) > before).then_some(())
+    });
+}
