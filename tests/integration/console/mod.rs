@@ -126,7 +126,8 @@ fn png_size(png: &[u8]) -> (u32, u32) {
 
 /// The README's screenshots under docs/: written when missing or when
 /// `STAGEGATE_UPDATE_SCREENSHOTS` is set; otherwise the committed image must still be a
-/// PNG of the size the test takes (pixels differ with times and fonts: not compared).
+/// PNG of the width the test takes and its height within 2 % (pixels differ with times and
+/// fonts: not compared).
 fn docs_screenshot(b: &Browser, name: &str) {
     let fresh = b.screenshot(&screenshot_dir(), name);
     let committed = support::root()
@@ -137,10 +138,14 @@ fn docs_screenshot(b: &Browser, name: &str) {
         std::fs::write(&committed, &fresh).unwrap();
     }
     let kept = std::fs::read(&committed).unwrap();
-    assert_eq!(
-        png_size(&kept),
-        png_size(&fresh),
-        "{}: regenerate with STAGEGATE_UPDATE_SCREENSHOTS=1",
+    let ((kept_w, kept_h), (fresh_w, fresh_h)) = (png_size(&kept), png_size(&fresh));
+    // The window fixes the width; a page's height moves by a few pixels with the Chromium
+    // build's font metrics (757 vs 761 px between two Debian builds of Chromium 156), while
+    // a page that gained or lost content moves by far more.
+    assert!(
+        kept_w == fresh_w && kept_h.abs_diff(fresh_h) * 50 <= fresh_h,
+        "{}: {kept_w}x{kept_h} committed, {fresh_w}x{fresh_h} now: regenerate with \
+         STAGEGATE_UPDATE_SCREENSHOTS=1",
         committed.display()
     );
 }

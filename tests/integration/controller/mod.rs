@@ -335,8 +335,11 @@ impl Controller {
         })
     }
 
-    /// Its log so far.
+    /// Its log so far: every line logged before this call (the process writes its log
+    /// in batches, each within `BATCH_WINDOW` of its first line; the wait leaves a loaded
+    /// machine room to schedule the writer).
     pub fn log(&self) -> String {
+        std::thread::sleep(20 * stagegate::cli::logging::BATCH_WINDOW);
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
