@@ -9,7 +9,7 @@ use crate::bootstrap::{ensure_bootstrap_admin, ensure_bootstrap_admin_in, unaffe
 use crate::plan::{plan, wanted_secrets, PlanContext};
 use crate::secrets::{observe, SecretSink, SinkError};
 use crate::snapshot::{ObjectKey, Snapshot};
-use crate::sources::scoped::{adds_no_expiry, earlier, outcomes_as_planned, Label, Memo, Part};
+use crate::sources::scoped::{adds_no_expiry, outcomes_as_planned, Label, Memo, Part};
 use crate::store::{AnyStore, ObjectStatus, StateKeys, Store, StoreError, StoreState};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -221,13 +221,7 @@ pub fn run_scoped(
     timings.apply = started.elapsed();
     let started = std::time::Instant::now();
     let applied = store.state_token()? != memo.token;
-    // As directory mode's scoped round: the scope's rows after the apply bound the next
-    // expiry (a key just issued); every other row is as the memo's round left it.
-    let mut until = memo.until;
-    if applied {
-        let after = store.load_partial(&scope.keys)?;
-        until = earlier(until, after.next_expiry(now));
-    }
+    let mut until = memo.until_after(applied, &scope.keys, &*store, now)?;
     // The bootstrap step ran in the memo's round; it needs running again only when this
     // apply wrote something it reads, and then on the whole state.
     if let Some(cfg) = bootstrap {

@@ -45,19 +45,17 @@ use std::sync::Arc;
 pub const BUCKETS: u64 = 1024;
 
 /// The bucket of the object `kind` `namespace/name`: its label in the [`Memo`] and the
-/// [`Kept`] index (FNV-1a of the name: the same in every round of the process).
+/// [`Kept`] index (the standard library's unkeyed SipHash of the name, as the cache's
+/// status digest uses: the same in every round of the process).
 pub fn label_of(kind: &str, namespace: &str, name: &str) -> String {
     label_in::<BUCKETS>(kind, namespace, name)
 }
 
 /// [`label_of`] with `N` buckets (the benchmark compares bucket counts).
 pub fn label_in<const N: u64>(kind: &str, namespace: &str, name: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{kind} {namespace} #{}", h % N)
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(name, &mut h);
+    format!("{kind} {namespace} #{}", std::hash::Hasher::finish(&h) % N)
 }
 
 /// The [`crate::sources::scoped::Label`] of Kubernetes mode: the bucket of the object

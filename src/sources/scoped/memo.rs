@@ -264,6 +264,24 @@ impl Memo {
         self
     }
 
+    /// The next expiry after a scoped round this memo allowed, of the rows `keys`: the
+    /// memo's, or earlier when the round's apply wrote (`applied`) and one of the scope's
+    /// rows now expires first (a key just issued); every other row is as the memo's round
+    /// left it. Reads the scope's rows from `store` only when `applied`.
+    pub fn until_after(
+        &self,
+        applied: bool,
+        keys: &StateKeys,
+        store: &dyn Store,
+        now: Timestamp,
+    ) -> Result<Option<Timestamp>, StoreError> {
+        if !applied {
+            return Ok(self.until);
+        }
+        let after = store.load_partial(keys)?;
+        Ok(earlier(self.until, after.next_expiry(now)))
+    }
+
     /// The scope of a round whose only news is `changed` (manifest files), or None when
     /// the change is not provably local (see the module documentation). Reads the store.
     ///
@@ -498,7 +516,7 @@ impl Memo {
 }
 
 /// The earlier of two next expiries (None: none pending).
-pub fn earlier(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+fn earlier(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -7,4 +7,4 @@ mod kept;
 mod memo;
 
 pub use kept::{Kept, Outside};
-pub use memo::{adds_no_expiry, by_file, earlier, outcomes_as_planned, Label, Memo, Part, Scope};
+pub use memo::{adds_no_expiry, by_file, outcomes_as_planned, Label, Memo, Part, Scope};

@@ -17,7 +17,7 @@ use crate::bootstrap::{ensure_bootstrap_admin_in, unaffected_by, BootstrapConfig
 use crate::secrets::{DirSecretSink, PasswordParams, SecretSink, ServerKey};
 use crate::snapshot::Snapshot;
 use crate::sources::directory::{reconcile_with_state, DirError, Timings};
-use crate::sources::scoped::{adds_no_expiry, earlier, outcomes_as_planned, Memo, Part, Scope};
+use crate::sources::scoped::{adds_no_expiry, outcomes_as_planned, Memo, Part, Scope};
 use crate::store::{AnyStore, StateToken, Store, StoreError, StoreState};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -304,13 +304,9 @@ impl StoreReconciler {
         let (plan, outcomes, timings) = self.plan_and_apply(&scope.snapshot, &state, sink, now)?;
         let applied = self.store.state_token().map_err(store_error)? != memo.token;
         let started = std::time::Instant::now();
-        // The scope's rows after the apply: their expiries (a key just issued) bound the next
-        // round's memo; every other row is as the memo's round left it.
-        let mut until = memo.until;
-        if applied {
-            let after = self.store.load_partial(&scope.keys).map_err(store_error)?;
-            until = earlier(until, after.next_expiry(now));
-        }
+        let mut until = memo
+            .until_after(applied, &scope.keys, &self.store, now)
+            .map_err(store_error)?;
         // The bootstrap step ran in the memo's round; it needs running again only when this
         // apply wrote something it reads, and then on the whole state.
         if self.bootstrap.is_some() && applied && !unaffected_by(&plan.changes, &state) {
