@@ -8,7 +8,7 @@
 //! Prints first-apply time, peak and steady resident memory (from `/proc`),
 //! idle CPU averaged over 60 s (from `/proc/PID/stat`), single-change latency
 //! (one AccessBinding patched → reconcile logged; one ApiToken revoked → the
-//! API answers 401), and a restart on the filled store with the cost of each
+//! API answers 401; one delivered Secret deleted → its token's round logged), and a restart on the filled store with the cost of each
 //! resync; then the live heap of the controller's watch cache, of a round's
 //! snapshot and of the Secrets' metadata, built in this process (`heap:` rows).
 //!
@@ -515,9 +515,39 @@ fn main() {
     };
     rows.push(("revoke one ApiToken → API answers 401".into(), line));
     c.settle(Duration::from_secs(3), Duration::from_secs(120));
+
+    // 5. Someone deletes a delivered Secret: the token's round reports it.
+    c.rounds();
+    let t = Instant::now();
+    let r = http
+        .delete(format!(
+            "{}/api/v1/namespaces/{NS}/secrets/t00001-token",
+            server.url()
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .expect("delete a Secret");
+    assert!(
+        r.status().is_success(),
+        "delete t00001-token: {}",
+        r.status()
+    );
+    rows.push((
+        "delete one delivered Secret → its token's round logged".into(),
+        match c.wait_round(Duration::from_secs(300), |r| r.status_patches > 0) {
+            Some(r) => format!(
+                "{} (debounce 300 ms; reconcile {} ms, {} status patches)",
+                ms(r.at - t),
+                r.elapsed_ms,
+                r.status_patches
+            ),
+            None => "no round within 300 s".into(),
+        },
+    ));
+    c.settle(Duration::from_secs(3), Duration::from_secs(120));
     c.stop();
 
-    // 5. Restart on the filled store, resyncing every few seconds.
+    // 6. Restart on the filled store, resyncing every few seconds.
     let port = free_port();
     let started = Instant::now();
     let mut c = Controller::start(&bin, dir, &kubeconfig, port, &format!("{resync_secs}s"));

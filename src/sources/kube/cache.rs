@@ -310,9 +310,10 @@ pub struct Changes {
     /// of the plan).
     pub restatus: BTreeSet<ObjectKey>,
     /// Whether `objects` and `restatus` are all that changed. False at the start, after a
-    /// list (a watch restart), after a Secret change that matters (a password reset, a
-    /// delivered Secret someone else changed or deleted), and past [`MAX_CHANGED`]
-    /// objects: the next round must read everything.
+    /// list (a watch restart), after a change to a Secret of ours no object reads, and past
+    /// [`MAX_CHANGED`] objects: the next round must read everything. (A Secret change that
+    /// matters to objects, a password reset or a delivered Secret someone else changed or
+    /// deleted, is a change of those objects.)
     pub known: bool,
 }
 
@@ -533,7 +534,7 @@ impl Cache {
         let matters =
             meta.ours || before.is_some_and(|m| m.ours) || self.relevant(&namespace, name);
         if matters && !same && !own {
-            self.changes.unknown();
+            self.secret_changed(&namespace, name);
         }
         self.secrets
             .entry(namespace)
@@ -566,7 +567,7 @@ impl Cache {
             .remove(&(namespace.to_string(), name.to_string()));
         if was_ours || self.relevant(namespace, name) {
             if existed && !own {
-                self.changes.unknown();
+                self.secret_changed(namespace, name);
             }
             self.version += 1;
         }
@@ -575,7 +576,18 @@ impl Cache {
     /// Whether a declaration reads (passwordSecretRef) or would write the Secret
     /// `namespace/name`.
     fn relevant(&self, namespace: &str, name: &str) -> bool {
-        self.objects.iter().any(|(k, e)| {
+        self.readers(namespace, name).next().is_some()
+    }
+
+    /// The objects that read (a User's passwordSecretRef) or would write (a User's
+    /// password or invitation Secret, an ApiToken's) the Secret `namespace/name`: the
+    /// declarations whose plan reads that Secret's state or data.
+    fn readers<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> impl Iterator<Item = (&'a Key, &'a Entry)> + 'a {
+        self.objects.iter().filter(move |(k, e)| {
             let (kind, ns, object) = k.parts();
             ns == namespace
                 && match (kind, e.object.secret_ref()) {
@@ -588,6 +600,25 @@ impl Cache {
                     _ => false,
                 }
         })
+    }
+
+    /// Records a change of the Secret `namespace/name` that matters (a password reset, a
+    /// delivered Secret someone else replaced or deleted) as a change of the objects that
+    /// read or write it: only their plan reads it, so a scoped round plans them with their
+    /// dependencies. A Secret no object reads (one of ours whose declaration is gone)
+    /// leaves the next round to read everything.
+    fn secret_changed(&mut self, namespace: &str, name: &str) {
+        let readers: Vec<(Key, Compact)> = self
+            .readers(namespace, name)
+            .map(|(k, e)| (k.clone(), e.object.clone()))
+            .collect();
+        if readers.is_empty() {
+            self.changes.unknown();
+        }
+        // The object itself is as it was: its old version is its current one.
+        for (key, object) in &readers {
+            self.changes.object(key, Some(object));
+        }
     }
 
     /// The Secrets Users reference for passwords: (namespace, name).
@@ -879,7 +910,7 @@ mod tests {
         let old = c.objects[&key()].as_ref().unwrap().declared();
         assert_eq!(old["spec"]["role"], "Analyst");
         // A Secret the sink wrote, and its watch event: no change; someone else deleting it
-        // after that: the next round reads everything.
+        // after that (no object writes it): the next round reads everything.
         let meta = ObjectMeta {
             namespace: Some("team".into()),
             name: Some("ci-token".into()),
@@ -1081,6 +1112,56 @@ mod tests {
         );
         let user = ObjectKey::new("User", "team", "ada");
         assert_eq!(cache.uid(&user).as_deref(), Some("u1"));
+    }
+
+    /// A Secret change that matters is a change of the objects that read or write that
+    /// Secret, so a scoped round can plan them; one no object reads is unknown news.
+    #[test]
+    fn a_secret_change_is_a_change_of_the_objects_that_read_or_write_it() {
+        let mut cache = Cache::default();
+        for (kind, v) in shapes().into_iter().skip(4) {
+            cache.put_object(key_of(kind, &v).unwrap(), v);
+        }
+        let user = ObjectKey::new("User", "team", "ada");
+        let token = ObjectKey::new("ApiToken", "team", "ci");
+        cache.take_changes();
+        let secret = |name: &str, rv: &str, ours: bool| ObjectMeta {
+            namespace: Some("team".into()),
+            name: Some(name.into()),
+            resource_version: Some(rv.into()),
+            annotations: ours.then(|| {
+                [(
+                    crate::secrets::MANAGED_BY_ANNOTATION.to_string(),
+                    super::super::MANAGED_BY.to_string(),
+                )]
+                .into()
+            }),
+            ..Default::default()
+        };
+        let changed = |cache: &mut Cache| {
+            let c = cache.take_changes();
+            assert!(c.known);
+            c.objects.into_keys().collect::<Vec<_>>()
+        };
+        // A password reset (the referenced Secret's new version): its User, as it is.
+        cache.put_secret(secret("ada-pw", "1", false));
+        cache.put_secret(secret("ada-pw", "2", false));
+        assert_eq!(changed(&mut cache), std::slice::from_ref(&user));
+        cache.remove_secret("team", "ada-pw");
+        assert_eq!(changed(&mut cache), std::slice::from_ref(&user));
+        // The token's delivered Secret, then someone else's replacing it, then deleted.
+        cache.put_own_secret(secret("ci-token", "5", true));
+        assert!(changed(&mut cache).is_empty());
+        cache.put_secret(secret("ci-token", "6", false));
+        assert_eq!(changed(&mut cache), std::slice::from_ref(&token));
+        cache.remove_secret("team", "ci-token");
+        assert_eq!(changed(&mut cache), [token]);
+        // Unrelated Secrets are no change; one of ours that no object writes is unknown.
+        cache.put_secret(secret("helm-release", "1", false));
+        assert!(changed(&mut cache).is_empty());
+        cache.put_own_secret(secret("orphan-token", "1", true));
+        cache.remove_secret("team", "orphan-token");
+        assert!(!cache.take_changes().known);
     }
 
     #[test]

@@ -20,8 +20,11 @@
 //! changes name, validated alone. [`super::pipeline::run_scoped`] then plans the
 //! scope [`Memo::scope`] widens it to, or refuses (the round then reads
 //! everything). Any doubt is a whole round: a change to another kind, an object
-//! that does not convert, a Secret change that matters, a watch restart, too many
-//! changes, a failed round or a failed request.
+//! that does not convert, a change to a Secret of ours no object writes, a watch
+//! restart, too many changes, a failed round or a failed request. (A Secret change that
+//! matters to objects, a password reset or a delivered Secret someone replaced or
+//! deleted, is a change of the objects that read or write it: their bucket is read
+//! again, and the plan observes the Secret as a whole round would.)
 
 use super::cache::{Cache, Changes, Compact};
 use super::pipeline::PartInput;

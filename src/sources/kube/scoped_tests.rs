@@ -1,7 +1,8 @@
 use super::super::pipeline::{run, run_scoped, Applied};
 use super::*;
 use crate::apply::ApplyContext;
-use crate::secrets::{MemorySink, PasswordParams, ServerKey};
+use crate::resources::names;
+use crate::secrets::{MemorySink, PasswordParams, SecretSink, SecretState, ServerKey};
 use crate::store::{AnyStore, ObjectStatus, Store};
 use serde_json::json;
 
@@ -112,6 +113,9 @@ impl Org {
             if *renamed {
                 spec["username"] = json!(Org::username(i + 4));
             }
+            if i == 3 {
+                spec["passwordSecretRef"] = json!({"name": "u3-pw", "key": "password"});
+            }
             add("User", format!("u{i}"), *life, spec);
         }
         for (i, (life, user, role, global)) in self.bindings.iter().enumerate() {
@@ -141,7 +145,31 @@ struct Core {
     key: ServerKey,
     scoped: bool,
     scoped_rounds: usize,
+    /// The resourceVersion of the last Secret this test changed.
+    secret_version: u64,
     _dir: tempfile::TempDir,
+}
+
+/// The metadata of Secret `t/name` at `rv`, managed by stagegate when `ours`.
+fn secret_meta(
+    name: &str,
+    rv: u64,
+    ours: bool,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        namespace: Some("t".into()),
+        name: Some(name.into()),
+        uid: Some(format!("uid-secret-{name}")),
+        resource_version: Some(rv.to_string()),
+        annotations: ours.then(|| {
+            [(
+                crate::secrets::MANAGED_BY_ANNOTATION.to_string(),
+                super::super::MANAGED_BY.to_string(),
+            )]
+            .into()
+        }),
+        ..Default::default()
+    }
 }
 
 impl Core {
@@ -155,7 +183,52 @@ impl Core {
             key: ServerKey::generate(),
             scoped,
             scoped_rounds: 0,
+            secret_version: 0,
             _dir: dir,
+        }
+    }
+
+    /// A Secret edit on this core's sink and cache, as the watch reports it: (11) someone
+    /// deletes the Secret of token `k{value % 2}`, (12) someone else's Secret replaces
+    /// it, (else) the password Secret user u3 references is reset to password
+    /// `value`.
+    fn secret_edit(&mut self, what: u8, value: u8) {
+        self.secret_version += 1;
+        let rv = self.secret_version;
+        if what >= 13 {
+            let meta = secret_meta("u3-pw", rv, false);
+            self.cache.put_secret(meta.clone());
+            let secret = k8s_openapi::api::core::v1::Secret {
+                metadata: meta,
+                string_data: Some(
+                    [(
+                        "password".to_string(),
+                        format!("correct horse battery staple {value}"),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            };
+            self.cache
+                .put_password(("t".into(), "u3-pw".into()), Some(secret));
+            return;
+        }
+        let name = names::token_secret_name(&format!("k{}", value % 2));
+        let state = self.sink.state("t", &name).unwrap();
+        if let SecretState::Ours { .. } = state {
+            // What the controller's sink told the cache when it delivered the Secret.
+            self.cache.put_own_secret(secret_meta(&name, 0, true));
+        }
+        match (what, state) {
+            (11, SecretState::Absent) | (12, SecretState::Foreign) => {}
+            (11, _) => {
+                self.sink.remove("t", &name);
+                self.cache.remove_secret("t", &name);
+            }
+            _ => {
+                self.sink.plant_foreign("t", &name);
+                self.cache.put_secret(secret_meta(&name, rv, false));
+            }
         }
     }
 
@@ -288,26 +361,34 @@ proptest::proptest! {
 
     /// A controller whose rounds are scoped when they can be reaches, after every round of
     /// random edits (bindings patched, tokens revoked, users revoked, renamed or renamed
-    /// for display, objects added, deleted with their finalizer held, removed), the same
+    /// for display, objects added, deleted with their finalizer held, removed, a delivered
+    /// Secret deleted or replaced by someone, a referenced password reset), the same
     /// store rows and the same statuses as one whose every round is whole; each scoped
     /// round reports exactly the statuses the whole round gives its objects.
     #[test]
     fn a_controller_with_scoped_rounds_reaches_what_whole_rounds_reach(
-        edits in proptest::collection::vec((0u8..11, 0u8..32), 1..12)
+        edits in proptest::collection::vec((0u8..14, 0u8..32), 1..12)
     ) {
         let mut org = Org::start();
         let (mut scoped, mut whole) = (Core::new(true), Core::new(false));
         for core in [&mut scoped, &mut whole] {
             core.sync(&org.objects());
+            core.secret_edit(13, 0);
             core.round();
             // The round after the first (its own Secret writes, finalizers) settles it.
             core.round();
         }
         for (what, value) in edits {
-            org.edit(what, value);
+            if what < 11 {
+                org.edit(what, value);
+            }
             let objects = org.objects();
             scoped.sync(&objects);
             whole.sync(&objects);
+            if what >= 11 {
+                scoped.secret_edit(what, value);
+                whole.secret_edit(what, value);
+            }
             let (a, was_scoped) = scoped.round();
             let (b, _) = whole.round();
             proptest::prop_assert_eq!(a.changes, b.changes, "{:?}", org);
@@ -362,4 +443,38 @@ fn a_binding_patch_and_a_token_revocation_are_scoped_rounds() {
     org.edit(6, 8);
     core.sync(&org.objects());
     assert!(!core.round().1);
+}
+
+/// A password reset and a delivered Secret someone replaced or deleted are scoped rounds
+/// of the User and the token that read them (the property test above checks that their
+/// outcome is the whole round's).
+#[test]
+fn secret_changes_are_scoped_rounds_of_the_objects_that_read_them() {
+    let org = Org::start();
+    let mut core = Core::new(true);
+    core.sync(&org.objects());
+    core.secret_edit(13, 0);
+    assert!(!core.round().1, "the first round reads everything");
+    core.round();
+    core.secret_edit(13, 1);
+    let (applied, scoped) = core.round();
+    assert!(scoped, "a password reset");
+    assert_eq!(applied.changes, 1);
+    let k0 = |applied: &Applied| {
+        let s = applied.statuses.iter().find(|s| s.key.name == "k0");
+        s.map(|s| s.reason.clone())
+    };
+    core.secret_edit(12, 0);
+    let (applied, scoped) = core.round();
+    assert!(scoped, "someone else's Secret replaces k0's");
+    assert_eq!(k0(&applied).as_deref(), Some("SecretConflict"));
+    core.secret_edit(11, 0);
+    let (applied, scoped) = core.round();
+    assert!(scoped, "someone deletes k0's Secret");
+    assert_eq!(k0(&applied).as_deref(), Some("SecretMissing"));
+    assert!(
+        applied.scoped.is_some_and(|n| n < 10),
+        "{:?}",
+        applied.scoped
+    );
 }

@@ -1,6 +1,7 @@
 //! A small change is a scoped round (issue "Scale", goal 4, Kubernetes mode): a patch of
-//! one binding is validated, planned and applied with the objects it touches, not the
-//! whole organization, and reaches the store.
+//! one binding, a password reset or a delivered Secret someone deleted is validated,
+//! planned and applied with the objects it touches, not the whole organization, and
+//! reaches the store.
 
 use super::*;
 
@@ -10,6 +11,18 @@ fn scoped_rounds(log: &str) -> usize {
         .filter(|l| l.contains("reconcile phases"))
         .filter(|l| l.contains("\"scoped\":true") || l.contains("scoped=true"))
         .count()
+}
+
+/// Waits until the rounds of the first apply's own writes are done: no round for 2.5 s.
+fn settled(ctl: &Controller) {
+    let (mut count, mut since) = (ctl.reconciles(), Instant::now());
+    wait_for(60, "no round for 2.5 s", Some(ctl), || {
+        let now = ctl.reconciles();
+        if now != count {
+            (count, since) = (now, Instant::now());
+        }
+        (since.elapsed() >= Duration::from_millis(2500)).then_some(())
+    });
 }
 
 #[test]
@@ -30,15 +43,7 @@ fn a_patched_binding_is_applied_by_a_scoped_round() {
     wait_for(60, "maria's binding stored", Some(&ctl), || {
         binding(&c.store()).filter(|r| r == "Manager")
     });
-    // Settled: the rounds of the first apply's own writes are done.
-    let (mut count, mut since) = (ctl.reconciles(), Instant::now());
-    wait_for(60, "no round for 2.5 s", Some(&ctl), || {
-        let now = ctl.reconciles();
-        if now != count {
-            (count, since) = (now, Instant::now());
-        }
-        (since.elapsed() >= Duration::from_millis(2500)).then_some(())
-    });
+    settled(&ctl);
     let before = scoped_rounds(&ctl.log());
     c.kubectl(&[
         "patch",
@@ -53,6 +58,59 @@ fn a_patched_binding_is_applied_by_a_scoped_round() {
     wait_for(30, "the patched role stored", Some(&ctl), || {
         binding(&c.store()).filter(|r| r == "Analyst")
     });
+    wait_for(10, "a scoped round logged", Some(&ctl), || {
+        (scoped_rounds(&ctl.log()) > before).then_some(())
+    });
+}
+
+#[test]
+fn a_password_reset_and_a_deleted_token_secret_are_scoped_rounds() {
+    let c = Cluster::start();
+    apply_examples(&c);
+    let ctl = c.controller_with("scoped-secrets", &c.store_path(), &["--resync", "1s"], &[]);
+    let fingerprint = |s: &StoreState| {
+        s.users
+            .get("maria")
+            .and_then(|u| u.password_fingerprint.clone())
+    };
+    let first = wait_for(60, "maria's password stored", Some(&ctl), || {
+        fingerprint(&c.store())
+    });
+    settled(&ctl);
+    // An administrator resets maria's password: the Secret her User references changes.
+    let before = scoped_rounds(&ctl.log());
+    let pw = c.dir.path().join("maria-password-reset.yaml");
+    std::fs::write(
+        &pw,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: maria-password, namespace: ml-platform}\nstringData: {password: another-correct-horse}\n",
+    )
+    .expect("write the reset Secret");
+    c.kubectl(&["apply", "-f", s(&pw)]);
+    wait_for(30, "the reset password stored", Some(&ctl), || {
+        fingerprint(&c.store()).filter(|f| *f != first)
+    });
+    wait_for(10, "a scoped round logged", Some(&ctl), || {
+        (scoped_rounds(&ctl.log()) > before).then_some(())
+    });
+    settled(&ctl);
+    // Someone deletes a token's delivered Secret: the token says so, from a scoped round.
+    let before = scoped_rounds(&ctl.log());
+    c.kubectl(&[
+        "delete",
+        "secret",
+        "fraud-ci-deployer-token",
+        "-n",
+        "ml-platform",
+    ]);
+    wait_for(
+        30,
+        "the token reports its Secret missing",
+        Some(&ctl),
+        || {
+            let t = c.get_json(&["apitoken", "fraud-ci-deployer", "-n", "ml-platform"]);
+            (t["status"]["phase"] == "SecretMissing").then_some(())
+        },
+    );
     wait_for(10, "a scoped round logged", Some(&ctl), || {
         (scoped_rounds(&ctl.log()) > before).then_some(())
     });
