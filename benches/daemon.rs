@@ -7,7 +7,7 @@
 //! Prints first-apply time, peak and steady resident memory (from `/proc`),
 //! idle CPU averaged over 60 s (from `/proc/PID/stat`), the cost of file events
 //! that change nothing, single-change latency (to the store, and to the API
-//! index), and a restart on the filled store with the cost of a no-op resync.
+//! index; a delivered Secret file deleted → its token's round), and a restart on the filled store with the cost of a no-op resync.
 //!
 //! `cargo bench --bench daemon`. Environment: `STAGEGATE_BENCH_USERS`,
 //! `_BINDINGS`, `_TOKENS`, `_MODELS` scale the organization down;
@@ -622,9 +622,36 @@ fn main() {
     }
     rows.push(("revoke one token → API answers 401".into(), line));
     d.settle(Duration::from_secs(2), Duration::from_secs(30));
+
+    // 6. Someone deletes a delivered Secret file: its token's round reports it.
+    d.rounds();
+    let t = Instant::now();
+    let deleted = std::fs::remove_file(ws.join("state/secrets/org/t00001-token.yaml"));
+    let r = deleted
+        .ok()
+        .and_then(|()| d.wait_round(Duration::from_secs(120), |_| true));
+    if let Some(r) = &r {
+        rows.push((
+            "  delete one Secret file: phases (ms)".into(),
+            r.phases.clone(),
+        ));
+    }
+    rows.push((
+        "delete one delivered Secret file → its token's round logged".into(),
+        match r {
+            Some(r) => format!(
+                "{} (debounce 300 ms; plan+apply {} ms, {} changes)",
+                ms(r.at - t),
+                r.elapsed_ms,
+                r.changes
+            ),
+            None => "no round within 120 s".into(),
+        },
+    ));
+    d.settle(Duration::from_secs(2), Duration::from_secs(30));
     d.stop();
 
-    // 6. Restart on the filled store, resyncing every few seconds.
+    // 7. Restart on the filled store, resyncing every few seconds.
     let port = free_port();
     let started = Instant::now();
     let mut d = Daemon::start(&bin, ws, port, &format!("{resync_secs}s"));

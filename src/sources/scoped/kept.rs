@@ -309,6 +309,16 @@ impl Kept {
         n
     }
 
+    /// The label of the file whose declaration claims the Secret `namespace/name` (reads
+    /// it through `passwordSecretRef` or writes it), when one file does. The index keeps
+    /// hashes: the caller confirms the claim in that file's declarations.
+    pub fn claimant_of_secret(&self, namespace: &str, name: &str) -> Option<&str> {
+        let id = *self
+            .hashes
+            .get(&self.hasher.hash_one(Named::Secret(namespace, name)))?;
+        (id != SHARED).then(|| self.files[id as usize].0.as_str())
+    }
+
     /// The files declaring a User, an AccessBinding or an owned ApiToken of any of
     /// `usernames`.
     pub fn files_of<'a>(

@@ -430,23 +430,64 @@ impl<R: Reconciler> Worker<R> {
     }
 
     /// Re-reads only what the watcher reported (see [`DirCache::refresh_paths`]); None when
-    /// the manifests need a full refresh. Returns the manifests' refresh and how many
-    /// Secrets changed (a full refresh of the secrets directory when its paths need one).
-    fn refresh_paths(&mut self, paths: &[PathBuf]) -> Option<(Refresh, usize)> {
+    /// the manifests need a full refresh. Returns the manifests' refresh and the Secrets
+    /// that changed (a full refresh of the secrets directory when its paths need one).
+    fn refresh_paths(&mut self, paths: &[PathBuf]) -> Option<(Refresh, BTreeSet<SecretKey>)> {
         let (secret_paths, manifest_paths): (Vec<PathBuf>, Vec<PathBuf>) = paths
             .iter()
             .cloned()
             .partition(|p| self.secrets.as_ref().is_some_and(|s| within(p, s.root())));
         let refresh = self.cache.refresh_paths(&manifest_paths)?;
         let secrets = match &mut self.secrets {
-            Some(s) if secret_paths.is_empty() => 0,
-            Some(s) => match s.refresh_paths(&secret_paths) {
-                Some(changed) => changed.len(),
-                None => s.refresh().len(),
-            },
-            None => 0,
+            Some(_) if secret_paths.is_empty() => BTreeSet::new(),
+            Some(s) => s
+                .refresh_paths(&secret_paths)
+                .unwrap_or_else(|| s.refresh()),
+            None => BTreeSet::new(),
         };
         Some((refresh, secrets))
+    }
+
+    /// What a change of the Secret files `secrets` amounts to for a part: each Secret's
+    /// claimant (the one declaration that reads it through `passwordSecretRef` or writes
+    /// it), as an edited declaration of its file with the username it names, so the part
+    /// plans it with what it depends on, as a round of every declaration would; and
+    /// those files. None (a round of every declaration) when nothing is kept from the last
+    /// whole validation, or a Secret has no single claimant, or the listing itself
+    /// changed (a linked namespace directory).
+    fn secret_edits(&self, secrets: &BTreeSet<SecretKey>) -> Option<(BTreeSet<String>, Edits)> {
+        let kept = self.kept.as_ref()?;
+        let files = secrets
+            .iter()
+            .map(|(ns, name)| kept.claimant_of_secret(ns, name).map(str::to_string))
+            .collect::<Option<BTreeSet<String>>>()?;
+        let snap = self.cache.snapshot_of(&files, &files);
+        let claims = crate::validate::secret_claims(&snap);
+        let mut edits = Edits::default();
+        for (ns, name) in secrets {
+            // The index keeps hashes: the file's declarations must confirm the claim.
+            let claim = claims
+                .iter()
+                .find(|c| c.namespace == *ns && c.secret == *name)?;
+            let username = match claim.key.kind.as_str() {
+                "User" => snap
+                    .users
+                    .iter()
+                    .find(|u| u.key() == claim.key)
+                    .map(|u| u.object.username()),
+                _ => snap
+                    .tokens
+                    .iter()
+                    .find(|t| t.key() == claim.key)?
+                    .object
+                    .spec
+                    .owner
+                    .clone(),
+            };
+            edits.usernames.extend(username);
+            edits.objects.insert(claim.key.clone());
+        }
+        Some((files, edits))
     }
 
     fn round(
@@ -460,12 +501,17 @@ impl<R: Reconciler> Worker<R> {
             Some(p) if !force => self.refresh_paths(p),
             _ => None,
         };
-        let (refresh, secrets_changed) = match targeted {
+        let (mut refresh, secrets_changed) = match targeted {
             Some(t) => t,
             None => match self.cache.refresh(force) {
                 // Any Secret file that changed and that this process did not write is news: it
                 // may be a passwordSecretRef's new content, or a delivered Secret somebody deleted.
-                Ok(r) => (r, self.secrets.as_mut().map_or(0, |s| s.refresh().len())),
+                Ok(r) => (
+                    r,
+                    self.secrets
+                        .as_mut()
+                        .map_or_else(BTreeSet::new, SecretsCache::refresh),
+                ),
                 Err(e) => {
                     // Loud: readiness, metrics and status say so, not only the log.
                     let e = ReconcileError::new(
@@ -497,7 +543,7 @@ impl<R: Reconciler> Worker<R> {
         let first = self.activity.reconciles == 0;
         // A resync re-reads everything; when that found nothing new, the store did not
         // change and no expiry came due, planning again would find nothing to do.
-        let unchanged = !first && !self.failed && refresh.is_empty() && secrets_changed == 0;
+        let unchanged = !first && !self.failed && refresh.is_empty() && secrets_changed.is_empty();
         if unchanged && (!force || self.reconciler.settled(crate::snapshot::now())) {
             tracing::debug!(
                 generation = generation - 1,
@@ -512,11 +558,23 @@ impl<R: Reconciler> Worker<R> {
             };
             return (step, None);
         }
-        if secrets_changed > 0 {
-            tracing::info!(secrets = secrets_changed, "secret files changed");
+        // A Secret file that changed is a change of the declaration that reads or writes it.
+        let secret_edits = if secrets_changed.is_empty() {
+            Some(None)
+        } else {
+            tracing::info!(secrets = secrets_changed.len(), "secret files changed");
+            self.secret_edits(&secrets_changed).map(Some)
+        };
+        let known = !first && !self.failed && secret_edits.is_some();
+        let mut changed: BTreeSet<String> =
+            refresh.changed.iter().map(|(f, _)| f.clone()).collect();
+        if let Some(Some((files, more))) = secret_edits {
+            changed.extend(files);
+            if let Some(edits) = refresh.edits.as_mut() {
+                edits.objects.extend(more.objects);
+                edits.usernames.extend(more.usernames);
+            }
         }
-        let known = !first && !self.failed && secrets_changed == 0;
-        let changed: BTreeSet<String> = refresh.changed.iter().map(|(f, _)| f.clone()).collect();
         self.reconciler
             .changed_files(known.then(|| changed.clone()));
         // A small change: validate and plan a part of the declarations, when it is enough.
