@@ -532,12 +532,14 @@ fn main() {
         "delete t00001-token: {}",
         r.status()
     );
+    let request = t.elapsed();
     rows.push((
         "delete one delivered Secret → its token's round logged".into(),
         match c.wait_round(Duration::from_secs(300), |r| r.status_patches > 0) {
             Some(r) => format!(
-                "{} (debounce 300 ms; reconcile {} ms, {} status patches)",
+                "{} (DELETE answered in {}; debounce 300 ms; reconcile {} ms, {} status patches)",
                 ms(r.at - t),
+                ms(request),
                 r.elapsed_ms,
                 r.status_patches
             ),
