@@ -408,8 +408,8 @@ proptest::proptest! {
     }
 }
 
-/// The edits the benchmark times are scoped: a binding patched, a token revoked; a
-/// change to a stage request (or anything the part cannot hold) is a whole round.
+/// The edits the benchmark times are scoped: a binding patched, a token revoked; so is a
+/// user renamed; a watch restart makes the next round whole.
 #[test]
 fn a_binding_patch_and_a_token_revocation_are_scoped_rounds() {
     let mut org = Org::start();
@@ -432,6 +432,13 @@ fn a_binding_patch_and_a_token_revocation_are_scoped_rounds() {
     let (applied, scoped) = core.round();
     assert!(scoped);
     assert_eq!(applied.changes, 1);
+    // u1 renamed: its old row goes, the new one is created, its binding b1 (to the old
+    // username) is withdrawn: one scoped round, as the property test checks.
+    org.edit(3, 1);
+    core.sync(&org.objects());
+    let (applied, scoped) = core.round();
+    assert!(scoped, "a rename");
+    assert!(applied.changes >= 3, "{}", applied.changes);
     // A watch restart: the next round reads everything.
     let objects = core.cache.objects().map(|(k, c)| (k, c.clone())).collect();
     let feed = super::super::cache::Feed {

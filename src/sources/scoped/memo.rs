@@ -25,10 +25,11 @@
 //! removed above it in its file; [`Part::moved`]) is no edit: nothing planned for another
 //! declaration reads it, so it widens nothing, and it is planned for its status alone
 //! (its stored status with the new source, [`Snapshot::moved`]). It refuses (falls back
-//! to the full round) a User whose username would change or is held by another row, a
-//! declaration that disappeared when the round does not know which (only a part,
-//! [`Part::removed`], names it: the memo keeps hashes), a new User without a part (a renamed one's old username is
-//! unknown), a stage request, or rows owned by declarations outside the scope. The
+//! to the full round) a User whose username is held by another row, a declaration that
+//! disappeared when the round does not know which (only a part, [`Part::removed`], names
+//! it: the memo keeps hashes), a new or renamed User without a part (a renamed one's old
+//! username is unknown; a part covers it, and the scope then holds both usernames' rows
+//! and declarations), a stage request, or rows owned by declarations outside the scope. The
 //! property test in `reconciler_tests.rs` checks the equivalence on random edit
 //! sequences: plan, store and statuses.
 
@@ -386,24 +387,21 @@ impl Memo {
         }
         let before = store.load_partial(&first)?;
         // A User may change its state (every binding and owned token of its username is in
-        // the scope) but not take a username another row holds, nor (a rename) leave a row
-        // under another username: the old name's bindings and tokens and the rows a rename
-        // frees are what the full round settles. A new User (no row claims its username,
-        // none is owned by it) is scoped only with a part, whose usernames read above
-        // include any old username of a renamed one.
+        // the scope) but not take a username another row holds. A new User (no row claims
+        // its username) or a renamed one (its row is under its old username) is scoped
+        // only with a part: the part's usernames, read above, include the old username (it
+        // covers every username the edited declarations name, before and after), so the
+        // row it leaves, the old name's bindings and tokens, and any other User waiting
+        // for the freed username are all in the scope. Without a part the old username is
+        // unknown (the memo keeps hashes).
         for u in &users {
             let key = u.key();
             let owned = |r: &crate::store::UserRow| r.owner.as_ref().is_some_and(|o| o.key == key);
             let ok = match before.users.get(&u.object.username()) {
                 Some(r) => owned(r),
-                None => part.is_some() && !before.users.values().any(owned),
+                None => part.is_some(),
             };
-            if !ok
-                || before
-                    .users
-                    .values()
-                    .any(|r| owned(r) && r.username != u.object.username())
-            {
+            if !ok {
                 return Ok(None);
             }
         }

@@ -1,7 +1,7 @@
 //! Issue 19, goal 4 in directory mode: a changed Secret file is a change of the one
 //! declaration that reads or writes it, planned by a scoped round with what it depends on
 //! (not a round of every declaration). A password reset through a `passwordSecretRef`'s
-//! file, and a delivered Secret file someone deleted.
+//! file, and a delivered Secret file someone deleted. And a User renamed.
 
 use super::harness::{copy_examples, status_of, wait_for, Running, Workspace};
 use crate::firstrun::provide_secret;
@@ -18,7 +18,7 @@ fn scoped_rounds(r: &Running) -> usize {
 const NOTHING: &str = "\"message\":\"nothing changed; not reconciling\"";
 
 #[test]
-fn a_password_reset_and_a_deleted_secret_file_are_scoped_rounds() {
+fn a_password_reset_a_deleted_secret_file_and_a_rename_are_scoped_rounds() {
     let ws = Workspace::new();
     copy_examples(&ws.manifests());
     let reset = |password: &str| {
@@ -64,6 +64,25 @@ fn a_password_reset_and_a_deleted_secret_file_are_scoped_rounds() {
     wait_for(&r, 60, "the token reports its Secret missing", || {
         status_of(&ws.store(), "ApiToken", "ml-platform", "fraud-ci-deployer")
             .filter(|(_, reason)| reason == "SecretMissing")
+    });
+    wait_for(&r, 10, "a scoped round logged", || {
+        (scoped_rounds(&r) > before).then_some(())
+    });
+    // A User renamed (spec.username): its old row goes, the new one is created, from a
+    // scoped round (the part covers both usernames). Ada requested no stage (a requester's
+    // rename changes the requests' warnings: a round of every declaration).
+    let before = scoped_rounds(&r);
+    let users = ws.read("users.yaml");
+    let renamed = users.replacen(
+        "  displayName: Ada Lovelace\n",
+        "  displayName: Ada Lovelace\n  username: alovelace\n",
+        1,
+    );
+    assert_ne!(users, renamed);
+    ws.write("users.yaml", &renamed);
+    wait_for(&r, 60, "ada renamed in the store", || {
+        let state = ws.store().load_state().ok()?;
+        (state.users.contains_key("alovelace") && !state.users.contains_key("ada")).then_some(())
     });
     wait_for(&r, 10, "a scoped round logged", || {
         (scoped_rounds(&r) > before).then_some(())
