@@ -75,6 +75,19 @@ impl AnyStore {
         both!(self, s => s.state_token())
     }
 
+    /// The first token-key or invitation expiry after `now`, when the store reads it
+    /// without reading every row (SQLite: [`SqliteStore::next_expiry`]); None on
+    /// PostgreSQL, whose rounds never leave a memo to bound (its token never matches).
+    pub fn next_expiry(
+        &self,
+        now: jiff::Timestamp,
+    ) -> Result<Option<Option<jiff::Timestamp>>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.next_expiry(now).map(Some),
+            AnyStore::Postgres(_) => Ok(None),
+        }
+    }
+
     /// Records each of this handle's commits (revision and keys) in `journal` from now on
     /// (see [`super::CommitJournal`]); commits by other processes or connections are not
     /// recorded, so a reader following the journal reads everything after one. True: both

@@ -233,6 +233,42 @@ fn revision(conn: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
+impl SqliteStore {
+    /// The first token-key or invitation expiry after `now`: what
+    /// [`StoreState::next_expiry`] gives of [`Store::load_state`], read from the two
+    /// expiry columns alone (a round whose apply issued keys learns its next expiry
+    /// without reading every row again).
+    pub fn next_expiry(&self, now: Timestamp) -> Result<Option<Timestamp>, StoreError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let mut first: Option<Timestamp> = None;
+        for (table, sql) in [
+            (
+                "token_keys",
+                "SELECT expires_at FROM token_keys WHERE expires_at IS NOT NULL",
+            ),
+            (
+                "users",
+                "SELECT invitation_expires_at FROM users \
+                 WHERE invitation_id IS NOT NULL AND invitation_state IS NOT 'accepted'",
+            ),
+        ] {
+            let mut stmt = tx.prepare_cached(sql)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let text: String = row.get(0)?;
+                let at: Timestamp = text
+                    .parse()
+                    .map_err(|e| corrupt(table, format!("expiry {text:?}: {e}")))?;
+                if at > now && first.is_none_or(|f| at < f) {
+                    first = Some(at);
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(first)
+    }
+}
+
 impl Store for SqliteStore {
     fn load_state(&self) -> Result<StoreState, StoreError> {
         // One read transaction, so the state is consistent even while another process writes.

@@ -832,3 +832,79 @@ fn token_keys_are_indexed_by_their_owner_in_both_stores() {
         "{plan:?}"
     );
 }
+
+/// A round that issued keys reads its next expiry from the expiry columns alone: the same
+/// instant as the whole state's, at every clock (expired keys and accepted invitations
+/// never count; keys without expiry neither).
+#[test]
+fn the_next_expiry_read_alone_is_the_whole_states() {
+    let mut s = AnyStore::in_memory().unwrap();
+    assert_eq!(
+        s.next_expiry(t("2026-01-01T00:00:00Z")).unwrap(),
+        Some(None)
+    );
+    let mut ops = Vec::new();
+    for (i, expires) in [
+        Some("2026-03-01T00:00:00Z"),
+        Some("2026-05-01T00:00:00Z"),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        ops.push(StoreOp::UpsertTokenKey(Box::new(TokenKeyRow {
+            key_id: format!("k{i}"),
+            token_name: format!("t{i}"),
+            namespace: "default".into(),
+            secret_hmac: HashValue::new("00".into()),
+            role: Role::Analyst,
+            scope: Scope::customer("acme"),
+            owner_user: None,
+            issued_at: t("2026-01-01T00:00:00Z"),
+            expires_at: expires.map(t),
+            revoked_at: None,
+            revoked_reason: None,
+            rotation: 0,
+            state: KeyState::Issued,
+            secret_name: format!("t{i}-token"),
+            owner: owner("ApiToken", &format!("t{i}")),
+        })));
+    }
+    for (user, expires, state) in [
+        ("ada", "2026-02-01T00:00:00Z", InvitationState::Accepted),
+        ("bob", "2026-04-01T00:00:00Z", InvitationState::Pending),
+        ("cy", "2026-06-01T00:00:00Z", InvitationState::Issued),
+    ] {
+        let mut u = UserRow::new(user, owner("User", user));
+        u.invitation = Some(InvitationRow {
+            id: format!("inv-{user}"),
+            code_hmac: HashValue::new("00".into()),
+            rotation: 0,
+            issued_at: t("2026-01-01T00:00:00Z"),
+            expires_at: t(expires),
+            state,
+        });
+        ops.push(StoreOp::UpsertUser(Box::new(u)));
+    }
+    s.commit(&ops).unwrap();
+    let full = s.load_state().unwrap();
+    assert_eq!(
+        s.next_expiry(t("2026-01-15T00:00:00Z")).unwrap(),
+        Some(Some(t("2026-03-01T00:00:00Z"))),
+        "the accepted invitation does not count"
+    );
+    for now in [
+        "2026-01-01T00:00:00Z",
+        "2026-02-15T00:00:00Z",
+        "2026-03-01T00:00:00Z",
+        "2026-04-15T00:00:00Z",
+        "2026-05-15T00:00:00Z",
+        "2026-07-01T00:00:00Z",
+    ] {
+        assert_eq!(
+            s.next_expiry(t(now)).unwrap(),
+            Some(full.next_expiry(t(now))),
+            "at {now}"
+        );
+    }
+}

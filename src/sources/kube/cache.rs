@@ -255,9 +255,32 @@ impl Compact {
         self.flags & FINALIZED != 0
     }
 
-    /// Whether two versions differ at most in `status` and `resourceVersion`.
+    /// Whether two versions differ at most in `status` and `resourceVersion`, or
+    /// `other` is this object with our finalizer added (the controller's own finalizer
+    /// patch coming back through the watch: the plan never reads finalizers, and counting
+    /// the 65,000 of a first apply as changes made the round after it read everything).
     fn same_but_status(&self, other: &Compact) -> bool {
-        self.body() == other.body()
+        self.body() == other.body() || self.gains_only_our_finalizer(other)
+    }
+
+    /// Whether `new` is this object's body with our finalizer appended to
+    /// `metadata.finalizers` and nothing else changed. Unpacks both only when the
+    /// finalizer flag turned on.
+    fn gains_only_our_finalizer(&self, new: &Compact) -> bool {
+        if self.finalized() || !new.finalized() {
+            return false;
+        }
+        let mut now = unpack(new.body(), BODY_DICTIONARY);
+        let Some(meta) = now.get_mut("metadata").and_then(Value::as_object_mut) else {
+            return false;
+        };
+        if let Some(Value::Array(list)) = meta.get_mut("finalizers") {
+            list.retain(|f| f.as_str() != Some(super::FINALIZER));
+            if list.is_empty() {
+                meta.remove("finalizers");
+            }
+        }
+        now == unpack(self.body(), BODY_DICTIONARY)
     }
 }
 
@@ -370,6 +393,9 @@ pub struct Cache {
     pub require_access_domain: bool,
     /// What changed since the last round (see [`Changes`]).
     changes: Changes,
+    /// Secrets the sink is writing now, by (namespace, name): the key id of one it
+    /// creates, None for one it deletes ([`Cache::announce_own_secret`]).
+    announced: HashMap<(String, String), Option<Box<str>>>,
 }
 
 impl Cache {
@@ -528,7 +554,41 @@ impl Cache {
         self.insert_secret(namespace, &name, meta, true);
     }
 
+    /// Announces a write of the sink before its request: the Secret `namespace/name` it
+    /// creates with key id `key_id`, or (None) deletes. Its watch event may arrive before
+    /// the response ([`Cache::put_own_secret`], [`Cache::remove_own_secret`], which end
+    /// the announcement): it is then the sink's own write too, no news. At the first apply
+    /// one such race among 15,000 deliveries made the next round read everything.
+    pub fn announce_own_secret(&mut self, namespace: &str, name: &str, key_id: Option<&str>) {
+        self.announced
+            .insert((namespace.into(), name.into()), key_id.map(Into::into));
+    }
+
+    /// Ends an announcement whose request failed: a later event of that Secret is news.
+    pub fn withdraw_own_secret(&mut self, namespace: &str, name: &str) {
+        self.announced.remove(&(namespace.into(), name.into()));
+    }
+
+    /// The announcement of `namespace/name`, if any: Some(key id) of a creation, Some(None)
+    /// of a deletion.
+    fn announced(&self, namespace: &str, name: &str) -> Option<Option<&str>> {
+        if self.announced.is_empty() {
+            return None;
+        }
+        self.announced
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(Option::as_deref)
+    }
+
     fn insert_secret(&mut self, namespace: String, name: &str, meta: SecretMeta, own: bool) {
+        // The watch event of a Secret the sink is creating (announced, same key id).
+        let own = own
+            || (meta.ours
+                && meta.key_id.is_some()
+                && self.announced(&namespace, name) == Some(meta.key_id.as_deref()));
+        if own {
+            self.withdraw_own_secret(&namespace, name);
+        }
         let before = self.secret(&namespace, name);
         let same = before == Some(&meta);
         let matters =
@@ -557,6 +617,11 @@ impl Cache {
     }
 
     fn drop_secret(&mut self, namespace: &str, name: &str, own: bool) {
+        // The watch event of a Secret the sink is deleting (announced).
+        let own = own || self.announced(namespace, name) == Some(None);
+        if own {
+            self.withdraw_own_secret(namespace, name);
+        }
         let was = self.secrets.get_mut(namespace).and_then(|m| m.remove(name));
         if self.secrets.get(namespace).is_some_and(BTreeMap::is_empty) {
             self.secrets.remove(namespace);
@@ -936,6 +1001,92 @@ mod tests {
         }
         let c = cache.take_changes();
         assert!(!c.known && c.objects.is_empty());
+    }
+
+    #[test]
+    fn our_finalizer_added_is_no_change_other_metadata_changes_are() {
+        let mut cache = Cache::default();
+        cache.put_object(key(), binding("Analyst", "1", json!({})));
+        cache.take_changes();
+        // The controller's finalizer patch coming back: neither news nor a change.
+        let mut finalized = binding("Analyst", "2", json!({}));
+        finalized["metadata"]["finalizers"] = json!([crate::sources::kube::FINALIZER]);
+        assert!(!moved(&mut cache, finalized.clone()));
+        assert!(cache.object(&key()).unwrap().finalized());
+        let c = cache.take_changes();
+        assert!(c.known && c.objects.is_empty() && c.restatus.is_empty());
+        // Another finalizer, or ours with a spec change: news.
+        let mut other = finalized.clone();
+        other["metadata"]["finalizers"] = json!([crate::sources::kube::FINALIZER, "x"]);
+        assert!(moved(&mut cache, other));
+        cache.put_object(key(), binding("Analyst", "4", json!({})));
+        cache.take_changes();
+        let mut edited = binding("Admin", "5", json!({}));
+        edited["metadata"]["finalizers"] = json!([crate::sources::kube::FINALIZER]);
+        assert!(moved(&mut cache, edited));
+        assert_eq!(cache.take_changes().objects.len(), 1);
+        // Ours added after someone else's: no change either.
+        let mut theirs = binding("Admin", "6", json!({}));
+        theirs["metadata"]["finalizers"] = json!(["x"]);
+        cache.put_object(key(), theirs.clone());
+        cache.take_changes();
+        theirs["metadata"]["finalizers"] = json!(["x", crate::sources::kube::FINALIZER]);
+        assert!(!moved(&mut cache, theirs));
+        assert!(cache.take_changes().objects.is_empty());
+    }
+
+    /// The metadata of the delivered Secret `team/ci-token` with key id `key_id`.
+    fn delivered(rv: &str, key_id: &str) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some("team".into()),
+            name: Some("ci-token".into()),
+            uid: Some(format!("u{rv}")),
+            resource_version: Some(rv.into()),
+            annotations: Some(
+                [
+                    (
+                        crate::secrets::MANAGED_BY_ANNOTATION.to_string(),
+                        super::super::MANAGED_BY.to_string(),
+                    ),
+                    (
+                        crate::secrets::KEY_ID_ANNOTATION.to_string(),
+                        key_id.to_string(),
+                    ),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_announced_secret_write_is_no_news_when_its_watch_event_comes_first() {
+        let mut cache = Cache::default();
+        cache.take_changes();
+        // The sink creates it: the watch event arrives before the response.
+        cache.announce_own_secret("team", "ci-token", Some("k1"));
+        cache.put_secret(delivered("1", "k1"));
+        cache.put_own_secret(delivered("1", "k1"));
+        assert!(cache.take_changes().known, "own creation");
+        // The sink deletes it (a rotation), watch event first.
+        cache.announce_own_secret("team", "ci-token", None);
+        cache.remove_secret("team", "ci-token");
+        cache.remove_own_secret("team", "ci-token");
+        assert!(cache.take_changes().known, "own deletion");
+        // Another key id than the one announced: someone else's Secret, news.
+        cache.announce_own_secret("team", "ci-token", Some("k2"));
+        cache.put_secret(delivered("2", "k3"));
+        assert!(!cache.take_changes().known, "a key id not announced");
+        // An announcement withdrawn (its request failed): a later event is news.
+        cache.take_changes();
+        cache.announce_own_secret("team", "ci-token", Some("k4"));
+        cache.withdraw_own_secret("team", "ci-token");
+        cache.put_secret(delivered("3", "k4"));
+        assert!(!cache.take_changes().known, "withdrawn");
+        // Without an announcement, someone else deleting it: news.
+        cache.take_changes();
+        cache.remove_secret("team", "ci-token");
+        assert!(!cache.take_changes().known, "a foreign deletion");
     }
 
     #[test]

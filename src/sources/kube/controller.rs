@@ -8,7 +8,7 @@ use super::config::Settings;
 use super::leader::{self, Elector, Fence};
 use super::reconcile::{self, Context, Memory};
 use super::sink::KubeSecretSink;
-use super::{crds, watch, FIELD_MANAGER};
+use super::{crds, events, watch, FIELD_MANAGER};
 use crate::api::Metrics;
 use crate::secrets::{PasswordParams, ServerKey};
 use crate::store::AnyStore;
@@ -112,14 +112,14 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>, fence: &F
         controller: FIELD_MANAGER.into(),
         instance: Some(settings.identity.clone()),
     };
-    let ctx = Context {
+    let mut ctx = Context {
         client: client.clone(),
         store: rt.store.clone(),
         server_key: rt.server_key.clone(),
         password_params: rt.password_params,
         public_url: rt.public_url.clone(),
         bootstrap: rt.bootstrap.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Recorder::new(client.clone(), reporter.clone()),
         sink: KubeSecretSink::new(
             client.clone(),
             tokio::runtime::Handle::current(),
@@ -168,6 +168,12 @@ async fn lead(client: &Client, rt: &Runtime, settings: &Arc<Settings>, fence: &F
                 );
                 rt.metrics.record_reconcile(started.elapsed(), true);
                 last_success = Some(crate::snapshot::now());
+                if !events::keeps_recorder(summary.events) {
+                    // The recorder keeps every Event it published for six minutes (to
+                    // count repeats), dropped only by its next publish: after a first
+                    // apply's 7,000 Events, several MiB of the idle process.
+                    ctx.recorder = Recorder::new(client.clone(), reporter.clone());
+                }
                 if let Some(hook) = &rt.after_apply {
                     hook();
                 }

@@ -39,6 +39,23 @@ impl Notice {
     }
 }
 
+/// The most Events a round may publish for the controller to keep its `Recorder`.
+///
+/// kube-runtime's `Recorder` keeps each Event it published for six minutes, to patch a
+/// repeat into a series instead of creating another Event, and forgets old ones only
+/// when it next publishes. A round that published more (a first apply: 7,000 Events at
+/// 10,000 users) would leave all of them in the idle process; the controller then takes
+/// a fresh recorder (see [`keeps_recorder`]): a repeat of one of those Events within six
+/// minutes becomes an Event of its own. Repeats of a few (a failed request reported on
+/// every retry) still form series.
+pub const RECORDER_KEEPS_AFTER: usize = 100;
+
+/// Whether the controller keeps its `Recorder` after a round that published `events`
+/// Events (see [`RECORDER_KEEPS_AFTER`]).
+pub fn keeps_recorder(events: usize) -> bool {
+    events <= RECORDER_KEEPS_AFTER
+}
+
 /// events.k8s.io rejects a note longer than 1,024 bytes (bytes of UTF-8, not characters).
 pub const NOTE_LIMIT: usize = 1024;
 
@@ -128,6 +145,18 @@ mod tests {
     use crate::snapshot::ObjectKey;
     use serde_json::json;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_round_of_many_events_leaves_a_fresh_recorder_a_few_keep_it() {
+        assert!(keeps_recorder(0));
+        assert!(
+            keeps_recorder(1),
+            "a failed request's Warning on every retry forms a series"
+        );
+        assert!(keeps_recorder(RECORDER_KEEPS_AFTER));
+        assert!(!keeps_recorder(RECORDER_KEEPS_AFTER + 1));
+        assert!(!keeps_recorder(7000), "a first apply's Events are not kept");
+    }
 
     fn st(
         kind: &str,

@@ -44,7 +44,8 @@ pub struct Applied {
     pub statuses: Vec<ObjectStatus>,
     /// When the same inputs would next plan differently by the clock alone (a token key
     /// or invitation expiring; see [`crate::store::StoreState::next_expiry`]), as of the
-    /// state this plan was made from.
+    /// store after the round's apply (the state the plan was made from, when the apply
+    /// added no expiry or the store cannot read its expiries alone).
     pub next_expiry: Option<jiff::Timestamp>,
     /// How long each step took, for the round's phase log.
     pub timings: Timings,
@@ -114,8 +115,14 @@ pub fn run(
     let as_planned = outcomes_as_planned(&plan, &outcomes);
     drop(outcomes);
     let after_apply = store.state_token().ok();
-    // The expiry known before still bounds when apply wrote nothing that adds one.
-    let until_known = after_apply == before || adds_no_expiry(&plan.changes);
+    // The expiry known before still bounds when apply wrote nothing that adds one; else
+    // the store reads it again from its expiry columns (a first apply issues keys and
+    // invitations: without it, the next round would read everything again).
+    let until = if after_apply == before || adds_no_expiry(&plan.changes) {
+        Some(next_expiry)
+    } else {
+        store.next_expiry(now)?
+    };
     drop(plan);
     timings.apply = started.elapsed();
     let started = std::time::Instant::now();
@@ -127,14 +134,14 @@ pub fn run(
     let end = store.state_token().ok();
     // The bootstrap step wrote: what it wrote is not in the memo's bounds.
     let memo = seed
-        .filter(|_| as_planned && until_known && end.is_some() && end == after_apply)
+        .filter(|_| as_planned && until.is_some() && end.is_some() && end == after_apply)
         .map(|mut m| {
             m.token = end.clone().unwrap_or(m.token);
-            m.until = next_expiry;
+            m.until = until.flatten();
             m
         });
     Ok(Applied {
-        next_expiry,
+        next_expiry: until.unwrap_or(next_expiry),
         changes,
         statuses,
         timings,

@@ -146,11 +146,24 @@ pub async fn reconcile(
     super::watch::fetch_passwords(&ctx.client, shared).await;
     let passwords = started.elapsed();
     let started = std::time::Instant::now();
-    let (part, version) = {
+    let (part, version, quiet) = {
         let mut cache = shared.lock();
         let changes = cache.take_changes();
-        (memory.scoper.part(&cache, changes), cache.version)
+        // Only the round's own writes came back (status patches, finalizers, Secrets).
+        let quiet = changes.known && changes.objects.is_empty() && changes.restatus.is_empty();
+        (memory.scoper.part(&cache, changes), cache.version, quiet)
     };
+    if quiet {
+        // The round after one that wrote: when nothing else wrote to the store and
+        // nothing expired, it would plan nothing; it settles without reading everything.
+        let (_, token) = core(ctx, |_, _, _| Ok(())).await?;
+        let now = crate::snapshot::now();
+        if token.as_ref().is_some_and(|t| memory.scoper.holds(t, now)) {
+            tracing::debug!("only the last round's own writes came back: nothing to plan");
+            finish(memory, &summary, token, version);
+            return Ok(summary);
+        }
+    }
     let mut finalized = BTreeSet::new();
     if let Some(part) = part {
         let snapshot_ms = started.elapsed();

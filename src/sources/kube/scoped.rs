@@ -156,6 +156,15 @@ impl Scoper {
         self.memo = memo;
     }
 
+    /// Whether the kept memo still describes the store: nothing wrote to it since the
+    /// last round (its token is `token`) and nothing expired by `now`. With no change
+    /// in the cache either, a round would plan nothing.
+    pub fn holds(&self, token: &crate::store::StateToken, now: jiff::Timestamp) -> bool {
+        self.memo
+            .as_ref()
+            .is_some_and(|m| m.token == *token && m.until.is_none_or(|u| now < u))
+    }
+
     /// Whether a memo is kept (the next round may be scoped).
     pub fn has_memo(&self) -> bool {
         self.memo.is_some()

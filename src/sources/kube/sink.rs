@@ -167,10 +167,14 @@ impl KubeSecretSink {
             ..Default::default()
         };
         self.fenced(ns, name)?;
+        self.shared.lock().announce_own_secret(ns, name, None);
         match self.handle.block_on(self.api(ns).delete(name, &dp)) {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(io_err(ns, name, e)),
+            Err(e) => {
+                self.shared.lock().withdraw_own_secret(ns, name);
+                return Err(io_err(ns, name, e));
+            }
         }
         self.shared.update(|c| c.remove_own_secret(ns, name));
         Ok(())
@@ -184,10 +188,18 @@ impl KubeSecretSink {
         };
         let manifest = self.manifest(s);
         self.fenced(&s.namespace, &s.name)?;
-        match self
+        self.shared
+            .lock()
+            .announce_own_secret(&s.namespace, &s.name, Some(s.key_id.as_str()));
+        let created = self
             .handle
-            .block_on(self.api(&s.namespace).create(&pp, &manifest))
-        {
+            .block_on(self.api(&s.namespace).create(&pp, &manifest));
+        if created.is_err() {
+            self.shared
+                .lock()
+                .withdraw_own_secret(&s.namespace, &s.name);
+        }
+        match created {
             Ok(created) => {
                 self.shared.update(|c| c.put_own_secret(created.metadata));
                 failpoint::hit("after-secret-create");
