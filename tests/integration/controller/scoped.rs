@@ -1,6 +1,6 @@
 //! A small change is a scoped round (issue "Scale", goal 4, Kubernetes mode): a patch of
-//! one binding is validated, planned and applied with the objects it touches, not the
-//! whole organization, and reaches the store.
+//! one binding, or a new stage request, is validated, planned and applied with the
+//! objects it touches, not the whole organization, and reaches the store.
 
 use super::*;
 
@@ -10,6 +10,18 @@ fn scoped_rounds(log: &str) -> usize {
         .filter(|l| l.contains("reconcile phases"))
         .filter(|l| l.contains("\"scoped\":true") || l.contains("scoped=true"))
         .count()
+}
+
+/// Waits until the rounds of the first apply's own writes are done (no round for 2.5 s).
+fn settle(ctl: &Controller) {
+    let (mut count, mut since) = (ctl.reconciles(), Instant::now());
+    wait_for(60, "no round for 2.5 s", Some(ctl), || {
+        let now = ctl.reconciles();
+        if now != count {
+            (count, since) = (now, Instant::now());
+        }
+        (since.elapsed() >= Duration::from_millis(2500)).then_some(())
+    });
 }
 
 #[test]
@@ -30,15 +42,7 @@ fn a_patched_binding_is_applied_by_a_scoped_round() {
     wait_for(60, "maria's binding stored", Some(&ctl), || {
         binding(&c.store()).filter(|r| r == "Manager")
     });
-    // Settled: the rounds of the first apply's own writes are done.
-    let (mut count, mut since) = (ctl.reconciles(), Instant::now());
-    wait_for(60, "no round for 2.5 s", Some(&ctl), || {
-        let now = ctl.reconciles();
-        if now != count {
-            (count, since) = (now, Instant::now());
-        }
-        (since.elapsed() >= Duration::from_millis(2500)).then_some(())
-    });
+    settle(&ctl);
     let before = scoped_rounds(&ctl.log());
     c.kubectl(&[
         "patch",
@@ -53,6 +57,41 @@ fn a_patched_binding_is_applied_by_a_scoped_round() {
     wait_for(30, "the patched role stored", Some(&ctl), || {
         binding(&c.store()).filter(|r| r == "Analyst")
     });
+    wait_for(10, "a scoped round logged", Some(&ctl), || {
+        (scoped_rounds(&ctl.log()) > before).then_some(())
+    });
+}
+
+#[test]
+fn a_new_stage_request_is_decided_by_a_scoped_round() {
+    let c = Cluster::start();
+    apply_examples(&c);
+    let ctl = c.controller_with("scoped", &c.store_path(), &["--resync", "1s"], &[]);
+    let key = |name: &str| ("ml-platform".to_string(), name.to_string());
+    wait_for(60, "the examples' requests decided", Some(&ctl), || {
+        c.store()
+            .requests
+            .contains_key(&key("churn-model-003-reject"))
+            .then_some(())
+    });
+    settle(&ctl);
+    let before = scoped_rounds(&ctl.log());
+    // churn-model was sent back to Dev: dan asks for Staging again (its other requests
+    // are other objects, in other buckets).
+    let file = c.dir.path().join("churn-model-004.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: stagegate.dev/v1alpha1\nkind: ModelStageRequest\nmetadata: {name: churn-model-004-staging, namespace: ml-platform}\nspec: {model: churn-model, scope: {customer: acme, project: churn}, from: Dev, to: Staging, requestedBy: dan}\n",
+    )
+    .expect("write the request");
+    c.kubectl(&["apply", "-f", s(&file)]);
+    let decided = wait_for(30, "the new request decided", Some(&ctl), || {
+        c.store()
+            .requests
+            .get(&key("churn-model-004-staging"))
+            .cloned()
+    });
+    assert_eq!(decided.from.to_string(), "Dev");
     wait_for(10, "a scoped round logged", Some(&ctl), || {
         (scoped_rounds(&ctl.log()) > before).then_some(())
     });

@@ -12,6 +12,7 @@ mod loud_failure;
 mod memory;
 mod quiet;
 mod rate_limits;
+mod scoped_requests;
 mod status_truth;
 mod watch;
 
