@@ -26,7 +26,7 @@
 //! now), else, a new one, its model's row, its requester's User and bindings (the
 //! principal the policy decides with) and the new requests of the same model before it,
 //! which are all in the changed files (the memo's round decided every other); the scope
-//! plans every request of the changed files with those, and a request gone from them
+//! plans the edited requests of the changed files with those, and a request gone from them
 //! is planned as a removal (its status goes, its record stays: deleting a request does
 //! not undo it). A declaration whose only change is its line (lines added or
 //! removed above it in its file; [`Part::moved`]) is no edit: nothing planned for another
@@ -374,13 +374,15 @@ impl Memo {
             .iter()
             .filter(|d| edited(&d.source, d.key()))
             .collect();
-        // Every stage request of the changed files, edited or not: planning a decided one
-        // again reads only its record (its status is the record's, or `Immutable` when its
-        // spec was edited), and a new one is decided below.
+        // The edited stage requests of the changed files (with a part, a request whose line
+        // moved is edited; one neither changed nor moved keeps its status, which reads only
+        // its record): planning a decided one again reads only its record (its status is
+        // the record's, or `Immutable` when its spec was edited), and a new one is decided
+        // below.
         let requests: Vec<_> = snap
             .requests
             .iter()
-            .filter(|d| in_changed(&d.source))
+            .filter(|d| edited(&d.source, d.key()))
             .collect();
         // First read, what the checks below need: the rows of the changed Users' usernames
         // (with a part, when a User changed or a declaration is gone: of every username they
