@@ -403,6 +403,19 @@ fn cost_of(d: &mut Daemon, window: Duration, event: impl FnOnce()) -> (f64, Vec<
     (cpu_secs(d.pid()) - before, d.rounds())
 }
 
+/// The figure of a single change's row: from the write at `t` to the round `r` that applied it.
+fn applied(r: Option<&Round>, t: Instant) -> String {
+    match r {
+        Some(r) => format!(
+            "{} (debounce 300 ms; plan+apply {} ms, {} changes)",
+            ms(r.at - t),
+            r.elapsed_ms,
+            r.changes
+        ),
+        None => "not applied within 120 s".into(),
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
@@ -554,15 +567,30 @@ fn main() {
     }
     rows.push((
         "edit one binding → applied (write → reconcile logged)".into(),
-        match r {
-            Some(r) => format!(
-                "{} (debounce 300 ms; plan+apply {} ms, {} changes)",
-                ms(r.at - t),
-                r.elapsed_ms,
-                r.changes
-            ),
-            None => "not applied within 120 s".into(),
-        },
+        applied(r.as_ref(), t),
+    ));
+
+    // 4b. One new stage request (a promotion of a deployed model) reaches the store.
+    d.settle(Duration::from_secs(2), Duration::from_secs(30));
+    let rfile = files
+        .iter()
+        .find(|f| f.starts_with("requests-"))
+        .expect("a requests file");
+    let text = std::fs::read_to_string(manifests.join(rfile)).expect("read");
+    let promote = serde_yaml::to_string(&org::promotion()).expect("yaml");
+    d.rounds();
+    let t = Instant::now();
+    write_atomic(&manifests, rfile, &format!("{text}---\n{promote}"));
+    let r = d.wait_round(Duration::from_secs(120), |r| r.changes > 0);
+    if let Some(r) = &r {
+        rows.push((
+            "  edit one ModelStageRequest: phases (ms)".into(),
+            r.phases.clone(),
+        ));
+    }
+    rows.push((
+        "edit one ModelStageRequest (a new promotion) → applied".into(),
+        applied(r.as_ref(), t),
     ));
 
     // 5. One revoked token reaches the API index.

@@ -318,6 +318,20 @@ fn rounds_text(rs: &[Round]) -> String {
     )
 }
 
+/// The figure of a single change's row: from the write at `t` to the next round that
+/// changed something (waited for up to 300 s).
+fn applied(c: &mut Controller, t: Instant) -> String {
+    match c.wait_round(Duration::from_secs(300), |r| r.changes > 0) {
+        Some(r) => format!(
+            "{} (debounce 300 ms; reconcile {} ms, {} changes)",
+            ms(r.at - t),
+            r.elapsed_ms,
+            r.changes
+        ),
+        None => "not applied within 300 s".into(),
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
@@ -466,15 +480,27 @@ fn main() {
     );
     rows.push((
         "patch one AccessBinding → applied (reconcile logged)".into(),
-        match c.wait_round(Duration::from_secs(300), |r| r.changes > 0) {
-            Some(r) => format!(
-                "{} (debounce 300 ms; reconcile {} ms, {} changes)",
-                ms(r.at - t),
-                r.elapsed_ms,
-                r.changes
-            ),
-            None => "not applied within 300 s".into(),
-        },
+        applied(&mut c, t),
+    ));
+    c.settle(Duration::from_secs(3), Duration::from_secs(120));
+
+    // 3b. One new stage request (a promotion of a deployed model) reaches the store.
+    c.rounds();
+    let t = Instant::now();
+    let r = http
+        .post(format!(
+            "{}/apis/stagegate.dev/v1alpha1/namespaces/{NS}/modelstagerequests",
+            server.url()
+        ))
+        .bearer_auth(&admin)
+        .header("Content-Type", "application/json")
+        .body(org::promotion().to_string())
+        .send()
+        .expect("create");
+    assert!(r.status().is_success(), "create request: {}", r.status());
+    rows.push((
+        "edit one ModelStageRequest (a new promotion) → applied".into(),
+        applied(&mut c, t),
     ));
     c.settle(Duration::from_secs(3), Duration::from_secs(120));
 

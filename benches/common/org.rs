@@ -97,3 +97,14 @@ pub fn organization(s: &Scale) -> [Vec<Value>; 4] {
         .collect();
     [users, bindings, tokens, requests]
 }
+
+/// A new stage request a benchmark adds to the organization: `m00000`, deployed by the
+/// first request, promoted from Dev to Staging by its owner (the row "edit one
+/// ModelStageRequest").
+#[allow(dead_code)] // Not every benchmark that includes this file adds it.
+pub fn promotion() -> Value {
+    json!({"apiVersion": "stagegate.dev/v1alpha1", "kind": "ModelStageRequest",
+           "metadata": {"name": "m00000-staging", "namespace": NS},
+           "spec": {"model": "m00000", "scope": {"customer": customer(0), "project": "p1"},
+                    "from": "Dev", "to": "Staging", "requestedBy": "u00000"}})
+}

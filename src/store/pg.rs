@@ -407,6 +407,19 @@ impl Store for PgStore {
              (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))";
         // Statuses of the objects and of the status-only keys.
         let [skinds, snamespaces, snames] = key_columns(keys.objects.iter().chain(&keys.statuses));
+        // Records of the stage requests among the objects, and the models asked for.
+        let [_, rnamespaces, rnames] = key_columns(
+            keys.objects
+                .iter()
+                .filter(|k| k.kind == "ModelStageRequest"),
+        );
+        let mut model_columns: [Vec<&str>; 3] = Default::default();
+        for (scope, name) in &keys.models {
+            model_columns[0].push(scope.customer.as_deref().unwrap_or_default());
+            model_columns[1].push(scope.project.as_deref().unwrap_or_default());
+            model_columns[2].push(name);
+        }
+        let [mcustomers, mprojects, mnames] = model_columns;
         self.with(|c| {
             let mut tx = read_transaction(c)?;
             let objects: [&(dyn ToSql + Sync); 3] = [&kinds, &namespaces, &names];
@@ -424,12 +437,30 @@ impl Store for PgStore {
                  (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
                 &[&skinds, &snamespaces, &snames],
             )?;
+            let requests = tx.query(
+                "SELECT * FROM stage_requests WHERE (namespace, name) IN \
+                 (SELECT * FROM unnest($1::text[], $2::text[]))",
+                &[&rnamespaces, &rnames],
+            )?;
+            let models = tx.query(
+                "SELECT * FROM models WHERE (scope_customer, scope_project, name) IN \
+                 (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
+                &[&mcustomers, &mprojects, &mnames],
+            )?;
             let mut state = StoreState {
                 revision: revision(&mut tx)?,
                 ..StoreState::default()
             };
             tx.commit()?;
             fill_principals(&mut state, users, bindings, tokens)?;
+            for r in decode_all("stage_requests", requests, request_row)? {
+                state
+                    .requests
+                    .insert((r.namespace.clone(), r.name.clone()), r);
+            }
+            for m in decode_all("models", models, model_row)? {
+                state.models.insert((m.scope.clone(), m.name.clone()), m);
+            }
             for s in decode_all("object_status", statuses, status_row)? {
                 state.statuses.insert(s.key.clone(), s);
             }

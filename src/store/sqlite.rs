@@ -348,6 +348,15 @@ impl Store for SqliteStore {
                     state.token_keys.insert(t.key_id.clone(), t);
                 }
             }
+            if k.kind == "ModelStageRequest" {
+                let at = [&k.namespace, &k.name];
+                let sql = "SELECT * FROM stage_requests WHERE namespace = ?1 AND name = ?2";
+                if let Some(r) = one(&tx, sql, at, |r| request_row(r))? {
+                    state
+                        .requests
+                        .insert((r.namespace.clone(), r.name.clone()), r);
+                }
+            }
         }
         for k in keys.objects.iter().chain(&keys.statuses) {
             let args: [&dyn rusqlite::ToSql; 3] = [&k.kind, &k.namespace, &k.name];
@@ -358,6 +367,16 @@ impl Store for SqliteStore {
                 |r| status_row(r),
             )? {
                 state.statuses.insert(s.key.clone(), s);
+            }
+        }
+        for (scope, name) in &keys.models {
+            let (c, p) = (
+                scope.customer.as_deref().unwrap_or_default(),
+                scope.project.as_deref().unwrap_or_default(),
+            );
+            let sql = "SELECT * FROM models WHERE scope_customer = ?1 AND scope_project = ?2 AND name = ?3";
+            if let Some(m) = one(&tx, sql, [c, p, name.as_str()], |r| model_row(r))? {
+                state.models.insert((m.scope.clone(), m.name.clone()), m);
             }
         }
         state.bindings.sort();

@@ -747,6 +747,28 @@ fn partial_reads(mut s: AnyStore) {
         scope: Scope::global(),
         owner: None,
     }));
+    // Two models (one of a customer) and a decided request of each.
+    for (m, scope) in [("m1", Scope::global()), ("m2", Scope::customer("acme"))] {
+        ops.push(StoreOp::UpsertModel(ModelRow {
+            name: m.into(),
+            scope: scope.clone(),
+            owner: Some("ada".into()),
+            stage: Stage::Dev,
+        }));
+        ops.push(StoreOp::InsertRequest(Box::new(DecidedRequest {
+            namespace: "default".into(),
+            name: format!("{m}-deploy"),
+            model: m.into(),
+            scope,
+            from: crate::policy::FromStage::None,
+            to: Stage::Dev,
+            requested_by: "ada".into(),
+            phase: crate::resources::RequestPhase::Applied,
+            message: "ok".into(),
+            decided_at: t("2026-01-01T00:00:00Z"),
+            source: "requests.yaml:1".into(),
+        })));
+    }
     s.commit(&ops).unwrap();
     let full = s.load_state().unwrap();
     let key = |kind: &str, name: &str| ObjectKey::new(kind, "default", name);
@@ -786,6 +808,23 @@ fn partial_reads(mut s: AnyStore) {
             usernames: ["cy".to_string()].into(),
             objects: [key("ApiToken", "t1")].into(),
             statuses: [key("ApiToken", "cy"), key("ApiToken", "t1")].into(),
+            ..StateKeys::default()
+        },
+        // A request's record and a model's row, each only when asked for (and a model
+        // asked for in the wrong scope is none).
+        StateKeys {
+            objects: [
+                key("ModelStageRequest", "m2-deploy"),
+                key("ModelStageRequest", "m3-deploy"),
+            ]
+            .into(),
+            models: [
+                (Scope::customer("acme"), "m2".to_string()),
+                (Scope::global(), "m1".to_string()),
+                (Scope::global(), "m2".to_string()),
+            ]
+            .into(),
+            ..StateKeys::default()
         },
     ] {
         let partial = s.load_partial(&keys).unwrap();
@@ -809,6 +848,21 @@ fn partial_reads(mut s: AnyStore) {
         ..StateKeys::default()
     });
     assert_eq!((statuses.statuses.len(), statuses.token_keys.len()), (1, 0));
+    let requests = full.restricted_to(&StateKeys {
+        objects: [key("ModelStageRequest", "m1-deploy")].into(),
+        models: [(Scope::customer("acme"), "m2".to_string())].into(),
+        ..StateKeys::default()
+    });
+    assert_eq!(
+        (
+            requests.requests.keys().collect::<Vec<_>>(),
+            requests.models.keys().collect::<Vec<_>>()
+        ),
+        (
+            vec![&("default".to_string(), "m1-deploy".to_string())],
+            vec![&(Scope::customer("acme"), "m2".to_string())]
+        )
+    );
 }
 
 #[test]

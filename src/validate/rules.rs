@@ -18,7 +18,7 @@ pub fn validate(snap: &mut Snapshot) {
 /// rules ask: a part of an organization (the directory daemon's changed files and
 /// what they touch) is validated with the answers the rest would give.
 ///
-/// `declares`, `names_token`, `claims_secret` and `has_requests` may answer `true`
+/// `declares`, `names_token`, `claims_secret` and `requests_of` may answer `true`
 /// when unsure (the part is then not validated alone); `claims_username` must be exact.
 pub trait Elsewhere {
     /// Whether a declaration elsewhere has this kind/namespace/name.
@@ -29,8 +29,9 @@ pub trait Elsewhere {
     fn names_token(&self, name: &str) -> bool;
     /// Whether a declaration elsewhere writes or reads Secret `namespace/name`.
     fn claims_secret(&self, namespace: &str, name: &str) -> bool;
-    /// Whether a stage request is declared elsewhere.
-    fn has_requests(&self) -> bool;
+    /// Whether a stage request elsewhere names this model (requests of one model at one
+    /// instant warn: that rule reads every request of the model).
+    fn requests_of(&self, scope: &crate::policy::Scope, model: &str) -> bool;
 }
 
 /// The whole organization is in the snapshot: nothing elsewhere.
@@ -49,7 +50,7 @@ impl Elsewhere for Nowhere {
     fn claims_secret(&self, _: &str, _: &str) -> bool {
         false
     }
-    fn has_requests(&self) -> bool {
+    fn requests_of(&self, _: &crate::policy::Scope, _: &str) -> bool {
         false
     }
 }
@@ -57,7 +58,7 @@ impl Elsewhere for Nowhere {
 /// Validates `part`, a part of an organization whose other declarations `elsewhere`
 /// describes, with the very rules [`validate`] runs, when every cross-object rule's
 /// group lies within the part: no key, username, token name or Secret of the part is
-/// declared elsewhere, and no stage request is declared both here and elsewhere. Then
+/// declared elsewhere, and no model has a stage request both here and elsewhere. Then
 /// the part's diagnostics are those `validate` gives its objects in the whole
 /// organization (the one rule that reads across groups, a reference to a username,
 /// asks `elsewhere`), and this returns true. Otherwise it returns false and leaves
@@ -82,7 +83,10 @@ pub fn validate_part(part: &mut Snapshot, elsewhere: &dyn Elsewhere) -> bool {
         && !super::claims::secret_claims(part)
             .iter()
             .any(|c| elsewhere.claims_secret(&c.namespace, &c.secret))
-        && (part.requests.is_empty() || !elsewhere.has_requests());
+        && !part.requests.iter().any(|r| {
+            let spec = &r.object.spec;
+            elsewhere.requests_of(&spec.scope(), &spec.model)
+        });
     if closed {
         rules(part, elsewhere);
     }

@@ -29,7 +29,7 @@
 use super::cache::{Cache, Changes, Compact};
 use super::pipeline::PartInput;
 use super::snapshot::{self, Built};
-use crate::resources::{AccessBinding, ApiToken, User};
+use crate::resources::{AccessBinding, ApiToken, ModelStageRequest, User};
 use crate::snapshot::{ObjectKey, Snapshot};
 use crate::sources::scoped::{Kept, Memo, Part};
 use crate::validate::validate_part;
@@ -123,7 +123,8 @@ impl PartRound {
 }
 
 /// The usernames a declared object names: a User's username, a binding's user, a token's
-/// owner. None: it does not convert (the round reads everything).
+/// owner, a stage request's requester (decided with that user's rights). None: it does
+/// not convert (the round reads everything).
 fn names(kind: &str, value: &Value) -> Option<Vec<String>> {
     Some(match kind {
         "User" => vec![serde_json::from_value::<User>(value.clone())
@@ -141,6 +142,12 @@ fn names(kind: &str, value: &Value) -> Option<Vec<String>> {
             .owner
             .into_iter()
             .collect(),
+        "ModelStageRequest" => vec![
+            serde_json::from_value::<ModelStageRequest>(value.clone())
+                .ok()?
+                .spec
+                .requested_by,
+        ],
         _ => return None,
     })
 }
@@ -182,8 +189,15 @@ impl Scoper {
         let mut changed = BTreeSet::new();
         let (mut edited, mut removed, mut covered) =
             (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        // The models the changed stage requests name now: the part holds every request of
+        // them (and of those the changed buckets' requests named before, see
+        // `Kept::with_requests`).
+        let mut models: Vec<(crate::policy::Scope, String)> = Vec::new();
         for (key, old) in &changes.objects {
-            if !matches!(key.kind.as_str(), "User" | "AccessBinding" | "ApiToken") {
+            if !matches!(
+                key.kind.as_str(),
+                "User" | "AccessBinding" | "ApiToken" | "ModelStageRequest"
+            ) {
                 return None;
             }
             let declared = |c: &Compact| (!c.deleting()).then(|| c.declared());
@@ -193,6 +207,10 @@ impl Scoper {
             match cache.object(key).and_then(declared) {
                 Some(now) => {
                     covered.extend(names(&key.kind, &now)?);
+                    if key.kind == "ModelStageRequest" {
+                        let spec = serde_json::from_value::<ModelStageRequest>(now).ok()?.spec;
+                        models.push((spec.scope(), spec.model));
+                    }
                     edited.insert(key.clone());
                 }
                 None => {
@@ -201,8 +219,12 @@ impl Scoper {
             }
             changed.insert(label_of(&key.kind, &key.namespace, &key.name));
         }
+        let with_requests = kept.with_requests(
+            models.iter().map(|(s, m)| (s.clone(), m.as_str())),
+            &changed,
+        );
         let mut files = kept.files_of(&covered);
-        files.extend(changed.iter().cloned());
+        files.extend(with_requests.iter().cloned());
         let picked: Vec<(ObjectKey, &Compact)> = cache
             .objects_where(|kind, namespace, name| match kind {
                 // Domain objects place every declaration: every part reads them all.
@@ -210,7 +232,9 @@ impl Scoper {
                 "User" | "AccessBinding" | "ApiToken" => {
                     files.contains(&label_of(kind, namespace, name))
                 }
-                // A part plans no stage request (a change to one is a whole round).
+                // The stage requests of the changed buckets and of those `with_requests` adds
+                // (validated with them; a part plans only the changed buckets').
+                "ModelStageRequest" => with_requests.contains(&label_of(kind, namespace, name)),
                 _ => false,
             })
             .collect();
@@ -219,7 +243,7 @@ impl Scoper {
         let started = std::time::Instant::now();
         let closed = built.malformed.is_empty()
             && !kept.moves_a_requester_claim(&built.snapshot, &changed)
-            && validate_part(&mut built.snapshot, &kept.outside(&files, &changed));
+            && validate_part(&mut built.snapshot, &kept.outside(&files, &with_requests));
         built.validated_in = started.elapsed();
         if !closed || built.snapshot.has_errors() || !built.snapshot.broken_files.is_empty() {
             tracing::debug!(

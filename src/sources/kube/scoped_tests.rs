@@ -40,13 +40,23 @@ impl Life {
 }
 
 /// A small organization in a cluster: four users (life, revoked, display name, renamed),
-/// four bindings (life, user, role, global) and two tokens (life, revoked, owner).
+/// four bindings (life, user, role, global), two tokens (life, revoked, owner) and four
+/// stage requests (life, model (m0 global, m1 of customer acme), transition, requester,
+/// requested-at: none or one of two instants).
 #[derive(Clone, Debug)]
 struct Org {
     users: [(Life, bool, u8, bool); 4],
     bindings: [(Life, usize, usize, bool); 4],
     tokens: [(Life, bool, usize); 2],
+    requests: [(Life, usize, usize, usize, usize); 4],
 }
+
+/// A stage request's transitions: (from, to).
+const TRANSITIONS: [(&str, &str); 3] = [
+    ("None", "Dev"),
+    ("Dev", "Staging"),
+    ("Staging", "Production"),
+];
 
 impl Org {
     fn start() -> Org {
@@ -59,15 +69,31 @@ impl Org {
                 (Life::Gone, 3, 2, false),
             ],
             tokens: [(Life::Declared, false, 0), (Life::Gone, false, 1)],
+            requests: [
+                (Life::Declared, 0, 0, 0, 0),
+                (Life::Gone, 0, 1, 1, 1),
+                (Life::Gone, 1, 0, 2, 1),
+                (Life::Gone, 1, 1, 0, 0),
+            ],
         }
     }
 
     /// One edit: a binding patched (user, role, scope), a token revoked, a user edited
     /// (revoked, display name) or renamed (another username), an object added, deleted
-    /// or removed.
+    /// or removed, a stage request's spec or requested-at edited.
     fn edit(&mut self, what: u8, value: u8) {
         let v = value as usize;
-        match what % 11 {
+        match what % 13 {
+            11 => self.requests[v % 4].0 = self.requests[v % 4].0.next(),
+            12 => {
+                let r = &mut self.requests[v % 4];
+                match (v / 4) % 4 {
+                    0 => r.2 = (r.2 + 1) % TRANSITIONS.len(),
+                    1 => r.3 = (r.3 + 1) % 8,
+                    2 => r.4 = (r.4 + 1) % 3,
+                    _ => r.1 ^= 1,
+                }
+            }
             0 => self.users[v % 4].0 = self.users[v % 4].0.next(),
             1 => self.users[v % 4].1 ^= true,
             2 => self.users[v % 4].2 = value,
@@ -94,7 +120,7 @@ impl Org {
     /// Every object, as the API server serves it.
     fn objects(&self) -> BTreeMap<ObjectKey, Value> {
         let mut out = BTreeMap::new();
-        let mut add = |kind: &str, name: String, life: Life, spec: Value| {
+        let mut add_at = |kind: &str, name: String, life: Life, spec: Value, at: usize| {
             if life == Life::Gone {
                 return;
             }
@@ -103,10 +129,29 @@ impl Org {
             if life == Life::Deleting {
                 meta["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
             }
+            if at > 0 {
+                meta["annotations"] =
+                    json!({"stagegate.dev/requested-at": format!("2026-01-0{at}T00:00:00Z")});
+            }
             let value = json!({"apiVersion": "stagegate.dev/v1alpha1", "kind": kind,
                                "metadata": meta, "spec": spec});
             out.insert(ObjectKey::new(kind, "t", &name), value);
         };
+        let mut requests = Vec::new();
+        for (i, (life, model, step, by, at)) in self.requests.iter().enumerate() {
+            let (from, to) = TRANSITIONS[*step];
+            let mut spec = json!({"model": format!("m{model}"), "from": from, "to": to,
+                                  "requestedBy": Org::username(*by)});
+            if *model == 1 {
+                spec["scope"] = json!({"customer": "acme"});
+            }
+            requests.push((format!("r{i}"), *life, spec, *at));
+        }
+        for (name, life, spec, at) in requests {
+            add_at("ModelStageRequest", name, life, spec, at);
+        }
+        let mut add =
+            |kind: &str, name: String, life: Life, spec: Value| add_at(kind, name, life, spec, 0);
         for (i, (life, revoked, display, renamed)) in self.users.iter().enumerate() {
             let mut spec = json!({"displayName": format!("Name {display}"),
                                   "state": if *revoked { "Revoked" } else { "Active" }});
@@ -188,14 +233,14 @@ impl Core {
         }
     }
 
-    /// A Secret edit on this core's sink and cache, as the watch reports it: (11) someone
-    /// deletes the Secret of token `k{value % 2}`, (12) someone else's Secret replaces
+    /// A Secret edit on this core's sink and cache, as the watch reports it: (0) someone
+    /// deletes the Secret of token `k{value % 2}`, (1) someone else's Secret replaces
     /// it, (else) the password Secret user u3 references is reset to password
     /// `value`.
     fn secret_edit(&mut self, what: u8, value: u8) {
         self.secret_version += 1;
         let rv = self.secret_version;
-        if what >= 13 {
+        if what >= 2 {
             let meta = secret_meta("u3-pw", rv, false);
             self.cache.put_secret(meta.clone());
             let secret = k8s_openapi::api::core::v1::Secret {
@@ -220,8 +265,8 @@ impl Core {
             self.cache.put_own_secret(secret_meta(&name, 0, true));
         }
         match (what, state) {
-            (11, SecretState::Absent) | (12, SecretState::Foreign) => {}
-            (11, _) => {
+            (0, SecretState::Absent) | (1, SecretState::Foreign) => {}
+            (0, _) => {
                 self.sink.remove("t", &name);
                 self.cache.remove_secret("t", &name);
             }
@@ -283,7 +328,7 @@ impl Core {
 }
 
 /// What the report phase would publish from `statuses`, without what differs between two
-/// stores by chance (key ids and times).
+/// stores by chance (key ids and times, a request's decision time too).
 fn published(statuses: &[ObjectStatus]) -> BTreeMap<ObjectKey, String> {
     statuses
         .iter()
@@ -291,7 +336,9 @@ fn published(statuses: &[ObjectStatus]) -> BTreeMap<ObjectKey, String> {
             let extra: BTreeMap<&String, &String> = s
                 .extra
                 .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "keyId" | "issuedAt" | "expiresAt"))
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "keyId" | "issuedAt" | "expiresAt" | "decidedAt")
+                })
                 .collect();
             // Key ids are random: the word after "key" is masked.
             let mut words: Vec<&str> = s.message.split(' ').collect();
@@ -353,7 +400,26 @@ fn rows(store: &AnyStore) -> String {
         })
         .collect();
     tokens.sort();
-    format!("{users:#?}\n{bindings:#?}\n{tokens:#?}")
+    let models: Vec<String> = state.models.values().map(|m| format!("{m:?}")).collect();
+    let requests: Vec<String> = state
+        .requests
+        .values()
+        .map(|r| {
+            format!(
+                "{}/{} {} {:?} {} {} {} {:?} {}",
+                r.namespace,
+                r.name,
+                r.model,
+                r.scope,
+                r.from,
+                r.to,
+                r.requested_by,
+                r.phase,
+                r.message
+            )
+        })
+        .collect();
+    format!("{users:#?}\n{bindings:#?}\n{tokens:#?}\n{models:#?}\n{requests:#?}")
 }
 
 proptest::proptest! {
@@ -361,33 +427,34 @@ proptest::proptest! {
 
     /// A controller whose rounds are scoped when they can be reaches, after every round of
     /// random edits (bindings patched, tokens revoked, users revoked, renamed or renamed
-    /// for display, objects added, deleted with their finalizer held, removed, a delivered
-    /// Secret deleted or replaced by someone, a referenced password reset), the same
+    /// for display, stage requests edited, objects added, deleted with their finalizer
+    /// held, removed, a delivered Secret deleted or replaced by someone, a referenced
+    /// password reset), the same
     /// store rows and the same statuses as one whose every round is whole; each scoped
     /// round reports exactly the statuses the whole round gives its objects.
     #[test]
     fn a_controller_with_scoped_rounds_reaches_what_whole_rounds_reach(
-        edits in proptest::collection::vec((0u8..14, 0u8..32), 1..12)
+        edits in proptest::collection::vec((0u8..16, 0u8..32), 1..12)
     ) {
         let mut org = Org::start();
         let (mut scoped, mut whole) = (Core::new(true), Core::new(false));
         for core in [&mut scoped, &mut whole] {
             core.sync(&org.objects());
-            core.secret_edit(13, 0);
+            core.secret_edit(2, 0);
             core.round();
             // The round after the first (its own Secret writes, finalizers) settles it.
             core.round();
         }
         for (what, value) in edits {
-            if what < 11 {
+            if what < 13 {
                 org.edit(what, value);
             }
             let objects = org.objects();
             scoped.sync(&objects);
             whole.sync(&objects);
-            if what >= 11 {
-                scoped.secret_edit(what, value);
-                whole.secret_edit(what, value);
+            if what >= 13 {
+                scoped.secret_edit(what - 13, value);
+                whole.secret_edit(what - 13, value);
             }
             let (a, was_scoped) = scoped.round();
             let (b, _) = whole.round();
@@ -409,7 +476,7 @@ proptest::proptest! {
 }
 
 /// The edits the benchmark times are scoped: a binding patched, a token revoked; so is a
-/// user renamed; a watch restart makes the next round whole.
+/// user renamed; a watch restart (or anything the part cannot hold) is a whole round.
 #[test]
 fn a_binding_patch_and_a_token_revocation_are_scoped_rounds() {
     let mut org = Org::start();
@@ -460,10 +527,10 @@ fn secret_changes_are_scoped_rounds_of_the_objects_that_read_them() {
     let org = Org::start();
     let mut core = Core::new(true);
     core.sync(&org.objects());
-    core.secret_edit(13, 0);
+    core.secret_edit(2, 0);
     assert!(!core.round().1, "the first round reads everything");
     core.round();
-    core.secret_edit(13, 1);
+    core.secret_edit(2, 1);
     let (applied, scoped) = core.round();
     assert!(scoped, "a password reset");
     assert_eq!(applied.changes, 1);
@@ -471,11 +538,11 @@ fn secret_changes_are_scoped_rounds_of_the_objects_that_read_them() {
         let s = applied.statuses.iter().find(|s| s.key.name == "k0");
         s.map(|s| s.reason.clone())
     };
-    core.secret_edit(12, 0);
+    core.secret_edit(1, 0);
     let (applied, scoped) = core.round();
     assert!(scoped, "someone else's Secret replaces k0's");
     assert_eq!(k0(&applied).as_deref(), Some("SecretConflict"));
-    core.secret_edit(11, 0);
+    core.secret_edit(0, 0);
     let (applied, scoped) = core.round();
     assert!(scoped, "someone deletes k0's Secret");
     assert_eq!(k0(&applied).as_deref(), Some("SecretMissing"));
@@ -484,4 +551,47 @@ fn secret_changes_are_scoped_rounds_of_the_objects_that_read_them() {
         "{:?}",
         applied.scoped
     );
+}
+
+/// A stage request added, edited after it was decided, deleted (finalizer held) and
+/// removed: each a scoped round that reports the request's status and reaches what a
+/// controller of whole rounds reaches.
+#[test]
+fn stage_requests_added_edited_and_deleted_are_scoped_rounds() {
+    let mut org = Org::start();
+    let (mut core, mut whole) = (Core::new(true), Core::new(false));
+    for c in [&mut core, &mut whole] {
+        c.sync(&org.objects());
+        c.round();
+        c.round();
+    }
+    // (edit, decided now?): r1 added (m0 Dev → Staging by u1); r1 given another
+    // transition (its record stands: Immutable); r2 added (m1 of acme, by u2); r2 deleted
+    // (its finalizer held), then removed.
+    for (what, value, decides) in [
+        (11, 1, true),
+        (12, 1, false),
+        (11, 2, true),
+        (11, 2, false),
+        (11, 2, false),
+    ] {
+        org.edit(what, value);
+        core.sync(&org.objects());
+        whole.sync(&org.objects());
+        let (applied, scoped) = core.round();
+        let (expected, _) = whole.round();
+        assert!(scoped, "edit {what} {value}: {org:?}");
+        assert_eq!(applied.changes, expected.changes, "edit {what} {value}");
+        assert_eq!(applied.changes > 0, decides, "edit {what} {value}");
+        let all = published(&expected.statuses);
+        let reported = published(&applied.statuses);
+        for (k, s) in &reported {
+            assert_eq!(Some(s), all.get(k), "edit {what} {value}: {k}");
+        }
+        assert_eq!(rows(&core.store), rows(&whole.store), "edit {what} {value}");
+    }
+    let statuses = published(&core.store.statuses().unwrap());
+    let r1 = ObjectKey::new("ModelStageRequest", "t", "r1");
+    assert!(statuses[&r1].contains("Immutable"), "{}", statuses[&r1]);
+    assert!(!statuses.contains_key(&ObjectKey::new("ModelStageRequest", "t", "r2")));
 }

@@ -4,7 +4,7 @@
 //! widened plan reads (see `Daemon`'s partial round), with the rules
 //! `validate` runs on the whole organization (`validate::validate_part`).
 //! Those rules look across objects by kind/namespace/name, username, token
-//! name, Secret and stage request; [`Kept`] answers, for every file *outside*
+//! name, Secret and stage request (its model); [`Kept`] answers, for every file *outside*
 //! the part, what it declares under each of them ([`Outside`]), and which
 //! files declare a User, an AccessBinding or an owned ApiToken of a username
 //! (the files a change to that user's declarations must bring into the part).
@@ -41,8 +41,8 @@ struct FileKept {
     owns: Vec<u32>,
     /// Usernames (ids) its stage requests name as requester, once per request.
     requesters: Vec<u32>,
-    /// Stage requests it declares.
-    requests: usize,
+    /// Hashes of the models its stage requests name, once per request.
+    models: Vec<u64>,
 }
 
 /// Which files declare a User, an AccessBinding or an owned ApiToken of one username, and
@@ -67,8 +67,9 @@ pub struct Kept {
     /// Username → id; by id, which files name it.
     names: HashMap<String, u32>,
     who: Vec<Who>,
-    /// Stage requests declared in all files.
-    requests: usize,
+    /// Model hash → the files declaring a stage request of it (requests of one model at
+    /// one instant warn: the rule looks across the requests of a model).
+    models: HashMap<u64, Vec<u32>>,
     /// The label ("file") of a declaration's source (see [`Label`]).
     label: Label,
 }
@@ -79,6 +80,7 @@ enum Named<'a> {
     Key(&'a ObjectKey),
     Token(&'a str),
     Secret(&'a str, &'a str),
+    Model(&'a crate::policy::Scope, &'a str),
 }
 
 /// Every declaration of `snap` by file: its hashes, claimed and granted usernames, requests.
@@ -134,7 +136,11 @@ fn contributions(
             &labelled(label, &d.source),
             Contribution::Hash(hasher.hash_one(Named::Key(&d.key()))),
         );
-        add(&labelled(label, &d.source), Contribution::Request);
+        let spec = &d.object.spec;
+        add(
+            &labelled(label, &d.source),
+            Contribution::Model(hasher.hash_one(Named::Model(&spec.scope(), &spec.model))),
+        );
         add(
             &labelled(label, &d.source),
             Contribution::Requests(d.object.spec.requested_by.clone()),
@@ -153,7 +159,7 @@ enum Contribution {
     Binds(String),
     Owns(String),
     Requests(String),
-    Request,
+    Model(u64),
 }
 
 impl Kept {
@@ -175,7 +181,7 @@ impl Kept {
             hashes: HashMap::new(),
             names: HashMap::new(),
             who: Vec::new(),
-            requests: 0,
+            models: HashMap::new(),
             label,
         };
         kept.add(snap, |_| true);
@@ -192,6 +198,7 @@ impl Kept {
             f.binds.shrink_to_fit();
             f.owns.shrink_to_fit();
             f.requesters.shrink_to_fit();
+            f.models.shrink_to_fit();
         }
         for w in &mut self.who {
             w.claimed_in.shrink_to_fit();
@@ -203,6 +210,7 @@ impl Kept {
         self.ids.shrink_to_fit();
         self.names.shrink_to_fit();
         self.hashes.shrink_to_fit();
+        self.models.shrink_to_fit();
     }
 
     /// After a round that validated `part`: the files of `changed` now declare what `part`
@@ -255,9 +263,9 @@ impl Kept {
                 self.who[n as usize].requested += 1;
                 self.files[id as usize].1.requesters.push(n);
             }
-            Contribution::Request => {
-                self.files[id as usize].1.requests += 1;
-                self.requests += 1;
+            Contribution::Model(h) => {
+                push_once(self.models.entry(h).or_default(), id);
+                self.files[id as usize].1.models.push(h);
             }
         }
     }
@@ -286,7 +294,14 @@ impl Kept {
         for n in kept.requesters {
             self.who[n as usize].requested -= 1;
         }
-        self.requests -= kept.requests;
+        for h in kept.models {
+            if let Some(files) = self.models.get_mut(&h) {
+                files.retain(|f| *f != id);
+                if files.is_empty() {
+                    self.models.remove(&h);
+                }
+            }
+        }
     }
 
     fn id(&mut self, file: &str) -> u32 {
@@ -337,6 +352,34 @@ impl Kept {
                 .chain(&who.bound_in)
                 .chain(&who.owned_in)
             {
+                out.insert(self.files[*id as usize].0.clone());
+            }
+        }
+        out
+    }
+
+    /// The files whose stage requests a part for a change to the files `changed` holds:
+    /// those files, and every file declaring a request of a model their requests name now
+    /// (`models`: (scope, model) of each) or named before. Requests of one model at one
+    /// instant warn, so the rule reads every request of a model: with these, a change to a
+    /// request (added, edited, removed) moves no warning of a request outside the part.
+    pub fn with_requests<'a>(
+        &self,
+        models: impl IntoIterator<Item = (crate::policy::Scope, &'a str)>,
+        changed: &BTreeSet<String>,
+    ) -> BTreeSet<String> {
+        let mut hashes: HashSet<u64> = models
+            .into_iter()
+            .map(|(scope, model)| self.hasher.hash_one(Named::Model(&scope, model)))
+            .collect();
+        for f in changed {
+            if let Some(id) = self.ids.get(f) {
+                hashes.extend(self.files[*id as usize].1.models.iter().copied());
+            }
+        }
+        let mut out = changed.clone();
+        for h in hashes {
+            for id in self.models.get(&h).into_iter().flatten() {
                 out.insert(self.files[*id as usize].0.clone());
             }
         }
@@ -449,13 +492,12 @@ impl Elsewhere for Outside<'_> {
         self.hash_elsewhere(Named::Secret(namespace, name), &self.part)
     }
 
-    fn has_requests(&self) -> bool {
-        let inside: usize = self
-            .requests_in
-            .iter()
-            .map(|id| self.kept.files[*id as usize].1.requests)
-            .sum();
-        self.kept.requests > inside
+    fn requests_of(&self, scope: &crate::policy::Scope, model: &str) -> bool {
+        let h = self.kept.hasher.hash_one(Named::Model(scope, model));
+        self.kept
+            .models
+            .get(&h)
+            .is_some_and(|files| files.iter().any(|f| !self.requests_in.contains(f)))
     }
 }
 

@@ -21,7 +21,14 @@
 //! session-ending check of apply reads too) and every token it owns (whose outcome
 //! reads its owner's state: a User revoked, removed or declared anew is planned with
 //! them), and the rows of declarations gone from the changed files (pruned as the full
-//! round prunes them). A declaration whose only change is its line (lines added or
+//! round prunes them). A stage request's inputs are its own record when it is decided
+//! (a decided request is a record: its status is the record's, whatever its file says
+//! now), else, a new one, its model's row, its requester's User and bindings (the
+//! principal the policy decides with) and the new requests of the same model before it,
+//! which are all in the changed files (the memo's round decided every other); the scope
+//! plans the edited requests of the changed files with those, and a request gone from them
+//! is planned as a removal (its status goes, its record stays: deleting a request does
+//! not undo it). A declaration whose only change is its line (lines added or
 //! removed above it in its file; [`Part::moved`]) is no edit: nothing planned for another
 //! declaration reads it, so it widens nothing, and it is planned for its status alone
 //! (its stored status with the new source, [`Snapshot::moved`]). It refuses (falls back
@@ -29,7 +36,8 @@
 //! disappeared when the round does not know which (only a part, [`Part::removed`], names
 //! it: the memo keeps hashes), a new or renamed User without a part (a renamed one's old
 //! username is unknown; a part covers it, and the scope then holds both usernames' rows
-//! and declarations), a stage request, or rows owned by declarations outside the scope. The
+//! and declarations), a new request whose requester the part does not cover, or rows
+//! owned by declarations outside the scope. The
 //! property test in `reconciler_tests.rs` checks the equivalence on random edit
 //! sequences: plan, store and statuses.
 
@@ -311,8 +319,8 @@ impl Memo {
                 .is_some_and(|f| changed.contains(label(f).as_ref()))
         };
         // A declaration gone from a changed file (deleted, renamed or moved) is planned as
-        // a removal only when the part names it; a stage request's removal undoes nothing
-        // but is left to the full round, as a request in a changed file is.
+        // a removal only when the part names it (a stage request's removal undoes nothing:
+        // its status goes, its record stays).
         let mut now: HashMap<Cow<str>, HashSet<u64>> = HashMap::new();
         for (file, key) in declared(snap, label).filter(|(f, _)| changed.contains(f.as_ref())) {
             now.entry(file)
@@ -335,9 +343,6 @@ impl Memo {
                     .collect()
             })
             .unwrap_or_default();
-        if removed.iter().any(|k| k.kind == "ModelStageRequest") {
-            return Ok(None);
-        }
         let removed_hashes: HashSet<u64> = part
             .map(|p| p.removed.iter().map(|k| self.hasher.hash_one(k)).collect())
             .unwrap_or_default();
@@ -351,9 +356,6 @@ impl Memo {
             {
                 return Ok(None);
             }
-        }
-        if snap.requests.iter().any(|r| in_changed(&r.source)) {
-            return Ok(None);
         }
         let edited = |s: &crate::snapshot::Source, k: ObjectKey| {
             in_changed(s) && part.is_none_or(|p| p.edited.contains(&k))
@@ -373,13 +375,28 @@ impl Memo {
             .iter()
             .filter(|d| edited(&d.source, d.key()))
             .collect();
+        // The edited stage requests of the changed files (with a part, a request whose line
+        // moved is edited; one neither changed nor moved keeps its status, which reads only
+        // its record): planning a decided one again reads only its record (its status is
+        // the record's, or `Immutable` when its spec was edited), and a new one is decided
+        // below.
+        let requests: Vec<_> = snap
+            .requests
+            .iter()
+            .filter(|d| edited(&d.source, d.key()))
+            .collect();
         // First read, what the checks below need: the rows of the changed Users' usernames
         // (with a part, when a User changed or a declaration is gone: of every username they
-        // name, before and after) and the rows the changed bindings own (their old users).
-        // Statuses and token keys wait for the scope's read.
+        // name, before and after), the rows the changed bindings own (their old users) and
+        // the records of the requests (which of them are decided). Token keys wait for the
+        // scope's read.
         let mut first = StateKeys {
             usernames: users.iter().map(|u| u.object.username()).collect(),
-            objects: bindings.iter().map(|d| d.key()).collect(),
+            objects: bindings
+                .iter()
+                .map(|d| d.key())
+                .chain(requests.iter().map(|d| d.key()))
+                .collect(),
             ..StateKeys::default()
         };
         if let Some(p) = part.filter(|_| !users.is_empty() || !removed.is_empty()) {
@@ -405,10 +422,30 @@ impl Memo {
                 return Ok(None);
             }
         }
+        // A request without a record is new (after the memo's round every declared request
+        // was decided, so the new ones are all in the changed files): `plan` decides them,
+        // in request order, against their models' rows and their requesters' Users and
+        // bindings (`replay::user_principals`). Nothing else of the plan reads a request.
+        let new_requests: Vec<_> = requests
+            .iter()
+            .filter(|r| {
+                let k = r.key();
+                !before.requests.contains_key(&(k.namespace, k.name))
+            })
+            .collect();
+        let models: BTreeSet<(crate::policy::Scope, String)> = new_requests
+            .iter()
+            .map(|r| (r.object.spec.scope(), r.object.spec.model.clone()))
+            .collect();
         let mut usernames: BTreeSet<String> = first.usernames;
         usernames.extend(bindings.iter().map(|b| b.object.spec.user.clone()));
         usernames.extend(before.bindings.iter().map(|b| b.username.clone()));
         usernames.extend(tokens.iter().filter_map(|t| t.object.spec.owner.clone()));
+        usernames.extend(
+            new_requests
+                .iter()
+                .map(|r| r.object.spec.requested_by.clone()),
+        );
         if part.is_some_and(|p| !usernames.is_subset(p.covered)) {
             return Ok(None);
         }
@@ -448,6 +485,7 @@ impl Memo {
                 })
                 .cloned()
                 .collect(),
+            requests: requests.iter().map(|&r| r.clone()).collect(),
             ..Snapshot::default()
         };
         let referenced: BTreeSet<(String, String)> = scoped
@@ -471,6 +509,7 @@ impl Memo {
             .map(|d| d.key())
             .chain(scoped.bindings.iter().map(|d| d.key()))
             .chain(scoped.tokens.iter().map(|d| d.key()))
+            .chain(scoped.requests.iter().map(|d| d.key()))
             .chain(removed.iter().cloned())
             .collect();
         // A declaration whose only change is its line (`Part::moved`) and that the scope does
@@ -488,6 +527,7 @@ impl Memo {
             usernames,
             objects,
             statuses: scoped.moved.keys().cloned().collect(),
+            models,
         };
         let state = store.load_partial(&keys)?;
         // Every row read must be one a declaration in scope owns (or no declaration's), and

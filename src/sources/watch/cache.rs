@@ -74,7 +74,8 @@ pub struct Edits {
     /// file: a moved one is also in `objects`).
     pub removed: BTreeSet<ObjectKey>,
     /// The usernames those declarations name, before and after the change: a User's
-    /// username, a binding's user, a token's owner (of a removed one too).
+    /// username, a binding's user, a token's owner, a stage request's requester (of a
+    /// removed one too).
     pub usernames: BTreeSet<String>,
 }
 
@@ -98,7 +99,10 @@ impl Edits {
         self.kind(&old.tokens, &new.tokens, true, |t| {
             t.spec.owner.iter().cloned().collect()
         });
-        self.kind(&old.requests, &new.requests, false, |_| Vec::new());
+        // A new request is decided with its requester's rights: the part holds them.
+        self.kind(&old.requests, &new.requests, false, |r| {
+            vec![r.spec.requested_by.clone()]
+        });
         true
     }
 
@@ -134,9 +138,13 @@ impl Edits {
                 self.moved.insert(key);
                 continue;
             }
-            self.usernames.extend(names(&d.object));
-            if let Some(w) = was {
-                self.usernames.extend(names(&w.object));
+            // A stage request whose only change is its line names no username: the round
+            // that decided it left a record, and nothing of the plan reads its requester.
+            if !same {
+                self.usernames.extend(names(&d.object));
+                if let Some(w) = was {
+                    self.usernames.extend(names(&w.object));
+                }
             }
             self.objects.insert(key);
         }

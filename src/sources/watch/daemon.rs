@@ -721,6 +721,18 @@ impl<R: Reconciler> Worker<R> {
         let mut files = kept.files_of(&edits.usernames);
         files.extend(changed.iter().cloned());
         let mut part = self.cache.snapshot_of(&files, changed);
+        // The part holds every request of a model the changed files' requests name (before
+        // or now): the rule on requests of one model at one instant reads them all.
+        let with_requests = kept.with_requests(
+            part.requests
+                .iter()
+                .map(|r| (r.object.spec.scope(), r.object.spec.model.as_str())),
+            changed,
+        );
+        if with_requests != *changed {
+            files.extend(with_requests.iter().cloned());
+            part = self.cache.snapshot_of(&files, &with_requests);
+        }
         part.domains.required = self.require_access_domain;
         add_referenced_secrets(&mut self.secrets, &mut part, true);
         let merged = started.elapsed();
@@ -728,7 +740,7 @@ impl<R: Reconciler> Worker<R> {
         // A User claiming or giving up a username a stage request names changes that
         // request's warning, and a part holds only the changed files' requests.
         let closed = !kept.moves_a_requester_claim(&part, changed)
-            && validate_part(&mut part, &kept.outside(&files, changed));
+            && validate_part(&mut part, &kept.outside(&files, &with_requests));
         let validated = started.elapsed();
         if !closed || part.has_errors() || !part.broken_files.is_empty() {
             tracing::debug!(

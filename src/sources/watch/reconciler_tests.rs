@@ -322,15 +322,26 @@ fn an_edit_the_bootstrap_step_does_not_read_costs_one_state_read_and_an_admin_ch
 /// grouped, the optional lines (a revoked state, a customer scope) move the declarations
 /// after them; and per kind (`pads`) comment lines before its first declaration and
 /// blank lines after it (before and after each, one per file), which move the
-/// declarations below them and change nothing else.
+/// declarations below them and change nothing else; and four stage requests (declared?
+/// model (m0 global, m1 of customer acme), transition, requester, requested-at (none, or
+/// one of two instants)), the requests of one model in several files (one object per
+/// file) or in one.
 #[derive(Clone, Debug)]
 struct Files {
     users: [(bool, bool, u8); 4],
     bindings: [(bool, usize, usize, bool); 4],
     tokens: [(bool, bool, usize); 2],
+    requests: [(bool, usize, usize, usize, usize); 4],
     layout: u8,
     pads: [(usize, usize); 3],
 }
+
+/// A stage request's transitions: (from, to).
+const TRANSITIONS: [(&str, &str); 3] = [
+    ("None", "Dev"),
+    ("Dev", "Staging"),
+    ("Staging", "Production"),
+];
 
 impl Files {
     fn start() -> Files {
@@ -343,6 +354,12 @@ impl Files {
                 (false, 3, 2, false),
             ],
             tokens: [(true, false, 0), (false, false, 1)],
+            requests: [
+                (true, 0, 0, 0, 0),
+                (false, 0, 1, 1, 1),
+                (false, 1, 0, 2, 1),
+                (false, 1, 1, 0, 0),
+            ],
             layout: 0,
             pads: [(0, 0); 3],
         }
@@ -354,12 +371,13 @@ impl Files {
         org.layout = layout;
         org.bindings[3].0 = true;
         org.tokens[1].0 = true;
+        org.requests[2].0 = true;
         org
     }
 
     fn edit(&mut self, what: u8, value: u8) {
         let v = value as usize;
-        match what % 12 {
+        match what % 14 {
             0 => self.users[v % 4].0 ^= true,
             1 => self.users[v % 4].1 ^= true,
             2 | 3 => self.users[v % 4].2 = value,
@@ -373,7 +391,20 @@ impl Files {
                 _ => self.tokens[v % 2].2 = (v / 2) % 4,
             },
             10 => self.pads[v % 3].0 = (v / 3) % 3,
-            _ => self.pads[v % 3].1 = (v / 3) % 3,
+            11 => self.pads[v % 3].1 = (v / 3) % 3,
+            // A request added or removed.
+            12 => self.requests[v % 4].0 ^= true,
+            // A request edited: after it was decided, its spec is immutable (the record
+            // stands), and its requested-at is no spec.
+            _ => {
+                let r = &mut self.requests[v % 4];
+                match v / 4 {
+                    0 => r.2 = (r.2 + 1) % TRANSITIONS.len(),
+                    1 => r.3 = (r.3 + 1) % 4,
+                    2 => r.4 = (r.4 + 1) % 3,
+                    _ => r.1 ^= 1,
+                }
+            }
         }
     }
 
@@ -386,11 +417,14 @@ impl Files {
         let grouped = self.layout > 0;
         let mut add = |kind: usize, i: usize, declared: bool, text: String| {
             let (file, first) = match self.layout {
-                0 => (format!("{}{i}", ["u", "b", "k"][kind]), true),
-                1 => (["users", "bindings", "tokens"][kind].to_string(), i == 0),
+                0 => (format!("{}{i}", ["u", "b", "k", "r"][kind]), true),
+                1 => (
+                    ["users", "bindings", "tokens", "requests"][kind].to_string(),
+                    i == 0,
+                ),
                 _ => ("org".to_string(), i == 0),
             };
-            let (top, blank) = self.pads[kind];
+            let (top, blank) = self.pads.get(kind).copied().unwrap_or_default();
             let (entry, docs) = out.entry(format!("{file}.yaml")).or_default();
             if declared && *docs > 0 {
                 entry.push_str("---\n");
@@ -436,6 +470,18 @@ impl Files {
             let text = format!("{header} ApiToken\nmetadata:\n  name: k{i}\n  namespace: t\nspec:\n  role: Analyst\n  owner: u{owner}\n  validity: 30d\n{revoked}");
             add(2, i, *declared, text);
         }
+        for (i, (declared, model, step, by, at)) in self.requests.iter().enumerate() {
+            let (from, to) = TRANSITIONS[*step];
+            let scope = ["", "  scope:\n    customer: acme\n"][*model];
+            let at = match at {
+                0 => String::new(),
+                n => format!(
+                    "  annotations:\n    stagegate.dev/requested-at: \"2026-01-0{n}T00:00:00Z\"\n"
+                ),
+            };
+            let text = format!("{header} ModelStageRequest\nmetadata:\n  name: r{i}\n  namespace: t\n{at}spec:\n  model: m{model}\n{scope}  from: {from}\n  to: {to}\n  requestedBy: u{by}\n");
+            add(3, i, *declared, text);
+        }
         out.into_iter().map(|(f, (text, _))| (f, text)).collect()
     }
 
@@ -446,6 +492,7 @@ impl Files {
             snap.users.extend(one.users);
             snap.bindings.extend(one.bindings);
             snap.tokens.extend(one.tokens);
+            snap.requests.extend(one.requests);
             snap.diagnostics.extend(one.diagnostics);
         }
         crate::validate::validate(&mut snap);
@@ -474,7 +521,8 @@ fn edits_between(
 }
 
 /// The part of `whole` the daemon validates for `edits` when each file holds one object:
-/// the changed files, and every User, binding and owned token of a username they name.
+/// the changed files (their stage requests too), and every User, binding and owned token
+/// of a username they name.
 fn part_of(
     whole: &Snapshot,
     changed: &BTreeSet<String>,
@@ -508,6 +556,12 @@ fn part_of(
             })
             .cloned()
             .collect(),
+        requests: whole
+            .requests
+            .iter()
+            .filter(|d| mine(&d.source))
+            .cloned()
+            .collect(),
         diagnostics: whole.diagnostics.clone(),
         ..Snapshot::default()
     }
@@ -520,6 +574,8 @@ proptest::proptest! {
     /// a partial read. For random runs of small edits (one object per file or one file per
     /// kind: users added, removed, revoked, renamed for display; bindings added, removed,
     /// moved, re-roled, re-scoped; tokens added, removed, revoked, given another owner;
+    /// stage requests added, removed and edited, of a model whose other requests are in
+    /// other files or in the same;
     /// comments and blank lines inserted or removed, and in one file per kind every edit
     /// that adds or removes lines, which move the declarations after them), whenever the daemon
     /// would scope a round — from every declaration, or from the part it validates for the
@@ -531,7 +587,7 @@ proptest::proptest! {
     #[test]
     fn a_scoped_round_plans_and_leaves_the_store_as_the_full_round_would(
         layout in 0u8..3,
-        edits in proptest::collection::vec((0u8..12, 0u8..16), 1..12)
+        edits in proptest::collection::vec((0u8..14, 0u8..16), 1..12)
     ) {
         let dir = tempfile::tempdir().unwrap();
         let mut rec = reconciler(dir.path(), &dir.path().join("store.db"), true);
@@ -631,6 +687,31 @@ fn a_binding_edit_a_display_name_and_a_token_revocation_are_scoped_a_removal_is_
     }
 }
 
+/// Makes one edit to `org` (whose files were `files`) and runs the round the daemon
+/// would from the part it validates, which must be scoped; the whole snapshot after the
+/// edit and the round.
+fn part_round(
+    rec: &mut StoreReconciler,
+    org: &mut Files,
+    files: &mut std::collections::BTreeMap<String, String>,
+    what: u8,
+    value: u8,
+) -> (Snapshot, Reconciled) {
+    org.edit(what, value);
+    let next = org.files();
+    let (changed, edits) = edits_between(files, &next);
+    *files = next;
+    let snap = Files::snapshot(files);
+    let before = rec.scoped_rounds();
+    rec.changed_files(Some(changed.clone()));
+    let round = rec
+        .reconcile_part(part_of(&snap, &changed, &edits), &edits, None)
+        .unwrap_or_else(|| panic!("edit {what} {value} is scoped"))
+        .unwrap();
+    assert_eq!(rec.scoped_rounds() - before, 1);
+    (snap, round)
+}
+
 #[test]
 fn removals_a_new_user_and_a_revoked_user_are_scoped_from_the_part_the_daemon_validates() {
     let dir = tempfile::tempdir().unwrap();
@@ -650,18 +731,7 @@ fn removals_a_new_user_and_a_revoked_user_are_scoped_from_the_part_the_daemon_va
         (0, 2, "deleteUser"),
         (0, 2, "createUser"),
     ] {
-        org.edit(what, value);
-        let next = org.files();
-        let (changed, edits) = edits_between(&files, &next);
-        files = next;
-        let snap = Files::snapshot(&files);
-        let before = rec.scoped_rounds();
-        rec.changed_files(Some(changed.clone()));
-        let round = rec
-            .reconcile_part(part_of(&snap, &changed, &edits), &edits, None)
-            .unwrap_or_else(|| panic!("edit {what} {value} ({change}) is scoped"))
-            .unwrap();
-        assert_eq!(rec.scoped_rounds() - before, 1);
+        let (snap, round) = part_round(&mut rec, &mut org, &mut files, what, value);
         assert!(
             round.changes.iter().any(|c| c.action == change),
             "edit {what} {value}: {:?}",
@@ -828,4 +898,39 @@ fn a_declaration_moved_by_an_edit_above_it_is_planned_for_its_status_alone() {
             assert_eq!(state.statuses[key].source, d.1, "{case}: {key}");
         }
     }
+}
+
+#[test]
+fn stage_requests_added_edited_and_removed_are_scoped_from_the_part_the_daemon_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rec = reconciler(dir.path(), &dir.path().join("store.db"), true);
+    let mut org = Files::start();
+    let mut files = org.files();
+    rec.reconcile(Files::snapshot(&files), None).unwrap();
+    // r1 added (m0, whose first deploy r0 is in another file); r0's spec edited after it
+    // was decided (the record stands: Immutable); r2 added (m1 of customer acme, by u2);
+    // r3 added (m1 again, by u0, in another file than r2); r0 removed (its status goes,
+    // its record stays).
+    for (what, value, decided) in [
+        (12, 1, true),
+        (13, 0, false),
+        (12, 2, true),
+        (12, 3, true),
+        (12, 0, false),
+    ] {
+        let (snap, round) = part_round(&mut rec, &mut org, &mut files, what, value);
+        assert_eq!(
+            round.changes.iter().any(|c| c.action == "decideRequest"),
+            decided,
+            "edit {what} {value}: {:?}",
+            round.changes
+        );
+        let again = rec.reconcile(snap, None).unwrap();
+        assert!(again.changes.is_empty(), "{:?}", again.changes);
+        assert_eq!(again.objects, round.objects, "edit {what} {value}");
+    }
+    let state = rec.store.load_state().unwrap();
+    assert_eq!(state.requests.len(), 4, "{:?}", state.requests.keys());
+    let r0 = crate::snapshot::ObjectKey::new("ModelStageRequest", "t", "r0");
+    assert!(!state.statuses.contains_key(&r0));
 }

@@ -1,7 +1,7 @@
 //! A small change is a scoped round (issue "Scale", goal 4, Kubernetes mode): a patch of
-//! one binding, a password reset or a delivered Secret someone deleted is validated,
-//! planned and applied with the objects it touches, not the whole organization, and
-//! reaches the store.
+//! one binding, a password reset, a delivered Secret someone deleted, or a new stage
+//! request, is validated, planned and applied with the objects it touches, not the
+//! whole organization, and reaches the store.
 
 use super::*;
 
@@ -13,8 +13,8 @@ fn scoped_rounds(log: &str) -> usize {
         .count()
 }
 
-/// Waits until the rounds of the first apply's own writes are done: no round for 2.5 s.
-fn settled(ctl: &Controller) {
+/// Waits until the rounds of the first apply's own writes are done (no round for 2.5 s).
+fn settle(ctl: &Controller) {
     let (mut count, mut since) = (ctl.reconciles(), Instant::now());
     wait_for(60, "no round for 2.5 s", Some(ctl), || {
         let now = ctl.reconciles();
@@ -43,7 +43,7 @@ fn a_patched_binding_is_applied_by_a_scoped_round() {
     wait_for(60, "maria's binding stored", Some(&ctl), || {
         binding(&c.store()).filter(|r| r == "Manager")
     });
-    settled(&ctl);
+    settle(&ctl);
     let before = scoped_rounds(&ctl.log());
     c.kubectl(&[
         "patch",
@@ -76,7 +76,7 @@ fn a_password_reset_and_a_deleted_token_secret_are_scoped_rounds() {
     let first = wait_for(60, "maria's password stored", Some(&ctl), || {
         fingerprint(&c.store())
     });
-    settled(&ctl);
+    settle(&ctl);
     // An administrator resets maria's password: the Secret her User references changes.
     let before = scoped_rounds(&ctl.log());
     let pw = c.dir.path().join("maria-password-reset.yaml");
@@ -92,7 +92,7 @@ fn a_password_reset_and_a_deleted_token_secret_are_scoped_rounds() {
     wait_for(10, "a scoped round logged", Some(&ctl), || {
         (scoped_rounds(&ctl.log()) > before).then_some(())
     });
-    settled(&ctl);
+    settle(&ctl);
     // Someone deletes a token's delivered Secret: the token says so, from a scoped round.
     let before = scoped_rounds(&ctl.log());
     c.kubectl(&[
@@ -111,6 +111,41 @@ fn a_password_reset_and_a_deleted_token_secret_are_scoped_rounds() {
             (t["status"]["phase"] == "SecretMissing").then_some(())
         },
     );
+    wait_for(10, "a scoped round logged", Some(&ctl), || {
+        (scoped_rounds(&ctl.log()) > before).then_some(())
+    });
+}
+
+#[test]
+fn a_new_stage_request_is_decided_by_a_scoped_round() {
+    let c = Cluster::start();
+    apply_examples(&c);
+    let ctl = c.controller_with("scoped", &c.store_path(), &["--resync", "1s"], &[]);
+    let key = |name: &str| ("ml-platform".to_string(), name.to_string());
+    wait_for(60, "the examples' requests decided", Some(&ctl), || {
+        c.store()
+            .requests
+            .contains_key(&key("churn-model-003-reject"))
+            .then_some(())
+    });
+    settle(&ctl);
+    let before = scoped_rounds(&ctl.log());
+    // churn-model was sent back to Dev: dan asks for Staging again (its other requests
+    // are other objects, in other buckets).
+    let file = c.dir.path().join("churn-model-004.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: stagegate.dev/v1alpha1\nkind: ModelStageRequest\nmetadata: {name: churn-model-004-staging, namespace: ml-platform}\nspec: {model: churn-model, scope: {customer: acme, project: churn}, from: Dev, to: Staging, requestedBy: dan}\n",
+    )
+    .expect("write the request");
+    c.kubectl(&["apply", "-f", s(&file)]);
+    let decided = wait_for(30, "the new request decided", Some(&ctl), || {
+        c.store()
+            .requests
+            .get(&key("churn-model-004-staging"))
+            .cloned()
+    });
+    assert_eq!(decided.from.to_string(), "Dev");
     wait_for(10, "a scoped round logged", Some(&ctl), || {
         (scoped_rounds(&ctl.log()) > before).then_some(())
     });

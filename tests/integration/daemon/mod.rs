@@ -13,6 +13,7 @@ mod memory;
 mod quiet;
 mod rate_limits;
 mod scoped;
+mod scoped_requests;
 mod status_truth;
 mod watch;
 
