@@ -666,15 +666,7 @@ fn main() {
     }
     rows.push((
         "delete one delivered Secret file → its token's round logged".into(),
-        match r {
-            Some(r) => format!(
-                "{} (debounce 300 ms; plan+apply {} ms, {} changes)",
-                ms(r.at - t),
-                r.elapsed_ms,
-                r.changes
-            ),
-            None => "no round within 120 s".into(),
-        },
+        applied(r.as_ref(), t),
     ));
     d.settle(Duration::from_secs(2), Duration::from_secs(30));
     d.stop();
