@@ -463,30 +463,31 @@ impl<R: Reconciler> Worker<R> {
             .collect::<Option<BTreeSet<String>>>()?;
         let snap = self.cache.snapshot_of(&files, &files);
         let claims = crate::validate::secret_claims(&snap);
+        // The index keeps hashes: the files' declarations must confirm each claim.
+        let claimants = secrets
+            .iter()
+            .map(|(ns, name)| {
+                let c = claims
+                    .iter()
+                    .find(|c| c.namespace == *ns && c.secret == *name)?;
+                Some(c.key.clone())
+            })
+            .collect::<Option<BTreeSet<ObjectKey>>>()?;
+        // Each claimant as a new declaration: edited, with the usernames it names (the
+        // same rule a refresh's edits follow).
+        let claimed = Snapshot {
+            users: (snap.users.iter())
+                .filter(|u| claimants.contains(&u.key()))
+                .cloned()
+                .collect(),
+            tokens: (snap.tokens.iter())
+                .filter(|t| claimants.contains(&t.key()))
+                .cloned()
+                .collect(),
+            ..Snapshot::default()
+        };
         let mut edits = Edits::default();
-        for (ns, name) in secrets {
-            // The index keeps hashes: the file's declarations must confirm the claim.
-            let claim = claims
-                .iter()
-                .find(|c| c.namespace == *ns && c.secret == *name)?;
-            let username = match claim.key.kind.as_str() {
-                "User" => snap
-                    .users
-                    .iter()
-                    .find(|u| u.key() == claim.key)
-                    .map(|u| u.object.username()),
-                _ => snap
-                    .tokens
-                    .iter()
-                    .find(|t| t.key() == claim.key)?
-                    .object
-                    .spec
-                    .owner
-                    .clone(),
-            };
-            edits.usernames.extend(username);
-            edits.objects.insert(claim.key.clone());
-        }
+        edits.add(None, &claimed);
         Some((files, edits))
     }
 
