@@ -1,7 +1,8 @@
 //! Issue 19, goal 4 in directory mode: a changed Secret file is a change of the one
 //! declaration that reads or writes it, planned by a scoped round with what it depends on
 //! (not a round of every declaration). A password reset through a `passwordSecretRef`'s
-//! file, and a delivered Secret file someone deleted. And a User renamed.
+//! file, a delivered Secret file someone deleted, then someone else's in its place. And
+//! a User renamed.
 
 use super::harness::{copy_examples, status_of, wait_for, Running, Workspace};
 use crate::firstrun::provide_secret;
@@ -64,6 +65,22 @@ fn a_password_reset_a_deleted_secret_file_and_a_rename_are_scoped_rounds() {
     wait_for(&r, 60, "the token reports its Secret missing", || {
         status_of(&ws.store(), "ApiToken", "ml-platform", "fraud-ci-deployer")
             .filter(|(_, reason)| reason == "SecretMissing")
+    });
+    wait_for(&r, 10, "a scoped round logged", || {
+        (scoped_rounds(&r) > before).then_some(())
+    });
+    // Someone else's Secret file takes its place: a conflict, from a scoped round.
+    let before = scoped_rounds(&r);
+    provide_secret(
+        &ws.secrets(),
+        "ml-platform",
+        "fraud-ci-deployer-token",
+        "token",
+        "not-written-by-stagegate",
+    );
+    wait_for(&r, 60, "the token reports a foreign Secret", || {
+        status_of(&ws.store(), "ApiToken", "ml-platform", "fraud-ci-deployer")
+            .filter(|(_, reason)| reason == "SecretConflict")
     });
     wait_for(&r, 10, "a scoped round logged", || {
         (scoped_rounds(&r) > before).then_some(())
